@@ -537,6 +537,7 @@ export class RaftNode {
     const self = this.progress.get(this.id);
     invariant(self !== undefined, 'leader is not a member');
     self.match = last;
+    self.becomeReplicate();
     // The no-op lets the leader commit entries of earlier terms (§5.4.2, §8).
     this.appendLeaderEntry('normal', '');
   }
