@@ -234,7 +234,10 @@ export class RaftLog {
 
   /** Replaces the whole log with a received snapshot (the host installs it from the next `Ready`). */
   restore(snapshot: Snapshot): void {
-    invariant(snapshot.meta.index > this.committed, 'restoring a snapshot at or below commit');
+    invariant(
+      snapshot.meta.index > this.committed || (snapshot.meta.index === 0 && this.lastIndex() === 0),
+      'restoring a snapshot at or below commit',
+    );
     this.entries = [];
     this.offsetIndex = snapshot.meta.index;
     this.offsetTerm = snapshot.meta.term;

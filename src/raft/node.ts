@@ -54,6 +54,9 @@ export const DEFAULT_MAX_COMMITTED_ENTRIES_PER_READY = 4096;
 /** Bound on ReadIndex requests queued at a leader (beyond it requests are dropped; hosts time out). */
 export const MAX_PENDING_READ_REQUESTS = 4096;
 
+/** The state-machine image of a bootstrap snapshot at index 0: the empty state. */
+const EMPTY_IMAGE = new Uint8Array(0);
+
 type CampaignKind = 'pre-election' | 'election' | 'transfer';
 
 /** A ReadIndex request waiting for the leader to commit an entry of its own term. */
@@ -691,6 +694,13 @@ export class RaftNode {
 
   private handleAppend(m: AppendMessage): void {
     const committed = this.log.committed;
+    if (m.index === 0 && this.baseConfUnknown()) {
+      // A fresh joiner does not know the configuration at index 0 (the bootstrap one), so it
+      // cannot derive configurations from conf-change entries. Rejecting prevLogIndex 0 (which
+      // otherwise always matches) asks the leader for a snapshot that carries it.
+      this.send({ type: 'append-resp', to: m.from, index: 0, reject: true, rejectHint: 0, logTerm: 0 });
+      return;
+    }
     if (m.index < committed) {
       this.sendAppendResponse(m.from, committed);
       return;
@@ -727,9 +737,17 @@ export class RaftNode {
     this.send({ type: 'heartbeat-resp', to: m.from, readSeq: m.readSeq });
   }
 
+  /** A fresh joiner: nothing in the log and no configuration known at index 0. */
+  private baseConfUnknown(): boolean {
+    if (this.log.snapshotIndex() !== 0 || this.log.lastIndex() !== 0) return false;
+    const conf = this.confs.at(0);
+    return conf.voters.length === 0 && conf.learners.length === 0;
+  }
+
   private handleSnapshot(m: SnapshotMessage): void {
     const meta = m.meta;
-    if (meta.index <= this.log.committed) {
+    const bootstrap = meta.index === 0 && this.baseConfUnknown();
+    if (meta.index <= this.log.committed && !bootstrap) {
       // Already have it (or newer): report our commit so the leader moves on.
       this.incoming = null;
       this.sendAppendResponse(m.from, this.log.committed);
@@ -773,6 +791,13 @@ export class RaftNode {
   /** Installs a received snapshot unless our log already holds its last entry (then fast-forward commit). */
   private restore(snapshot: Snapshot): boolean {
     const meta = snapshot.meta;
+    if (meta.index === 0) {
+      // The bootstrap snapshot: only its configuration matters (the image is the empty state).
+      if (!this.baseConfUnknown()) return false;
+      this.log.restore(snapshot);
+      this.confs.reset(0, meta.conf);
+      return true;
+    }
     if (meta.index <= this.log.committed) return false;
     if (this.log.matchTerm(meta.index, meta.term)) {
       this.log.commitTo(meta.index);
@@ -914,6 +939,11 @@ export class RaftNode {
   private handleAppendResponse(m: AppendResponseMessage, pr: Progress): void {
     pr.recentActive = true;
     if (m.reject) {
+      if (m.index === 0) {
+        // The follower is a fresh joiner that needs the configuration at our log's base.
+        if (pr.state !== 'snapshot') this.sendBaseSnapshot(m.from, pr);
+        return;
+      }
       let probe = m.rejectHint;
       if (m.logTerm > 0) probe = this.log.findConflictByTerm(m.rejectHint, m.logTerm);
       if (pr.maybeDecrTo(m.index, probe)) {
@@ -923,24 +953,28 @@ export class RaftNode {
       return;
     }
     const wasPaused = pr.isPaused();
-    if (!pr.maybeUpdate(m.index)) return;
+    const updated = pr.maybeUpdate(m.index);
+    let resumed = false;
     switch (pr.state) {
       case 'probe':
-        pr.becomeReplicate();
+        if (updated) pr.becomeReplicate();
         break;
       case 'snapshot':
-        if (pr.match >= pr.pendingSnapshotIndex) {
+        // The snapshot (or something newer) arrived: resume replicating from the log.
+        if (m.index >= pr.pendingSnapshotIndex) {
           pr.becomeProbe();
           if (pr.match + 1 >= this.log.firstIndex()) pr.becomeReplicate();
+          resumed = true;
         }
         break;
       case 'replicate':
-        pr.inflights.freeLE(m.index);
+        if (updated) pr.inflights.freeLE(m.index);
         break;
       default:
         assertNever(pr.state);
     }
-    if (this.maybeCommit()) {
+    if (!updated && !resumed) return;
+    if (updated && this.maybeCommit()) {
       if (this.role !== 'leader') return;
     } else if (wasPaused && !pr.isPaused()) {
       this.sendAppend(m.from, pr, true);
@@ -1005,6 +1039,20 @@ export class RaftNode {
     pr.becomeSnapshot(snapshot);
     this.sendSnapshotChunk(to, pr);
     return true;
+  }
+
+  /**
+   * Sends a fresh joiner the configuration at our log's base: our snapshot, or, while the log
+   * still starts at index 1, a bootstrap snapshot at index 0 with an empty image.
+   */
+  private sendBaseSnapshot(to: NodeId, pr: Progress): void {
+    let snapshot = this.snapshot;
+    if (snapshot === null || snapshot.meta.index < this.log.snapshotIndex()) {
+      if (this.log.snapshotIndex() !== 0) return;
+      snapshot = { meta: { index: 0, term: 0, conf: cloneConfiguration(this.confs.at(0)) }, data: EMPTY_IMAGE };
+    }
+    pr.becomeSnapshot(snapshot);
+    this.sendSnapshotChunk(to, pr);
   }
 
   private sendSnapshotChunk(to: NodeId, pr: Progress): void {

@@ -212,7 +212,10 @@ export type MessageType = Message['type'];
  * What the host must do next, in this order:
  * 1. persist `hardState`, `entries` (truncate the log from `entries[0].index`, then append) and
  *    `snapshot` (install it: replace the state machine and discard the WHOLE log, since the core
- *    only installs a snapshot whose last entry its log does not hold) — atomically if possible;
+ *    only installs a snapshot whose last entry its log does not hold) — atomically if possible.
+ *    A snapshot at index 0 with an empty image is a fresh joiner's bootstrap: it carries the
+ *    cluster's initial configuration, which the host must persist as its snapshot meta; the
+ *    state machine is the empty one;
  * 2. only then send `messages` (vote grants and append acks depend on that durability);
  * 3. apply `committedEntries` in order (after the snapshot, if any);
  * 4. call `advance()`.
