@@ -1,0 +1,139 @@
+import type { IpAddress, IpPrefix } from './ip.js';
+
+/**
+ * A binary, path-compressed (PATRICIA) trie of IPv4 and IPv6 prefixes. A lookup walks at most one
+ * node per branching bit of the address (≤ 32 or ≤ 128 steps) whatever the number of prefixes,
+ * and memory is at most two nodes per inserted prefix.
+ *
+ * Each prefix carries a list of values. Lists keep insertion order and skip a value equal to the
+ * last one, so inserting ascending values (rule orders, group ranks) yields sorted, duplicate-free
+ * lists that the evaluator merges without sorting.
+ */
+interface TrieNode<T> {
+  /** The node's prefix, masked to `length` bits. */
+  readonly key: readonly number[];
+  readonly length: number;
+  zero: TrieNode<T> | null;
+  one: TrieNode<T> | null;
+  values: T[] | null;
+}
+
+function bitAt(words: readonly number[], index: number): number {
+  return ((words[index >>> 5] as number) >>> (31 - (index & 31))) & 1;
+}
+
+/** Number of leading bits `a` and `b` share, at most `limit`. */
+function commonPrefixLength(a: readonly number[], b: readonly number[], limit: number): number {
+  let count = 0;
+  for (let w = 0; count < limit; w++) {
+    const diff = ((a[w] as number) ^ (b[w] as number)) >>> 0;
+    if (diff !== 0) return Math.min(limit, count + Math.clz32(diff));
+    count += 32;
+  }
+  return limit;
+}
+
+function maskTo(words: readonly number[], length: number): number[] {
+  return words.map((w, i) => {
+    const keep = length - i * 32;
+    if (keep >= 32) return w;
+    if (keep <= 0) return 0;
+    return (w & ~(0xffffffff >>> keep)) >>> 0;
+  });
+}
+
+function newNode<T>(key: readonly number[], length: number, value: T | undefined): TrieNode<T> {
+  return { key: maskTo(key, length), length, zero: null, one: null, values: value === undefined ? null : [value] };
+}
+
+function addValue<T>(node: TrieNode<T>, value: T): void {
+  if (node.values === null) node.values = [value];
+  else if (node.values[node.values.length - 1] !== value) node.values.push(value);
+}
+
+export class CidrTrie<T> {
+  private readonly v4Root: TrieNode<T> = newNode<T>([0], 0, undefined);
+  private readonly v6Root: TrieNode<T> = newNode<T>([0, 0, 0, 0], 0, undefined);
+  private prefixCount = 0;
+
+  /** Number of `insert` calls. */
+  get size(): number {
+    return this.prefixCount;
+  }
+
+  /** Adds `value` to the list of `prefix` (an address with prefixLength 32/128 is a host). */
+  insert(prefix: IpPrefix, value: T): void {
+    this.prefixCount++;
+    const target = prefix.prefixLength;
+    const key = prefix.words;
+    let node = prefix.v6 ? this.v6Root : this.v4Root;
+    for (;;) {
+      // Invariant: node.key is a prefix of key and node.length <= target.
+      if (node.length === target) {
+        addValue(node, value);
+        return;
+      }
+      const branch = bitAt(key, node.length);
+      const child = branch === 0 ? node.zero : node.one;
+      if (child === null) {
+        const leaf = newNode(key, target, value);
+        if (branch === 0) node.zero = leaf;
+        else node.one = leaf;
+        return;
+      }
+      const shared = commonPrefixLength(child.key, key, Math.min(child.length, target));
+      if (shared === child.length) {
+        node = child;
+        continue;
+      }
+      // Split: a new node at the shared length takes the child's place.
+      const middle = newNode<T>(key, shared, undefined);
+      if (bitAt(child.key, shared) === 0) middle.zero = child;
+      else middle.one = child;
+      if (branch === 0) node.zero = middle;
+      else node.one = middle;
+      if (shared === target) {
+        addValue(middle, value);
+      } else {
+        const leaf = newNode(key, target, value);
+        if (bitAt(key, shared) === 0) middle.zero = leaf;
+        else middle.one = leaf;
+      }
+      return;
+    }
+  }
+
+  /**
+   * Appends to `out` the value list of every prefix that contains `address`, shortest prefix
+   * first. Allocation-free apart from `out` growing.
+   */
+  collect(address: IpAddress, out: T[][]): void {
+    const words = address.words;
+    const maxLength = address.v6 ? 128 : 32;
+    let node = address.v6 ? this.v6Root : this.v4Root;
+    if (node.values !== null) out.push(node.values);
+    while (node.length < maxLength) {
+      const child: TrieNode<T> | null = bitAt(words, node.length) === 0 ? node.zero : node.one;
+      if (child === null) return;
+      if (commonPrefixLength(child.key, words, child.length) < child.length) return;
+      if (child.values !== null) out.push(child.values);
+      node = child;
+    }
+  }
+
+  /** Whether any inserted prefix contains `address`. */
+  contains(address: IpAddress): boolean {
+    const words = address.words;
+    const maxLength = address.v6 ? 128 : 32;
+    let node = address.v6 ? this.v6Root : this.v4Root;
+    if (node.values !== null) return true;
+    while (node.length < maxLength) {
+      const child: TrieNode<T> | null = bitAt(words, node.length) === 0 ? node.zero : node.one;
+      if (child === null) return false;
+      if (commonPrefixLength(child.key, words, child.length) < child.length) return false;
+      if (child.values !== null) return true;
+      node = child;
+    }
+    return false;
+  }
+}

@@ -1,0 +1,222 @@
+/**
+ * Decisions against a `CompiledPolicy` (DESIGN §8). Synchronous, allocation-free on the hot path
+ * (decisions are the compiler's frozen objects; scratch lists are reused), and independent of the
+ * number of rules: candidates come from the indexes, never from a scan of all rules.
+ *
+ * ## Evaluation order (both kinds of decision)
+ * 1. The source groups that contain the client IP, ordered by `priority` ascending, groups with a
+ *    priority before groups without one, ties and priority-less groups in list order.
+ * 2. Within a group, rules in the same order (priority ascending, then without priority, list
+ *    order as tie-break). The first rule that matches decides, with its effective mode
+ *    (`rule.mode ?? group.mode ?? enforce`).
+ *
+ * ## Connections (`decideConnection`)
+ * | situation in the current group              | outcome                                         |
+ * |---------------------------------------------|-------------------------------------------------|
+ * | a rule matches                              | that rule decides                               |
+ * | no rule matches, `default_action` is set    | `default_action` decides, with the group's mode |
+ * | no rule matches, no `default_action`        | go on to the next group                         |
+ * | no group left (or the source is in none)    | `default_policy` decides, always enforced       |
+ *
+ * A rule matches when every selector it has matches: `dns_hostname` against the requested
+ * hostname (an IP-literal connection has no hostname, so it never matches a hostname rule),
+ * `dst_ips` and `dst_cidrs` against the destination IP (both must hold when both are given),
+ * `proto` (`any` = no constraint), `dst_ports`, `tls.sni` only when an SNI is given, `http` only
+ * for plain-HTTP requests. A rule with an empty `match` matches every connection.
+ *
+ * ## DNS queries (`decideDns`) — stricter
+ * Only rules with `dns_hostname` take part, and only that selector is checked against the qname.
+ * | situation                                   | outcome                                          |
+ * |---------------------------------------------|--------------------------------------------------|
+ * | the source is in no group                   | deny, enforced (`sourceGroup: null`)             |
+ * | a DNS rule of the current group matches     | that rule decides (effective mode)               |
+ * | none matches, the group has `default_action`| deny, with the group's mode (the walk stops here |
+ * |                                             | as it would for a connection; DNS never falls    |
+ * |                                             | back to an allow)                                |
+ * | none matches, no `default_action`           | go on to the next group                          |
+ * | no group left                               | deny attributed to the FIRST group that claimed  |
+ * |                                             | the source, with that group's mode               |
+ * `default_policy` never applies to DNS. Attributing the final deny to a group keeps audit mode
+ * useful for DNS: an audit group's unlisted names resolve and leave a finding.
+ *
+ * ## Audit
+ * In audit mode a deny is `enforced: allow` with `finding: 'audit'`; an enforced deny has
+ * `finding: 'deny'`; allows have no finding.
+ *
+ * ## Inputs
+ * Hostnames, qnames and SNIs are compared lowercased (ASCII) without one trailing dot. Client and
+ * destination IPs may be IPv4, IPv6, bracketed, with a zone id, or IPv4-mapped IPv6 (treated as
+ * IPv4). An unparseable client IP belongs to no group; an unparseable destination IP matches no
+ * IP selector. HTTP methods are compared uppercase, the Host's `:port` is ignored, the path ends at
+ * the first `?` or `#`.
+ */
+import type { CompiledGroup, CompiledPolicy, CompiledRule, NormalizedHttp } from './compiler.js';
+import { normalizeHostname } from './hostname.js';
+import type { IpAddress } from './ip.js';
+import { parseInputIp } from './ip.js';
+import type { ConnectionFlow, Decision, DnsQuery, HttpRequestInfo } from './types.js';
+
+interface NormalizedFlow {
+  readonly hostname: string | null;
+  readonly dst: IpAddress | null;
+  readonly port: number;
+  readonly proto: 'tcp' | 'udp';
+  readonly sni: string | null;
+  readonly http: NormalizedHttp | null;
+}
+
+// Scratch lists reused by every decision; decisions are synchronous and never re-entrant.
+const groupHits: number[][] = [];
+const mergedGroups: number[] = [];
+const ruleHits: number[][] = [];
+const positions: number[] = [];
+const NO_GROUPS: readonly number[] = Object.freeze([]);
+
+/** Ranks of the groups containing `src`, ascending and unique. */
+function groupsOf(policy: CompiledPolicy, src: IpAddress): readonly number[] {
+  groupHits.length = 0;
+  policy.sourceTrie.collect(src, groupHits);
+  if (groupHits.length === 0) return NO_GROUPS;
+  if (groupHits.length === 1) return groupHits[0] as number[];
+  mergedGroups.length = 0;
+  for (const list of groupHits) for (const rank of list) mergedGroups.push(rank);
+  mergedGroups.sort((a, b) => a - b);
+  let unique = 0;
+  for (let i = 0; i < mergedGroups.length; i++) {
+    if (i === 0 || mergedGroups[i] !== mergedGroups[i - 1]) mergedGroups[unique++] = mergedGroups[i] as number;
+  }
+  mergedGroups.length = unique;
+  return mergedGroups;
+}
+
+/**
+ * The next smallest rule order over all hit lists (each ascending), advancing every list past it;
+ * -1 when all are exhausted. A k-way merge with k = number of lists (a handful).
+ */
+function nextCandidate(lists: readonly number[][]): number {
+  let best = -1;
+  for (let i = 0; i < lists.length; i++) {
+    const list = lists[i] as number[];
+    const p = positions[i] as number;
+    if (p < list.length) {
+      const order = list[p] as number;
+      if (best < 0 || order < best) best = order;
+    }
+  }
+  if (best < 0) return -1;
+  for (let i = 0; i < lists.length; i++) {
+    const list = lists[i] as number[];
+    const p = positions[i] as number;
+    if (p < list.length && list[p] === best) positions[i] = p + 1;
+  }
+  return best;
+}
+
+function resetPositions(count: number): void {
+  for (let i = 0; i < count; i++) positions[i] = 0;
+}
+
+function firstDnsRule(group: CompiledGroup, qname: string): CompiledRule | null {
+  ruleHits.length = 0;
+  group.hostIndex.collect(qname, ruleHits);
+  if (group.dnsUnindexed.length > 0) ruleHits.push(group.dnsUnindexed as number[]);
+  resetPositions(ruleHits.length);
+  for (let order = nextCandidate(ruleHits); order >= 0; order = nextCandidate(ruleHits)) {
+    const rule = group.rules[order] as CompiledRule;
+    if ((rule.host as NonNullable<CompiledRule['host']>).matches(qname)) return rule;
+  }
+  return null;
+}
+
+function ruleMatchesConnection(rule: CompiledRule, flow: NormalizedFlow): boolean {
+  if (rule.proto !== null && rule.proto !== flow.proto) return false;
+  if (rule.ports !== null && !rule.ports.matches(flow.port)) return false;
+  if (rule.dstIps !== null && (flow.dst === null || !rule.dstIps.matches(flow.dst))) return false;
+  if (rule.dstCidrs !== null && (flow.dst === null || !rule.dstCidrs.matches(flow.dst))) return false;
+  if (rule.host !== null && (flow.hostname === null || !rule.host.matches(flow.hostname))) return false;
+  if (rule.sni !== null && (flow.sni === null || !rule.sni.matches(flow.sni))) return false;
+  if (rule.http !== null && (flow.http === null || !rule.http.matches(flow.http))) return false;
+  return true;
+}
+
+function firstConnectionRule(group: CompiledGroup, flow: NormalizedFlow): CompiledRule | null {
+  ruleHits.length = 0;
+  if (flow.hostname !== null) group.hostIndex.collect(flow.hostname, ruleHits);
+  if (flow.dst !== null) group.dstTrie.collect(flow.dst, ruleHits);
+  if (flow.sni !== null) group.sniIndex.collect(flow.sni, ruleHits);
+  if (flow.http !== null) group.httpHostIndex.collect(flow.http.host, ruleHits);
+  const portHits = group.portIndex.get(flow.port);
+  if (portHits !== undefined) ruleHits.push(portHits);
+  if (group.connectionUnindexed.length > 0) ruleHits.push(group.connectionUnindexed as number[]);
+  resetPositions(ruleHits.length);
+  for (let order = nextCandidate(ruleHits); order >= 0; order = nextCandidate(ruleHits)) {
+    const rule = group.rules[order] as CompiledRule;
+    if (ruleMatchesConnection(rule, flow)) return rule;
+  }
+  return null;
+}
+
+/** Decides a DNS query; see the module comment for the exact semantics. */
+export function decideDns(policy: CompiledPolicy, query: DnsQuery): Decision {
+  const src = parseInputIp(query.srcIp);
+  if (src === null) return policy.dnsNoGroupDecision;
+  const ranks = groupsOf(policy, src);
+  if (ranks.length === 0) return policy.dnsNoGroupDecision;
+  const qname = normalizeHostname(query.qname);
+  const firstRank = ranks[0] as number;
+  for (const rank of ranks) {
+    const group = policy.groups[rank] as CompiledGroup;
+    const rule = firstDnsRule(group, qname);
+    if (rule !== null) return rule.decision;
+    if (group.defaultDecision !== null) return group.dnsFallbackDecision;
+  }
+  return (policy.groups[firstRank] as CompiledGroup).dnsFallbackDecision;
+}
+
+function normalizeConnectionHostname(hostname: string | undefined): string | null {
+  if (hostname === undefined || hostname === '') return null;
+  const name = normalizeHostname(hostname);
+  if (name === '' || parseInputIp(name) !== null) return null;
+  return name;
+}
+
+function hostWithoutPort(host: string): string {
+  if (host.startsWith('[')) {
+    const close = host.indexOf(']');
+    return close < 0 ? host : host.slice(0, close + 1);
+  }
+  const colon = host.indexOf(':');
+  return colon >= 0 && host.indexOf(':', colon + 1) < 0 ? host.slice(0, colon) : host;
+}
+
+function normalizeHttp(http: HttpRequestInfo): NormalizedHttp {
+  let path = http.path;
+  const query = path.indexOf('?');
+  if (query >= 0) path = path.slice(0, query);
+  const fragment = path.indexOf('#');
+  if (fragment >= 0) path = path.slice(0, fragment);
+  return { method: http.method.toUpperCase(), host: normalizeHostname(hostWithoutPort(http.host)), path };
+}
+
+/** Decides a proxied connection or plain-HTTP request; see the module comment for the exact semantics. */
+export function decideConnection(policy: CompiledPolicy, flow: ConnectionFlow): Decision {
+  const src = parseInputIp(flow.srcIp);
+  if (src === null) return policy.defaultDecision;
+  const ranks = groupsOf(policy, src);
+  if (ranks.length === 0) return policy.defaultDecision;
+  const normalized: NormalizedFlow = {
+    hostname: normalizeConnectionHostname(flow.hostname),
+    dst: parseInputIp(flow.dstIp),
+    port: flow.dstPort,
+    proto: flow.proto,
+    sni: flow.sni === undefined || flow.sni === '' ? null : normalizeHostname(flow.sni),
+    http: flow.http === undefined ? null : normalizeHttp(flow.http),
+  };
+  for (const rank of ranks) {
+    const group = policy.groups[rank] as CompiledGroup;
+    const rule = firstConnectionRule(group, normalized);
+    if (rule !== null) return rule.decision;
+    if (group.defaultDecision !== null) return group.defaultDecision;
+  }
+  return policy.defaultDecision;
+}

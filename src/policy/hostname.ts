@@ -1,0 +1,213 @@
+/**
+ * Hostname normalisation, the glob matcher, per-rule hostname matchers and the per-group hostname
+ * index (exact and label-suffix hash tables keyed on labels, plus a table of literal string
+ * suffixes that regular expressions must end with).
+ */
+
+/** Longest hostname (without trailing dot) accepted in a document (RFC 1035). */
+export const MAX_HOSTNAME_CHARS = 253;
+/** Longest label accepted in a document (RFC 1035). */
+export const MAX_LABEL_CHARS = 63;
+
+const UPPER_ASCII = /[A-Z]+/g;
+
+/**
+ * The canonical form every hostname is compared in: one trailing dot removed and ASCII letters
+ * lowercased. Only ASCII is folded: DNS compares names ASCII-case-insensitively, and Unicode
+ * folding could map a name onto a different, allowed one (e.g. KELVIN SIGN to `k`).
+ */
+export function normalizeHostname(name: string): string {
+  let text = name;
+  if (text.length > 0 && text.charCodeAt(text.length - 1) === 46) text = text.slice(0, -1);
+  for (let i = 0; i < text.length; i++) {
+    const c = text.charCodeAt(i);
+    if (c >= 65 && c <= 90) return text.replace(UPPER_ASCII, (m) => m.toLowerCase());
+  }
+  return text;
+}
+
+function labelsValid(text: string, allowWildcard: boolean): boolean {
+  const name = text.endsWith('.') ? text.slice(0, -1) : text;
+  if (name.length === 0 || name.length > MAX_HOSTNAME_CHARS) return false;
+  for (const label of name.split('.')) {
+    if (label.length === 0 || label.length > MAX_LABEL_CHARS) return false;
+    for (let i = 0; i < label.length; i++) {
+      const c = label.charCodeAt(i);
+      const ok =
+        (c >= 97 && c <= 122) || (c >= 65 && c <= 90) || (c >= 48 && c <= 57) || c === 45 || c === 95 || (allowWildcard && c === 42);
+      if (!ok) return false;
+    }
+  }
+  return true;
+}
+
+/** A hostname as written in a document: dot-separated labels of `A-Z a-z 0-9 - _`, optional trailing dot. */
+export function isValidHostname(text: string): boolean {
+  return labelsValid(text, false);
+}
+
+/** A glob as written in a document: a hostname whose labels may also contain `*`. */
+export function isValidHostnameGlob(text: string): boolean {
+  return labelsValid(text, true);
+}
+
+/** Whether `hostname` is `suffix` or a subdomain of it (both normalised). */
+export function hasLabelSuffix(hostname: string, suffix: string): boolean {
+  if (hostname.length === suffix.length) return hostname === suffix;
+  return (
+    hostname.length > suffix.length &&
+    hostname.charCodeAt(hostname.length - suffix.length - 1) === 46 &&
+    hostname.endsWith(suffix)
+  );
+}
+
+/**
+ * Matches one label against one glob label where `*` is any run of characters. The classic
+ * two-pointer algorithm: O(label × pattern) in the worst case, no backtracking blow-up.
+ */
+function globLabelMatches(pattern: string, label: string): boolean {
+  let p = 0;
+  let t = 0;
+  let starP = -1;
+  let starT = 0;
+  while (t < label.length) {
+    if (p < pattern.length && pattern.charCodeAt(p) === 42) {
+      starP = p++;
+      starT = t;
+    } else if (p < pattern.length && pattern.charCodeAt(p) === label.charCodeAt(t)) {
+      p++;
+      t++;
+    } else if (starP >= 0) {
+      p = starP + 1;
+      t = ++starT;
+    } else {
+      return false;
+    }
+  }
+  while (p < pattern.length && pattern.charCodeAt(p) === 42) p++;
+  return p === pattern.length;
+}
+
+/** A compiled glob: `*` matches within one label, so the label counts must agree. */
+export class HostnameGlob {
+  private readonly labels: readonly string[];
+
+  /** `glob` must be normalised. */
+  constructor(glob: string) {
+    this.labels = glob.split('.');
+  }
+
+  matches(hostname: string): boolean {
+    const labels = this.labels;
+    let start = 0;
+    for (let i = 0; i < labels.length; i++) {
+      const dot = hostname.indexOf('.', start);
+      const last = i === labels.length - 1;
+      if (last !== (dot < 0)) return false;
+      const label = last ? hostname.slice(start) : hostname.slice(start, dot);
+      if (!globLabelMatches(labels[i] as string, label)) return false;
+      start = dot + 1;
+    }
+    return true;
+  }
+
+  /**
+   * The labels right of the last label holding a `*` (`*.api.github.com` -> `api.github.com`):
+   * every match is a strict subdomain of it, so it is a label-suffix index key. Null when the
+   * last label holds a `*`; the whole glob when it has no `*` at all.
+   */
+  indexKey(): { kind: 'exact' | 'suffix'; key: string } | null {
+    let lastWild = -1;
+    this.labels.forEach((label, i) => {
+      if (label.includes('*')) lastWild = i;
+    });
+    if (lastWild < 0) return { kind: 'exact', key: this.labels.join('.') };
+    if (lastWild === this.labels.length - 1) return null;
+    return { kind: 'suffix', key: this.labels.slice(lastWild + 1).join('.') };
+  }
+}
+
+/** The per-rule check of a hostname selector: any entry matching is a match. */
+export class HostnameMatcher {
+  constructor(
+    private readonly exact: ReadonlySet<string> | null,
+    private readonly suffixes: readonly string[] | null,
+    private readonly globs: readonly HostnameGlob[] | null,
+    private readonly regex: RegExp | null,
+  ) {}
+
+  /** `hostname` must be normalised. */
+  matches(hostname: string): boolean {
+    if (this.exact !== null && this.exact.has(hostname)) return true;
+    if (this.suffixes !== null) {
+      for (const suffix of this.suffixes) if (hasLabelSuffix(hostname, suffix)) return true;
+    }
+    if (this.globs !== null) {
+      for (const glob of this.globs) if (glob.matches(hostname)) return true;
+    }
+    return this.regex !== null && this.regex.test(hostname);
+  }
+}
+
+function addTo(map: Map<string, number[]>, key: string, order: number): void {
+  const list = map.get(key);
+  if (list === undefined) map.set(key, [order]);
+  else if (list[list.length - 1] !== order) list.push(order);
+}
+
+/**
+ * Hash tables from hostname keys to ascending lists of rule orders. A lookup costs one probe per
+ * label of the hostname plus one per distinct literal-suffix length, however many rules there are.
+ * Rules must be added in ascending order.
+ */
+export class HostnameIndex {
+  private readonly exact = new Map<string, number[]>();
+  private readonly labelSuffix = new Map<string, number[]>();
+  private readonly stringSuffix = new Map<string, number[]>();
+  private stringSuffixLengths: number[] = [];
+
+  get empty(): boolean {
+    return this.exact.size === 0 && this.labelSuffix.size === 0 && this.stringSuffix.size === 0;
+  }
+
+  /** The rule matches only hostnames equal to `hostname`. */
+  addExact(hostname: string, order: number): void {
+    addTo(this.exact, hostname, order);
+  }
+
+  /** The rule matches only `domain` or its subdomains. */
+  addLabelSuffix(domain: string, order: number): void {
+    addTo(this.labelSuffix, domain, order);
+  }
+
+  /** The rule matches only hostnames ending with the characters `suffix`. */
+  addStringSuffix(suffix: string, order: number): void {
+    if (!this.stringSuffix.has(suffix) && !this.stringSuffixLengths.includes(suffix.length)) {
+      this.stringSuffixLengths.push(suffix.length);
+      this.stringSuffixLengths.sort((a, b) => a - b);
+    }
+    addTo(this.stringSuffix, suffix, order);
+  }
+
+  /** Appends every list whose key fits `hostname` (normalised) to `out`. */
+  collect(hostname: string, out: number[][]): void {
+    const exactHits = this.exact.get(hostname);
+    if (exactHits !== undefined) out.push(exactHits);
+    if (this.labelSuffix.size > 0) {
+      let start = 0;
+      for (;;) {
+        const hits = this.labelSuffix.get(start === 0 ? hostname : hostname.slice(start));
+        if (hits !== undefined) out.push(hits);
+        const dot = hostname.indexOf('.', start);
+        if (dot < 0) break;
+        start = dot + 1;
+      }
+    }
+    const length = hostname.length;
+    for (const suffixLength of this.stringSuffixLengths) {
+      if (suffixLength > length) break;
+      const hits = this.stringSuffix.get(suffixLength === length ? hostname : hostname.slice(length - suffixLength));
+      if (hits !== undefined) out.push(hits);
+    }
+  }
+}
