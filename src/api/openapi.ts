@@ -1,0 +1,49 @@
+import type { Route } from './router.js';
+
+const ERROR_SCHEMA = {
+  type: 'object',
+  required: ['error', 'code'],
+  properties: { error: { type: 'string' }, code: { type: 'string', pattern: '^NW_ERR_' } },
+} as const;
+
+/** Request and response schemas published per route, keyed by `METHOD path`. */
+export type RouteSchemas = Record<string, { request?: object; response?: object; responseStatus?: number }>;
+
+/**
+ * Builds the OpenAPI 3 document from the router's own table and the schemas the server validates
+ * with, so the published contract cannot drift from what is served.
+ */
+export function buildOpenApiDocument(routes: readonly Route[], schemas: RouteSchemas, version: string): object {
+  const paths: Record<string, Record<string, object>> = {};
+  for (const route of routes) {
+    const openApiPath = route.path.replace(/:([A-Za-z_]+)/g, '{$1}');
+    const parameters = [...route.path.matchAll(/:([A-Za-z_]+)/g)].map((m) => ({ name: m[1], in: 'path', required: true, schema: { type: 'string' } }));
+    const schema = schemas[`${route.method} ${route.path}`] ?? {};
+    const operation: Record<string, unknown> = {
+      summary: route.summary,
+      parameters,
+      responses: {
+        [String(schema.responseStatus ?? 200)]: {
+          description: 'Success',
+          ...(schema.response ? { content: { 'application/json': { schema: schema.response } } } : {}),
+        },
+        default: { description: 'Error', content: { 'application/json': { schema: { $ref: '#/components/schemas/Error' } } } },
+      },
+    };
+    if (schema.request) operation.requestBody = { required: true, content: { 'application/json': { schema: schema.request } } };
+    if (route.access !== 'public') operation.security = [{ bearer: [] }, { cookie: [] }];
+    (paths[openApiPath] ??= {})[route.method.toLowerCase()] = operation;
+  }
+  return {
+    openapi: '3.0.3',
+    info: { title: 'neuwerk management API', version },
+    paths,
+    components: {
+      schemas: { Error: ERROR_SCHEMA },
+      securitySchemes: {
+        bearer: { type: 'http', scheme: 'bearer', bearerFormat: 'JWT' },
+        cookie: { type: 'apiKey', in: 'cookie', name: 'neuwerk_auth' },
+      },
+    },
+  };
+}

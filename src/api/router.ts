@@ -1,0 +1,117 @@
+import type { IncomingMessage, ServerResponse } from 'node:http';
+import { NeuwerkError } from '../errors.js';
+
+/** Request bodies above this size are refused with 413 (DESIGN §6). */
+export const MAX_BODY_BYTES = 2 * 1024 * 1024;
+
+export type Method = 'GET' | 'PUT' | 'POST' | 'DELETE';
+
+/** Who may call a route: anyone, any valid token, or an admin token (DESIGN §6). */
+export type Access = 'public' | 'read' | 'admin';
+
+export interface RequestContext {
+  readonly req: IncomingMessage;
+  readonly res: ServerResponse;
+  readonly params: Readonly<Record<string, string>>;
+  readonly query: URLSearchParams;
+  /** Reads the body as UTF-8 text, at most MAX_BODY_BYTES. */
+  readonly readText: () => Promise<string>;
+  /** Reads and parses a JSON body; a parse error is a 400 naming the problem. */
+  readonly readJson: () => Promise<unknown>;
+}
+
+/** A handler's answer; `undefined` means the handler wrote the response itself (streams). */
+export type HandlerResult = { status: number; body?: unknown; headers?: Record<string, string>; raw?: string | Buffer } | undefined;
+
+export interface Route {
+  readonly method: Method;
+  /** Path template with `:name` segments, e.g. `/api/v1/keyval/:zone/:key`. */
+  readonly path: string;
+  readonly access: Access;
+  readonly summary: string;
+  readonly handler: (ctx: RequestContext) => Promise<HandlerResult> | HandlerResult;
+}
+
+interface CompiledRoute extends Route {
+  readonly segments: readonly string[];
+}
+
+export interface RouteMatch {
+  readonly route: Route;
+  readonly params: Record<string, string>;
+}
+
+/** Matches method and path against a small table of templates. */
+export class Router {
+  private readonly routes: CompiledRoute[] = [];
+
+  add(route: Route): void {
+    this.routes.push({ ...route, segments: route.path.split('/').slice(1) });
+  }
+
+  all(): readonly Route[] {
+    return this.routes;
+  }
+
+  /** Returns the match, or an error telling 404 from 405. */
+  match(method: string, pathname: string): RouteMatch | NeuwerkError {
+    const parts = pathname.split('/').slice(1);
+    let pathMatched = false;
+    for (const route of this.routes) {
+      const params = matchSegments(route.segments, parts);
+      if (params === null) continue;
+      pathMatched = true;
+      if (route.method === method) return { route, params };
+    }
+    return pathMatched
+      ? new NeuwerkError('NW_ERR_HTTP_METHOD', `method ${method} is not allowed on ${pathname}`)
+      : new NeuwerkError('NW_ERR_HTTP_NOT_FOUND', `no such endpoint: ${pathname}`);
+  }
+}
+
+function matchSegments(template: readonly string[], parts: readonly string[]): Record<string, string> | null {
+  if (template.length !== parts.length) return null;
+  const params: Record<string, string> = {};
+  for (let i = 0; i < template.length; i += 1) {
+    const expected = template[i] as string;
+    const actual = parts[i] as string;
+    if (expected.startsWith(':')) {
+      if (actual.length === 0) return null;
+      let decoded: string;
+      try {
+        decoded = decodeURIComponent(actual);
+      } catch {
+        return null;
+      }
+      params[expected.slice(1)] = decoded;
+    } else if (expected !== actual) {
+      return null;
+    }
+  }
+  return params;
+}
+
+/** Reads a request body up to `limitBytes`, answering 413 beyond it. */
+export function readBody(req: IncomingMessage, limitBytes = MAX_BODY_BYTES): Promise<Buffer> {
+  return new Promise((resolve, reject) => {
+    const declared = Number(req.headers['content-length'] ?? '0');
+    if (declared > limitBytes) {
+      reject(new NeuwerkError('NW_ERR_HTTP_BODY_TOO_LARGE', `request body of ${declared} bytes exceeds the limit of ${limitBytes} bytes`));
+      req.resume();
+      return;
+    }
+    const chunks: Buffer[] = [];
+    let total = 0;
+    req.on('data', (chunk: Buffer) => {
+      total += chunk.length;
+      if (total > limitBytes) {
+        reject(new NeuwerkError('NW_ERR_HTTP_BODY_TOO_LARGE', `request body exceeds the limit of ${limitBytes} bytes`));
+        req.resume();
+        return;
+      }
+      chunks.push(chunk);
+    });
+    req.on('end', () => resolve(Buffer.concat(chunks)));
+    req.on('error', reject);
+  });
+}

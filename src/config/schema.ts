@@ -1,0 +1,115 @@
+/**
+ * JSON schema of the config file (`version: 1`). Every object is closed (`additionalProperties:
+ * false`) so a typo is an error rather than a silently ignored setting. The keys mirror the start
+ * flags of DESIGN §7 one to one (`--cluster-join-bind` is `cluster.join_bind`).
+ */
+
+const hostPort = { type: 'string', format: 'host-port' } as const;
+const path = { type: 'string', minLength: 1 } as const;
+const positiveInt = { type: 'integer', minimum: 1 } as const;
+
+export const CONFIG_SCHEMA = {
+  $id: 'neuwerk-config-v1',
+  type: 'object',
+  additionalProperties: false,
+  required: ['version'],
+  properties: {
+    version: { const: 1 },
+    node: {
+      type: 'object',
+      additionalProperties: false,
+      properties: {
+        data_dir: path,
+        node_id_path: path,
+      },
+    },
+    cluster: {
+      type: 'object',
+      additionalProperties: false,
+      properties: {
+        bind: hostPort,
+        join_bind: hostPort,
+        advertise: hostPort,
+        join: hostPort,
+        data_dir: path,
+        bootstrap_token_path: path,
+        tick_ms: { type: 'integer', minimum: 10, maximum: 1000 },
+        election_timeout_ticks: { type: 'integer', minimum: 2, maximum: 1000 },
+        heartbeat_ticks: positiveInt,
+        snapshot_threshold_entries: { type: 'integer', minimum: 16 },
+        snapshot_trailing_entries: { type: 'integer', minimum: 0 },
+      },
+    },
+    http: {
+      type: 'object',
+      additionalProperties: false,
+      properties: {
+        bind: hostPort,
+        advertise: hostPort,
+        tls_dir: path,
+        cert_path: path,
+        key_path: path,
+      },
+      dependencies: { cert_path: ['key_path'], key_path: ['cert_path'] },
+    },
+    metrics: {
+      type: 'object',
+      additionalProperties: false,
+      properties: { bind: hostPort },
+    },
+    dns: {
+      type: 'object',
+      additionalProperties: false,
+      properties: {
+        bind: hostPort,
+        upstreams: { type: 'array', items: hostPort, minItems: 1, maxItems: 8 },
+      },
+    },
+    proxy: {
+      type: 'object',
+      additionalProperties: false,
+      properties: { bind: hostPort },
+    },
+    policy: {
+      type: 'object',
+      additionalProperties: false,
+      properties: { default: { enum: ['allow', 'deny'] } },
+    },
+    log: {
+      type: 'object',
+      additionalProperties: false,
+      properties: {
+        level: { enum: ['trace', 'debug', 'info', 'warn', 'error', 'fatal'] },
+        format: { enum: ['json', 'pretty'] },
+      },
+    },
+  },
+} as const;
+
+/** The config file as written (after validation): every key optional except `version`. */
+export interface ConfigFile {
+  version: 1;
+  node?: { data_dir?: string; node_id_path?: string };
+  cluster?: {
+    bind?: string;
+    join_bind?: string;
+    advertise?: string;
+    join?: string;
+    data_dir?: string;
+    bootstrap_token_path?: string;
+    tick_ms?: number;
+    election_timeout_ticks?: number;
+    heartbeat_ticks?: number;
+    snapshot_threshold_entries?: number;
+    snapshot_trailing_entries?: number;
+  };
+  http?: { bind?: string; advertise?: string; tls_dir?: string; cert_path?: string; key_path?: string };
+  metrics?: { bind?: string };
+  dns?: { bind?: string; upstreams?: string[] };
+  proxy?: { bind?: string };
+  policy?: { default?: 'allow' | 'deny' };
+  log?: { level?: LogLevel; format?: LogFormat };
+}
+
+export type LogLevel = 'trace' | 'debug' | 'info' | 'warn' | 'error' | 'fatal';
+export type LogFormat = 'json' | 'pretty';

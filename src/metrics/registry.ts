@@ -1,0 +1,66 @@
+import { collectDefaultMetrics, Counter, Gauge, Histogram, Registry } from 'prom-client';
+
+/**
+ * The metrics of one node. One registry per node (not the global one), so tests that start
+ * several nodes in a process never share counters.
+ */
+export class NodeMetrics {
+  readonly registry = new Registry();
+  readonly apiRequests: Counter<'route' | 'method' | 'status'>;
+  readonly apiLatency: Histogram<'route' | 'method'>;
+  readonly raftTerm: Gauge;
+  readonly raftCommitIndex: Gauge;
+  readonly raftAppliedIndex: Gauge;
+  readonly raftLeaderChanges: Counter;
+  readonly raftIsLeader: Gauge;
+  readonly applyLatency: Histogram;
+  readonly appendLatency: Histogram;
+  private readonly scrapeHooks: (() => void)[] = [];
+
+  constructor(nodeId: string) {
+    this.registry.setDefaultLabels({ node_id: nodeId });
+    collectDefaultMetrics({ register: this.registry, prefix: 'neuwerk_' });
+    const registers = [this.registry];
+    this.apiRequests = new Counter({
+      name: 'neuwerk_api_requests_total',
+      help: 'Management API requests by route template, method and status code.',
+      labelNames: ['route', 'method', 'status'],
+      registers,
+    });
+    this.apiLatency = new Histogram({
+      name: 'neuwerk_api_request_duration_seconds',
+      help: 'Management API request latency.',
+      labelNames: ['route', 'method'],
+      buckets: [0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5],
+      registers,
+    });
+    this.raftTerm = new Gauge({ name: 'neuwerk_raft_term', help: 'Current Raft term.', registers });
+    this.raftCommitIndex = new Gauge({ name: 'neuwerk_raft_commit_index', help: 'Highest log index known committed.', registers });
+    this.raftAppliedIndex = new Gauge({ name: 'neuwerk_raft_applied_index', help: 'Highest log index applied to the state machine.', registers });
+    this.raftLeaderChanges = new Counter({ name: 'neuwerk_raft_leader_changes_total', help: 'Times this node saw the leader change.', registers });
+    this.raftIsLeader = new Gauge({ name: 'neuwerk_raft_is_leader', help: '1 when this node is the Raft leader.', registers });
+    this.appendLatency = new Histogram({
+      name: 'neuwerk_raft_append_duration_seconds',
+      help: 'Time to durably append a batch of log entries and hard state (one SQLite transaction).',
+      buckets: [0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1],
+      registers,
+    });
+    this.applyLatency = new Histogram({
+      name: 'neuwerk_raft_apply_duration_seconds',
+      help: 'Time to apply a batch of committed entries to the state machine.',
+      buckets: [0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1],
+      registers,
+    });
+  }
+
+  /** Registers a function that refreshes gauges right before each scrape. */
+  onScrape(hook: () => void): void {
+    this.scrapeHooks.push(hook);
+  }
+
+  /** The Prometheus text exposition, after running the scrape hooks. */
+  async render(): Promise<string> {
+    for (const hook of this.scrapeHooks) hook();
+    return this.registry.metrics();
+  }
+}

@@ -1,0 +1,49 @@
+import type { Server } from 'node:net';
+import { NeuwerkError } from '../errors.js';
+import { formatHostPort, type HostPort } from '../config/address.js';
+
+/**
+ * Binds a server and resolves with the bound address; a failure names the address and the
+ * setting it came from (`--http-bind 127.0.0.1:8443 is already in use`).
+ */
+export function listen(server: Server, address: HostPort, setting: string): Promise<HostPort> {
+  return new Promise((resolve, reject) => {
+    const onError = (err: NodeJS.ErrnoException): void => {
+      server.off('listening', onListening);
+      const shown = formatHostPort(address);
+      if (err.code === 'EADDRINUSE') {
+        reject(new NeuwerkError('NW_ERR_ADDRESS_IN_USE', `${setting} ${shown} is already in use`, {
+          actions: [`Stop whatever listens on ${shown}, or choose another address with ${setting}.`],
+        }));
+      } else {
+        reject(new NeuwerkError('NW_ERR_LISTEN_FAILED', `${setting} ${shown}: cannot listen (${err.code ?? err.message})`));
+      }
+    };
+    const onListening = (): void => {
+      server.off('error', onError);
+      const bound = server.address();
+      const port = bound !== null && typeof bound === 'object' ? bound.port : address.port;
+      resolve({ host: address.host, port });
+    };
+    server.once('error', onError);
+    server.once('listening', onListening);
+    server.listen({ host: address.host, port: address.port, exclusive: true });
+  });
+}
+
+/** Closes a server, ending idle keep-alive connections so the close does not wait for clients. */
+export function closeServer(server: Server & { closeIdleConnections?: () => void; closeAllConnections?: () => void }, graceMs: number): Promise<void> {
+  return new Promise((resolve) => {
+    if (!server.listening) {
+      resolve();
+      return;
+    }
+    const force = setTimeout(() => server.closeAllConnections?.(), graceMs);
+    force.unref();
+    server.close(() => {
+      clearTimeout(force);
+      resolve();
+    });
+    server.closeIdleConnections?.();
+  });
+}

@@ -1,0 +1,155 @@
+import type { Server } from 'node:net';
+import { join } from 'node:path';
+import { addSystemRoutes, SYSTEM_SCHEMAS } from './api/routes/system.js';
+import { Router } from './api/router.js';
+import { createApiServer } from './api/server.js';
+import { ensureHttpTls } from './api/tls.js';
+import type { Replicator } from './cluster/replicator.js';
+import { SingleVoterReplicator } from './cluster/single-voter.js';
+import { formatHostPort, type HostPort } from './config/address.js';
+import type { NodeConfig } from './config/load.js';
+import { describeError } from './errors.js';
+import type { Logger, LogRing } from './log/logger.js';
+import { NodeMetrics } from './metrics/registry.js';
+import { createMetricsServer } from './metrics/server.js';
+import { closeServer, listen } from './net/listen.js';
+import { ensureDataDir, loadOrCreateNodeId } from './node-id.js';
+import { Readiness } from './readiness.js';
+import { openStoreDatabase, STORE_FILE_NAME, type SqliteDatabase } from './store/database.js';
+import { NEUWERK_VERSION } from './version.js';
+
+/** A graceful stop must finish within this budget (DESIGN §7: within 10 s). */
+export const STOP_BUDGET_MS = 8_000;
+/** In-flight API requests get this long to finish when the node stops. */
+const API_CLOSE_GRACE_MS = 2_000;
+
+export interface RunningNode {
+  readonly nodeId: string;
+  readonly config: NodeConfig;
+  readonly httpAddress: HostPort;
+  readonly metricsAddress: HostPort;
+  readonly readiness: Readiness;
+  readonly replicator: Replicator;
+  /** Drains, closes listeners and the store; idempotent. */
+  stop(reason: string): Promise<void>;
+}
+
+/**
+ * Starts one node: data dir, identity, store, TLS, metrics, API — in that order, so each step can
+ * rely on the ones before it. A failure part-way releases what was already opened.
+ */
+export async function startNode(config: NodeConfig, logger: Logger, _ring?: LogRing): Promise<RunningNode> {
+  const opened: (() => Promise<void> | void)[] = [];
+  const releaseAll = async (): Promise<void> => {
+    for (const release of opened.reverse()) {
+      try {
+        await release();
+      } catch (err) {
+        logger.warn({ err: describeError(err) }, 'release during shutdown failed');
+      }
+    }
+  };
+
+  try {
+    ensureDataDir(config.dataDir);
+    const { nodeId, created } = loadOrCreateNodeId(config.nodeIdPath);
+    if (created) logger.info({ node_id: nodeId, path: config.nodeIdPath }, 'created node id');
+
+    const storePath = join(config.clusterDataDir, STORE_FILE_NAME);
+    const db: SqliteDatabase = openStoreDatabase(storePath);
+    opened.push(() => {
+      db.close();
+    });
+    const replicator: Replicator = new SingleVoterReplicator(db, nodeId);
+    opened.push(() => replicator.close());
+    logger.info({ path: storePath, applied_index: replicator.status().appliedIndex }, 'store opened');
+
+    const metrics = new NodeMetrics(nodeId);
+    metrics.onScrape(() => {
+      const status = replicator.status();
+      metrics.raftTerm.set(status.term);
+      metrics.raftCommitIndex.set(status.commitIndex);
+      metrics.raftAppliedIndex.set(status.appliedIndex);
+      metrics.raftIsLeader.set(status.role === 'leader' ? 1 : 0);
+    });
+
+    const readiness = new Readiness();
+    readiness.register('store', () => {
+      const status = replicator.status();
+      return status.caughtUpAtStart
+        ? { ok: true }
+        : { ok: false, detail: `applying committed entries (applied ${status.appliedIndex} of ${status.commitIndex})` };
+    });
+
+    const tls = ensureHttpTls({
+      dir: config.http.tlsDir,
+      certPath: config.http.certPath,
+      keyPath: config.http.keyPath,
+      commonName: nodeId,
+      hosts: [config.http.bind.host, config.http.advertise.host],
+    });
+    if (tls.generated) logger.info({ dir: config.http.tlsDir }, 'generated self-signed management TLS certificate');
+
+    const router = new Router();
+    addSystemRoutes(router, readiness, () => ({ ...SYSTEM_SCHEMAS }), NEUWERK_VERSION);
+
+    const metricsServer = createMetricsServer(metrics);
+    const metricsAddress = await listen(metricsServer, config.metrics.bind, '--metrics-bind');
+    opened.push(() => closeServer(metricsServer, 500));
+
+    const apiServer = createApiServer({ tls, router, logger, metrics, nodeId });
+    const httpAddress = await listen(apiServer as unknown as Server, config.http.bind, '--http-bind');
+    opened.push(() => closeServer(apiServer as unknown as Server, API_CLOSE_GRACE_MS));
+
+    await registerSelf(replicator, nodeId, config, httpAddress);
+
+    logger.info(
+      {
+        node_id: nodeId,
+        version: NEUWERK_VERSION,
+        data_dir: config.dataDir,
+        listeners: { http: `https://${formatHostPort(httpAddress)}`, metrics: `http://${formatHostPort(metricsAddress)}/metrics` },
+        ca_cert: tls.caPath,
+      },
+      'neuwerk node started',
+    );
+
+    let stopping: Promise<void> | null = null;
+    return {
+      nodeId,
+      config,
+      httpAddress,
+      metricsAddress,
+      readiness,
+      replicator,
+      stop(reason: string): Promise<void> {
+        stopping ??= (async () => {
+          logger.info({ reason }, 'stopping node');
+          readiness.drain(`node is stopping (${reason})`);
+          await releaseAll();
+          logger.info('node stopped');
+        })();
+        return stopping;
+      },
+    };
+  } catch (err) {
+    await releaseAll();
+    throw err;
+  }
+}
+
+/** Records this node in the replicated member table, or refreshes its address if it moved. */
+async function registerSelf(replicator: Replicator, nodeId: string, config: NodeConfig, httpAddress: HostPort): Promise<void> {
+  const httpAddr = formatHostPort({ host: config.http.advertise.host, port: config.http.advertise.port === 0 ? httpAddress.port : config.http.advertise.port });
+  const existing = replicator.stateMachine.members().find((m) => m.node_id === nodeId);
+  if (existing && existing.http_addr === httpAddr) return;
+  await replicator.propose({
+    v: 1,
+    type: 'member.upsert',
+    node_id: nodeId,
+    cluster_addr: config.cluster ? formatHostPort(config.cluster.advertise) : null,
+    http_addr: httpAddr,
+    role: 'voter',
+    joined_at: existing?.joined_at ?? new Date().toISOString(),
+  });
+}

@@ -1,0 +1,133 @@
+import { closeSync, existsSync, openSync, readSync, statSync, writeFileSync } from 'node:fs';
+import { dirname } from 'node:path';
+import Database from 'better-sqlite3';
+import { NeuwerkError } from '../errors.js';
+import { makeDirectory } from '../fs-util.js';
+
+export type SqliteDatabase = Database.Database;
+
+/** The file name of the replicated store under the cluster data dir (DESIGN §4). */
+export const STORE_FILE_NAME = 'raft.db';
+
+const SQLITE_HEADER = 'SQLite format 3\u0000';
+
+/**
+ * Schema migrations, applied in order; `PRAGMA user_version` records how many ran. A migration is
+ * never edited once released: add a new one.
+ */
+const MIGRATIONS: readonly string[] = [
+  `
+  CREATE TABLE raft_log (
+    idx INTEGER PRIMARY KEY,
+    term INTEGER NOT NULL,
+    type TEXT NOT NULL CHECK (type IN ('normal', 'conf-change')),
+    data TEXT NOT NULL
+  );
+  CREATE TABLE raft_meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
+  CREATE TABLE sm_meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
+  CREATE TABLE members (
+    node_id TEXT PRIMARY KEY,
+    cluster_addr TEXT,
+    http_addr TEXT NOT NULL,
+    role TEXT NOT NULL,
+    joined_at TEXT NOT NULL,
+    raft_index INTEGER NOT NULL
+  );
+  CREATE TABLE settings (key TEXT PRIMARY KEY, value TEXT NOT NULL, raft_index INTEGER NOT NULL);
+  CREATE TABLE keyval (
+    zone TEXT NOT NULL,
+    key TEXT NOT NULL,
+    value TEXT NOT NULL,
+    version INTEGER NOT NULL,
+    expires_at INTEGER,
+    raft_index INTEGER NOT NULL,
+    PRIMARY KEY (zone, key)
+  ) WITHOUT ROWID;
+  CREATE INDEX keyval_expiry ON keyval (expires_at) WHERE expires_at IS NOT NULL;
+  CREATE TABLE policy (
+    id INTEGER PRIMARY KEY CHECK (id = 1),
+    document TEXT NOT NULL,
+    version INTEGER NOT NULL,
+    raft_index INTEGER NOT NULL
+  );
+  `,
+];
+
+function corruptStore(file: string, reason: string, cause?: unknown): NeuwerkError {
+  return new NeuwerkError('NW_ERR_STORE_CORRUPT', `store ${file} is damaged and was not opened: ${reason}`, {
+    cause,
+    actions: [
+      `Restore ${file} (with its -wal file) from a backup taken while the node was stopped, or`,
+      'remove this node from the cluster, move its data dir aside, and join it again with a bootstrap token.',
+      'neuwerk never resets a damaged store by itself.',
+    ],
+  });
+}
+
+function checkHeader(file: string): void {
+  const size = statSync(file).size;
+  if (size === 0) return; // A crash right after creation leaves an empty file; SQLite initialises it.
+  if (size < 100) throw corruptStore(file, `the file is truncated (${size} bytes)`);
+  const fd = openSync(file, 'r');
+  try {
+    const header = Buffer.alloc(16);
+    readSync(fd, header, 0, 16, 0);
+    if (header.toString('latin1') !== SQLITE_HEADER) throw corruptStore(file, 'it is not an SQLite database');
+  } finally {
+    closeSync(fd);
+  }
+}
+
+/**
+ * Opens (creating if needed) the node's store with the durability settings of DESIGN §4: WAL and
+ * `synchronous=FULL`, so a committed transaction survives power loss. A damaged file is refused
+ * with recovery advice; it is never reset.
+ */
+export function openStoreDatabase(file: string): SqliteDatabase {
+  makeDirectory(dirname(file), 0o700);
+  if (existsSync(file)) checkHeader(file);
+  // The store will hold key envelopes and auth material: owner-only from the first byte. SQLite
+  // gives its -wal and -shm files the mode of the database file.
+  else writeFileSync(file, '', { mode: 0o600 });
+  let db: SqliteDatabase;
+  try {
+    db = new Database(file);
+  } catch (err) {
+    throw new NeuwerkError('NW_ERR_STORE_UNAVAILABLE', `store ${file} cannot be opened: ${(err as Error).message}`, { cause: err });
+  }
+  try {
+    db.pragma('journal_mode = WAL');
+    db.pragma('synchronous = FULL');
+    db.pragma('foreign_keys = ON');
+    db.pragma('busy_timeout = 5000');
+    const check = db.pragma('quick_check', { simple: true });
+    if (check !== 'ok') throw corruptStore(file, `integrity check failed: ${String(check)}`);
+    migrate(db, file);
+  } catch (err) {
+    db.close();
+    if (err instanceof NeuwerkError) throw err;
+    const code = (err as { code?: string }).code ?? '';
+    if (code === 'SQLITE_CORRUPT' || code === 'SQLITE_NOTADB' || /malformed|not a database/i.test((err as Error).message)) {
+      throw corruptStore(file, (err as Error).message, err);
+    }
+    throw new NeuwerkError('NW_ERR_STORE_UNAVAILABLE', `store ${file} cannot be opened: ${(err as Error).message}`, { cause: err });
+  }
+  return db;
+}
+
+function migrate(db: SqliteDatabase, file: string): void {
+  const current = db.pragma('user_version', { simple: true }) as number;
+  if (current > MIGRATIONS.length) {
+    throw new NeuwerkError(
+      'NW_ERR_STORE_UNAVAILABLE',
+      `store ${file} has schema version ${current}, newer than this build of neuwerk understands (${MIGRATIONS.length})`,
+      { actions: ['Run the neuwerk version that wrote this store, or a newer one.'] },
+    );
+  }
+  for (let version = current; version < MIGRATIONS.length; version += 1) {
+    db.transaction(() => {
+      db.exec(MIGRATIONS[version] as string);
+      db.pragma(`user_version = ${version + 1}`);
+    })();
+  }
+}

@@ -1,0 +1,203 @@
+import type { Statement } from 'better-sqlite3';
+import { invariant, NeuwerkError } from '../errors.js';
+import { validateCommand, type Command } from './commands.js';
+import type { SqliteDatabase } from './database.js';
+
+/** A committed log entry as the state machine sees it. */
+export interface AppliedEntry {
+  readonly index: number;
+  readonly term: number;
+  /** JSON command text; '' for a leader's no-op entry and for configuration entries. */
+  readonly data: string;
+}
+
+export interface KeyvalRecord {
+  zone: string;
+  key: string;
+  value: string;
+  /** The Raft index that last wrote the record. */
+  version: number;
+  /** Milliseconds since the epoch, or null for no expiry. */
+  expires_at: number | null;
+}
+
+export interface MemberRecord {
+  node_id: string;
+  cluster_addr: string | null;
+  http_addr: string;
+  role: 'voter' | 'learner';
+  joined_at: string;
+  raft_index: number;
+}
+
+/** What applying one command produced; returned to the proposer once the entry is applied. */
+export type ApplyResult =
+  | { type: 'keyval.put'; record: KeyvalRecord }
+  | { type: 'keyval.delete'; deleted: boolean }
+  | { type: 'keyval.expire'; deleted: number }
+  | { type: 'member.upsert'; member: MemberRecord }
+  | { type: 'member.remove'; removed: boolean }
+  | { type: 'settings.put' }
+  | { type: 'noop' };
+
+/**
+ * The control-plane state machine: SQLite tables changed only by applying committed commands.
+ * `apply` records the applied index in the same transaction as the changes, so a crash never
+ * applies an entry twice or skips one (DESIGN §4).
+ */
+export class StateMachine {
+  private readonly statements: {
+    getMeta: Statement<[string], { value: string }>;
+    setMeta: Statement<[string, string]>;
+    putKeyval: Statement<[string, string, string, number, number | null, number]>;
+    getKeyval: Statement<[string, string], KeyvalRecord>;
+    deleteKeyval: Statement<[string, string]>;
+    expireKeyval: Statement<[number]>;
+    upsertMember: Statement<[string, string | null, string, string, string, number]>;
+    getMember: Statement<[string], MemberRecord>;
+    deleteMember: Statement<[string]>;
+    putSetting: Statement<[string, string, number]>;
+  };
+  private appliedIndexValue: number;
+  private appliedTermValue: number;
+
+  constructor(private readonly db: SqliteDatabase) {
+    this.statements = {
+      getMeta: db.prepare('SELECT value FROM sm_meta WHERE key = ?'),
+      setMeta: db.prepare('INSERT INTO sm_meta (key, value) VALUES (?, ?) ON CONFLICT (key) DO UPDATE SET value = excluded.value'),
+      putKeyval: db.prepare(
+        `INSERT INTO keyval (zone, key, value, version, expires_at, raft_index) VALUES (?, ?, ?, ?, ?, ?)
+         ON CONFLICT (zone, key) DO UPDATE SET value = excluded.value, version = excluded.version,
+           expires_at = excluded.expires_at, raft_index = excluded.raft_index`,
+      ),
+      getKeyval: db.prepare('SELECT zone, key, value, version, expires_at FROM keyval WHERE zone = ? AND key = ?'),
+      deleteKeyval: db.prepare('DELETE FROM keyval WHERE zone = ? AND key = ?'),
+      expireKeyval: db.prepare('DELETE FROM keyval WHERE expires_at IS NOT NULL AND expires_at <= ?'),
+      upsertMember: db.prepare(
+        `INSERT INTO members (node_id, cluster_addr, http_addr, role, joined_at, raft_index) VALUES (?, ?, ?, ?, ?, ?)
+         ON CONFLICT (node_id) DO UPDATE SET cluster_addr = excluded.cluster_addr, http_addr = excluded.http_addr,
+           role = excluded.role, raft_index = excluded.raft_index`,
+      ),
+      getMember: db.prepare('SELECT node_id, cluster_addr, http_addr, role, joined_at, raft_index FROM members WHERE node_id = ?'),
+      deleteMember: db.prepare('DELETE FROM members WHERE node_id = ?'),
+      putSetting: db.prepare(
+        'INSERT INTO settings (key, value, raft_index) VALUES (?, ?, ?) ON CONFLICT (key) DO UPDATE SET value = excluded.value, raft_index = excluded.raft_index',
+      ),
+    };
+    this.appliedIndexValue = Number(this.statements.getMeta.get('applied_index')?.value ?? 0);
+    this.appliedTermValue = Number(this.statements.getMeta.get('applied_term')?.value ?? 0);
+  }
+
+  /** Index of the last applied entry (0 before any). */
+  get appliedIndex(): number {
+    return this.appliedIndexValue;
+  }
+
+  get appliedTerm(): number {
+    return this.appliedTermValue;
+  }
+
+  /**
+   * Applies committed entries in one transaction and returns one result per entry. An entry that
+   * was committed but cannot be applied is a bug (the command was validated at propose time):
+   * the error propagates as an invariant violation and the node must stop rather than diverge.
+   */
+  apply(entries: readonly AppliedEntry[]): ApplyResult[] {
+    if (entries.length === 0) return [];
+    const run = this.db.transaction((batch: readonly AppliedEntry[]) => {
+      const results: ApplyResult[] = [];
+      let expected = this.appliedIndexValue + 1;
+      for (const entry of batch) {
+        invariant(entry.index === expected, () => `apply out of order: expected index ${expected}, got ${entry.index}`);
+        results.push(entry.data === '' ? { type: 'noop' } : this.applyCommand(parseCommitted(entry), entry.index));
+        expected += 1;
+      }
+      const last = batch[batch.length - 1] as AppliedEntry;
+      this.statements.setMeta.run('applied_index', String(last.index));
+      this.statements.setMeta.run('applied_term', String(last.term));
+      return results;
+    });
+    const results = run(entries);
+    const last = entries[entries.length - 1] as AppliedEntry;
+    this.appliedIndexValue = last.index;
+    this.appliedTermValue = last.term;
+    return results;
+  }
+
+  private applyCommand(command: Command, index: number): ApplyResult {
+    switch (command.type) {
+      case 'keyval.put': {
+        this.statements.putKeyval.run(command.zone, command.key, command.value, index, command.expires_at, index);
+        return { type: 'keyval.put', record: { zone: command.zone, key: command.key, value: command.value, version: index, expires_at: command.expires_at } };
+      }
+      case 'keyval.delete':
+        return { type: 'keyval.delete', deleted: this.statements.deleteKeyval.run(command.zone, command.key).changes > 0 };
+      case 'keyval.expire':
+        return { type: 'keyval.expire', deleted: this.statements.expireKeyval.run(command.now_ms).changes };
+      case 'member.upsert': {
+        this.statements.upsertMember.run(command.node_id, command.cluster_addr, command.http_addr, command.role, command.joined_at, index);
+        return { type: 'member.upsert', member: this.statements.getMember.get(command.node_id) as MemberRecord };
+      }
+      case 'member.remove':
+        return { type: 'member.remove', removed: this.statements.deleteMember.run(command.node_id).changes > 0 };
+      case 'settings.put':
+        this.statements.putSetting.run(command.key, command.value, index);
+        return { type: 'settings.put' };
+      default:
+        return assertNever(command);
+    }
+  }
+
+  /** Reads one key from the local replica; an expired key reads as absent. */
+  getKeyval(zone: string, key: string, nowMs: number): KeyvalRecord | null {
+    const record = this.statements.getKeyval.get(zone, key);
+    if (!record || (record.expires_at !== null && record.expires_at <= nowMs)) return null;
+    return record;
+  }
+
+  /** Lists keys of a zone in key order after `after`, skipping expired ones. */
+  listKeyval(zone: string, options: { prefix: string; after: string | null; limit: number; nowMs: number }): KeyvalRecord[] {
+    const rows = this.db
+      .prepare(
+        `SELECT zone, key, value, version, expires_at FROM keyval
+         WHERE zone = ? AND key > ? AND substr(key, 1, ?) = ? AND (expires_at IS NULL OR expires_at > ?)
+         ORDER BY key LIMIT ?`,
+      )
+      .all(zone, options.after ?? '', options.prefix.length, options.prefix, options.nowMs, options.limit) as KeyvalRecord[];
+    return rows;
+  }
+
+  /** The earliest expiry among stored keys, or null; lets the leader schedule expiry commands. */
+  nextExpiryMs(): number | null {
+    const row = this.db.prepare('SELECT MIN(expires_at) AS next FROM keyval WHERE expires_at IS NOT NULL').get() as { next: number | null };
+    return row.next;
+  }
+
+  members(): MemberRecord[] {
+    return this.db.prepare('SELECT node_id, cluster_addr, http_addr, role, joined_at, raft_index FROM members ORDER BY node_id').all() as MemberRecord[];
+  }
+
+  setting(key: string): string | null {
+    const row = this.db.prepare('SELECT value FROM settings WHERE key = ?').get(key) as { value: string } | undefined;
+    return row?.value ?? null;
+  }
+}
+
+function parseCommitted(entry: AppliedEntry): Command {
+  let parsed: unknown;
+  try {
+    parsed = JSON.parse(entry.data);
+  } catch (err) {
+    invariant(false, `committed entry ${entry.index} is not JSON: ${(err as Error).message}`);
+  }
+  try {
+    return validateCommand(parsed);
+  } catch (err) {
+    const reason = err instanceof NeuwerkError ? err.message : String(err);
+    invariant(false, `committed entry ${entry.index} is not a valid command: ${reason}`);
+  }
+}
+
+function assertNever(value: never): never {
+  invariant(false, `unhandled command ${JSON.stringify(value)}`);
+}
