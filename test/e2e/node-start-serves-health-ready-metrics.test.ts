@@ -1,0 +1,74 @@
+import assert from 'node:assert/strict';
+import { statSync, readFileSync } from 'node:fs';
+import { join } from 'node:path';
+import { X509Certificate } from 'node:crypto';
+import { after, before, describe, it } from 'node:test';
+import { request } from 'undici';
+import { NodeProcess, tempDir } from './harness.js';
+
+describe('neuwerk start (single node)', () => {
+  const dir = tempDir();
+  let node: NodeProcess;
+
+  before(async () => {
+    node = await NodeProcess.start(join(dir.path, 'data'));
+  });
+  after(async () => {
+    await node.stop('SIGKILL');
+    dir.cleanup();
+  });
+
+  it('answers /health with {"status":"ok"}', async () => {
+    const response = await node.api('GET', '/health');
+    assert.equal(response.status, 200);
+    assert.deepEqual(response.json, { status: 'ok' });
+    assert.equal(response.headers['x-neuwerk-served-by'], node.nodeId);
+  });
+
+  it('answers /ready with the store check passing', async () => {
+    const response = await node.api('GET', '/ready');
+    assert.equal(response.status, 200);
+    const body = response.json as { ready: boolean; checks: { name: string; ok: boolean; detail: string | null }[] };
+    assert.equal(body.ready, true);
+    assert.deepEqual(body.checks.find((c) => c.name === 'store'), { name: 'store', ok: true, detail: null });
+  });
+
+  it('serves Prometheus metrics over plain HTTP, process metrics included', async () => {
+    const response = await request(`http://${node.metricsAddress}/metrics`);
+    assert.equal(response.statusCode, 200);
+    const text = await response.body.text();
+    assert.match(text, /^# HELP neuwerk_process_cpu_user_seconds_total/m);
+    assert.match(text, /neuwerk_raft_applied_index\{node_id="[0-9a-f-]{36}"\} [1-9]/);
+    assert.match(text, /neuwerk_api_requests_total\{route="\/health",method="GET",status="200"/);
+  });
+
+  it('answers unknown paths with a JSON 404 carrying an error code', async () => {
+    const response = await node.api('GET', '/api/v1/nope');
+    assert.equal(response.status, 404);
+    assert.deepEqual(response.json, { error: 'no such endpoint: /api/v1/nope', code: 'NW_ERR_HTTP_NOT_FOUND' });
+    const wrongMethod = await node.api('DELETE', '/health');
+    assert.equal(wrongMethod.status, 405);
+  });
+
+  it('publishes an OpenAPI document listing its routes', async () => {
+    const response = await node.api('GET', '/api/v1/openapi.json');
+    assert.equal(response.status, 200);
+    const document = response.json as { openapi: string; paths: Record<string, unknown> };
+    assert.match(document.openapi, /^3\./);
+    assert.ok(document.paths['/health']);
+    assert.ok(document.paths['/ready']);
+  });
+
+  it('creates the data dir 0700, the node id, the store and self-signed TLS files', () => {
+    const data = join(dir.path, 'data');
+    assert.equal(statSync(data).mode & 0o777, 0o700);
+    assert.equal(readFileSync(join(data, 'node_id'), 'utf8').trim(), node.nodeId);
+    assert.equal(statSync(join(data, 'cluster', 'raft.db')).mode & 0o777, 0o600);
+    assert.equal(statSync(join(data, 'http-tls', 'server.key')).mode & 0o777, 0o600);
+    const cert = new X509Certificate(readFileSync(join(data, 'http-tls', 'server.crt')));
+    const ca = new X509Certificate(readFileSync(join(data, 'http-tls', 'ca.crt')));
+    assert.ok(cert.verify(ca.publicKey), 'server.crt is signed by ca.crt');
+    assert.ok(cert.checkIP('127.0.0.1'), 'server.crt names 127.0.0.1');
+    assert.equal(cert.subject, `CN=${node.nodeId}`);
+  });
+});

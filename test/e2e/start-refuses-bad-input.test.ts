@@ -1,0 +1,98 @@
+import assert from 'node:assert/strict';
+import { createServer } from 'node:net';
+import { existsSync, mkdirSync, readFileSync, truncateSync, writeFileSync } from 'node:fs';
+import { join } from 'node:path';
+import { after, describe, it } from 'node:test';
+import { NodeProcess, runCli, tempDir } from './harness.js';
+
+describe('neuwerk start refuses bad input with a clear message and the right exit code', () => {
+  const dir = tempDir();
+  after(() => dir.cleanup());
+
+  it('unknown flag -> exit 2 naming the flag', async () => {
+    const result = await runCli(['start', '--no-such-flag']);
+    assert.equal(result.code, 2);
+    assert.match(result.stderr, /--no-such-flag/);
+  });
+
+  it('bad flag value -> exit 2 naming the flag and value', async () => {
+    const badOption = await runCli(['start', '--log-format', 'xml']);
+    assert.equal(badOption.code, 2);
+    assert.match(badOption.stderr, /--log-format=xml/);
+    const badAddress = await runCli(['start', '--data-dir', join(dir.path, 'x'), '--metrics-bind', '127.0.0.1:99999']);
+    assert.equal(badAddress.code, 2);
+    assert.match(badAddress.stderr, /--metrics-bind: "127\.0\.0\.1:99999" is not a valid address \(port 99999 is above 65535\)/);
+  });
+
+  it('invalid config -> exit 2 naming the file, the path inside it and the value', async () => {
+    const file = join(dir.path, 'bad.yaml');
+    writeFileSync(file, 'version: 1\nhttp:\n  bind: "localhost:http"\nmetrics:\n  bnd: 1\n');
+    const result = await runCli(['start', '--config', file]);
+    assert.equal(result.code, 2);
+    assert.ok(result.stderr.includes(`config ${file}`), result.stderr);
+    assert.match(result.stderr, /http\.bind: "localhost:http" is not a valid address/);
+    assert.match(result.stderr, /metrics\.bnd: unknown key \(allowed: bind\)/);
+  });
+
+  it('a flag for a subsystem that is not built yet -> exit 2 saying so', async () => {
+    const result = await runCli(['start', '--data-dir', join(dir.path, 'y'), '--proxy-bind', '127.0.0.1:3128']);
+    assert.equal(result.code, 2);
+    assert.match(result.stderr, /--proxy-bind: the forward proxy is not available yet/);
+  });
+
+  it('port already in use -> exit 1 naming the address', async () => {
+    const blocker = createServer();
+    await new Promise<void>((resolve) => blocker.listen(0, '127.0.0.1', resolve));
+    const port = (blocker.address() as { port: number }).port;
+    try {
+      const result = await runCli(['start', '--data-dir', join(dir.path, 'z'), '--http-bind', `127.0.0.1:${port}`, '--metrics-bind', '127.0.0.1:0']);
+      assert.equal(result.code, 1);
+      assert.match(result.stderr, new RegExp(`--http-bind 127\\.0\\.0\\.1:${port} is already in use`));
+    } finally {
+      blocker.close();
+    }
+  });
+
+  it('data dir not writable -> exit 1 naming the path', async () => {
+    // Runs as root in CI, where modes do not stop writes: a path below a regular file cannot be created by anyone.
+    const file = join(dir.path, 'plain-file');
+    writeFileSync(file, '');
+    const result = await runCli(['start', '--data-dir', join(file, 'data')]);
+    assert.equal(result.code, 1);
+    assert.ok(result.stderr.includes(`data dir ${join(file, 'data')} is not writable`), result.stderr);
+  });
+
+  it('a corrupted node_id is refused and left as it was', async () => {
+    const data = join(dir.path, 'corrupt-id');
+    mkdirSync(data, { recursive: true });
+    writeFileSync(join(data, 'node_id'), 'not-a-uuid\n');
+    const result = await runCli(['start', '--data-dir', data, '--http-bind', '127.0.0.1:0', '--metrics-bind', '127.0.0.1:0']);
+    assert.equal(result.code, 1);
+    assert.ok(result.stderr.includes(`node id file ${join(data, 'node_id')} does not hold a node id`), result.stderr);
+    assert.equal(readFileSync(join(data, 'node_id'), 'utf8'), 'not-a-uuid\n');
+  });
+
+  it('a truncated raft.db is refused, named, with recovery advice, and not reset', async () => {
+    const data = join(dir.path, 'corrupt-store');
+    const node = await NodeProcess.start(data);
+    await node.stop('SIGTERM');
+    const store = join(data, 'cluster', 'raft.db');
+    truncateSync(store, 50);
+    const result = await runCli(['start', '--data-dir', data, '--http-bind', '127.0.0.1:0', '--metrics-bind', '127.0.0.1:0']);
+    assert.equal(result.code, 1);
+    assert.ok(result.stderr.includes(`store ${store} is damaged`), result.stderr);
+    assert.match(result.stderr, /backup/);
+    assert.match(result.stderr, /rejoin|join it again/);
+    assert.equal(readFileSync(store).length, 50, 'the damaged file is left for recovery');
+    assert.ok(existsSync(store));
+  });
+
+  it('a raft.db overwritten with garbage is refused', async () => {
+    const data = join(dir.path, 'garbage-store');
+    mkdirSync(join(data, 'cluster'), { recursive: true });
+    writeFileSync(join(data, 'cluster', 'raft.db'), Buffer.alloc(8192, 0x41));
+    const result = await runCli(['start', '--data-dir', data, '--http-bind', '127.0.0.1:0', '--metrics-bind', '127.0.0.1:0']);
+    assert.equal(result.code, 1);
+    assert.match(result.stderr, /is damaged and was not opened: it is not an SQLite database/);
+  });
+});

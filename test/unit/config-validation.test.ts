@@ -1,0 +1,123 @@
+import assert from 'node:assert/strict';
+import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { after, describe, it } from 'node:test';
+import { parseDocument } from 'yaml';
+import { loadConfigFile, resolveNodeConfig, validateConfig } from '../../src/config/load.js';
+import { NeuwerkError } from '../../src/errors.js';
+
+const FILE = '/etc/neuwerk/config.yaml';
+
+function errorOf(fn: () => unknown): NeuwerkError {
+  try {
+    fn();
+  } catch (err) {
+    assert.ok(err instanceof NeuwerkError, `expected a NeuwerkError, got ${String(err)}`);
+    return err;
+  }
+  assert.fail('expected an error');
+}
+
+describe('config validation names the file, the path and the value', () => {
+  const cases: { name: string; yaml: string; expected: RegExp[] }[] = [
+    { name: 'empty document', yaml: '', expected: [/the file is empty/] },
+    { name: 'missing version', yaml: 'node: {}\n', expected: [/\(top level\): missing required key "version"/] },
+    { name: 'unsupported version', yaml: 'version: 2\n', expected: [/version: 2 is not supported \(expected 1\)/] },
+    { name: 'unknown top-level key', yaml: 'version: 1\nclsuter: {}\n', expected: [/clsuter: unknown key \(allowed: version, node, cluster, http, metrics, dns, proxy, policy, log\)/] },
+    { name: 'unknown nested key', yaml: 'version: 1\nhttp:\n  bnd: x\n', expected: [/http\.bnd: unknown key \(allowed: bind, advertise, tls_dir, cert_path, key_path\)/] },
+    { name: 'bad address', yaml: 'version: 1\nhttp:\n  bind: "127.0.0.1"\n', expected: [/http\.bind: "127\.0\.0\.1" is not a valid address \(expected host:port\)/] },
+    { name: 'port out of range', yaml: 'version: 1\nmetrics:\n  bind: "0.0.0.0:70000"\n', expected: [/metrics\.bind: "0\.0\.0\.0:70000" is not a valid address \(port 70000 is above 65535\)/] },
+    { name: 'bad IPv6 form', yaml: 'version: 1\nhttp:\n  bind: "::1:8443"\n', expected: [/IPv6 addresses must be written as \[addr\]:port/] },
+    { name: 'bad array item', yaml: 'version: 1\ndns:\n  upstreams: ["1.1.1.1:53", "nope"]\n', expected: [/dns\.upstreams\[1\]: "nope" is not a valid address/] },
+    { name: 'bad enum', yaml: 'version: 1\npolicy:\n  default: maybe\n', expected: [/policy\.default: "maybe" is not one of allow, deny/] },
+    { name: 'wrong type', yaml: 'version: 1\nnode:\n  data_dir: 5\n', expected: [/node\.data_dir: 5 is not of type string/] },
+    { name: 'cert without key', yaml: 'version: 1\nhttp:\n  cert_path: /x.crt\n', expected: [/http: cert_path needs key_path too/] },
+    { name: 'several errors at once', yaml: 'version: 1\nlog:\n  level: loud\n  format: xml\n', expected: [/log\.level: "loud"/, /log\.format: "xml"/] },
+  ];
+  for (const c of cases) {
+    it(c.name, () => {
+      const error = errorOf(() => validateConfig(parseDocument(c.yaml).toJS(), FILE));
+      assert.equal(error.code, 'NW_ERR_CONFIG_INVALID');
+      assert.equal(error.exitCode, 2);
+      assert.ok(error.message.startsWith(`config ${FILE}: `), error.message);
+      for (const pattern of c.expected) assert.match(error.message, pattern);
+    });
+  }
+
+  it('accepts a complete valid document', () => {
+    const doc = parseDocument(
+      'version: 1\nnode:\n  data_dir: /d\nhttp:\n  bind: "[::1]:8443"\nmetrics:\n  bind: 127.0.0.1:8080\npolicy:\n  default: allow\nlog:\n  level: debug\n  format: pretty\n',
+    ).toJS();
+    assert.deepEqual(validateConfig(doc, FILE).http, { bind: '[::1]:8443' });
+  });
+});
+
+describe('config files', () => {
+  const dir = mkdtempSync(join(tmpdir(), 'neuwerk-config-'));
+  after(() => rmSync(dir, { recursive: true, force: true }));
+
+  it('a YAML syntax error names the line', () => {
+    const file = join(dir, 'syntax.yaml');
+    writeFileSync(file, 'version: 1\nhttp:\n  bind: [\n');
+    const error = errorOf(() => loadConfigFile(file));
+    assert.equal(error.exitCode, 2);
+    assert.match(error.message, new RegExp(`config ${file}: not valid YAML at line \\d+`));
+  });
+
+  it('a duplicate key is an error, not a silent override', () => {
+    const file = join(dir, 'dup.yaml');
+    writeFileSync(file, 'version: 1\nlog:\n  level: info\n  level: debug\n');
+    assert.match(errorOf(() => loadConfigFile(file)).message, /not valid YAML/);
+  });
+
+  it('a missing file names the path', () => {
+    const error = errorOf(() => loadConfigFile(join(dir, 'absent.yaml')));
+    assert.equal(error.code, 'NW_ERR_CONFIG_UNREADABLE');
+    assert.equal(error.exitCode, 2);
+    assert.match(error.message, /absent\.yaml: cannot read the file: no such file/);
+  });
+});
+
+describe('resolving flags over the file over defaults', () => {
+  it('fills defaults under the data dir', () => {
+    const config = resolveNodeConfig(null, null, { 'data-dir': '/srv/nw' });
+    assert.equal(config.dataDir, '/srv/nw');
+    assert.equal(config.nodeIdPath, '/srv/nw/node_id');
+    assert.equal(config.clusterDataDir, '/srv/nw/cluster');
+    assert.equal(config.http.tlsDir, '/srv/nw/http-tls');
+    assert.deepEqual(config.http.bind, { host: '127.0.0.1', port: 8443 });
+    assert.deepEqual(config.metrics.bind, { host: '127.0.0.1', port: 8080 });
+    assert.equal(config.policy.defaultPolicy, 'deny');
+    assert.equal(config.log.format, 'json');
+    assert.equal(config.cluster, null);
+  });
+
+  it('a flag wins over the file', () => {
+    const file = validateConfig({ version: 1, http: { bind: '10.0.0.1:443' }, log: { level: 'warn', format: 'pretty' } }, FILE);
+    const config = resolveNodeConfig(file, FILE, { 'http-bind': '127.0.0.1:9443', 'log-level': 'debug' });
+    assert.deepEqual(config.http.bind, { host: '127.0.0.1', port: 9443 });
+    assert.deepEqual(config.http.advertise, { host: '127.0.0.1', port: 9443 });
+    assert.equal(config.log.level, 'debug');
+    assert.equal(config.log.format, 'pretty');
+  });
+
+  it('a bad flag value names the flag', () => {
+    const error = errorOf(() => resolveNodeConfig(null, null, { 'http-advertise': 'host' }));
+    assert.equal(error.exitCode, 2);
+    assert.equal(error.message, '--http-advertise: "host" is not a valid address (expected host:port)');
+  });
+
+  it('settings of subsystems not built yet are refused, naming where they came from', () => {
+    assert.match(errorOf(() => resolveNodeConfig(null, null, { 'cluster-bind': '127.0.0.1:9600' })).message, /^--cluster-bind: cluster mode is not available yet/);
+    const file = validateConfig({ version: 1, dns: { bind: '127.0.0.1:53', upstreams: ['1.1.1.1:53'] } }, FILE);
+    const error = errorOf(() => resolveNodeConfig(file, FILE, {}));
+    assert.equal(error.code, 'NW_ERR_CONFIG_NOT_AVAILABLE');
+    assert.equal(error.exitCode, 2);
+    assert.match(error.message, /^dns in the config file: the DNS proxy is not available yet/);
+  });
+
+  it('cluster-only flags without cluster mode are a usage error', () => {
+    assert.match(errorOf(() => resolveNodeConfig(null, null, { 'cluster-advertise': '127.0.0.1:9600' })).message, /--cluster-advertise only applies in cluster mode/);
+  });
+});
