@@ -12,6 +12,12 @@ export const STORE_FILE_NAME = 'raft.db';
 const SQLITE_HEADER = 'SQLite format 3\u0000';
 
 /**
+ * The tables of the replicated state machine, in dependency order. A snapshot is a copy of exactly
+ * these tables (plus the applied index in `sm_meta`); the Raft tables are never part of one.
+ */
+export const STATE_MACHINE_TABLES = ['sm_meta', 'members', 'settings', 'keyval', 'policy'] as const;
+
+/**
  * Schema migrations, applied in order; `PRAGMA user_version` records how many ran. A migration is
  * never edited once released: add a new one.
  */

@@ -88,6 +88,15 @@ export class StateMachine {
     this.appliedTermValue = Number(this.statements.getMeta.get('applied_term')?.value ?? 0);
   }
 
+  /**
+   * Re-reads the applied index and term from the database; call after the tables were replaced
+   * wholesale by a snapshot install.
+   */
+  reload(): void {
+    this.appliedIndexValue = Number(this.statements.getMeta.get('applied_index')?.value ?? 0);
+    this.appliedTermValue = Number(this.statements.getMeta.get('applied_term')?.value ?? 0);
+  }
+
   /** Index of the last applied entry (0 before any). */
   get appliedIndex(): number {
     return this.appliedIndexValue;
