@@ -309,7 +309,7 @@ class Parser {
       negated = true;
       this.pos++;
     }
-    if (this.peek() === ']') throw new Refusal('empty character classes are not supported');
+    if (this.peek() === ']') throw new Refusal('the classes "[]" and "[^]" are not supported');
     let set = CharSet.EMPTY;
     let singleCode: number | null = null;
     let members = 0;

@@ -238,7 +238,7 @@ test('compiled decisions equal the naive reference on small random policies', ()
   // The generators must reach every kind of outcome often, or equality proves little.
   assert.equal(counts.refused, 0, JSON.stringify(counts));
   for (const key of ['byRule', 'byGroupDefault', 'byDefaultPolicy', 'audited', 'dnsByRule'] as const) {
-    assert.ok(counts[key] > 1000, `${key} too rare: ${JSON.stringify(counts)}`);
+    assert.ok(counts[key] > 400, `${key} too rare: ${JSON.stringify(counts)}`);
   }
 });
 
