@@ -20,6 +20,7 @@ import { ReadOnlyQueue } from './read-only.js';
 import type {
   AppendMessage,
   AppendResponseMessage,
+  BasicStatus,
   ConfChange,
   Entry,
   EntryType,
@@ -434,6 +435,18 @@ export class RaftNode {
     this.handedOut = null;
     const appliedTo = Math.max(handed.committedTo, handed.snapshotIndex);
     if (appliedTo > 0) this.log.appliedTo(appliedTo);
+  }
+
+  /** Role, term, leader and log positions, without copying configuration or progress. */
+  basicStatus(): BasicStatus {
+    return {
+      role: this.role,
+      term: this.term,
+      leader: this.leader,
+      commit: this.log.committed,
+      applied: this.log.applied,
+      lastIndex: this.log.lastIndex(),
+    };
   }
 
   /** A copy of the node's state for diagnostics and tests. */

@@ -308,6 +308,16 @@ export interface ProgressStatus {
   inflight: number;
 }
 
+/** The few scalar fields hosts read on hot paths (metrics, routing); `status()` has the rest. */
+export interface BasicStatus {
+  role: Role;
+  term: number;
+  leader: NodeId | null;
+  commit: number;
+  applied: number;
+  lastIndex: number;
+}
+
 /** A snapshot of a node's state for diagnostics and tests. */
 export interface RaftStatus {
   id: NodeId;
