@@ -182,7 +182,10 @@ export class RaftNode {
     for (const entry of initial.entries) {
       if (entry.index > meta.index && entry.type === 'conf-change') this.confs.appendEntry(entry.index, entry.data);
     }
-    this.snapshot = initial.snapshotData === undefined ? null : { meta: { ...meta, conf: cloneConfiguration(meta.conf) }, data: initial.snapshotData };
+    // An index-0 snapshot is never kept: the bootstrap snapshot is synthesized from the
+    // configuration history (a fresh joiner's own index-0 meta has an empty configuration).
+    this.snapshot =
+      initial.snapshotData === undefined || meta.index === 0 ? null : { meta: { ...meta, conf: cloneConfiguration(meta.conf) }, data: initial.snapshotData };
     this.term = initial.hardState.term;
     this.vote = initial.hardState.vote;
     this.randomizedElectionTimeoutTicks = this.electionTimeoutTicks;
@@ -350,13 +353,18 @@ export class RaftNode {
     }
   }
 
-  /** The term and configuration in effect at `index` (retained or at the snapshot point), for building a snapshot. */
-  snapshotMetaAt(index: number): SnapshotMeta {
+  /**
+   * The term and configuration in effect at `index` (<= the last index), for building a snapshot
+   * there. Returns null when `index` is no longer known: a newer snapshot from the leader was
+   * restored after the host applied `index` (it arrives in the next `Ready`; skip this compaction).
+   */
+  snapshotMetaAt(index: number): SnapshotMeta | null {
+    invariant(index <= this.log.lastIndex(), () => `snapshotMetaAt(${index}) beyond the last index ${this.log.lastIndex()}`);
     if (this.snapshot !== null && this.snapshot.meta.index === index && index < this.log.snapshotIndex()) {
       return { index, term: this.snapshot.meta.term, conf: cloneConfiguration(this.snapshot.meta.conf) };
     }
     const term = this.log.term(index);
-    invariant(term >= 0, () => `no term known at index ${index} (log ${this.log.snapshotIndex()}..${this.log.lastIndex()})`);
+    if (term < 0) return null;
     return { index, term, conf: cloneConfiguration(this.confs.at(index)) };
   }
 
@@ -1062,7 +1070,10 @@ export class RaftNode {
     let snapshot = this.snapshot;
     if (snapshot === null || snapshot.meta.index < this.log.snapshotIndex()) {
       if (this.log.snapshotIndex() !== 0) return;
-      snapshot = { meta: { index: 0, term: 0, conf: cloneConfiguration(this.confs.at(0)) }, data: EMPTY_IMAGE };
+      const base = this.confs.at(0);
+      // Never hand out an unknown (empty) base configuration.
+      if (base.voters.length === 0) return;
+      snapshot = { meta: { index: 0, term: 0, conf: cloneConfiguration(base) }, data: EMPTY_IMAGE };
     }
     pr.becomeSnapshot(snapshot);
     this.sendSnapshotChunk(to, pr);

@@ -397,6 +397,7 @@ export class TestCluster {
   compact(id: NodeId, retainFromIndex?: number): Snapshot {
     const n = this.node(id);
     const meta = n.raft.snapshotMetaAt(n.appliedIndex);
+    if (meta === null) throw new Error(`${id} cannot snapshot at ${n.appliedIndex}`);
     const snapshot: Snapshot = { meta, data: encodeAppliedImage(n.applied) };
     n.raft.compact(snapshot, retainFromIndex ?? n.appliedIndex + 1);
     n.storage.compact(snapshot, retainFromIndex ?? n.appliedIndex + 1);

@@ -36,6 +36,9 @@ export interface SimOptions {
   maxCheckerStates?: number;
   /** Skip the linearizability check (the soak runner and tests always check). */
   skipLinearizability?: boolean;
+  /** Debugging: receives one line per simulated event from time `traceFromUnits` on. */
+  trace?: ((line: string) => void) | undefined;
+  traceFromUnits?: number;
 }
 
 /** Counters describing what a run exercised. */
@@ -91,7 +94,7 @@ export const DEFAULT_MAX_CHECKER_STATES = 200_000;
 
 const ELECTION_TIMEOUT_TICKS = 10;
 const TICK_UNITS_BASE = 10;
-const CLIENT_COUNT = 3;
+const CLIENT_COUNT = 4;
 const KEYS = ['a', 'b', 'c'];
 const OP_TIMEOUT_UNITS = 400;
 const READ_RETRY_UNITS = 120;
@@ -101,6 +104,7 @@ const MAX_VOTERS = 5;
 const MIN_VOTERS = 3;
 const LIVENESS_KEY = 'zz-liveness';
 const FULL_LOG_CHECK_INTERVAL_UNITS = 200;
+const MAX_UNCOMMITTED_BACKGROUND_ENTRIES = 60;
 
 /** Parameters drawn once per seed. */
 export interface SimParams {
@@ -120,6 +124,11 @@ export interface SimParams {
   faultIntervalUnits: number;
   crashInHostLoopRate: number;
   membershipIntervalUnits: number;
+  /** Mean interval between background write bursts (0: none). */
+  loadIntervalUnits: number;
+  loadBurstMax: number;
+  /** Links deliver in order (like TCP); otherwise every message has an independent delay. */
+  fifoLinks: boolean;
 }
 
 function drawParams(prng: Prng): SimParams {
@@ -140,6 +149,9 @@ function drawParams(prng: Prng): SimParams {
     faultIntervalUnits: prng.pick([40, 100, 250]),
     crashInHostLoopRate: prng.pick([0, 0.002, 0.01]),
     membershipIntervalUnits: prng.pick([150, 300, 600]),
+    loadIntervalUnits: prng.pick([0, 20, 60, 150]),
+    loadBurstMax: prng.pick([1, 5, 20]),
+    fifoLinks: prng.chance(0.7),
   };
 }
 
@@ -276,6 +288,7 @@ type SimEvent =
   | { kind: 'client-timeout'; client: number; opId: string }
   | { kind: 'fault' }
   | { kind: 'membership' }
+  | { kind: 'load' }
   | { kind: 'liveness-probe' }
   | { kind: 'full-check' };
 
@@ -360,6 +373,8 @@ class Simulation {
   private readonly clients: Client[] = [];
   private readonly history: HistoryOp[] = [];
   private readonly cut = new Set<string>();
+  /** FIFO links: the latest delivery time scheduled on each link. */
+  private readonly linkClock = new Map<string, number>();
   private now = 0;
   /** Logical clock of the history: strictly increasing over calls and returns. */
   private historyClock = 0;
@@ -401,7 +416,7 @@ class Simulation {
 
   constructor(
     private readonly seed: number,
-    private readonly options: Required<Omit<SimOptions, 'seed'>>,
+    private readonly options: Required<Omit<SimOptions, 'seed' | 'trace' | 'traceFromUnits'>> & Pick<SimOptions, 'trace' | 'traceFromUnits'>,
   ) {
     this.prng = new Prng(seed);
     this.params = drawParams(this.prng);
@@ -428,6 +443,7 @@ class Simulation {
     this.queue.push(this.params.faultIntervalUnits, { kind: 'fault' });
     this.queue.push(this.params.membershipIntervalUnits, { kind: 'membership' });
     this.queue.push(FULL_LOG_CHECK_INTERVAL_UNITS, { kind: 'full-check' });
+    if (this.params.loadIntervalUnits > 0) this.queue.push(this.params.loadIntervalUnits, { kind: 'load' });
 
     this.runUntil(this.options.steps, () => false);
     this.startLiveness();
@@ -454,9 +470,23 @@ class Simulation {
       const item = this.queue.pop()!;
       this.now = item.time;
       this.stats.events++;
+      if (this.options.trace !== undefined && this.now >= (this.options.traceFromUnits ?? 0)) this.traceEvent(item.event);
       this.handle(item.event);
     }
     if (this.queue.peekTime() > limit) this.now = Math.max(this.now, limit);
+  }
+
+  private traceEvent(ev: SimEvent): void {
+    let line = `t=${this.now} ${ev.kind}`;
+    if (ev.kind === 'deliver') {
+      const { entries, data, ...rest } = ev.msg as Message & { entries?: Entry[]; data?: Uint8Array };
+      line += ` ${JSON.stringify(rest)}`;
+      if (entries !== undefined) line += ` entries=${entries.map((e) => `${e.index}@${e.term}`).join(',')}`;
+      if (data !== undefined) line += ` bytes=${data.length}`;
+    } else if ('node' in ev) {
+      line += ` ${ev.node}`;
+    }
+    this.options.trace!(line);
   }
 
   private handle(ev: SimEvent): void {
@@ -501,6 +531,12 @@ class Simulation {
         return;
       case 'liveness-probe':
         this.livenessProbe();
+        return;
+      case 'load':
+        if (this.phase === 'chaos') {
+          this.backgroundLoad();
+          this.queue.push(this.now + this.prng.range(1, 2 * this.params.loadIntervalUnits), { kind: 'load' });
+        }
         return;
       case 'full-check':
         this.checkAllLogs();
@@ -791,6 +827,7 @@ class Simulation {
     const applied = st.kv.appliedIndex;
     if (applied - st.snapshot.meta.index < this.params.compactThresholdEntries) return;
     const meta = raft.snapshotMetaAt(applied);
+    if (meta === null) return; // superseded by a snapshot from the leader, installed next cycle
     const snapshot: Snapshot = { meta, data: encodeKv(st.kv.map) };
     const retainFrom = Math.max(1, applied + 1 - this.params.retainEntries);
     raft.compact(snapshot, retainFrom);
@@ -845,7 +882,13 @@ class Simulation {
       this.stats.messagesDropped++;
       return;
     }
-    this.queue.push(this.now + this.prng.range(1, this.params.delayMaxUnits), { kind: 'deliver', msg: m });
+    let at = this.now + this.prng.range(1, this.params.delayMaxUnits);
+    if (this.params.fifoLinks) {
+      const link = `${m.from}>${m.to}`;
+      at = Math.max(at, this.linkClock.get(link) ?? 0);
+      this.linkClock.set(link, at);
+    }
+    this.queue.push(at, { kind: 'deliver', msg: m });
     if (this.prng.chance(this.duplicateRate)) {
       this.stats.messagesDuplicated++;
       this.queue.push(this.now + this.prng.range(1, 3 * this.params.delayMaxUnits), { kind: 'deliver', msg: m });
@@ -968,6 +1011,26 @@ class Simulation {
     this.digest.addString(`propose-conf ${change.type} ${change.nodeId} ${r.ok}`);
     if (r.ok) this.pendingConf = { index: r.index, term: r.term, change };
     else if (change.type === 'add-learner') this.decommission(change.nodeId);
+  }
+
+  /**
+   * Bursts of writes outside the checked history, proposed to every node that believes it leads —
+   * stale leaders in a minority partition included — so logs grow long divergent tails.
+   */
+  private backgroundLoad(): void {
+    for (const node of this.nodes.values()) {
+      const raft = node.raft;
+      if (raft === null || !this.prng.chance(0.7)) continue;
+      const bs = raft.basicStatus();
+      // Host-side backpressure: a real host bounds the proposals it has in flight.
+      if (bs.role !== 'leader' || bs.lastIndex - bs.commit > MAX_UNCOMMITTED_BACKGROUND_ENTRIES) continue;
+      const n = this.prng.range(1, this.params.loadBurstMax);
+      for (let i = 0; i < n; i++) {
+        const cmd: KvCommand = { id: `bg-${this.stats.events}-${i}`, op: { kind: 'put', key: 'bg', value: `${node.id}:${this.now}:${i}` } };
+        raft.propose(JSON.stringify(cmd));
+      }
+      this.afterCoreCall(node);
+    }
   }
 
   // -------------------------------------------------------------------------------------------
@@ -1126,7 +1189,14 @@ class Simulation {
         if (n.raft === null) return `${n.id}:down`;
         const bs = n.raft.basicStatus();
         const conf = n.raft.status().conf;
-        return `${n.id}:${bs.role}/t${bs.term}/c${bs.commit}/a${n.storage.kv.appliedIndex}/l${bs.lastIndex}/v[${conf.voters.join(',')}]l[${conf.learners.join(',')}]`;
+        let line = `${n.id}:${bs.role}/t${bs.term}/c${bs.commit}/a${n.storage.kv.appliedIndex}/l${bs.lastIndex}/v[${conf.voters.join(',')}]l[${conf.learners.join(',')}]`;
+        line += n.outstanding === null ? '' : '/busy';
+        if (bs.role === 'leader') {
+          const st = n.raft.status();
+          const prs = Object.entries(st.progress ?? {}).map(([id, p]) => `${id}=${p.state}:m${p.match}:n${p.next}:i${p.inflight}:${p.recentActive ? 'A' : '-'}`);
+          line += `{transferee=${st.leadTransferee} ${prs.join(' ')}}`;
+        }
+        return line;
       })
       .join(' ');
   }
@@ -1139,6 +1209,8 @@ export function runSimulation(options: SimOptions): SimResult {
     livenessBudgetUnits: options.livenessBudgetUnits ?? DEFAULT_LIVENESS_BUDGET_UNITS,
     maxCheckerStates: options.maxCheckerStates ?? DEFAULT_MAX_CHECKER_STATES,
     skipLinearizability: options.skipLinearizability ?? false,
+    trace: options.trace,
+    traceFromUnits: options.traceFromUnits,
   });
   try {
     return sim.run();

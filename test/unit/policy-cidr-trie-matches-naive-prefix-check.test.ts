@@ -41,13 +41,28 @@ test('trie lookups return exactly the containing prefixes, shortest first', () =
           .filter(({ p }) => naiveContains(p, a.words, a.v6))
           .sort((x, y) => x.p.prefixLength - y.p.prefixLength || x.i - y.i)
           .map(({ i }) => i);
-        const lists: number[][] = [];
-        trie.collect(a, lists);
-        assert.deepStrictEqual(lists.flat(), expected);
+        const lists: number[][] = [[-1]];
+        const count = trie.collect(a, lists, 1);
+        assert.deepStrictEqual(lists.slice(1, count).flat(), expected);
         assert.equal(trie.contains(a), expected.length > 0);
       }
     }),
     { numRuns: 400 },
+  );
+});
+
+test('an accumulated trie answers every containing prefix with one longest match', () => {
+  fc.assert(
+    fc.property(fc.array(prefix, { maxLength: 40 }), fc.array(address, { minLength: 1, maxLength: 30 }), (prefixes, addresses) => {
+      const trie = new CidrTrie<number>();
+      prefixes.forEach((p, i) => trie.insert(p, i));
+      trie.accumulate((outer, own) => [...new Set([...outer, ...own])].sort((x, y) => x - y));
+      for (const a of addresses) {
+        const expected = [...new Set(prefixes.map((p, i) => (naiveContains(p, a.words, a.v6) ? i : -1)).filter((i) => i >= 0))];
+        assert.deepStrictEqual([...(trie.longestMatch(a) ?? [])], expected);
+      }
+    }),
+    { numRuns: 300 },
   );
 });
 

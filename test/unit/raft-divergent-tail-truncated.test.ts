@@ -34,3 +34,23 @@ test('§5.3: a follower that already holds the entries keeps its log (duplicate 
   assert.deepEqual(c.logTerms('n2'), before);
   assert.deepEqual(c.node('n2').applied, ['a']);
 });
+
+test('§5.3: a follower commits no further than the entries it verified against the leader', () => {
+  // "If leaderCommit > commitIndex, set commitIndex = min(leaderCommit, index of last new entry)":
+  // n3's stale tail beyond the append must not be committed even though the leader's commit covers it.
+  const c = new TestCluster({ voters: ['n1', 'n2', 'n3'], checkQuorum: false });
+  c.setLog('n3', [1, 1, 2, 2, 2], { term: 2, commit: 1 });
+  c.raft('n3').step({
+    type: 'append',
+    from: 'n1',
+    to: 'n3',
+    term: 3,
+    index: 1,
+    logTerm: 1,
+    entries: [{ index: 2, term: 1, type: 'normal', data: '2@1' }],
+    commit: 5,
+  });
+  const st = c.raft('n3').status();
+  assert.equal(st.commit, 2, 'commit = min(leaderCommit 5, last new index 2)');
+  assert.equal(st.lastIndex, 5, 'matching entries do not truncate the tail');
+});

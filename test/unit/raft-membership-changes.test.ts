@@ -106,3 +106,25 @@ test('§4.1: a conf entry truncated from a follower log reverts its configuratio
   assert.deepEqual(c.raft('n3').status().conf.learners, [], 'the uncommitted configuration was truncated away');
   assert.deepEqual(c.logTerms('n3'), c.logTerms('n2'));
 });
+
+test('a joiner that later leads hands the next joiner the real bootstrap configuration (sim seed 607)', () => {
+  const c = new TestCluster({ voters: ['n1', 'n2', 'n3'], joiners: ['n4', 'n5'] });
+  c.elect('n1');
+  c.raft('n1').proposeConfChange({ type: 'add-learner', nodeId: 'n4' });
+  c.run(3);
+  c.raft('n1').proposeConfChange({ type: 'promote', nodeId: 'n4' });
+  c.run(3);
+  // n4 restarts (its storage now holds the bootstrap configuration), then takes over.
+  c.crash('n4');
+  c.restart('n4');
+  c.run(2);
+  assert.deepEqual(c.raft('n1').transferLeadership('n4'), { ok: true });
+  c.run(3);
+  assert.deepEqual(c.leaders(), ['n4']);
+  c.raft('n4').proposeConfChange({ type: 'add-learner', nodeId: 'n5' });
+  c.run(5);
+  assert.deepEqual(c.raft('n5').status().conf, { voters: ['n1', 'n2', 'n3', 'n4'], learners: ['n5'] });
+  const boot = c.sent.find((m) => m.type === 'snapshot' && m.to === 'n5');
+  assert.ok(boot !== undefined && boot.type === 'snapshot');
+  assert.deepEqual(boot.meta.conf, { voters: ['n1', 'n2', 'n3'], learners: [] });
+});

@@ -101,3 +101,18 @@ test('snapshotMetaAt reports the term and configuration in effect at an applied 
   assert.deepEqual(c.raft('n1').snapshotMetaAt(2), { index: 2, term: 1, conf: { voters: ['n1', 'n2', 'n3'], learners: [] } });
   assert.deepEqual(c.raft('n1').snapshotMetaAt(last), { index: last, term: 1, conf: { voters: ['n1', 'n2', 'n3'], learners: ['n4'] } });
 });
+
+test('snapshotMetaAt returns null for an index superseded by a snapshot restored meanwhile (sim seed 189)', () => {
+  const c = laggingFollower();
+  const n3 = c.node('n3');
+  const applied = n3.appliedIndex;
+  assert.ok(n3.raft.snapshotMetaAt(applied) !== null);
+  // The leader's snapshot arrives after the host applied `applied` but before it snapshots there.
+  const meta = c.raft('n1').snapshotMetaAt(c.node('n1').appliedIndex)!;
+  const data = encodeAppliedImage(c.node('n1').applied);
+  const term = c.raft('n1').status().term;
+  n3.raft.step({ type: 'snapshot', from: 'n1', to: 'n3', term, meta, offset: 0, totalBytes: data.length, data, done: true });
+  assert.equal(n3.raft.snapshotMetaAt(applied), null, 'the host must skip this compaction');
+  c.processReady('n3');
+  assert.deepEqual(n3.applied, c.node('n1').applied);
+});
