@@ -104,21 +104,60 @@ export class CidrTrie<T> {
   }
 
   /**
-   * Appends to `out` the value list of every prefix that contains `address`, shortest prefix
-   * first. Allocation-free apart from `out` growing.
+   * Stores, from `out[count]` on, the value list of every prefix that contains `address`,
+   * shortest prefix first, and returns the new count. Allocation-free (`out` is a reused scratch
+   * array; entries past the returned count are stale).
    */
-  collect(address: IpAddress, out: T[][]): void {
+  collect(address: IpAddress, out: T[][], count: number): number {
+    const words = address.words;
+    const maxLength = address.v6 ? 128 : 32;
+    let n = count;
+    let node = address.v6 ? this.v6Root : this.v4Root;
+    if (node.values !== null) out[n++] = node.values;
+    while (node.length < maxLength) {
+      const child: TrieNode<T> | null = bitAt(words, node.length) === 0 ? node.zero : node.one;
+      if (child === null) break;
+      if (commonPrefixLength(child.key, words, child.length) < child.length) break;
+      if (child.values !== null) out[n++] = child.values;
+      node = child;
+    }
+    return n;
+  }
+
+  /** The value list of the longest prefix containing `address`, or null. */
+  longestMatch(address: IpAddress): readonly T[] | null {
     const words = address.words;
     const maxLength = address.v6 ? 128 : 32;
     let node = address.v6 ? this.v6Root : this.v4Root;
-    if (node.values !== null) out.push(node.values);
+    let found = node.values;
     while (node.length < maxLength) {
       const child: TrieNode<T> | null = bitAt(words, node.length) === 0 ? node.zero : node.one;
-      if (child === null) return;
-      if (commonPrefixLength(child.key, words, child.length) < child.length) return;
-      if (child.values !== null) out.push(child.values);
+      if (child === null) break;
+      if (commonPrefixLength(child.key, words, child.length) < child.length) break;
+      if (child.values !== null) found = child.values;
       node = child;
     }
+    return found;
+  }
+
+  /**
+   * Folds into each prefix's list the lists of all shorter prefixes containing it (with
+   * `merge(outer, own)`), so that `longestMatch` alone answers "the values of every containing
+   * prefix". Call once, after the last insert.
+   */
+  accumulate(merge: (outer: readonly T[], own: readonly T[]) => T[]): void {
+    const visit = (node: TrieNode<T> | null, inherited: readonly T[] | null): void => {
+      if (node === null) return;
+      let carried = inherited;
+      if (node.values !== null) {
+        if (inherited !== null) node.values = merge(inherited, node.values);
+        carried = node.values;
+      }
+      visit(node.zero, carried);
+      visit(node.one, carried);
+    };
+    visit(this.v4Root, null);
+    visit(this.v6Root, null);
   }
 
   /** Whether any inserted prefix contains `address`. */

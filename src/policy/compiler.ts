@@ -25,6 +25,7 @@ import { HostnameGlob, HostnameIndex, HostnameMatcher, normalizeHostname } from 
 import { parseDocumentCidr, parseDocumentIp } from './ip.js';
 import type { IpAddress, IpPrefix } from './ip.js';
 import { analyzeRegex } from './regex-safety.js';
+import type { LiteralTail } from './regex-safety.js';
 import { parsePortEntry, showValue } from './schema.js';
 import type { Decision, PolicyAction, PolicyDocument, PolicyIssue, PolicyMode, PolicyRule, RuleMatch, SourceGroup } from './types.js';
 
@@ -67,25 +68,36 @@ export class AddressMatcher {
   }
 }
 
+/** Up to this many single ports a rule scans a plain array; above, it uses a Set. */
+export const MAX_LINEAR_PORTS = 8;
+
 /** A rule's own check of `dst_ports`. */
 export class PortMatcher {
-  private readonly singles: ReadonlySet<number>;
-  private readonly ranges: readonly (readonly [number, number])[];
+  private readonly singleList: readonly number[];
+  private readonly singleSet: ReadonlySet<number> | null;
+  /** Inclusive ranges as flat [lo, hi, lo, hi, ...]. */
+  private readonly ranges: readonly number[];
 
   constructor(entries: readonly { lo: number; hi: number }[]) {
-    const singles = new Set<number>();
-    const ranges: [number, number][] = [];
+    const singles: number[] = [];
+    const ranges: number[] = [];
     for (const { lo, hi } of entries) {
-      if (lo === hi) singles.add(lo);
-      else ranges.push([lo, hi]);
+      if (lo === hi) singles.push(lo);
+      else ranges.push(lo, hi);
     }
-    this.singles = singles;
+    this.singleSet = singles.length > MAX_LINEAR_PORTS ? new Set(singles) : null;
+    this.singleList = this.singleSet === null ? singles : [];
     this.ranges = ranges;
   }
 
   matches(port: number): boolean {
-    if (this.singles.has(port)) return true;
-    for (const [lo, hi] of this.ranges) if (port >= lo && port <= hi) return true;
+    if (this.singleSet !== null) {
+      if (this.singleSet.has(port)) return true;
+    } else {
+      for (const single of this.singleList) if (single === port) return true;
+    }
+    const ranges = this.ranges;
+    for (let i = 0; i < ranges.length; i += 2) if (port >= (ranges[i] as number) && port <= (ranges[i + 1] as number)) return true;
     return false;
   }
 }
@@ -166,10 +178,13 @@ export interface CompileStats {
 /** The product of `compilePolicy`; immutable, safe to share between the DNS and forward proxies. */
 export interface CompiledPolicy {
   readonly document: PolicyDocument;
-  /** sha256 of the canonical JSON of the document: equal documents have equal fingerprints. */
+  /**
+   * sha256 of the canonical JSON of the document: equal documents have equal fingerprints.
+   * Computed on first read (about half a second for 100k rules).
+   */
   readonly fingerprint: string;
   readonly groups: readonly CompiledGroup[];
-  /** Client prefixes to the ranks of the groups they belong to. */
+  /** Client prefixes to the ranks of ALL groups containing them (accumulated: use `longestMatch`). */
   readonly sourceTrie: CidrTrie<number>;
   readonly defaultDecision: Decision;
   readonly dnsNoGroupDecision: Decision;
@@ -247,14 +262,39 @@ function addHostKeys(index: HostnameIndex, keys: HostKeys, order: number): void 
 }
 
 interface RuleContext {
-  readonly path: string;
-  readonly label: string;
+  readonly groupIndex: number;
+  readonly ruleIndex: number;
+  readonly groupId: string;
+  readonly ruleId: string;
   readonly issues: PolicyIssue[];
   regexes: number;
 }
 
 function refuse(ctx: RuleContext, message: string): void {
-  ctx.issues.push({ path: ctx.path, message: `${ctx.label}: ${message}` });
+  ctx.issues.push({
+    path: `source_groups[${ctx.groupIndex}].rules[${ctx.ruleIndex}]`,
+    message: `rule ${showValue(ctx.ruleId)} in group ${showValue(ctx.groupId)}: ${message}`,
+  });
+}
+
+/**
+ * Index keys for a regex from its literal tails. Label-aligned keys go to the label-suffix table,
+ * which a lookup probes once per label anyway: a tail `.github.com` or a label-aligned tail
+ * `github.com` (as in `(.*\.)?github\.com`) is the key `github.com`; a tail `-internal.corp`
+ * falls back to its whole labels (`corp`). Only a dot-less, unaligned tail needs the string-suffix
+ * table, which costs one probe per distinct key length.
+ */
+function regexKeys(tails: readonly LiteralTail[]): { labelSuffix: string[]; stringSuffix: string[] } {
+  const labelSuffix: string[] = [];
+  const stringSuffix: string[] = [];
+  for (const { text, labelStart } of tails) {
+    const dot = text.indexOf('.');
+    if (dot === 0 && text.length > 1) labelSuffix.push(text.slice(1));
+    else if (labelStart) labelSuffix.push(text);
+    else if (dot > 0 && dot < text.length - 1) labelSuffix.push(text.slice(dot + 1));
+    else stringSuffix.push(text);
+  }
+  return { labelSuffix, stringSuffix };
 }
 
 function compileRegex(
@@ -262,14 +302,14 @@ function compileRegex(
   where: string,
   source: string,
   caseInsensitive: boolean,
-): { regex: RegExp; suffixes: readonly string[] | null } | null {
+): { regex: RegExp; keys: { labelSuffix: string[]; stringSuffix: string[] } | null } | null {
   ctx.regexes++;
   const analysis = analyzeRegex(source, { caseInsensitive });
   if (!analysis.ok) {
     refuse(ctx, `${where} regex ${showValue(source)} ${analysis.reason}`);
     return null;
   }
-  return { regex: analysis.regex, suffixes: analysis.literalSuffixes };
+  return { regex: analysis.regex, keys: analysis.literalTails === null ? null : regexKeys(analysis.literalTails) };
 }
 
 interface CompiledHostSelector {
@@ -305,8 +345,12 @@ function compileHostSelector(
     const compiled = compileRegex(ctx, where, spec.regex, true);
     if (compiled === null) return null;
     regex = compiled.regex;
-    if (compiled.suffixes === null) indexable = false;
-    else keys.stringSuffix.push(...compiled.suffixes);
+    if (compiled.keys === null) {
+      indexable = false;
+    } else {
+      keys.labelSuffix.push(...compiled.keys.labelSuffix);
+      keys.stringSuffix.push(...compiled.keys.stringSuffix);
+    }
   }
   return { matcher: new HostnameMatcher(exact, suffixes, globs, regex), keys: indexable ? keys : null };
 }
@@ -438,12 +482,7 @@ function compileGroup(group: SourceGroup, groupIndex: number, rank: number, issu
 
   for (const ruleIndex of evaluationOrder(rules)) {
     const rule = rules[ruleIndex] as PolicyRule;
-    const ctx: RuleContext = {
-      path: `source_groups[${groupIndex}].rules[${ruleIndex}]`,
-      label: `rule ${showValue(rule.id)} in group ${showValue(group.id)}`,
-      issues,
-      regexes: 0,
-    };
+    const ctx: RuleContext = { groupIndex, ruleIndex, groupId: group.id, ruleId: rule.id, issues, regexes: 0 };
     const order = compiledRules.length;
     const plan = compileRule(ctx, group.id, groupMode, rule, order);
     counters.regexes += ctx.regexes;
@@ -493,6 +532,22 @@ function compileGroup(group: SourceGroup, groupIndex: number, rank: number, issu
   };
 }
 
+/** The sorted union of two ascending lists of group ranks. */
+function mergeAscending(a: readonly number[], b: readonly number[]): number[] {
+  const out: number[] = [];
+  let i = 0;
+  let j = 0;
+  while (i < a.length || j < b.length) {
+    const x = i < a.length ? (a[i] as number) : Infinity;
+    const y = j < b.length ? (b[j] as number) : Infinity;
+    const next = Math.min(x, y);
+    if (out[out.length - 1] !== next) out.push(next);
+    if (x === next) i++;
+    if (y === next) j++;
+  }
+  return out;
+}
+
 /**
  * Compiles a document that passed `parsePolicy` into a `CompiledPolicy`. Pure and deterministic.
  * @throws PolicyCompileError listing every rule that cannot compile, each named as
@@ -521,6 +576,7 @@ export function compilePolicy(doc: PolicyDocument): CompiledPolicy {
     });
   });
   if (issues.length > 0) throw new PolicyCompileError(issues);
+  sourceTrie.accumulate(mergeAscending);
 
   let rules = 0;
   let dnsUnindexedRules = 0;
@@ -530,9 +586,13 @@ export function compilePolicy(doc: PolicyDocument): CompiledPolicy {
     dnsUnindexedRules += g.dnsUnindexed.length;
     connectionUnindexedRules += g.connectionUnindexed.length;
   }
+  let fingerprint: string | null = null;
   return {
     document: doc,
-    fingerprint: policyFingerprint(doc),
+    get fingerprint(): string {
+      fingerprint ??= policyFingerprint(doc);
+      return fingerprint;
+    },
     groups,
     sourceTrie,
     defaultDecision: decision(doc.default_policy, 'enforce', null, null, ' by default_policy (no source group decided)'),

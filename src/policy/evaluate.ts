@@ -66,37 +66,24 @@ interface NormalizedFlow {
 }
 
 // Scratch lists reused by every decision; decisions are synchronous and never re-entrant.
-const groupHits: number[][] = [];
-const mergedGroups: number[] = [];
+// Only the first `count` entries of `ruleHits` are live; the rest are stale.
 const ruleHits: number[][] = [];
 const positions: number[] = [];
 const NO_GROUPS: readonly number[] = Object.freeze([]);
 
-/** Ranks of the groups containing `src`, ascending and unique. */
+/** Ranks of the groups containing `src`, ascending (the source trie holds them accumulated). */
 function groupsOf(policy: CompiledPolicy, src: IpAddress): readonly number[] {
-  groupHits.length = 0;
-  policy.sourceTrie.collect(src, groupHits);
-  if (groupHits.length === 0) return NO_GROUPS;
-  if (groupHits.length === 1) return groupHits[0] as number[];
-  mergedGroups.length = 0;
-  for (const list of groupHits) for (const rank of list) mergedGroups.push(rank);
-  mergedGroups.sort((a, b) => a - b);
-  let unique = 0;
-  for (let i = 0; i < mergedGroups.length; i++) {
-    if (i === 0 || mergedGroups[i] !== mergedGroups[i - 1]) mergedGroups[unique++] = mergedGroups[i] as number;
-  }
-  mergedGroups.length = unique;
-  return mergedGroups;
+  return policy.sourceTrie.longestMatch(src) ?? NO_GROUPS;
 }
 
 /**
- * The next smallest rule order over all hit lists (each ascending), advancing every list past it;
- * -1 when all are exhausted. A k-way merge with k = number of lists (a handful).
+ * The next smallest rule order over the first `count` hit lists (each ascending), advancing every
+ * list past it; -1 when all are exhausted. A k-way merge with k = number of lists (a handful).
  */
-function nextCandidate(lists: readonly number[][]): number {
+function nextCandidate(count: number): number {
   let best = -1;
-  for (let i = 0; i < lists.length; i++) {
-    const list = lists[i] as number[];
+  for (let i = 0; i < count; i++) {
+    const list = ruleHits[i] as number[];
     const p = positions[i] as number;
     if (p < list.length) {
       const order = list[p] as number;
@@ -104,8 +91,8 @@ function nextCandidate(lists: readonly number[][]): number {
     }
   }
   if (best < 0) return -1;
-  for (let i = 0; i < lists.length; i++) {
-    const list = lists[i] as number[];
+  for (let i = 0; i < count; i++) {
+    const list = ruleHits[i] as number[];
     const p = positions[i] as number;
     if (p < list.length && list[p] === best) positions[i] = p + 1;
   }
@@ -117,11 +104,11 @@ function resetPositions(count: number): void {
 }
 
 function firstDnsRule(group: CompiledGroup, qname: string): CompiledRule | null {
-  ruleHits.length = 0;
-  group.hostIndex.collect(qname, ruleHits);
-  if (group.dnsUnindexed.length > 0) ruleHits.push(group.dnsUnindexed as number[]);
-  resetPositions(ruleHits.length);
-  for (let order = nextCandidate(ruleHits); order >= 0; order = nextCandidate(ruleHits)) {
+  let count = group.hostIndex.collect(qname, ruleHits, 0);
+  if (group.dnsUnindexed.length > 0) ruleHits[count++] = group.dnsUnindexed as number[];
+  if (count === 0) return null;
+  resetPositions(count);
+  for (let order = nextCandidate(count); order >= 0; order = nextCandidate(count)) {
     const rule = group.rules[order] as CompiledRule;
     if ((rule.host as NonNullable<CompiledRule['host']>).matches(qname)) return rule;
   }
@@ -140,16 +127,17 @@ function ruleMatchesConnection(rule: CompiledRule, flow: NormalizedFlow): boolea
 }
 
 function firstConnectionRule(group: CompiledGroup, flow: NormalizedFlow): CompiledRule | null {
-  ruleHits.length = 0;
-  if (flow.hostname !== null) group.hostIndex.collect(flow.hostname, ruleHits);
-  if (flow.dst !== null) group.dstTrie.collect(flow.dst, ruleHits);
-  if (flow.sni !== null) group.sniIndex.collect(flow.sni, ruleHits);
-  if (flow.http !== null) group.httpHostIndex.collect(flow.http.host, ruleHits);
+  let count = 0;
+  if (flow.hostname !== null) count = group.hostIndex.collect(flow.hostname, ruleHits, count);
+  if (flow.dst !== null) count = group.dstTrie.collect(flow.dst, ruleHits, count);
+  if (flow.sni !== null) count = group.sniIndex.collect(flow.sni, ruleHits, count);
+  if (flow.http !== null) count = group.httpHostIndex.collect(flow.http.host, ruleHits, count);
   const portHits = group.portIndex.get(flow.port);
-  if (portHits !== undefined) ruleHits.push(portHits);
-  if (group.connectionUnindexed.length > 0) ruleHits.push(group.connectionUnindexed as number[]);
-  resetPositions(ruleHits.length);
-  for (let order = nextCandidate(ruleHits); order >= 0; order = nextCandidate(ruleHits)) {
+  if (portHits !== undefined) ruleHits[count++] = portHits;
+  if (group.connectionUnindexed.length > 0) ruleHits[count++] = group.connectionUnindexed as number[];
+  if (count === 0) return null;
+  resetPositions(count);
+  for (let order = nextCandidate(count); order >= 0; order = nextCandidate(count)) {
     const rule = group.rules[order] as CompiledRule;
     if (ruleMatchesConnection(rule, flow)) return rule;
   }

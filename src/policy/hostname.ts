@@ -129,15 +129,23 @@ export class HostnameGlob {
 
 /** The per-rule check of a hostname selector: any entry matching is a match. */
 export class HostnameMatcher {
+  /** A lone exact name is compared directly: one memory access less than a Set. */
+  private readonly single: string | null;
+  private readonly exact: ReadonlySet<string> | null;
+
   constructor(
-    private readonly exact: ReadonlySet<string> | null,
+    exact: ReadonlySet<string> | null,
     private readonly suffixes: readonly string[] | null,
     private readonly globs: readonly HostnameGlob[] | null,
     private readonly regex: RegExp | null,
-  ) {}
+  ) {
+    this.single = exact !== null && exact.size === 1 ? ([...exact][0] as string) : null;
+    this.exact = this.single === null ? exact : null;
+  }
 
   /** `hostname` must be normalised. */
   matches(hostname: string): boolean {
+    if (hostname === this.single) return true;
     if (this.exact !== null && this.exact.has(hostname)) return true;
     if (this.suffixes !== null) {
       for (const suffix of this.suffixes) if (hasLabelSuffix(hostname, suffix)) return true;
@@ -149,65 +157,87 @@ export class HostnameMatcher {
   }
 }
 
-function addTo(map: Map<string, number[]>, key: string, order: number): void {
-  const list = map.get(key);
-  if (list === undefined) map.set(key, [order]);
-  else if (list[list.length - 1] !== order) list.push(order);
+function addTo(list: number[] | null, order: number): number[] {
+  if (list === null) return [order];
+  if (list[list.length - 1] !== order) list.push(order);
+  return list;
+}
+
+/** The rules keyed on one name: those matching exactly it, and those matching it and its subdomains. */
+interface NameEntry {
+  exact: number[] | null;
+  suffix: number[] | null;
 }
 
 /**
  * Hash tables from hostname keys to ascending lists of rule orders. A lookup costs one probe per
- * label of the hostname plus one per distinct literal-suffix length, however many rules there are.
+ * label of the hostname plus one per distinct literal-suffix length, however many rules there are
+ * (exact and label-suffix keys share one table, so the full name is probed once for both).
  * Rules must be added in ascending order.
  */
 export class HostnameIndex {
-  private readonly exact = new Map<string, number[]>();
-  private readonly labelSuffix = new Map<string, number[]>();
+  private readonly names = new Map<string, NameEntry>();
   private readonly stringSuffix = new Map<string, number[]>();
   private stringSuffixLengths: number[] = [];
 
   get empty(): boolean {
-    return this.exact.size === 0 && this.labelSuffix.size === 0 && this.stringSuffix.size === 0;
+    return this.names.size === 0 && this.stringSuffix.size === 0;
+  }
+
+  private entry(name: string): NameEntry {
+    let entry = this.names.get(name);
+    if (entry === undefined) {
+      entry = { exact: null, suffix: null };
+      this.names.set(name, entry);
+    }
+    return entry;
   }
 
   /** The rule matches only hostnames equal to `hostname`. */
   addExact(hostname: string, order: number): void {
-    addTo(this.exact, hostname, order);
+    const entry = this.entry(hostname);
+    entry.exact = addTo(entry.exact, order);
   }
 
   /** The rule matches only `domain` or its subdomains. */
   addLabelSuffix(domain: string, order: number): void {
-    addTo(this.labelSuffix, domain, order);
+    const entry = this.entry(domain);
+    entry.suffix = addTo(entry.suffix, order);
   }
 
   /** The rule matches only hostnames ending with the characters `suffix`. */
   addStringSuffix(suffix: string, order: number): void {
-    if (!this.stringSuffix.has(suffix) && !this.stringSuffixLengths.includes(suffix.length)) {
+    const existing = this.stringSuffix.get(suffix);
+    if (existing === undefined && !this.stringSuffixLengths.includes(suffix.length)) {
       this.stringSuffixLengths.push(suffix.length);
       this.stringSuffixLengths.sort((a, b) => a - b);
     }
-    addTo(this.stringSuffix, suffix, order);
+    this.stringSuffix.set(suffix, addTo(existing ?? null, order));
   }
 
-  /** Appends every list whose key fits `hostname` (normalised) to `out`. */
-  collect(hostname: string, out: number[][]): void {
-    const exactHits = this.exact.get(hostname);
-    if (exactHits !== undefined) out.push(exactHits);
-    if (this.labelSuffix.size > 0) {
-      let start = 0;
-      for (;;) {
-        const hits = this.labelSuffix.get(start === 0 ? hostname : hostname.slice(start));
-        if (hits !== undefined) out.push(hits);
-        const dot = hostname.indexOf('.', start);
-        if (dot < 0) break;
-        start = dot + 1;
+  /**
+   * Stores every list whose key fits `hostname` (normalised) from `out[count]` on and returns the
+   * new count (`out` is a reused scratch array).
+   */
+  collect(hostname: string, out: number[][], count: number): number {
+    let n = count;
+    if (this.names.size > 0) {
+      const whole = this.names.get(hostname);
+      if (whole !== undefined) {
+        if (whole.exact !== null) out[n++] = whole.exact;
+        if (whole.suffix !== null) out[n++] = whole.suffix;
+      }
+      for (let dot = hostname.indexOf('.'); dot >= 0; dot = hostname.indexOf('.', dot + 1)) {
+        const parent = this.names.get(hostname.slice(dot + 1));
+        if (parent !== undefined && parent.suffix !== null) out[n++] = parent.suffix;
       }
     }
     const length = hostname.length;
     for (const suffixLength of this.stringSuffixLengths) {
       if (suffixLength > length) break;
       const hits = this.stringSuffix.get(suffixLength === length ? hostname : hostname.slice(length - suffixLength));
-      if (hits !== undefined) out.push(hits);
+      if (hits !== undefined) out[n++] = hits;
     }
+    return n;
   }
 }

@@ -37,7 +37,7 @@ export const MAX_REPEAT_COUNT = 1000;
 export const BOUNDED_REPEAT_MAX = 16;
 export const MAX_AMBIGUOUS_UNBOUNDED_REPEATS = 1;
 export const MAX_AMBIGUOUS_CHOICES = 16;
-/** A regex's literal suffixes are used as index keys only when there are at most this many. */
+/** A regex's literal tails are used as index keys only when there are at most this many. */
 export const MAX_LITERAL_SUFFIXES = 16;
 
 /** A set of UTF-16 code units: exact for ASCII, one flag for everything above. */
@@ -482,42 +482,102 @@ function walkNode(node: RegexNode, follow: CharSet, acc: Ambiguity): void {
   walkNode(node.body, node.max > 1 ? follow.union(first(node.body)) : follow, acc);
 }
 
+/** What the last character matched by `seq[0..end)` can be, and whether that stretch can be empty. */
+function lastOfSequence(seq: readonly RegexNode[], end: number): { set: CharSet; open: boolean } {
+  let set = CharSet.EMPTY;
+  for (let i = end - 1; i >= 0; i--) {
+    const node = seq[i] as RegexNode;
+    if (node.kind === 'assert') {
+      if (node.text === '^') return { set, open: false }; // the subject starts here
+      continue;
+    }
+    set = set.union(last(node));
+    if (!nullable(node)) return { set, open: false };
+  }
+  return { set, open: true };
+}
+
+function last(node: RegexNode): CharSet {
+  switch (node.kind) {
+    case 'chars':
+      return node.set;
+    case 'assert':
+      return CharSet.EMPTY;
+    case 'group':
+      return node.alternatives.reduce((acc, alt) => acc.union(lastOfSequence(alt, alt.length).set), CharSet.EMPTY);
+    case 'repeat':
+      return last(node.body);
+  }
+}
+
+const NOT_DOT = CharSet.of(46).negate();
+
 /**
- * Literal strings one of which every full match must end with (`(.*\.)?github\.com` ->
- * `github.com`); `complete` when each suffix is the entire match of `seq`.
+ * A literal tail every match ends with. `labelStart`: the tail begins a label — the subject starts
+ * there or the character before it can only be a dot — so it is a label-aligned domain suffix.
  */
-function tailLiterals(seq: readonly RegexNode[]): { suffixes: string[]; complete: boolean } {
-  let suffixes = [''];
+export interface LiteralTail {
+  readonly text: string;
+  readonly labelStart: boolean;
+}
+
+/** Whether whatever `seq[0..end)` matches can only end with a dot or at the start of the subject. */
+function endsAtLabelStart(seq: readonly RegexNode[], end: number, atTop: boolean): boolean {
+  const { set, open } = lastOfSequence(seq, end);
+  if (set.intersects(NOT_DOT)) return false;
+  return !open || atTop;
+}
+
+/**
+ * The literal tails of `seq` (`(.*\.)?github\.com` -> `github.com`, label-aligned); `complete`
+ * when each tail is the entire match of `seq`. `atTop`: `seq` is a top-level alternative, so its
+ * beginning is the subject's start.
+ */
+function literalTails(seq: readonly RegexNode[], atTop: boolean): { tails: LiteralTail[]; complete: boolean } {
+  let texts = [''];
+  const stop = (labelStart: boolean): { tails: LiteralTail[]; complete: boolean } => ({
+    tails: texts.map((text) => ({ text, labelStart })),
+    complete: false,
+  });
   for (let i = seq.length - 1; i >= 0; i--) {
     const node = seq[i] as RegexNode;
     if (node.kind === 'assert') {
-      if (node.text === '^') return { suffixes, complete: false };
+      if (node.text === '^') return stop(true);
       continue;
     }
     if (node.kind === 'chars' && node.literal !== null) {
       const literal = node.literal;
-      suffixes = suffixes.map((s) => literal + s);
+      texts = texts.map((t) => literal + t);
       continue;
     }
     if (node.kind === 'group') {
-      const parts = node.alternatives.map(tailLiterals);
-      const combined: string[] = [];
-      for (const part of parts) for (const head of part.suffixes) for (const tail of suffixes) combined.push(head + tail);
-      if (combined.length > MAX_LITERAL_SUFFIXES) return { suffixes, complete: false };
-      suffixes = combined;
-      if (!parts.every((p) => p.complete)) return { suffixes, complete: false };
-      continue;
+      const parts = node.alternatives.map((alt) => literalTails(alt, false));
+      if (parts.reduce((n, p) => n + p.tails.length, 0) * texts.length > MAX_LITERAL_SUFFIXES) {
+        return stop(endsAtLabelStart(seq, i + 1, atTop));
+      }
+      if (parts.every((p) => p.complete)) {
+        texts = parts.flatMap((p) => p.tails.flatMap((head) => texts.map((t) => head.text + t)));
+        continue;
+      }
+      const before = endsAtLabelStart(seq, i, atTop);
+      const tails = parts.flatMap((p) =>
+        p.tails.flatMap((head) => texts.map((t) => ({ text: head.text + t, labelStart: p.complete ? before : head.labelStart }))),
+      );
+      return { tails, complete: false };
     }
-    return { suffixes, complete: false };
+    return stop(endsAtLabelStart(seq, i + 1, atTop));
   }
-  return { suffixes, complete: true };
+  return { tails: texts.map((text) => ({ text, labelStart: atTop })), complete: true };
 }
 
 export type RegexAnalysis =
   | {
       readonly ok: true;
-      /** Every match ends with one of these (lowercased when case-insensitive); null if unknown. */
-      readonly literalSuffixes: readonly string[] | null;
+      /**
+       * Every match ends with one of these tails (lowercased when case-insensitive); null when
+       * some way of matching ends in something other than a literal.
+       */
+      readonly literalTails: readonly LiteralTail[] | null;
       readonly regex: RegExp;
     }
   | { readonly ok: false; readonly reason: string };
@@ -554,9 +614,10 @@ export function analyzeRegex(source: string, options: { readonly caseInsensitive
           `catastrophic backtracking; at most ${MAX_AMBIGUOUS_CHOICES} are allowed`,
       );
     }
-    const { suffixes } = tailLiterals([top]);
-    const literalSuffixes = suffixes.some((s) => s === '') ? null : [...new Set(suffixes)];
-    return { ok: true, literalSuffixes, regex };
+    const tails = alternatives.flatMap((alt) => literalTails(alt, true).tails);
+    const unique = new Map(tails.map((t) => [`${t.labelStart ? 1 : 0}${t.text}`, t]));
+    const literalTailsFound = tails.some((t) => t.text === '') ? null : [...unique.values()];
+    return { ok: true, literalTails: literalTailsFound, regex };
   } catch (err) {
     if (err instanceof Refusal) return { ok: false, reason: `is refused: ${err.message}` };
     throw err;

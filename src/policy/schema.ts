@@ -414,7 +414,8 @@ export function validatePolicy(input: unknown): PolicyIssue[] {
 export function parsePolicy(input: unknown): PolicyDocument {
   const issues = validatePolicy(input);
   if (issues.length > 0) throw new PolicyValidationError(issues);
-  return structuredClone(input) as PolicyDocument;
+  // A JSON round trip: a deep copy the caller cannot mutate behind our back, and plain JSON data.
+  return JSON.parse(JSON.stringify(input)) as PolicyDocument;
 }
 
 /**
