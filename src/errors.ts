@@ -42,6 +42,17 @@ export const ERROR_CATALOGUE = {
   NW_ERR_HTTP_BODY_TOO_LARGE: { exitCode: EXIT_FAILURE, httpStatus: 413 },
   NW_ERR_HTTP_BAD_REQUEST: { exitCode: EXIT_FAILURE, httpStatus: 400 },
   NW_ERR_INTERNAL: { exitCode: EXIT_FAILURE, httpStatus: 500 },
+  NW_ERR_VALIDATION: { exitCode: EXIT_USAGE, httpStatus: 400 },
+  NW_ERR_NOT_FOUND: { exitCode: EXIT_FAILURE, httpStatus: 404 },
+  NW_ERR_CONFLICT: { exitCode: EXIT_FAILURE, httpStatus: 409 },
+  NW_ERR_AUTH_MISSING: { exitCode: EXIT_FAILURE, httpStatus: 401 },
+  NW_ERR_AUTH_INVALID: { exitCode: EXIT_FAILURE, httpStatus: 401 },
+  NW_ERR_AUTH_EXPIRED: { exitCode: EXIT_FAILURE, httpStatus: 401 },
+  NW_ERR_AUTH_FORBIDDEN: { exitCode: EXIT_FAILURE, httpStatus: 403 },
+  NW_ERR_AUTH_RATE_LIMITED: { exitCode: EXIT_FAILURE, httpStatus: 429 },
+  NW_ERR_AUTH_KEY_ACTIVE: { exitCode: EXIT_FAILURE, httpStatus: 409 },
+  NW_ERR_AUTH_NO_KEY: { exitCode: EXIT_FAILURE, httpStatus: 503 },
+  NW_ERR_AUTH_NO_CREDENTIALS: { exitCode: EXIT_FAILURE, httpStatus: 500 },
 } as const satisfies Record<string, ErrorSpec>;
 
 export type ErrorCode = keyof typeof ERROR_CATALOGUE;

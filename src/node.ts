@@ -1,6 +1,11 @@
 import type { Server } from 'node:net';
 import { join } from 'node:path';
+import { addAuthRoutes, AUTH_SCHEMAS } from './api/routes/auth.js';
+import { addKeyvalRoutes, KEYVAL_SCHEMAS } from './api/routes/keyval.js';
 import { addSystemRoutes, SYSTEM_SCHEMAS } from './api/routes/system.js';
+import { Authenticator } from './auth/authenticator.js';
+import { LoginLimiter } from './auth/login-limiter.js';
+import { AuthService } from './auth/service.js';
 import { Router } from './api/router.js';
 import { createApiServer } from './api/server.js';
 import { ensureHttpTls } from './api/tls.js';
@@ -20,6 +25,8 @@ import { NEUWERK_VERSION } from './version.js';
 
 /** A graceful stop must finish within this budget (DESIGN §7: within 10 s). */
 export const STOP_BUDGET_MS = 8_000;
+/** How often the leader checks for expired keyval keys to delete everywhere. */
+export const KEYVAL_EXPIRY_INTERVAL_MS = 1_000;
 /** In-flight API requests get this long to finish when the node stops. */
 const API_CLOSE_GRACE_MS = 2_000;
 
@@ -90,18 +97,43 @@ export async function startNode(config: NodeConfig, logger: Logger, _ring?: LogR
     });
     if (tls.generated) logger.info({ dir: config.http.tlsDir }, 'generated self-signed management TLS certificate');
 
+    const auth = new AuthService(replicator, logger);
+    await auth.ensureSigningKey(`node:${nodeId}`);
+    const authenticator = new Authenticator(replicator.stateMachine);
+
     const router = new Router();
-    addSystemRoutes(router, readiness, () => ({ ...SYSTEM_SCHEMAS }), NEUWERK_VERSION);
+    addSystemRoutes(router, readiness, () => ({ ...SYSTEM_SCHEMAS, ...AUTH_SCHEMAS, ...KEYVAL_SCHEMAS }), NEUWERK_VERSION);
+    addAuthRoutes(router, { auth, authenticator, limiter: new LoginLimiter() });
+    addKeyvalRoutes(router, replicator);
 
     const metricsServer = createMetricsServer(metrics);
     const metricsAddress = await listen(metricsServer, config.metrics.bind, '--metrics-bind');
     opened.push(() => closeServer(metricsServer, 500));
 
-    const apiServer = createApiServer({ tls, router, logger, metrics, nodeId });
+    const apiServer = createApiServer({
+      tls,
+      router,
+      logger,
+      metrics,
+      nodeId,
+      authenticate: (token) => authenticator.authenticate(token),
+      onAuthenticated: (identity) => auth.noteUse(identity),
+    });
     const httpAddress = await listen(apiServer as unknown as Server, config.http.bind, '--http-bind');
     opened.push(() => closeServer(apiServer as unknown as Server, API_CLOSE_GRACE_MS));
 
     await registerSelf(replicator, nodeId, config, httpAddress);
+
+    // Expired keys already read as absent everywhere; the leader also deletes them from every
+    // replica with one command whose cut-off time it fixes.
+    const expiryTimer = setInterval(() => {
+      const next = replicator.stateMachine.nextExpiryMs();
+      const nowMs = Date.now();
+      if (next === null || next > nowMs || replicator.status().role !== 'leader') return;
+      replicator.propose({ v: 1, type: 'keyval.expire', now_ms: nowMs }).catch((err: unknown) => logger.debug({ err: describeError(err) }, 'keyval expiry deferred'));
+    }, KEYVAL_EXPIRY_INTERVAL_MS);
+    expiryTimer.unref();
+    opened.push(() => clearInterval(expiryTimer));
 
     logger.info(
       {
@@ -110,6 +142,7 @@ export async function startNode(config: NodeConfig, logger: Logger, _ring?: LogR
         data_dir: config.dataDir,
         listeners: { http: `https://${formatHostPort(httpAddress)}`, metrics: `http://${formatHostPort(metricsAddress)}/metrics` },
         ca_cert: tls.caPath,
+        admin_token: `neuwerk auth bootstrap --data-dir ${config.dataDir}`,
       },
       'neuwerk node started',
     );

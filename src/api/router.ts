@@ -1,4 +1,5 @@
 import type { IncomingMessage, ServerResponse } from 'node:http';
+import type { Identity } from '../auth/tokens.js';
 import { NeuwerkError } from '../errors.js';
 
 /** Request bodies above this size are refused with 413 (DESIGN §6). */
@@ -14,6 +15,10 @@ export interface RequestContext {
   readonly res: ServerResponse;
   readonly params: Readonly<Record<string, string>>;
   readonly query: URLSearchParams;
+  /** The caller's verified identity; null only on public routes. */
+  readonly identity: Identity | null;
+  /** The client's IP address as seen on the socket. */
+  readonly clientAddress: string;
   /** Reads the body as UTF-8 text, at most MAX_BODY_BYTES. */
   readonly readText: () => Promise<string>;
   /** Reads and parses a JSON body; a parse error is a 400 naming the problem. */

@@ -1,6 +1,7 @@
 import { createServer, type Server } from 'node:https';
 import type { IncomingMessage, ServerResponse } from 'node:http';
 import type { Logger } from '../log/logger.js';
+import type { Identity } from '../auth/tokens.js';
 import { NeuwerkError, describeError } from '../errors.js';
 import type { NodeMetrics } from '../metrics/registry.js';
 import { readBody, type HandlerResult, type RequestContext, type Router } from './router.js';
@@ -17,6 +18,30 @@ export interface ApiServerOptions {
   readonly logger: Logger;
   readonly metrics: NodeMetrics;
   readonly nodeId: string;
+  /** Verifies a bearer token; throws a 401-class NeuwerkError. */
+  readonly authenticate: (token: string) => Promise<Identity>;
+  /** Called after a successful authentication (e.g. to note service-account token use). */
+  readonly onAuthenticated?: (identity: Identity) => void;
+}
+
+/** The cookie set by token-login (DESIGN §6). */
+export const AUTH_COOKIE = 'neuwerk_auth';
+
+/** The bearer token of a request, from `Authorization: Bearer` or the auth cookie. */
+export function requestToken(req: IncomingMessage): string | null {
+  const header = req.headers.authorization;
+  if (typeof header === 'string') {
+    const match = /^Bearer\s+(\S+)\s*$/i.exec(header);
+    return match ? (match[1] as string) : null;
+  }
+  const cookies = req.headers.cookie;
+  if (typeof cookies === 'string') {
+    for (const part of cookies.split(';')) {
+      const [name, ...rest] = part.trim().split('=');
+      if (name === AUTH_COOKIE && rest.length > 0) return rest.join('=');
+    }
+  }
+  return null;
 }
 
 /** Writes a JSON response. */
@@ -47,6 +72,16 @@ export function createApiServer(options: ApiServerOptions): Server {
       const match = router.match(method, url.pathname);
       if (match instanceof NeuwerkError) throw match;
       routeLabel = match.route.path;
+      let identity: Identity | null = null;
+      if (match.route.access !== 'public') {
+        const token = requestToken(req);
+        if (token === null) throw new NeuwerkError('NW_ERR_AUTH_MISSING', 'authentication required: send Authorization: Bearer <token>');
+        identity = await options.authenticate(token);
+        if (match.route.access === 'admin' && !identity.roles.includes('admin')) {
+          throw new NeuwerkError('NW_ERR_AUTH_FORBIDDEN', `${method} ${match.route.path} needs the admin role`);
+        }
+        options.onAuthenticated?.(identity);
+      }
       let bodyCache: Buffer | null = null;
       const readRaw = async (): Promise<Buffer> => (bodyCache ??= await readBody(req));
       const ctx: RequestContext = {
@@ -54,6 +89,8 @@ export function createApiServer(options: ApiServerOptions): Server {
         res,
         params: match.params,
         query: url.searchParams,
+        identity,
+        clientAddress: req.socket.remoteAddress ?? 'unknown',
         readText: async () => (await readRaw()).toString('utf8'),
         readJson: async () => {
           const text = (await readRaw()).toString('utf8');

@@ -25,6 +25,7 @@ export async function runNodeInForeground(configFlag: string | undefined, flags:
       `  metrics         http://${formatHostPort(node.metricsAddress)}/metrics`,
       `  data dir        ${config.dataDir}`,
       `  check it        neuwerk ready --http-addr ${formatHostPort(node.httpAddress)} --ca ${config.http.tlsDir}/ca.crt`,
+      `  admin token     neuwerk auth bootstrap --data-dir ${config.dataDir} > admin.jwt   (30 min; then use service accounts)`,
       '  stop it         Ctrl-C',
       '',
     ];

@@ -19,11 +19,35 @@ export type Command =
   | { v: 1; type: 'keyval.expire'; now_ms: number }
   | { v: 1; type: 'member.upsert'; node_id: string; cluster_addr: string | null; http_addr: string; role: 'voter' | 'learner'; joined_at: string }
   | { v: 1; type: 'member.remove'; node_id: string }
-  | { v: 1; type: 'settings.put'; key: string; value: string };
+  | { v: 1; type: 'settings.put'; key: string; value: string }
+  /** Adds a signing key and makes it the active one; the previous active key keeps verifying. */
+  | { v: 1; type: 'auth.key.add'; kid: string; public_key_pem: string; private_key_pem: string; created_at: string; created_by: string }
+  /** Retires a key: its tokens stop verifying. Refused (no change) for the active key. */
+  | { v: 1; type: 'auth.key.retire'; kid: string; retired_at: string }
+  | { v: 1; type: 'sa.create'; id: string; name: string; description: string; role: Role; created_at: string; created_by: string }
+  /** Changes an account; setting status "disabled" revokes all its tokens at `updated_at`. */
+  | { v: 1; type: 'sa.update'; id: string; name?: string; description?: string; role?: Role; status?: 'active' | 'disabled'; updated_at: string }
+  | { v: 1; type: 'sa.delete'; id: string }
+  | { v: 1; type: 'sa.token.create'; id: string; sa_id: string; name: string; role: Role; kid: string; created_at: string; created_by: string; expires_at: string | null }
+  | { v: 1; type: 'sa.token.revoke'; sa_id: string; id: string; revoked_at: string };
+
+/** API roles: `admin` may write, `readonly` may only read (DESIGN §6). */
+export type Role = 'admin' | 'readonly';
 
 export type CommandType = Command['type'];
 
 const name = { type: 'string', pattern: KEYVAL_NAME_PATTERN } as const;
+const id = { type: 'string', pattern: '^[A-Za-z0-9._:-]{1,128}$' } as const;
+const text = (maxLength: number) => ({ type: 'string', maxLength }) as const;
+const timestamp = { type: 'string', minLength: 1, maxLength: 64 } as const;
+const role = { enum: ['admin', 'readonly'] } as const;
+const pem = { type: 'string', minLength: 1, maxLength: 8192 } as const;
+const shape = (type: string, required: string[], properties: Record<string, unknown>) => ({
+  type: 'object',
+  additionalProperties: false,
+  required: ['v', 'type', ...required],
+  properties: { v: { const: 1 }, type: { const: type }, ...properties },
+});
 
 const COMMAND_SCHEMA = {
   type: 'object',
@@ -81,6 +105,21 @@ const COMMAND_SCHEMA = {
       required: ['v', 'type', 'key', 'value'],
       properties: { v: { const: 1 }, type: { const: 'settings.put' }, key: name, value: { type: 'string' } },
     },
+    shape('auth.key.add', ['kid', 'public_key_pem', 'private_key_pem', 'created_at', 'created_by'], {
+      kid: id, public_key_pem: pem, private_key_pem: pem, created_at: timestamp, created_by: text(256),
+    }),
+    shape('auth.key.retire', ['kid', 'retired_at'], { kid: id, retired_at: timestamp }),
+    shape('sa.create', ['id', 'name', 'description', 'role', 'created_at', 'created_by'], {
+      id, name: { type: 'string', pattern: '^[A-Za-z0-9._-]{1,64}$' }, description: text(1024), role, created_at: timestamp, created_by: text(256),
+    }),
+    shape('sa.update', ['id', 'updated_at'], {
+      id, name: { type: 'string', pattern: '^[A-Za-z0-9._-]{1,64}$' }, description: text(1024), role, status: { enum: ['active', 'disabled'] }, updated_at: timestamp,
+    }),
+    shape('sa.delete', ['id'], { id }),
+    shape('sa.token.create', ['id', 'sa_id', 'name', 'role', 'kid', 'created_at', 'created_by', 'expires_at'], {
+      id, sa_id: id, name: text(128), role, kid: id, created_at: timestamp, created_by: text(256), expires_at: { anyOf: [{ type: 'null' }, timestamp] },
+    }),
+    shape('sa.token.revoke', ['sa_id', 'id', 'revoked_at'], { sa_id: id, id, revoked_at: timestamp }),
   ],
 } as const;
 

@@ -15,7 +15,7 @@ const SQLITE_HEADER = 'SQLite format 3\u0000';
  * The tables of the replicated state machine, in dependency order. A snapshot is a copy of exactly
  * these tables (plus the applied index in `sm_meta`); the Raft tables are never part of one.
  */
-export const STATE_MACHINE_TABLES = ['sm_meta', 'members', 'settings', 'keyval', 'policy'] as const;
+export const STATE_MACHINE_TABLES = ['sm_meta', 'members', 'settings', 'keyval', 'policy', 'auth_keys', 'service_accounts', 'sa_tokens'] as const;
 
 /**
  * Schema migrations, applied in order; `PRAGMA user_version` records how many ran. A migration is
@@ -56,6 +56,41 @@ const MIGRATIONS: readonly string[] = [
     version INTEGER NOT NULL,
     raft_index INTEGER NOT NULL
   );
+  `,
+  `
+  CREATE TABLE auth_keys (
+    kid TEXT PRIMARY KEY,
+    public_key_pem TEXT NOT NULL,
+    private_key_pem TEXT NOT NULL,
+    status TEXT NOT NULL CHECK (status IN ('active', 'previous', 'retired')),
+    created_at TEXT NOT NULL,
+    created_by TEXT NOT NULL,
+    retired_at TEXT,
+    raft_index INTEGER NOT NULL
+  );
+  CREATE TABLE service_accounts (
+    id TEXT PRIMARY KEY,
+    name TEXT NOT NULL UNIQUE,
+    description TEXT NOT NULL,
+    role TEXT NOT NULL CHECK (role IN ('admin', 'readonly')),
+    status TEXT NOT NULL CHECK (status IN ('active', 'disabled')),
+    created_at TEXT NOT NULL,
+    created_by TEXT NOT NULL,
+    raft_index INTEGER NOT NULL
+  );
+  CREATE TABLE sa_tokens (
+    id TEXT PRIMARY KEY,
+    sa_id TEXT NOT NULL,
+    name TEXT NOT NULL,
+    role TEXT NOT NULL CHECK (role IN ('admin', 'readonly')),
+    kid TEXT NOT NULL,
+    created_at TEXT NOT NULL,
+    created_by TEXT NOT NULL,
+    expires_at TEXT,
+    revoked_at TEXT,
+    raft_index INTEGER NOT NULL
+  );
+  CREATE INDEX sa_tokens_by_account ON sa_tokens (sa_id);
   `,
 ];
 

@@ -1,5 +1,6 @@
 import type { Statement } from 'better-sqlite3';
 import { invariant, NeuwerkError } from '../errors.js';
+import { AuthTables, type AuthApplyResult, type AuthCommand } from './auth-tables.js';
 import { validateCommand, type Command } from './commands.js';
 import type { SqliteDatabase } from './database.js';
 
@@ -38,6 +39,7 @@ export type ApplyResult =
   | { type: 'member.upsert'; member: MemberRecord }
   | { type: 'member.remove'; removed: boolean }
   | { type: 'settings.put' }
+  | AuthApplyResult
   | { type: 'noop' };
 
 /**
@@ -60,8 +62,11 @@ export class StateMachine {
   };
   private appliedIndexValue: number;
   private appliedTermValue: number;
+  /** Signing keys, service accounts and their tokens. */
+  readonly auth: AuthTables;
 
   constructor(private readonly db: SqliteDatabase) {
+    this.auth = new AuthTables(db);
     this.statements = {
       getMeta: db.prepare('SELECT value FROM sm_meta WHERE key = ?'),
       setMeta: db.prepare('INSERT INTO sm_meta (key, value) VALUES (?, ?) ON CONFLICT (key) DO UPDATE SET value = excluded.value'),
@@ -152,6 +157,14 @@ export class StateMachine {
       case 'settings.put':
         this.statements.putSetting.run(command.key, command.value, index);
         return { type: 'settings.put' };
+      case 'auth.key.add':
+      case 'auth.key.retire':
+      case 'sa.create':
+      case 'sa.update':
+      case 'sa.delete':
+      case 'sa.token.create':
+      case 'sa.token.revoke':
+        return this.auth.apply(command as AuthCommand, index);
       default:
         return assertNever(command);
     }

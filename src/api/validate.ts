@@ -1,0 +1,50 @@
+import { Ajv, type ErrorObject } from 'ajv';
+import { NeuwerkError } from '../errors.js';
+
+const ajv = new Ajv({ allErrors: true, strict: false });
+
+function renderPath(instancePath: string): string {
+  const path = instancePath
+    .split('/')
+    .slice(1)
+    .reduce((acc, segment) => (/^\d+$/.test(segment) ? `${acc}[${segment}]` : acc === '' ? segment : `${acc}.${segment}`), '');
+  return path === '' ? 'body' : path;
+}
+
+function valueAt(document: unknown, instancePath: string): unknown {
+  let current = document;
+  for (const segment of instancePath.split('/').slice(1)) {
+    if (current === null || typeof current !== 'object') return undefined;
+    current = (current as Record<string, unknown>)[segment];
+  }
+  return current;
+}
+
+function describe(document: unknown, error: ErrorObject): string {
+  const path = renderPath(error.instancePath);
+  const shown = JSON.stringify(valueAt(document, error.instancePath))?.slice(0, 80) ?? 'nothing';
+  switch (error.keyword) {
+    case 'additionalProperties':
+      return `${path === 'body' ? '' : `${path}.`}${(error.params as { additionalProperty: string }).additionalProperty}: unknown field`;
+    case 'required':
+      return `${path}: missing required field "${(error.params as { missingProperty: string }).missingProperty}"`;
+    case 'enum':
+      return `${path}: ${shown} is not one of ${(error.params as { allowedValues: unknown[] }).allowedValues.join(', ')}`;
+    default:
+      return `${path}: ${shown} ${error.message ?? 'is invalid'}`;
+  }
+}
+
+/**
+ * Compiles a JSON schema for a request body; the validator returns the typed body or throws a 400
+ * (NW_ERR_VALIDATION) whose message names the failing field and value. The same schema objects
+ * are published in the OpenAPI document.
+ */
+export function bodyValidator<T>(schema: object): (body: unknown) => T {
+  const validate = ajv.compile(schema);
+  return (body: unknown): T => {
+    if (validate(body)) return body as T;
+    const messages = [...new Set((validate.errors ?? []).filter((e) => e.keyword !== 'if' && e.keyword !== 'oneOf').map((e) => describe(body, e)))];
+    throw new NeuwerkError('NW_ERR_VALIDATION', messages.join('; '), { detail: { errors: messages } });
+  };
+}

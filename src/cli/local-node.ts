@@ -1,0 +1,107 @@
+import { existsSync, readFileSync } from 'node:fs';
+import { userInfo } from 'node:os';
+import { dirname, join } from 'node:path';
+import Database from 'better-sqlite3';
+import { AuthService } from '../auth/service.js';
+import type { Replicator } from '../cluster/replicator.js';
+import { chooseConfigPath, DEFAULT_DATA_DIR, loadConfigFile } from '../config/load.js';
+import { ERROR_CATALOGUE, NeuwerkError, type ErrorCode } from '../errors.js';
+import { STORE_FILE_NAME } from '../store/database.js';
+import { StateMachine } from '../store/state-machine.js';
+import { ApiConnection } from './connection.js';
+
+/** How `auth` commands find the node they act for (DESIGN §7). */
+export interface LocalAddressing {
+  readonly 'data-dir'?: string | undefined;
+  readonly 'http-tls-dir'?: string | undefined;
+  readonly 'cluster-addr'?: string | undefined;
+  readonly 'cluster-tls-dir'?: string | undefined;
+  readonly config?: string | undefined;
+}
+
+/** Lifetime of the token an `auth` command mints for itself to call the local API. */
+export const LOCAL_ADMIN_TOKEN_TTL_MS = 60_000;
+
+/** A read-only view of the local node's replicated store, for commands run on the node itself. */
+export class LocalNode {
+  private constructor(
+    readonly dataDir: string,
+    private readonly db: Database.Database,
+    readonly stateMachine: StateMachine,
+  ) {}
+
+  /**
+   * Resolves the data dir from `--data-dir`, `--http-tls-dir` (its parent) or the config file,
+   * and opens the store read-only. Cluster addressing arrives with cluster mode.
+   */
+  static open(addressing: LocalAddressing): LocalNode {
+    if (addressing['cluster-addr'] !== undefined) {
+      throw new NeuwerkError('NW_ERR_CONFIG_NOT_AVAILABLE', '--cluster-addr: cluster mode is not available yet in this build; use --data-dir on the node itself');
+    }
+    if (addressing['data-dir'] !== undefined && addressing['http-tls-dir'] !== undefined) {
+      throw new NeuwerkError('NW_ERR_USAGE', 'choose either --data-dir or --http-tls-dir, not both');
+    }
+    let dataDir: string;
+    if (addressing['data-dir'] !== undefined) dataDir = addressing['data-dir'];
+    else if (addressing['http-tls-dir'] !== undefined) dataDir = dirname(addressing['http-tls-dir']);
+    else {
+      const configPath = chooseConfigPath(addressing.config);
+      dataDir = (configPath === null ? null : loadConfigFile(configPath).node?.data_dir) ?? DEFAULT_DATA_DIR;
+    }
+    const file = join(dataDir, 'cluster', STORE_FILE_NAME);
+    if (!existsSync(file)) {
+      throw new NeuwerkError('NW_ERR_AUTH_NO_CREDENTIALS', `no node store at ${file}`, {
+        actions: ['Run this on the node, with --data-dir set to its data dir; start the node once first.'],
+      });
+    }
+    let db: Database.Database;
+    try {
+      db = new Database(file, { readonly: true, fileMustExist: true });
+      db.pragma('busy_timeout = 5000');
+    } catch (err) {
+      throw new NeuwerkError('NW_ERR_AUTH_NO_CREDENTIALS', `cannot read the node store ${file}: ${(err as Error).message}`);
+    }
+    return new LocalNode(dataDir, db, new StateMachine(db));
+  }
+
+  /** Mints tokens with the node's own signing keys (the node need not be running). */
+  authService(): AuthService {
+    const replicator: Replicator = {
+      stateMachine: this.stateMachine,
+      propose: () => Promise.reject(new NeuwerkError('NW_ERR_INTERNAL', 'read-only local store')),
+      linearizableRead: () => Promise.resolve(),
+      status: () => { throw new NeuwerkError('NW_ERR_INTERNAL', 'read-only local store'); },
+      close: () => Promise.resolve(),
+    };
+    const silent = { info: () => undefined, warn: () => undefined } as unknown as ConstructorParameters<typeof AuthService>[1];
+    return new AuthService(replicator, silent);
+  }
+
+  /**
+   * A connection to this node's management API, authenticated with a short-lived admin token the
+   * command mints for itself (the operator has root on the node, hence the keys).
+   */
+  async adminConnection(purpose: string): Promise<ApiConnection> {
+    const nodeId = readFileSync(join(this.dataDir, 'node_id'), 'utf8').trim();
+    const member = this.stateMachine.members().find((m) => m.node_id === nodeId);
+    if (member === undefined) throw new NeuwerkError('NW_ERR_AUTH_NO_CREDENTIALS', `node ${nodeId} has no management address in its store; start it once first`);
+    const caPath = join(this.dataDir, 'http-tls', 'ca.crt');
+    const ca = existsSync(caPath) ? readFileSync(caPath, 'utf8') : null;
+    if (ca === null) throw new NeuwerkError('NW_ERR_AUTH_NO_CREDENTIALS', `no management CA certificate at ${caPath}`);
+    const { token } = await this.authService().mint({ sub: `local:${userInfo().username} (${purpose})`, roles: ['admin'], ttlMs: LOCAL_ADMIN_TOKEN_TTL_MS });
+    const host = member.http_addr.startsWith('0.0.0.0:') ? member.http_addr.replace('0.0.0.0', '127.0.0.1') : member.http_addr;
+    return new ApiConnection(`https://${host}`, ca, token);
+  }
+
+  close(): void {
+    this.db.close();
+  }
+}
+
+/** Turns a non-2xx API answer into the server's own error message and code. */
+export function apiFailure(response: { status: number; json: unknown; text: string }, what: string): NeuwerkError {
+  const body = response.json as { error?: string; code?: string } | null;
+  const message = body?.error ?? (response.text.slice(0, 200) || `HTTP ${response.status}`);
+  const code: ErrorCode = body?.code !== undefined && body.code in ERROR_CATALOGUE ? (body.code as ErrorCode) : 'NW_ERR_API_RESPONSE';
+  return new NeuwerkError(code, `${what}: ${message}`);
+}
