@@ -60,6 +60,10 @@ export interface SimStats {
   readsServed: number;
   opsCompleted: number;
   opsUnknown: number;
+  /** Time units from the start of the liveness phase until the marker committed. */
+  livenessCommitUnits: number;
+  /** Further time units until every member applied the marker. */
+  catchUpUnits: number;
 }
 
 /** The outcome of a successful run. */
@@ -86,7 +90,7 @@ export class SimulationFailure extends Error {
 }
 
 /** Default chaos-phase length. */
-export const DEFAULT_STEPS = 3000;
+export const DEFAULT_STEPS = 20_000;
 /** Default liveness budget: about 30 election timeouts. */
 export const DEFAULT_LIVENESS_BUDGET_UNITS = 3000;
 /** Default checker bound per key. */
@@ -105,6 +109,7 @@ const MIN_VOTERS = 3;
 const LIVENESS_KEY = 'zz-liveness';
 const FULL_LOG_CHECK_INTERVAL_UNITS = 200;
 const MAX_UNCOMMITTED_BACKGROUND_ENTRIES = 60;
+const CATCH_UP_BUDGET_UNITS = 40_000;
 
 /** Parameters drawn once per seed. */
 export interface SimParams {
@@ -412,6 +417,8 @@ class Simulation {
     readsServed: 0,
     opsCompleted: 0,
     opsUnknown: 0,
+    livenessCommitUnits: 0,
+    catchUpUnits: 0,
   };
 
   constructor(
@@ -447,11 +454,18 @@ class Simulation {
 
     this.runUntil(this.options.steps, () => false);
     this.startLiveness();
+    const livenessStart = this.now;
     const deadline = this.now + this.options.livenessBudgetUnits;
     this.runUntil(deadline, () => this.markerCommittedIndex > 0);
     if (this.markerCommittedIndex === 0) this.fail(`liveness: no leader committed a new entry within ${this.options.livenessBudgetUnits} units (${this.describeCluster()})`);
-    this.runUntil(deadline, () => this.allMembersCaughtUp());
+    // Catching a learner up can take long in the slowest configurations (one entry per append,
+    // a window of one, 60-unit round trips), so it has its own budget.
+    this.stats.livenessCommitUnits = this.now - livenessStart;
+    const catchUpStart = this.now;
+    const catchUpDeadline = this.now + CATCH_UP_BUDGET_UNITS;
+    this.runUntil(catchUpDeadline, () => this.allMembersCaughtUp());
     if (!this.allMembersCaughtUp()) this.fail(`liveness: members did not catch up to index ${this.markerCommittedIndex} (${this.describeCluster()})`);
+    this.stats.catchUpUnits = this.now - catchUpStart;
     this.checkAllLogs();
 
     for (const client of this.clients) {
