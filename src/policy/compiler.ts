@@ -24,7 +24,7 @@ import { PolicyCompileError } from './errors.js';
 import { HostnameGlob, HostnameIndex, HostnameMatcher, normalizeHostname } from './hostname.js';
 import { parseDocumentCidr, parseDocumentIp } from './ip.js';
 import type { IpAddress, IpPrefix } from './ip.js';
-import { analyzeRegex } from './regex-safety.js';
+import { MAX_AMBIGUOUS_UNBOUNDED_REPEATS_PATH, analyzeRegex } from './regex-safety.js';
 import type { LiteralTail } from './regex-safety.js';
 import { parsePortEntry, showValue } from './schema.js';
 import type { Decision, PolicyAction, PolicyDocument, PolicyIssue, PolicyMode, PolicyRule, RuleMatch, SourceGroup } from './types.js';
@@ -301,10 +301,13 @@ function compileRegex(
   ctx: RuleContext,
   where: string,
   source: string,
-  caseInsensitive: boolean,
+  subject: 'hostname' | 'path',
 ): { regex: RegExp; keys: { labelSuffix: string[]; stringSuffix: string[] } | null } | null {
   ctx.regexes++;
-  const analysis = analyzeRegex(source, { caseInsensitive });
+  const analysis =
+    subject === 'hostname'
+      ? analyzeRegex(source, { caseInsensitive: true })
+      : analyzeRegex(source, { caseInsensitive: false, maxAmbiguousUnboundedRepeats: MAX_AMBIGUOUS_UNBOUNDED_REPEATS_PATH });
   if (!analysis.ok) {
     refuse(ctx, `${where} regex ${showValue(source)} ${analysis.reason}`);
     return null;
@@ -342,7 +345,7 @@ function compileHostSelector(
   }
   let regex: RegExp | null = null;
   if (spec.regex !== undefined) {
-    const compiled = compileRegex(ctx, where, spec.regex, true);
+    const compiled = compileRegex(ctx, where, spec.regex, 'hostname');
     if (compiled === null) return null;
     regex = compiled.regex;
     if (compiled.keys === null) {
@@ -414,7 +417,7 @@ function compileRule(ctx: RuleContext, groupId: string, groupMode: PolicyMode, r
   if (match.http !== undefined) {
     const h = match.http;
     let pathRegex: RegExp | null = null;
-    if (h.path?.regex !== undefined) pathRegex = compileRegex(ctx, 'match.http.path', h.path.regex, false)?.regex ?? null;
+    if (h.path?.regex !== undefined) pathRegex = compileRegex(ctx, 'match.http.path', h.path.regex, 'path')?.regex ?? null;
     httpHosts = h.host === undefined ? null : [...new Set(h.host.map(normalizeHostname))];
     http = new HttpMatcher(
       h.methods === undefined ? null : new Set(h.methods.map((m) => m.toUpperCase())),

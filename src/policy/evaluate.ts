@@ -44,14 +44,17 @@
  * `finding: 'deny'`; allows have no finding.
  *
  * ## Inputs
- * Hostnames, qnames and SNIs are compared lowercased (ASCII) without one trailing dot. Client and
+ * Hostnames, qnames and SNIs are compared lowercased (ASCII) without one trailing dot. A name
+ * longer than 253 characters cannot exist in DNS; it matches no hostname or SNI selector (a
+ * connection treats it as absent, a query falls through to the DNS deny), which also bounds the
+ * cost of every hostname regex. Client and
  * destination IPs may be IPv4, IPv6, bracketed, with a zone id, or IPv4-mapped IPv6 (treated as
  * IPv4). An unparseable client IP belongs to no group; an unparseable destination IP matches no
  * IP selector. HTTP methods are compared uppercase, the Host's `:port` is ignored, the path ends at
  * the first `?` or `#`.
  */
 import type { CompiledGroup, CompiledPolicy, CompiledRule, NormalizedHttp } from './compiler.js';
-import { normalizeHostname } from './hostname.js';
+import { MAX_HOSTNAME_CHARS, normalizeHostname } from './hostname.js';
 import type { IpAddress } from './ip.js';
 import { parseInputIp } from './ip.js';
 import type { ConnectionFlow, Decision, DnsQuery, HttpRequestInfo } from './types.js';
@@ -151,10 +154,11 @@ export function decideDns(policy: CompiledPolicy, query: DnsQuery): Decision {
   const ranks = groupsOf(policy, src);
   if (ranks.length === 0) return policy.dnsNoGroupDecision;
   const qname = normalizeHostname(query.qname);
+  const matchable = qname.length <= MAX_HOSTNAME_CHARS;
   const firstRank = ranks[0] as number;
   for (const rank of ranks) {
     const group = policy.groups[rank] as CompiledGroup;
-    const rule = firstDnsRule(group, qname);
+    const rule = matchable ? firstDnsRule(group, qname) : null;
     if (rule !== null) return rule.decision;
     if (group.defaultDecision !== null) return group.dnsFallbackDecision;
   }
@@ -164,8 +168,14 @@ export function decideDns(policy: CompiledPolicy, query: DnsQuery): Decision {
 function normalizeConnectionHostname(hostname: string | undefined): string | null {
   if (hostname === undefined || hostname === '') return null;
   const name = normalizeHostname(hostname);
-  if (name === '' || parseInputIp(name) !== null) return null;
+  if (name === '' || name.length > MAX_HOSTNAME_CHARS || parseInputIp(name) !== null) return null;
   return name;
+}
+
+function normalizeSni(sni: string | undefined): string | null {
+  if (sni === undefined || sni === '') return null;
+  const name = normalizeHostname(sni);
+  return name.length > MAX_HOSTNAME_CHARS ? null : name;
 }
 
 function hostWithoutPort(host: string): string {
@@ -197,7 +207,7 @@ export function decideConnection(policy: CompiledPolicy, flow: ConnectionFlow): 
     dst: parseInputIp(flow.dstIp),
     port: flow.dstPort,
     proto: flow.proto,
-    sni: flow.sni === undefined || flow.sni === '' ? null : normalizeHostname(flow.sni),
+    sni: normalizeSni(flow.sni),
     http: flow.http === undefined ? null : normalizeHttp(flow.http),
   };
   for (const rank of ranks) {

@@ -23,10 +23,12 @@
  * 4. Bounded ambiguity. A variable repetition is *ambiguous* when the characters it can start with
  *    overlap the characters that can follow it (`.*\.` is, `[a-z0-9-]+\.` is not): there the engine
  *    must try every split. At most `MAX_AMBIGUOUS_UNBOUNDED_REPEATS` ambiguous repetitions with no
- *    small bound (max > `BOUNDED_REPEAT_MAX`) are allowed, and the product of the choices of the
- *    ambiguous bounded ones and of alternations with overlapping branches must stay within
- *    `MAX_AMBIGUOUS_CHOICES`. With a hostname of at most 253 characters this bounds a match at
- *    roughly 253² × 16 steps.
+ *    small bound (max > `BOUNDED_REPEAT_MAX`) are allowed in hostname and SNI regexes, none in
+ *    HTTP path regexes (`MAX_AMBIGUOUS_UNBOUNDED_REPEATS_PATH`, as paths have no length bound), and
+ *    the product of the choices of the ambiguous bounded ones and of alternations with overlapping
+ *    branches must stay within `MAX_AMBIGUOUS_CHOICES`. The evaluator never runs a hostname regex
+ *    on more than 253 characters, so a match costs at most about 253² × 16 steps (tens of
+ *    microseconds), and a path match is linear in the path.
  *
  * The check is deliberately conservative: some safe expressions are refused; the message says how
  * to rewrite them (narrower classes such as `[^.]*` or `[a-z0-9-]+`, or the exact/suffix/glob forms).
@@ -36,6 +38,8 @@ export const MAX_REGEX_LENGTH_CHARS = 256;
 export const MAX_REPEAT_COUNT = 1000;
 export const BOUNDED_REPEAT_MAX = 16;
 export const MAX_AMBIGUOUS_UNBOUNDED_REPEATS = 1;
+/** HTTP paths are not length-bounded like hostnames (253), so their regexes get none. */
+export const MAX_AMBIGUOUS_UNBOUNDED_REPEATS_PATH = 0;
 export const MAX_AMBIGUOUS_CHOICES = 16;
 /** A regex's literal tails are used as index keys only when there are at most this many. */
 export const MAX_LITERAL_SUFFIXES = 16;
@@ -586,7 +590,11 @@ export type RegexAnalysis =
  * Checks `source` against the rules above and compiles it as a full-match regex. `ok: false`
  * carries a one-line reason that names the problem and how to fix it.
  */
-export function analyzeRegex(source: string, options: { readonly caseInsensitive: boolean }): RegexAnalysis {
+export function analyzeRegex(
+  source: string,
+  options: { readonly caseInsensitive: boolean; readonly maxAmbiguousUnboundedRepeats?: number },
+): RegexAnalysis {
+  const maxUnbounded = options.maxAmbiguousUnboundedRepeats ?? MAX_AMBIGUOUS_UNBOUNDED_REPEATS;
   if (source.length > MAX_REGEX_LENGTH_CHARS) {
     return { ok: false, reason: `is longer than ${MAX_REGEX_LENGTH_CHARS} characters` };
   }
@@ -602,10 +610,11 @@ export function analyzeRegex(source: string, options: { readonly caseInsensitive
     checkNesting(top);
     const acc: Ambiguity = { unbounded: 0, choices: 1 };
     walkNode(top, CharSet.EMPTY, acc);
-    if (acc.unbounded > MAX_AMBIGUOUS_UNBOUNDED_REPEATS) {
+    if (acc.unbounded > maxUnbounded) {
       throw new Refusal(
-        `${acc.unbounded} unbounded repetitions overlap what follows them (like ".*x.*y"), which risks catastrophic ` +
-          `backtracking; at most ${MAX_AMBIGUOUS_UNBOUNDED_REPEATS} is allowed — use narrower classes such as "[^.]*" or "[a-z0-9-]+"`,
+        `${acc.unbounded} unbounded repetition${acc.unbounded === 1 ? '' : 's'} overlap${acc.unbounded === 1 ? 's' : ''} ` +
+          `what follows (like ".*x.*y"), which risks catastrophic backtracking; at most ${maxUnbounded} allowed here — ` +
+          `use narrower classes such as "[^.]*", "[^/]*" or "[a-z0-9-]+"`,
       );
     }
     if (acc.choices > MAX_AMBIGUOUS_CHOICES) {

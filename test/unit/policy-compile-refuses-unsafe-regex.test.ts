@@ -45,7 +45,8 @@ describe('catastrophic regexes are refused, naming the rule', () => {
     { regex: '(|a)+', why: 'can match the empty string' },
     { regex: '(a?){20}', why: 'nested quantifiers' },
     { regex: '.*a.*b.*c', why: 'unbounded repetitions overlap' },
-    { regex: '\\w*\\w*x', why: 'unbounded repetitions overlap' },
+    { regex: '[a-z]*[a-z0-9]*x', why: 'unbounded repetitions overlap' },
+    { regex: '\\w*\\w*x\\w*x', why: 'unbounded repetitions overlap' },
     { regex: 'a?a?a?a?a?a?a?a?a?a?aaaaaaaaaa', why: 'ambiguous combinations' },
     { regex: '(a)\\1', why: 'backreferences' },
     { regex: '(?<n>a)\\k<n>', why: 'backreferences' },
@@ -68,6 +69,12 @@ describe('catastrophic regexes are refused, naming the rule', () => {
       assert.ok(err.message.startsWith('policy cannot be compiled: source_groups[1].rules[1]: rule "bad-rule"'), err.message);
     });
   }
+
+  test('HTTP path regexes allow no ambiguous unbounded repetition, as paths have no length bound', () => {
+    assert.match(compileError(docWithMatch({ http: { path: { regex: '/api/.*/items' } } })).message, /at most 0 allowed here/);
+    const ok = compilePolicy(parsePolicy(docWithMatch({ http: { path: { regex: '/api/[^/]*/items/.*' } } })));
+    assert.equal(ok.stats.regexes, 1);
+  });
 
   test('the same check guards the object form, SNI and HTTP path regexes', () => {
     assert.match(compileError(docWithMatch({ dns_hostname: { regex: '(a+)+' } })).message, /match\.dns_hostname regex "\(a\+\)\+" is refused/);

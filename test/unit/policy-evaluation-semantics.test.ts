@@ -326,6 +326,12 @@ describe('DNS is stricter', () => {
       expect: { action: 'deny', enforced: 'allow', finding: 'audit', ruleId: 'block' },
     },
     {
+      name: 'a qname longer than 253 characters matches no rule',
+      doc: { default_policy: 'allow', source_groups: [{ id: 'g', sources: CLIENTS, rules: [{ id: 'all', action: 'allow', match: { dns_hostname: '.*' } }] }] },
+      query: { qname: `${'a.'.repeat(127)}com` },
+      expect: { action: 'deny', ruleId: null },
+    },
+    {
       name: 'qnames are compared case-insensitively without the trailing dot',
       doc: {
         default_policy: 'deny',
@@ -395,6 +401,8 @@ describe('selectors of a connection', () => {
     { name: 'IPv4-mapped destination counts as IPv4', match: { dst_ips: ['203.0.113.10'] }, flow: { dstIp: '::ffff:203.0.113.10' }, matches: true },
     { name: 'IPv6 dst_ips in another notation', match: { dst_ips: ['2606:4700:0:0:0:0:0:1111'] }, flow: { srcIp: '2001:db8::7', dstIp: '2606:4700::1111' }, matches: true },
     { name: 'an empty match matches every connection', match: {}, flow: { proto: 'udp', dstPort: 9 }, matches: true },
+    { name: 'a hostname longer than 253 characters matches no hostname rule', match: { dns_hostname: '.*' }, flow: { hostname: `${'a.'.repeat(127)}com` }, matches: false },
+    { name: 'an SNI longer than 253 characters matches no SNI rule', match: { tls: { sni: { regex: '.*' } } }, flow: { sni: `${'a'.repeat(254)}` }, matches: false },
     {
       name: 'every selector must match (hostname matches, port does not)',
       match: { dns_hostname: { exact: ['github.com'] }, dst_ports: [443] },

@@ -127,6 +127,7 @@ function ruleMatchesConnection(rule: PolicyRule, flow: ConnectionFlow): boolean 
     if (flow.hostname === undefined || flow.hostname === '') return false;
     const name = normalize(flow.hostname);
     if (name === '' || referenceParseIp(name) !== null) return false; // an IP literal has no hostname
+    if (name.length > 253) return false; // no such name in DNS
     if (!hostnameMatches(m.dns_hostname, name)) return false;
   }
   const dst = referenceParseIp(flow.dstIp);
@@ -137,6 +138,7 @@ function ruleMatchesConnection(rule: PolicyRule, flow: ConnectionFlow): boolean 
   if (m.tls !== undefined) {
     if (flow.sni === undefined || flow.sni === '') return false;
     const sni = normalize(flow.sni);
+    if (sni.length > 253) return false;
     const s = m.tls.sni;
     const ok =
       (s.exact ?? []).some((e) => normalize(e) === sni) ||
@@ -231,7 +233,9 @@ export function referenceDecideDns(doc: PolicyDocument, query: DnsQuery): Decisi
   const noRule = (g: SourceGroup): Decision => make('deny', g.mode ?? 'enforce', g.id, null, `: no DNS rule matched in group ${g.id}`);
   for (const group of groups) {
     for (const rule of byPriority(group.rules ?? [])) {
-      if (rule.match.dns_hostname !== undefined && hostnameMatches(rule.match.dns_hostname, qname)) return fromRule(group, rule);
+      if (rule.match.dns_hostname !== undefined && qname.length <= 253 && hostnameMatches(rule.match.dns_hostname, qname)) {
+        return fromRule(group, rule);
+      }
     }
     if (group.default_action !== undefined) return noRule(group);
   }
