@@ -180,10 +180,6 @@ export class HostnameIndex {
   private readonly stringSuffix = new Map<string, number[]>();
   private stringSuffixLengths: number[] = [];
 
-  get empty(): boolean {
-    return this.names.size === 0 && this.stringSuffix.size === 0;
-  }
-
   private entry(name: string): NameEntry {
     let entry = this.names.get(name);
     if (entry === undefined) {

@@ -11,7 +11,7 @@ import fc from 'fast-check';
 import { compilePolicy } from '../../src/policy/compiler.js';
 import { PolicyCompileError } from '../../src/policy/errors.js';
 import { decideConnection, decideDns } from '../../src/policy/evaluate.js';
-import { parsePolicy } from '../../src/policy/schema.js';
+import { parsePolicy, parsePolicyYaml, policyToYaml } from '../../src/policy/schema.js';
 import type { ConnectionFlow, DnsQuery, PolicyDocument, PolicyRule, RuleMatch, SourceGroup } from '../../src/policy/types.js';
 import { referenceDecideConnection, referenceDecideDns } from './policy-reference.js';
 
@@ -59,8 +59,8 @@ const REGEXES = [
   '[^.]+\\.a\\.com',
   'x?github\\.com',
 ];
-const PORTS: (number | string)[] = [80, 443, 8080, '8000-8100', '443', '1-1024', '20-90', 53];
-const FLOW_PORTS = [80, 443, 8080, 8050, 22, 1024, 5353, 53, 8100, 8101];
+const PORTS: (number | string)[] = [80, 443, 8080, '8000-8100', '443', '1-1024', '20-90', 53, '440-450'];
+const FLOW_PORTS = [80, 443, 8080, 8050, 22, 1024, 5353, 53, 8100, 8101, 445, 451];
 const METHODS = ['GET', 'POST', 'get'];
 const HTTP_HOSTS = ['example.com', 'github.com', 'Example.COM'];
 const PATH_PREFIXES = ['/api', '/', '/v'];
@@ -245,4 +245,14 @@ test('compiled decisions equal the naive reference on small random policies', ()
 test('compiled decisions equal the naive reference on policies with many overlapping rules', () => {
   const counts = checkAgainstReference(3, 40, 250);
   assert.ok(counts.byRule > 300 && counts.dnsByRule > 150, JSON.stringify(counts));
+});
+
+test('random valid documents survive a YAML round trip unchanged', () => {
+  fc.assert(
+    fc.property(policyArb(3, 5), (raw) => {
+      const doc = parsePolicy(raw);
+      assert.deepStrictEqual(parsePolicyYaml(policyToYaml(doc)), doc);
+    }),
+    { numRuns: 300 },
+  );
 });
