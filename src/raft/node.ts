@@ -229,9 +229,9 @@ export class RaftNode {
       if ((this.checkQuorum || this.preVote) && (m.type === 'append' || m.type === 'heartbeat')) {
         // A stale leader (e.g. after a partition) learns the newer term and steps down; without
         // this, pre-vote/check-quorum could leave it stuck forever.
-        this.send({ type: 'append-resp', to: m.from, index: 0, reject: false, rejectHint: 0, logTerm: 0 });
+        this.msgs.push({ type: 'append-resp', from: this.id, to: m.from, term: this.term, index: 0, reject: false, rejectHint: 0, logTerm: 0 });
       } else if (m.type === 'pre-vote') {
-        this.send({ type: 'pre-vote-resp', to: m.from, reject: true });
+        this.msgs.push({ type: 'pre-vote-resp', from: this.id, to: m.from, term: this.term, reject: true });
       }
       return;
     }
@@ -308,7 +308,7 @@ export class RaftNode {
       return { ok: true };
     }
     if (this.leader === null) return { ok: false, reason: 'not-leader-unknown' };
-    this.send({ type: 'read-index', to: this.leader, ctx });
+    this.msgs.push({ type: 'read-index', from: this.id, to: this.leader, term: this.term, ctx });
     return { ok: true };
   }
 
@@ -390,8 +390,11 @@ export class RaftNode {
       this.log.hasUnstable() ||
       this.log.pendingSnapshot !== null ||
       this.log.hasNextCommitted() ||
-      !sameSoftState(this.softState(), this.prevSoftState) ||
-      !sameHardState(this.hardState(), this.prevHardState)
+      this.leader !== this.prevSoftState.leader ||
+      this.role !== this.prevSoftState.role ||
+      this.term !== this.prevHardState.term ||
+      this.vote !== this.prevHardState.vote ||
+      this.log.committed !== this.prevHardState.commit
     );
   }
 
@@ -622,7 +625,7 @@ export class RaftNode {
         this.vote = m.from;
       }
     } else {
-      this.send({ type: respType, to: m.from, reject: true });
+      this.msgs.push({ type: respType, from: this.id, to: m.from, term: this.term, reject: true });
     }
   }
 
@@ -719,7 +722,7 @@ export class RaftNode {
       // A fresh joiner does not know the configuration at index 0 (the bootstrap one), so it
       // cannot derive configurations from conf-change entries. Rejecting prevLogIndex 0 (which
       // otherwise always matches) asks the leader for a snapshot that carries it.
-      this.send({ type: 'append-resp', to: m.from, index: 0, reject: true, rejectHint: 0, logTerm: 0 });
+      this.msgs.push({ type: 'append-resp', from: this.id, to: m.from, term: this.term, index: 0, reject: true, rejectHint: 0, logTerm: 0 });
       return;
     }
     if (m.index < committed) {
@@ -735,7 +738,7 @@ export class RaftNode {
     // Fast back-off: point the leader at the largest index whose term is <= its prevLogTerm.
     const hintIndex = this.log.findConflictByTerm(Math.min(m.index, this.log.lastIndex()), m.logTerm);
     const hintTerm = Math.max(0, this.log.term(hintIndex));
-    this.send({ type: 'append-resp', to: m.from, index: m.index, reject: true, rejectHint: hintIndex, logTerm: hintTerm });
+    this.msgs.push({ type: 'append-resp', from: this.id, to: m.from, term: this.term, index: m.index, reject: true, rejectHint: hintIndex, logTerm: hintTerm });
   }
 
   /** Keeps the configuration history in step with entries written from `from` on. */
@@ -749,13 +752,13 @@ export class RaftNode {
   }
 
   private sendAppendResponse(to: NodeId, index: number): void {
-    this.send({ type: 'append-resp', to, index, reject: false, rejectHint: 0, logTerm: 0 });
+    this.msgs.push({ type: 'append-resp', from: this.id, to, term: this.term, index, reject: false, rejectHint: 0, logTerm: 0 });
   }
 
   private handleHeartbeat(m: HeartbeatMessage): void {
     // The leader never sends a commit beyond what it knows we hold; clamp defensively anyway.
     this.log.commitTo(Math.min(m.commit, this.log.lastIndex()));
-    this.send({ type: 'heartbeat-resp', to: m.from, readSeq: m.readSeq });
+    this.msgs.push({ type: 'heartbeat-resp', from: this.id, to: m.from, term: this.term, readSeq: m.readSeq });
   }
 
   /** A fresh joiner: nothing in the log and no configuration known at index 0. */
@@ -782,23 +785,23 @@ export class RaftNode {
     } else if (!same || inc === null || m.offset !== inc.receivedBytes) {
       // A gap, a duplicate, or a chunk of a snapshot we are not assembling: say where we are.
       const have = same && inc !== null ? inc.receivedBytes : 0;
-      this.send({ type: 'snapshot-resp', to: m.from, index: meta.index, offset: have, forOffset: m.offset });
+      this.msgs.push({ type: 'snapshot-resp', from: this.id, to: m.from, term: this.term, index: meta.index, offset: have, forOffset: m.offset });
       return;
     }
     if (inc.receivedBytes + m.data.length > m.totalBytes) {
       this.incoming = null;
-      this.send({ type: 'snapshot-resp', to: m.from, index: meta.index, offset: 0, forOffset: m.offset });
+      this.msgs.push({ type: 'snapshot-resp', from: this.id, to: m.from, term: this.term, index: meta.index, offset: 0, forOffset: m.offset });
       return;
     }
     if (m.data.length > 0) inc.chunks.push(m.data);
     inc.receivedBytes += m.data.length;
     if (!m.done) {
-      this.send({ type: 'snapshot-resp', to: m.from, index: meta.index, offset: inc.receivedBytes, forOffset: m.offset });
+      this.msgs.push({ type: 'snapshot-resp', from: this.id, to: m.from, term: this.term, index: meta.index, offset: inc.receivedBytes, forOffset: m.offset });
       return;
     }
     this.incoming = null;
     if (inc.receivedBytes !== m.totalBytes) {
-      this.send({ type: 'snapshot-resp', to: m.from, index: meta.index, offset: 0, forOffset: m.offset });
+      this.msgs.push({ type: 'snapshot-resp', from: this.id, to: m.from, term: this.term, index: meta.index, offset: 0, forOffset: m.offset });
       return;
     }
     const snapshot: Snapshot = {
@@ -1122,7 +1125,7 @@ export class RaftNode {
   }
 
   private sendTimeoutNow(to: NodeId): void {
-    this.send({ type: 'timeout-now', to });
+    this.msgs.push({ type: 'timeout-now', from: this.id, to, term: this.term });
   }
 
   private abortLeaderTransfer(): void {
@@ -1180,18 +1183,6 @@ export class RaftNode {
 
   private answerRead(ctx: string, from: NodeId, index: number): void {
     if (from === this.id) this.readStates.push({ ctx, index });
-    else this.send({ type: 'read-index-resp', to: from, ctx, index });
-  }
-
-  // ---------------------------------------------------------------------------------------------
-  // Messages
-  // ---------------------------------------------------------------------------------------------
-
-  /** Queues a message stamped with our id and current term. */
-  private send(msg: DistributiveOmit<Message, 'from' | 'term'>): void {
-    this.msgs.push({ ...msg, from: this.id, term: this.term } as Message);
+    else this.msgs.push({ type: 'read-index-resp', from: this.id, to: from, term: this.term, ctx, index });
   }
 }
-
-/** `Omit` applied to each member of a union, keeping the discriminant. */
-type DistributiveOmit<T, K extends PropertyKey> = T extends unknown ? Omit<T, K> : never;
