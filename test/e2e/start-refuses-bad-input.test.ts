@@ -1,6 +1,6 @@
 import assert from 'node:assert/strict';
 import { createServer } from 'node:net';
-import { existsSync, mkdirSync, readFileSync, truncateSync, writeFileSync } from 'node:fs';
+import { existsSync, mkdirSync, readFileSync, statSync, truncateSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { after, describe, it } from 'node:test';
 import { NodeProcess, runCli, tempDir } from './harness.js';
@@ -94,5 +94,30 @@ describe('neuwerk start refuses bad input with a clear message and the right exi
     const result = await runCli(['start', '--data-dir', data, '--http-bind', '127.0.0.1:0', '--metrics-bind', '127.0.0.1:0']);
     assert.equal(result.code, 1);
     assert.match(result.stderr, /is damaged and was not opened: it is not an SQLite database/);
+  });
+});
+
+describe('neuwerk cluster token create', () => {
+  const dir = tempDir();
+  after(() => dir.cleanup());
+
+  it('prints only the new kid on stdout, writes mode 0600, appends on a second call', async () => {
+    const path = join(dir.path, 'bootstrap-token');
+    const first = await runCli(['cluster', 'token', 'create', '--path', path, '--kid', 'rack-1', '--valid-for', '1h']);
+    assert.equal(first.code, 0, first.stderr);
+    assert.equal(first.stdout, 'rack-1\n');
+    assert.equal(statSync(path).mode & 0o777, 0o600);
+    const second = await runCli(['cluster', 'token', 'create', '--path', path, '--json']);
+    assert.equal(second.code, 0, second.stderr);
+    const answer = JSON.parse(second.stdout) as { kid: string; created: boolean };
+    assert.equal(answer.created, false);
+    const file = JSON.parse(readFileSync(path, 'utf8')) as { tokens: { kid: string }[] };
+    assert.deepEqual(file.tokens.map((t) => t.kid), ['rack-1', answer.kid]);
+  });
+
+  it('a bad --valid-for exits 2 naming the flag', async () => {
+    const result = await runCli(['cluster', 'token', 'create', '--path', join(dir.path, 'x'), '--valid-for', 'forever']);
+    assert.equal(result.code, 2);
+    assert.match(result.stderr, /--valid-for: "forever" is not a duration/);
   });
 });
