@@ -10,8 +10,8 @@ import type { SimResult } from './simulator.js';
 
 /** Seeds 1..SEED_COUNT run on every `npm test`. */
 const SEED_COUNT = 300;
-/** Chaos-phase length per seed (about 200 election timeouts). */
-const STEPS = 20_000;
+/** Chaos-phase length per seed (about 400 election timeouts). */
+const STEPS = 40_000;
 const BATCH_SIZE = 25;
 
 /**
