@@ -1,0 +1,361 @@
+import { EventEmitter } from 'node:events';
+import { connect, createServer, type Server, type TLSSocket } from 'node:tls';
+import { ERROR_CATALOGUE, NeuwerkError, describeError, type ErrorCode } from '../errors.js';
+import type { Logger } from '../log/logger.js';
+import { certificateNodeId } from './ca.js';
+
+/** Largest frame accepted on the cluster port; a bigger length prefix closes the connection. */
+export const MAX_FRAME_BYTES = 16 * 1024 * 1024;
+/** Outgoing frames queued per peer while disconnected; beyond it Raft messages are dropped. */
+export const MAX_QUEUED_FRAMES = 4096;
+export const RECONNECT_BACKOFF_MIN_MS = 50;
+export const RECONNECT_BACKOFF_MAX_MS = 2_000;
+export const CONNECT_TIMEOUT_MS = 3_000;
+export const RPC_TIMEOUT_DEFAULT_MS = 5_000;
+
+/** TLS identity of this node: key, certificate and the cluster CA it trusts. */
+export interface ClusterTls {
+  readonly keyPem: string;
+  readonly certPem: string;
+  readonly caPem: string;
+}
+
+type Frame =
+  | { kind: 'raft'; body: unknown }
+  | { kind: 'rpc'; id: number; method: string; body: unknown }
+  | { kind: 'rpc-ok'; id: number; body: unknown }
+  | { kind: 'rpc-error'; id: number; code: string; message: string };
+
+/** Binary payloads (snapshot chunks) travel inside JSON as `{"$b64": "..."}`. */
+function replacer(_key: string, value: unknown): unknown {
+  return value instanceof Uint8Array ? { $b64: Buffer.from(value.buffer, value.byteOffset, value.byteLength).toString('base64') } : value;
+}
+
+function reviver(_key: string, value: unknown): unknown {
+  if (value !== null && typeof value === 'object' && typeof (value as { $b64?: unknown }).$b64 === 'string' && Object.keys(value).length === 1) {
+    return new Uint8Array(Buffer.from((value as { $b64: string }).$b64, 'base64'));
+  }
+  return value;
+}
+
+/** Encodes one frame: 4-byte big-endian length, then JSON. */
+export function encodeFrame(frame: Frame): Buffer {
+  const body = Buffer.from(JSON.stringify(frame, replacer), 'utf8');
+  if (body.length > MAX_FRAME_BYTES) throw new NeuwerkError('NW_ERR_RPC', `frame of ${body.length} bytes exceeds ${MAX_FRAME_BYTES}`);
+  const header = Buffer.alloc(4);
+  header.writeUInt32BE(body.length);
+  return Buffer.concat([header, body]);
+}
+
+/** Splits a byte stream into frames; throws on an oversized or malformed frame. */
+export class FrameDecoder {
+  private buffer: Buffer = Buffer.alloc(0);
+
+  push(chunk: Buffer): Frame[] {
+    this.buffer = this.buffer.length === 0 ? chunk : Buffer.concat([this.buffer, chunk]);
+    const frames: Frame[] = [];
+    while (this.buffer.length >= 4) {
+      const length = this.buffer.readUInt32BE(0);
+      if (length > MAX_FRAME_BYTES) throw new NeuwerkError('NW_ERR_RPC', `peer sent a frame of ${length} bytes (limit ${MAX_FRAME_BYTES})`);
+      if (this.buffer.length < 4 + length) break;
+      const body = this.buffer.subarray(4, 4 + length);
+      this.buffer = this.buffer.subarray(4 + length);
+      const frame = JSON.parse(body.toString('utf8'), reviver) as Frame;
+      if (frame === null || typeof frame !== 'object' || typeof frame.kind !== 'string') throw new NeuwerkError('NW_ERR_RPC', 'malformed frame');
+      frames.push(frame);
+    }
+    return frames;
+  }
+}
+
+/** Handles an RPC from an authenticated peer; throw a NeuwerkError to answer with an error. */
+export type RpcHandler = (from: string, body: unknown) => Promise<unknown>;
+
+interface Pending {
+  resolve: (body: unknown) => void;
+  reject: (err: Error) => void;
+  timer: NodeJS.Timeout;
+}
+
+/** One outgoing, persistent, reconnecting connection to a peer. */
+class PeerLink {
+  private socket: TLSSocket | null = null;
+  private connecting = false;
+  private queue: Buffer[] = [];
+  private backoffMs = RECONNECT_BACKOFF_MIN_MS;
+  private retryTimer: NodeJS.Timeout | null = null;
+  private readonly pending = new Map<number, Pending>();
+  private nextId = 1;
+  private closed = false;
+
+  constructor(
+    readonly peerId: string,
+    private readonly transport: ClusterTransport,
+  ) {}
+
+  send(frame: Buffer, droppable: boolean): void {
+    if (this.closed) return;
+    if (this.socket !== null && !this.connecting) {
+      this.socket.write(frame);
+      return;
+    }
+    if (this.queue.length >= MAX_QUEUED_FRAMES) {
+      if (droppable) return;
+      this.queue.shift();
+    }
+    this.queue.push(frame);
+    this.ensureConnected();
+  }
+
+  call(method: string, body: unknown, timeoutMs: number): Promise<unknown> {
+    const id = this.nextId++;
+    return new Promise((resolve, reject) => {
+      const timer = setTimeout(() => {
+        this.pending.delete(id);
+        reject(new NeuwerkError('NW_ERR_TIMEOUT', `cluster RPC ${method} to ${this.peerId} timed out after ${timeoutMs} ms`));
+      }, timeoutMs);
+      this.pending.set(id, { resolve, reject, timer });
+      this.send(encodeFrame({ kind: 'rpc', id, method, body }), false);
+    });
+  }
+
+  ensureConnected(): void {
+    if (this.closed || this.socket !== null || this.connecting || this.retryTimer !== null) return;
+    const address = this.transport.addressOf(this.peerId);
+    if (address === null) return;
+    this.connecting = true;
+    const tls = this.transport.tls;
+    const socket = connect({
+      host: address.host,
+      port: address.port,
+      key: tls.keyPem,
+      cert: tls.certPem,
+      ca: tls.caPem,
+      rejectUnauthorized: true,
+      // Peers are identified by the node id in their certificate, not by host name.
+      checkServerIdentity: (_host, cert) => {
+        const cn = cert.subject?.CN;
+        return cn === this.peerId ? undefined : new Error(`peer certificate names ${String(cn)}, expected ${this.peerId}`);
+      },
+      timeout: CONNECT_TIMEOUT_MS,
+    });
+    socket.setNoDelay(true);
+    const decoder = new FrameDecoder();
+    socket.once('secureConnect', () => {
+      this.connecting = false;
+      this.socket = socket;
+      this.backoffMs = RECONNECT_BACKOFF_MIN_MS;
+      socket.setTimeout(0);
+      const queued = this.queue;
+      this.queue = [];
+      for (const frame of queued) socket.write(frame);
+    });
+    socket.on('data', (chunk: Buffer) => {
+      try {
+        for (const frame of decoder.push(chunk)) this.onFrame(frame);
+      } catch (err) {
+        this.transport.logger.warn({ peer: this.peerId, err: describeError(err) }, 'bad frame from peer; reconnecting');
+        socket.destroy();
+      }
+    });
+    socket.on('timeout', () => socket.destroy(new Error('connect timeout')));
+    socket.on('error', (err) => this.transport.logger.debug({ peer: this.peerId, err: describeError(err) }, 'cluster connection error'));
+    socket.on('close', () => {
+      this.socket = null;
+      this.connecting = false;
+      for (const [id, pending] of this.pending) {
+        clearTimeout(pending.timer);
+        pending.reject(new NeuwerkError('NW_ERR_RPC', `connection to ${this.peerId} closed`));
+        this.pending.delete(id);
+      }
+      if (this.closed) return;
+      const delay = this.backoffMs + Math.floor(Math.random() * this.backoffMs);
+      this.backoffMs = Math.min(this.backoffMs * 2, RECONNECT_BACKOFF_MAX_MS);
+      this.retryTimer = setTimeout(() => {
+        this.retryTimer = null;
+        if (this.queue.length > 0 || this.pending.size > 0) this.ensureConnected();
+      }, delay);
+      this.retryTimer.unref();
+    });
+  }
+
+  private onFrame(frame: Frame): void {
+    if (frame.kind !== 'rpc-ok' && frame.kind !== 'rpc-error') return;
+    const pending = this.pending.get(frame.id);
+    if (pending === undefined) return;
+    this.pending.delete(frame.id);
+    clearTimeout(pending.timer);
+    if (frame.kind === 'rpc-ok') pending.resolve(frame.body);
+    else pending.reject(new NeuwerkError(frame.code in ERROR_CATALOGUE ? (frame.code as ErrorCode) : 'NW_ERR_RPC', frame.message));
+  }
+
+  close(): void {
+    this.closed = true;
+    if (this.retryTimer !== null) clearTimeout(this.retryTimer);
+    this.socket?.destroy();
+    for (const pending of this.pending.values()) {
+      clearTimeout(pending.timer);
+      pending.reject(new NeuwerkError('NW_ERR_SHUTTING_DOWN', 'cluster transport closed'));
+    }
+    this.pending.clear();
+  }
+}
+
+export interface ClusterTransportOptions {
+  readonly nodeId: string;
+  readonly tls: ClusterTls;
+  readonly logger: Logger;
+  /** Current cluster address of a peer, or null when unknown. */
+  readonly resolveAddress: (nodeId: string) => { host: string; port: number } | null;
+  /** Peers whose connections are refused even with a valid certificate (removed members). */
+  readonly isRefused?: (nodeId: string) => boolean;
+}
+
+/**
+ * Mutual-TLS transport between cluster members: a listener that requires client certificates from
+ * the cluster CA and identifies peers by certificate CN (node id), and one persistent outgoing
+ * connection per peer with reconnect and backoff. Carries Raft messages (fire and forget) and RPCs.
+ */
+export class ClusterTransport extends EventEmitter {
+  readonly tls: ClusterTls;
+  readonly logger: Logger;
+  private readonly links = new Map<string, PeerLink>();
+  private readonly handlers = new Map<string, RpcHandler>();
+  private server: Server | null = null;
+  private readonly inbound = new Set<TLSSocket>();
+
+  constructor(private readonly options: ClusterTransportOptions) {
+    super();
+    this.tls = options.tls;
+    this.logger = options.logger;
+  }
+
+  addressOf(nodeId: string): { host: string; port: number } | null {
+    return this.options.resolveAddress(nodeId);
+  }
+
+  /** Registers the handler for an RPC method. */
+  handle(method: string, handler: RpcHandler): void {
+    this.handlers.set(method, handler);
+  }
+
+  /** Starts the listener; resolves once bound. */
+  listen(host: string, port: number): Promise<{ host: string; port: number }> {
+    const server = createServer({
+      key: this.tls.keyPem,
+      cert: this.tls.certPem,
+      ca: this.tls.caPem,
+      requestCert: true,
+      rejectUnauthorized: true,
+      minVersion: 'TLSv1.3',
+    });
+    server.on('secureConnection', (socket) => this.accept(socket));
+    server.on('tlsClientError', (err, socket) => {
+      this.logger.debug({ remote: socket.remoteAddress, err: describeError(err) }, 'refused cluster connection without a valid client certificate');
+    });
+    this.server = server;
+    return new Promise((resolve, reject) => {
+      server.once('error', reject);
+      server.listen({ host, port, exclusive: true }, () => {
+        server.off('error', reject);
+        const address = server.address();
+        resolve({ host, port: typeof address === 'object' && address !== null ? address.port : port });
+      });
+    });
+  }
+
+  get listener(): Server | null {
+    return this.server;
+  }
+
+  private accept(socket: TLSSocket): void {
+    const certificate = socket.getPeerX509Certificate();
+    let peerId: string;
+    try {
+      if (certificate === undefined) throw new Error('no client certificate');
+      peerId = certificateNodeId(certificate.toString());
+    } catch (err) {
+      this.logger.warn({ remote: socket.remoteAddress, err: describeError(err) }, 'refused cluster connection');
+      socket.destroy();
+      return;
+    }
+    if (this.options.isRefused?.(peerId)) {
+      this.logger.warn({ peer: peerId }, 'refused cluster connection from a removed member');
+      socket.destroy();
+      return;
+    }
+    this.inbound.add(socket);
+    socket.setNoDelay(true);
+    const decoder = new FrameDecoder();
+    socket.on('data', (chunk: Buffer) => {
+      let frames: Frame[];
+      try {
+        frames = decoder.push(chunk);
+      } catch (err) {
+        this.logger.warn({ peer: peerId, err: describeError(err) }, 'bad frame; closing connection');
+        socket.destroy();
+        return;
+      }
+      for (const frame of frames) this.onInbound(peerId, socket, frame);
+    });
+    socket.on('error', () => undefined);
+    socket.on('close', () => this.inbound.delete(socket));
+  }
+
+  private onInbound(peerId: string, socket: TLSSocket, frame: Frame): void {
+    if (frame.kind === 'raft') {
+      this.emit('raft', peerId, frame.body);
+      return;
+    }
+    if (frame.kind !== 'rpc') return;
+    const handler = this.handlers.get(frame.method);
+    const reply = (answer: Frame): void => {
+      if (!socket.destroyed) socket.write(encodeFrame(answer));
+    };
+    if (handler === undefined) {
+      reply({ kind: 'rpc-error', id: frame.id, code: 'NW_ERR_RPC', message: `unknown cluster RPC ${frame.method}` });
+      return;
+    }
+    handler(peerId, frame.body).then(
+      (body) => reply({ kind: 'rpc-ok', id: frame.id, body }),
+      (err: unknown) => {
+        const error = err instanceof NeuwerkError ? err : new NeuwerkError('NW_ERR_INTERNAL', describeError(err));
+        reply({ kind: 'rpc-error', id: frame.id, code: error.code, message: error.message });
+      },
+    );
+  }
+
+  private link(peerId: string): PeerLink {
+    let link = this.links.get(peerId);
+    if (link === undefined) {
+      link = new PeerLink(peerId, this);
+      this.links.set(peerId, link);
+    }
+    return link;
+  }
+
+  /** Sends a Raft message; may be dropped under pressure (Raft retries). */
+  sendRaft(to: string, message: unknown): void {
+    if (to === this.options.nodeId) return;
+    this.link(to).send(encodeFrame({ kind: 'raft', body: message }), true);
+  }
+
+  /** Calls an RPC on a peer with a bounded wait. */
+  call<T>(to: string, method: string, body: unknown, timeoutMs = RPC_TIMEOUT_DEFAULT_MS): Promise<T> {
+    return this.link(to).call(method, body, timeoutMs) as Promise<T>;
+  }
+
+  /** Drops the connection to a peer (e.g. after it was removed). */
+  forget(peerId: string): void {
+    this.links.get(peerId)?.close();
+    this.links.delete(peerId);
+  }
+
+  async close(): Promise<void> {
+    for (const link of this.links.values()) link.close();
+    this.links.clear();
+    for (const socket of this.inbound) socket.destroy();
+    const server = this.server;
+    if (server !== null) await new Promise<void>((resolve) => server.close(() => resolve()));
+  }
+}

@@ -1,0 +1,107 @@
+import assert from 'node:assert/strict';
+import { connect } from 'node:tls';
+import { after, before, describe, it } from 'node:test';
+import { createClusterCa, createNodeCsr, signNodeCertificate, type KeyAndCert } from '../../src/cluster/ca.js';
+import { ClusterTransport, encodeFrame, FrameDecoder, MAX_FRAME_BYTES, type ClusterTls } from '../../src/cluster/transport.js';
+import { createLogger } from '../../src/log/logger.js';
+
+const logger = createLogger({ level: 'fatal', format: 'json' });
+
+function identity(ca: KeyAndCert, nodeId: string): ClusterTls {
+  const { keyPem, csrPem } = createNodeCsr(nodeId, '127.0.0.1');
+  return { keyPem, certPem: signNodeCertificate(ca, csrPem, nodeId, '127.0.0.1'), caPem: ca.certPem };
+}
+
+describe('cluster transport over mutual TLS', () => {
+  const ca = createClusterCa('t');
+  const addresses = new Map<string, { host: string; port: number }>();
+  const resolveAddress = (id: string) => addresses.get(id) ?? null;
+  let a: ClusterTransport;
+  let b: ClusterTransport;
+  const tlsA = identity(ca, 'node-a');
+  const tlsB = identity(ca, 'node-b');
+
+  before(async () => {
+    a = new ClusterTransport({ nodeId: 'node-a', tls: tlsA, logger, resolveAddress });
+    b = new ClusterTransport({ nodeId: 'node-b', tls: tlsB, logger, resolveAddress, isRefused: (id) => id === 'node-removed' });
+    addresses.set('node-a', await a.listen('127.0.0.1', 0));
+    addresses.set('node-b', await b.listen('127.0.0.1', 0));
+    b.handle('echo', async (from, body) => ({ from, body }));
+    b.handle('fail', async () => {
+      throw new Error('boom');
+    });
+  });
+  after(async () => {
+    await a.close();
+    await b.close();
+  });
+
+  it('delivers Raft messages with binary payloads and identifies the sender by certificate', async () => {
+    const received = new Promise<[string, unknown]>((resolve) => b.once('raft', (from: string, message: unknown) => resolve([from, message])));
+    a.sendRaft('node-b', { type: 'snapshot', chunk: new Uint8Array([0, 1, 2, 255]), term: 3 });
+    const [from, message] = await received;
+    assert.equal(from, 'node-a');
+    assert.deepEqual(message, { type: 'snapshot', chunk: new Uint8Array([0, 1, 2, 255]), term: 3 });
+  });
+
+  it('answers RPCs and carries errors back', async () => {
+    assert.deepEqual(await a.call('node-b', 'echo', { n: 1 }), { from: 'node-a', body: { n: 1 } });
+    await assert.rejects(a.call('node-b', 'fail', {}), /boom/);
+    await assert.rejects(a.call('node-b', 'nope', {}), /unknown cluster RPC nope/);
+  });
+
+  it('refuses a connection without a client certificate', async () => {
+    const port = (addresses.get('node-b') as { port: number }).port;
+    const outcome = await new Promise<string>((resolve) => {
+      const socket = connect({ host: '127.0.0.1', port, ca: ca.certPem, checkServerIdentity: () => undefined });
+      socket.on('secureConnect', () => {
+        socket.write(encodeFrame({ kind: 'rpc', id: 1, method: 'echo', body: {} }));
+        socket.on('data', () => resolve('answered'));
+      });
+      socket.on('error', (err) => resolve(`error: ${err.message}`));
+      socket.on('close', () => resolve('closed'));
+    });
+    assert.notEqual(outcome, 'answered');
+  });
+
+  it('refuses a certificate from another CA', async () => {
+    const stranger = new ClusterTransport({ nodeId: 'node-x', tls: identity(createClusterCa('other'), 'node-x'), logger, resolveAddress });
+    try {
+      await assert.rejects(stranger.call('node-b', 'echo', {}, 2000), /closed|timed out/);
+    } finally {
+      await stranger.close();
+    }
+  });
+
+  it('refuses a removed member even with a valid certificate', async () => {
+    const removed = new ClusterTransport({ nodeId: 'node-removed', tls: identity(ca, 'node-removed'), logger, resolveAddress });
+    try {
+      await assert.rejects(removed.call('node-b', 'echo', {}, 2000), /closed|timed out/);
+    } finally {
+      await removed.close();
+    }
+  });
+
+  it('reconnects after the peer restarts', async () => {
+    await b.close();
+    b = new ClusterTransport({ nodeId: 'node-b', tls: tlsB, logger, resolveAddress });
+    b.handle('echo', async (from, body) => ({ from, body }));
+    const previous = addresses.get('node-b') as { host: string; port: number };
+    await b.listen('127.0.0.1', previous.port);
+    let answer: unknown = null;
+    for (let attempt = 0; attempt < 20 && answer === null; attempt += 1) {
+      answer = await a.call('node-b', 'echo', { again: true }, 1000).catch(() => null);
+    }
+    assert.deepEqual(answer, { from: 'node-a', body: { again: true } });
+  });
+
+  it('the frame decoder refuses oversized frames and reassembles split ones', () => {
+    const decoder = new FrameDecoder();
+    const frame = encodeFrame({ kind: 'raft', body: { x: 'y'.repeat(100) } });
+    assert.deepEqual(decoder.push(frame.subarray(0, 10)), []);
+    assert.equal(decoder.push(frame.subarray(10)).length, 1);
+    const huge = Buffer.alloc(4);
+    huge.writeUInt32BE(MAX_FRAME_BYTES + 1);
+    assert.throws(() => new FrameDecoder().push(huge), /exceeds|limit/);
+  });
+});
