@@ -1,0 +1,561 @@
+/**
+ * The shell around the pure Raft core (DESIGN §2, §4): one `RaftNode`, its SQLite storage and the
+ * control-plane `StateMachine`, driven from one event loop.
+ *
+ * The loop. A ticker (the `Timers` port, every `tickMs`) calls `tick()`. Every tick, received
+ * message, proposal and read asks for ONE processing pass in a later phase of the same event-loop
+ * turn (`Timers.soon`, i.e. `setImmediate`); the pass takes one `Ready` and handles it in the order
+ * the core's contract demands:
+ *   1. persist hard state, entries and a received snapshot — one SQLite transaction, so everything
+ *      that became ready during the turn is one commit (group commit);
+ *   2. only then send the messages (vote grants and append acks promise that durability);
+ *   3. then apply the committed entries (after the snapshot, if one was installed), resolve the
+ *      proposals and reads waiting on them;
+ *   4. `advance()`, then compact the log when it is long enough.
+ * A committed entry that cannot be applied, or any failure of the store, stops the loop and goes
+ * to `onFatal`: continuing could diverge the replicated state.
+ */
+import { NeuwerkError } from '../errors.js';
+import type { RaftSettings } from '../config/load.js';
+import type { Logger } from '../log/logger.js';
+import type { NodeMetrics } from '../metrics/registry.js';
+import { systemClock, type Clock } from '../platform/clock.js';
+import { systemRandomInt, type RandomIntSource } from '../platform/random.js';
+import { systemTimers, type TimerHandle, type Timers } from '../platform/timers.js';
+import { isLearner, RaftNode } from '../raft/index.js';
+import type { Entry, Message, NodeId, ProposeRejection, RaftStatus, Ready, Role, SoftState, TransferResult } from '../raft/index.js';
+import { encodeCommand, validateCommand, type Command } from '../store/commands.js';
+import type { SqliteDatabase } from '../store/database.js';
+import { RaftStorage } from '../store/raft-storage.js';
+import { StateMachine, type AppliedEntry, type ApplyResult } from '../store/state-machine.js';
+import type { ReplicationStatus, Replicator } from './replicator.js';
+
+/** How long `propose` waits for its entry to be applied before rejecting with NW_ERR_TIMEOUT. */
+export const DEFAULT_PROPOSE_TIMEOUT_MS = 5_000;
+/** How long `linearizableRead` waits for its read index to be confirmed and applied. */
+export const DEFAULT_READ_TIMEOUT_MS = 5_000;
+/** A single voter must have elected itself within this budget after start (it takes one tick of CPU). */
+export const START_LEADER_TIMEOUT_MS = 5_000;
+/** Bound on proposals waiting to be applied; beyond it `propose` rejects at once. */
+export const MAX_PENDING_PROPOSALS = 16_384;
+/** Bound on linearizable reads waiting at once (the core itself queues at most 4096 per leader). */
+export const MAX_PENDING_READS = 4_096;
+/** Append messages carrying entries in flight to one follower (core `maxInflightMsgs`). */
+export const MAX_INFLIGHT_APPEND_MESSAGES = 256;
+/** Bytes of entries in one append message (core `maxBytesPerAppend`). */
+export const MAX_APPEND_BYTES = 1024 * 1024;
+/** Bytes of snapshot image in one InstallSnapshot chunk (core `maxSnapshotChunkBytes`). */
+export const MAX_SNAPSHOT_CHUNK_BYTES = 1024 * 1024;
+
+/**
+ * Apply transactions commit without their own fsync (`synchronous=NORMAL` for the apply only).
+ * Safe because the entries being applied were made durable by an earlier `synchronous=FULL`
+ * commit, the WAL is append-only, and the next FULL commit (any persist) fsyncs the WAL including
+ * the apply's frames; a crash can only lose a suffix of applies, which are replayed from the log
+ * on restart (the applied index is recorded in the same transaction). It halves the fsyncs per
+ * processing pass.
+ */
+export const APPLY_WITHOUT_FSYNC = true;
+
+/** Everything `openRaftReplicator` needs. The node owns `db` and closes it after `close()`. */
+export interface RaftReplicatorOptions {
+  /** The node's store, opened by `openStoreDatabase` (WAL, synchronous=FULL). */
+  readonly db: SqliteDatabase;
+  /** Path of `db`, for error messages. */
+  readonly dbPath: string;
+  readonly nodeId: NodeId;
+  /** Where snapshot files live (`cluster/snapshots/`). */
+  readonly snapshotsDir: string;
+  readonly raft: RaftSettings;
+  /** Initial voters when seeding a new group (`[self]` for single-node mode); null to join one. Ignored once state is persisted. */
+  readonly bootstrapVoters: string[] | null;
+  /**
+   * Sends messages to peers. Called only after the state they depend on is durable; must not
+   * throw (a failure is logged; Raft tolerates lost messages). Single-node mode passes a no-op.
+   */
+  readonly send: (messages: Message[]) => void;
+  readonly logger?: Logger;
+  readonly metrics?: NodeMetrics;
+  /** Called once when the loop stops on a failure it must not continue from; the node logs and exits. */
+  readonly onFatal: (err: Error) => void;
+  /** Ports for tests and simulation; default to the real ones. */
+  readonly timers?: Timers;
+  readonly clock?: Clock;
+  readonly random?: RandomIntSource;
+  readonly proposeTimeoutMs?: number;
+  readonly readTimeoutMs?: number;
+}
+
+interface PendingProposal {
+  readonly term: number;
+  readonly deadlineMs: number;
+  readonly resolve: (result: ApplyResult) => void;
+  readonly reject: (err: Error) => void;
+}
+
+interface PendingRead {
+  readonly deadlineMs: number;
+  /** The read index once the leader confirmed it; null until then. */
+  index: number | null;
+  readonly resolve: () => void;
+  readonly reject: (err: Error) => void;
+}
+
+function shuttingDown(message = 'the node is shutting down; the write was not acknowledged'): NeuwerkError {
+  return new NeuwerkError('NW_ERR_SHUTTING_DOWN', message);
+}
+
+function notLeader(reason: ProposeRejection | 'lost', leaderId: NodeId | null): NeuwerkError {
+  const message =
+    reason === 'lost'
+      ? 'proposal lost to a leadership change, retry'
+      : reason === 'transferring'
+        ? 'leadership is being transferred; retry on the new leader'
+        : leaderId === null
+          ? 'this node is not the leader and no leader is known; retry shortly'
+          : `this node is not the leader; the leader is ${leaderId}`;
+  return new NeuwerkError('NW_ERR_NOT_LEADER', message, { detail: { leaderId } });
+}
+
+function seconds(fromMs: number, toMs: number): number {
+  return (toMs - fromMs) / 1000;
+}
+
+/**
+ * A `Replicator` backed by the Raft core: the one path by which the control-plane state changes,
+ * in single-node mode (a one-voter group) and in a cluster. Create it with `openRaftReplicator`.
+ */
+export class RaftReplicator implements Replicator {
+  readonly stateMachine: StateMachine;
+  private readonly node: RaftNode;
+  private readonly storage: RaftStorage;
+  private readonly db: SqliteDatabase;
+  private readonly nodeId: NodeId;
+  private readonly settings: RaftSettings;
+  private readonly sendMessages: (messages: Message[]) => void;
+  private readonly logger: Logger | undefined;
+  private readonly metrics: NodeMetrics | undefined;
+  private readonly onFatal: (err: Error) => void;
+  private readonly timers: Timers;
+  private readonly clock: Clock;
+  private readonly proposeTimeoutMs: number;
+  private readonly readTimeoutMs: number;
+  /** Makes read contexts unique across restarts, so a late answer to a read of a previous run never matches. */
+  private readonly readContextPrefix: string;
+
+  private ticker: TimerHandle | null = null;
+  private passScheduled = false;
+  private closed = false;
+  private fatalError: Error | null = null;
+  private role: Role = 'follower';
+  private leaderId: NodeId | null = null;
+  private readonly proposals = new Map<number, PendingProposal>();
+  private readonly reads = new Map<string, PendingRead>();
+  private readSeq = 0;
+  private readonly startCommit: number;
+  private caughtUp: boolean;
+  private leaderWaiters: { resolve: () => void; reject: (err: Error) => void }[] = [];
+
+  /** Use `openRaftReplicator`; the constructor performs no I/O beyond loading the state machine. */
+  constructor(options: RaftReplicatorOptions, storage: RaftStorage, stateMachine: StateMachine, random: RandomIntSource) {
+    this.db = options.db;
+    this.nodeId = options.nodeId;
+    this.settings = options.raft;
+    this.sendMessages = options.send;
+    this.logger = options.logger;
+    this.metrics = options.metrics;
+    this.onFatal = options.onFatal;
+    this.timers = options.timers ?? systemTimers;
+    this.clock = options.clock ?? systemClock;
+    this.proposeTimeoutMs = options.proposeTimeoutMs ?? DEFAULT_PROPOSE_TIMEOUT_MS;
+    this.readTimeoutMs = options.readTimeoutMs ?? DEFAULT_READ_TIMEOUT_MS;
+    this.storage = storage;
+    this.stateMachine = stateMachine;
+    this.readContextPrefix = `${options.nodeId}:${random(2 ** 30).toString(36)}${random(2 ** 30).toString(36)}`;
+    this.node = new RaftNode(
+      {
+        id: options.nodeId,
+        electionTimeoutTicks: options.raft.electionTimeoutTicks,
+        heartbeatTicks: options.raft.heartbeatTicks,
+        random,
+        preVote: true,
+        checkQuorum: true,
+        maxInflightMsgs: MAX_INFLIGHT_APPEND_MESSAGES,
+        maxBytesPerAppend: MAX_APPEND_BYTES,
+        maxSnapshotChunkBytes: MAX_SNAPSHOT_CHUNK_BYTES,
+      },
+      storage.initialState,
+    );
+    this.startCommit = storage.initialState.hardState.commit;
+    this.caughtUp = stateMachine.appliedIndex >= this.startCommit;
+  }
+
+  /** Starts the ticker. Called once by `openRaftReplicator`. */
+  start(): void {
+    if (this.ticker !== null || this.closed) return;
+    this.ticker = this.timers.every(this.settings.tickMs, () => this.onTick());
+    this.schedulePass();
+  }
+
+  /** Whether this node is the only voter of its current configuration (it can elect itself alone). */
+  isSoleVoter(): boolean {
+    const voters = this.node.status().conf.voters;
+    return voters.length === 1 && voters[0] === this.nodeId;
+  }
+
+  /**
+   * A sole voter needs nobody's vote, so waiting a randomized election timeout only delays the
+   * start: advance its logical time until it campaigns (at most two election timeouts of ticks,
+   * the upper bound of the randomized timeout). Safe only for a sole voter — checked.
+   */
+  electSoleVoterNow(): void {
+    if (!this.isSoleVoter()) return;
+    const maxTicks = 2 * this.settings.electionTimeoutTicks;
+    for (let i = 0; i < maxTicks && this.node.status().role !== 'leader'; i++) this.node.tick();
+    this.schedulePass();
+  }
+
+  /** Resolves once this node has durably become leader; rejects after `timeoutMs` or on close/failure. */
+  whenLeader(timeoutMs: number): Promise<void> {
+    if (this.role === 'leader') return Promise.resolve();
+    if (this.closed) return Promise.reject(this.fatalError ?? shuttingDown());
+    return new Promise<void>((resolve, reject) => {
+      const timer = this.timers.after(timeoutMs, () => {
+        this.leaderWaiters = this.leaderWaiters.filter((w) => w.resolve !== done);
+        reject(new NeuwerkError('NW_ERR_TIMEOUT', `node ${this.nodeId} did not become leader within ${timeoutMs} ms`));
+      });
+      const done = (): void => {
+        timer.cancel();
+        resolve();
+      };
+      this.leaderWaiters.push({
+        resolve: done,
+        reject: (err) => {
+          timer.cancel();
+          reject(err);
+        },
+      });
+    });
+  }
+
+  /**
+   * Validates `command`, appends it to the log (leader only) and resolves with its `ApplyResult`
+   * once the entry at its index is applied with the same term. Rejects with NW_ERR_COMMAND_INVALID
+   * (bad command), NW_ERR_NOT_LEADER (`detail.leaderId`; also when another leader's entry took the
+   * index: the proposal was lost), NW_ERR_TIMEOUT (not applied within the bound; the outcome is
+   * unknown) or NW_ERR_SHUTTING_DOWN.
+   */
+  async propose(command: Command): Promise<ApplyResult> {
+    if (this.closed) throw this.fatalError !== null ? shuttingDown('the node stopped after a fatal error') : shuttingDown();
+    const data = encodeCommand(validateCommand(command));
+    if (this.proposals.size >= MAX_PENDING_PROPOSALS) {
+      throw new NeuwerkError('NW_ERR_TIMEOUT', `more than ${MAX_PENDING_PROPOSALS} writes are waiting to be applied; retry later`);
+    }
+    const outcome = this.node.propose(data);
+    if (!outcome.ok) throw notLeader(outcome.reason, outcome.leaderHint);
+    this.schedulePass();
+    const displaced = this.proposals.get(outcome.index);
+    if (displaced !== undefined) {
+      // Our own earlier proposal at this index was truncated away when we lost leadership.
+      this.proposals.delete(outcome.index);
+      displaced.reject(notLeader('lost', this.leaderId));
+    }
+    return new Promise<ApplyResult>((resolve, reject) => {
+      this.proposals.set(outcome.index, { term: outcome.term, deadlineMs: this.clock.monotonicMs() + this.proposeTimeoutMs, resolve, reject });
+    });
+  }
+
+  /**
+   * Resolves once the local state machine reflects every write committed before the call
+   * (ReadIndex, §6.4: the leader confirms its leadership with a quorum, then this node waits until
+   * it has applied the returned index). Rejects with NW_ERR_NO_LEADER when no leader is known,
+   * NW_ERR_TIMEOUT after the bound (e.g. leadership changed), or NW_ERR_SHUTTING_DOWN.
+   */
+  async linearizableRead(): Promise<void> {
+    if (this.closed) throw shuttingDown('the node is shutting down');
+    if (this.reads.size >= MAX_PENDING_READS) {
+      throw new NeuwerkError('NW_ERR_TIMEOUT', `more than ${MAX_PENDING_READS} reads are waiting; retry later`);
+    }
+    this.readSeq += 1;
+    const ctx = `${this.readContextPrefix}:${this.readSeq}`;
+    const outcome = this.node.readIndex(ctx);
+    if (!outcome.ok) throw new NeuwerkError('NW_ERR_NO_LEADER', 'no leader is known, so a linearizable read is not possible; retry shortly');
+    this.schedulePass();
+    return new Promise<void>((resolve, reject) => {
+      this.reads.set(ctx, { deadlineMs: this.clock.monotonicMs() + this.readTimeoutMs, index: null, resolve, reject });
+    });
+  }
+
+  /** Role, leader, term and indexes for readiness, status and metrics. */
+  status(): ReplicationStatus {
+    const s = this.node.status();
+    const applied = this.stateMachine.appliedIndex;
+    if (!this.caughtUp && applied >= this.startCommit) this.caughtUp = true;
+    return {
+      nodeId: this.nodeId,
+      role: s.role === 'follower' && isLearner(s.conf, this.nodeId) ? 'learner' : s.role,
+      leaderId: s.leader,
+      term: s.term,
+      commitIndex: s.commit,
+      appliedIndex: applied,
+      caughtUpAtStart: this.caughtUp,
+    };
+  }
+
+  /** The core's full status (configuration, progress of followers) for diagnostics. */
+  raftStatus(): RaftStatus {
+    return this.node.status();
+  }
+
+  /** Delivers a message from a peer (the cluster transport calls this). Ignored after close. */
+  step(message: Message): void {
+    if (this.closed) return;
+    try {
+      this.node.step(message);
+    } catch (err) {
+      this.fail(err);
+      return;
+    }
+    this.schedulePass();
+  }
+
+  /** Starts handing leadership to voter `to` (graceful shutdown of a leader); see `RaftNode.transferLeadership`. */
+  transferLeadership(to: NodeId): TransferResult {
+    if (this.closed) return { ok: false, reason: 'not-leader' };
+    const outcome = this.node.transferLeadership(to);
+    this.schedulePass();
+    return outcome;
+  }
+
+  /**
+   * Stops the ticker and the loop; proposals and reads still waiting reject with
+   * NW_ERR_SHUTTING_DOWN (a proposal not yet applied is not acknowledged — it may still commit).
+   * Does not close the database: its owner does, after this resolves.
+   */
+  async close(): Promise<void> {
+    if (this.closed) return;
+    this.stop(shuttingDown());
+  }
+
+  // ---------------------------------------------------------------------------------------------
+  // The loop
+  // ---------------------------------------------------------------------------------------------
+
+  private onTick(): void {
+    if (this.closed) return;
+    try {
+      this.node.tick();
+    } catch (err) {
+      this.fail(err);
+      return;
+    }
+    this.expireWaiters();
+    this.schedulePass();
+  }
+
+  /** Asks for one processing pass later in this turn; many requests in one turn make one pass. */
+  private schedulePass(): void {
+    if (this.passScheduled || this.closed) return;
+    this.passScheduled = true;
+    this.timers.soon(() => this.pass());
+  }
+
+  private pass(): void {
+    this.passScheduled = false;
+    if (this.closed || !this.node.hasReady()) return;
+    try {
+      const ready = this.node.ready();
+      this.handleReady(ready);
+      this.node.advance();
+      this.maybeCompact();
+    } catch (err) {
+      this.fail(err);
+      return;
+    }
+    // More work (e.g. committed entries beyond the per-Ready bound): next turn, so new I/O batches in.
+    if (this.node.hasReady()) this.schedulePass();
+  }
+
+  private handleReady(ready: Ready): void {
+    // 1. Persist: one transaction (group commit).
+    if (ready.hardState !== undefined || ready.entries.length > 0 || ready.snapshot !== undefined) {
+      const startedMs = this.clock.monotonicMs();
+      const outcome = this.storage.persist(ready);
+      this.metrics?.appendLatency.observe(seconds(startedMs, this.clock.monotonicMs()));
+      if (outcome.snapshotInstalled && ready.snapshot !== undefined) {
+        this.stateMachine.reload();
+        this.settleProposalsThrough(ready.snapshot.meta.index);
+      }
+    }
+    if (ready.softState !== undefined) this.onSoftState(ready.softState);
+    // 2. Send, now that what the messages promise is durable.
+    if (ready.messages.length > 0) {
+      try {
+        this.sendMessages(ready.messages);
+      } catch (err) {
+        this.logger?.error({ err }, 'raft transport failed to send messages');
+      }
+    }
+    // 3. Apply.
+    if (ready.committedEntries.length > 0) this.apply(ready.committedEntries);
+    for (const readState of ready.readStates) {
+      const read = this.reads.get(readState.ctx);
+      if (read !== undefined) read.index = readState.index;
+    }
+    this.settleReads();
+  }
+
+  private onSoftState(soft: SoftState): void {
+    const wasLeader = this.role === 'leader';
+    if (soft.leader !== this.leaderId && soft.leader !== null) this.metrics?.raftLeaderChanges.inc();
+    this.role = soft.role;
+    this.leaderId = soft.leader;
+    if (soft.role === 'leader' && !wasLeader) {
+      this.logger?.info({ term: this.node.status().term }, 'became raft leader');
+      const waiters = this.leaderWaiters;
+      this.leaderWaiters = [];
+      for (const waiter of waiters) waiter.resolve();
+    } else if (wasLeader && soft.role !== 'leader') {
+      this.logger?.info({ leader: soft.leader }, 'lost raft leadership');
+    }
+  }
+
+  private apply(entries: readonly Entry[]): void {
+    const batch: AppliedEntry[] = entries.map((e) => ({ index: e.index, term: e.term, data: e.type === 'normal' ? e.data : '' }));
+    const startedMs = this.clock.monotonicMs();
+    let results: ApplyResult[];
+    if (APPLY_WITHOUT_FSYNC) this.db.pragma('synchronous = NORMAL');
+    try {
+      results = this.stateMachine.apply(batch);
+    } finally {
+      if (APPLY_WITHOUT_FSYNC) this.db.pragma('synchronous = FULL');
+    }
+    this.metrics?.applyLatency.observe(seconds(startedMs, this.clock.monotonicMs()));
+    if (this.proposals.size > 0) {
+      for (let i = 0; i < entries.length; i++) {
+        const entry = entries[i]!;
+        const proposal = this.proposals.get(entry.index);
+        if (proposal === undefined) continue;
+        this.proposals.delete(entry.index);
+        if (proposal.term === entry.term) proposal.resolve(results[i]!);
+        else proposal.reject(notLeader('lost', this.leaderId));
+      }
+    }
+    if (!this.caughtUp && this.stateMachine.appliedIndex >= this.startCommit) this.caughtUp = true;
+  }
+
+  /** A snapshot replaced the state up to `index`: proposals at or below it can no longer learn their result. */
+  private settleProposalsThrough(index: number): void {
+    for (const [at, proposal] of this.proposals) {
+      if (at > index) continue;
+      this.proposals.delete(at);
+      proposal.reject(
+        new NeuwerkError('NW_ERR_NOT_LEADER', 'proposal outcome unknown: leadership changed and a snapshot replaced the log; retry', {
+          detail: { leaderId: this.leaderId },
+        }),
+      );
+    }
+  }
+
+  private settleReads(): void {
+    if (this.reads.size === 0) return;
+    const applied = this.stateMachine.appliedIndex;
+    for (const [ctx, read] of this.reads) {
+      if (read.index === null || read.index > applied) continue;
+      this.reads.delete(ctx);
+      read.resolve();
+    }
+  }
+
+  /** Rejects proposals and reads past their deadline. Both maps are in deadline order (constant timeouts). */
+  private expireWaiters(): void {
+    const nowMs = this.clock.monotonicMs();
+    for (const [index, proposal] of this.proposals) {
+      if (proposal.deadlineMs > nowMs) break;
+      this.proposals.delete(index);
+      proposal.reject(new NeuwerkError('NW_ERR_TIMEOUT', `the write was not applied within ${this.proposeTimeoutMs} ms; its outcome is unknown`));
+    }
+    for (const [ctx, read] of this.reads) {
+      if (read.deadlineMs > nowMs) break;
+      this.reads.delete(ctx);
+      read.reject(new NeuwerkError('NW_ERR_TIMEOUT', `the linearizable read was not confirmed within ${this.readTimeoutMs} ms`));
+    }
+  }
+
+  /**
+   * Log compaction: once `snapshotThresholdEntries` entries were applied since the last snapshot,
+   * snapshot the state machine at the applied index, keep `snapshotTrailingEntries` entries before
+   * it for slow followers, and drop the rest from the core and from SQLite.
+   */
+  private maybeCompact(): void {
+    const applied = this.stateMachine.appliedIndex;
+    const snapshotIndex = this.storage.snapshotMeta.index;
+    if (applied - snapshotIndex < this.settings.snapshotThresholdEntries) return;
+    // Null: a newer snapshot from the leader superseded `applied`; it is installed from the next Ready.
+    const meta = this.node.snapshotMetaAt(applied);
+    if (meta === null) return;
+    const startedMs = this.clock.monotonicMs();
+    const retainFromIndex = Math.max(1, applied - this.settings.snapshotTrailingEntries + 1);
+    const snapshot = this.storage.compact(meta, retainFromIndex);
+    this.node.compact(snapshot, retainFromIndex);
+    this.logger?.info(
+      { index: applied, term: snapshot.meta.term, bytes: snapshot.data.length, ms: Math.round(this.clock.monotonicMs() - startedMs) },
+      'created raft snapshot and compacted the log',
+    );
+  }
+
+  private stop(reason: Error): void {
+    this.closed = true;
+    this.ticker?.cancel();
+    this.ticker = null;
+    for (const proposal of this.proposals.values()) proposal.reject(reason);
+    this.proposals.clear();
+    for (const read of this.reads.values()) read.reject(reason);
+    this.reads.clear();
+    const waiters = this.leaderWaiters;
+    this.leaderWaiters = [];
+    for (const waiter of waiters) waiter.reject(reason);
+  }
+
+  /** Stops the loop for good and reports `err` once: the node must not go on with a store it cannot trust. */
+  private fail(err: unknown): void {
+    if (this.fatalError !== null) return;
+    const error = err instanceof Error ? err : new Error(String(err));
+    this.fatalError = error;
+    this.stop(new NeuwerkError('NW_ERR_SHUTTING_DOWN', 'the node stopped after a fatal error; the write was not acknowledged', { cause: error }));
+    this.logger?.fatal({ err: error }, 'raft loop stopped on a fatal error');
+    this.onFatal(error);
+  }
+}
+
+/**
+ * Opens the Raft-replicated store of a node: loads (or bootstraps) the durable Raft state, builds
+ * the core and starts the loop. A node that is the only voter of its configuration (single-node
+ * mode, or a one-voter cluster restarting) elects itself at once and this resolves once it is
+ * leader; otherwise (joining or multi-voter) it resolves immediately and leadership comes from
+ * the cluster. Throws NW_ERR_STORE_CORRUPT for a store it cannot trust.
+ */
+export async function openRaftReplicator(options: RaftReplicatorOptions): Promise<RaftReplicator> {
+  const stateMachine = new StateMachine(options.db);
+  const storage = RaftStorage.open({
+    db: options.db,
+    dbPath: options.dbPath,
+    snapshotsDir: options.snapshotsDir,
+    nodeId: options.nodeId,
+    bootstrapVoters: options.bootstrapVoters,
+    appliedIndex: stateMachine.appliedIndex,
+    ...(options.logger !== undefined ? { logger: options.logger } : {}),
+  });
+  const replicator = new RaftReplicator(options, storage, stateMachine, options.random ?? systemRandomInt);
+  replicator.start();
+  if (replicator.isSoleVoter()) {
+    replicator.electSoleVoterNow();
+    try {
+      await replicator.whenLeader(START_LEADER_TIMEOUT_MS);
+    } catch (err) {
+      await replicator.close();
+      throw err;
+    }
+  }
+  return replicator;
+}
