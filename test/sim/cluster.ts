@@ -146,6 +146,8 @@ export class TestCluster {
   queue: Message[] = [];
   /** Every message that passed the filters, in send order. */
   readonly sent: Message[] = [];
+  /** Called after a node persisted a Ready and before its messages are sent (contract checks). */
+  onPersisted: ((node: TestNode, rd: Ready) => void) | null = null;
   private readonly cut = new Set<string>();
   private readonly filters: Filter[] = [];
   private readonly options: Required<Omit<ClusterOptions, 'voters' | 'learners' | 'joiners' | 'jitter'>>;
@@ -291,6 +293,7 @@ export class TestCluster {
       const rd = n.raft.ready();
       n.readies.push(rd);
       n.storage.persist(rd);
+      this.onPersisted?.(n, rd);
       for (const m of rd.messages) this.send(m);
       if (rd.snapshot !== undefined) {
         n.applied = decodeAppliedImage(rd.snapshot.data);
