@@ -808,6 +808,7 @@ class Simulation {
     const op = pending.op;
     const client = this.clients[op.clientId]!;
     if (op.done || client.busy !== op) return;
+    if (mine && parseCommand(e.data)?.id !== op.opId) this.fail(`${node.id} proposed ${op.opId} at ${e.index} term ${e.term} but a different entry holds that slot`);
     if (mine) {
       this.completeOp(client, op, op.op.kind === 'put' ? { kind: 'put' } : { kind: 'delete' });
     } else {
