@@ -2,6 +2,8 @@ import type { Server } from 'node:net';
 import { join } from 'node:path';
 import { addAuthRoutes, AUTH_SCHEMAS } from './api/routes/auth.js';
 import { addKeyvalRoutes, KEYVAL_SCHEMAS } from './api/routes/keyval.js';
+import { addPolicyRoutes, POLICY_SCHEMAS } from './api/routes/policy.js';
+import { defaultPolicyDocument, PolicyEnforcement } from './dataplane/policy-state.js';
 import { addSystemRoutes, SYSTEM_SCHEMAS } from './api/routes/system.js';
 import { Authenticator } from './auth/authenticator.js';
 import { LoginLimiter } from './auth/login-limiter.js';
@@ -101,10 +103,23 @@ export async function startNode(config: NodeConfig, logger: Logger, _ring?: LogR
     await auth.ensureSigningKey(`node:${nodeId}`);
     const authenticator = new Authenticator(replicator.stateMachine);
 
+    const enforcement = new PolicyEnforcement(replicator.stateMachine, logger, (seconds) => metrics.policyCompile.observe(seconds));
+    readiness.register('policy_ready', () => enforcement.readiness());
+    if (replicator.stateMachine.policy() === null && replicator.status().role === 'leader') {
+      await replicator.propose({
+        v: 1,
+        type: 'policy.set',
+        document: defaultPolicyDocument(config.policy.defaultPolicy) as unknown as Record<string, unknown>,
+        set_by: `node:${nodeId} (--default-policy)`,
+        set_at: new Date().toISOString(),
+      });
+    }
+
     const router = new Router();
-    addSystemRoutes(router, readiness, () => ({ ...SYSTEM_SCHEMAS, ...AUTH_SCHEMAS, ...KEYVAL_SCHEMAS }), NEUWERK_VERSION);
+    addSystemRoutes(router, readiness, () => ({ ...SYSTEM_SCHEMAS, ...AUTH_SCHEMAS, ...KEYVAL_SCHEMAS, ...POLICY_SCHEMAS }), NEUWERK_VERSION);
     addAuthRoutes(router, { auth, authenticator, limiter: new LoginLimiter() });
     addKeyvalRoutes(router, replicator);
+    addPolicyRoutes(router, replicator, enforcement, logger);
 
     const metricsServer = createMetricsServer(metrics);
     const metricsAddress = await listen(metricsServer, config.metrics.bind, '--metrics-bind');

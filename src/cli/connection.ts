@@ -15,6 +15,21 @@ export const connectionFlags = {
   config: Flags.string({ description: 'Config file of the local node, used for defaults (default /etc/neuwerk/config.yaml when it exists).' }),
 };
 
+/** The bearer token of commands that need one (DESIGN §7: `--token` or NEUWERK_TOKEN). */
+export const tokenFlag = {
+  token: Flags.string({ description: 'Bearer token for the management API (default $NEUWERK_TOKEN).', env: 'NEUWERK_TOKEN' }),
+};
+
+/** Resolves connection flags plus a required token. */
+export function resolveAuthenticatedConnection(options: ConnectionOptions & { token?: string | undefined }): ApiConnection {
+  if (options.token === undefined || options.token.trim() === '') {
+    throw new NeuwerkError('NW_ERR_USAGE', 'this command needs a token: pass --token or set NEUWERK_TOKEN', {
+      actions: ['On the node itself: export NEUWERK_TOKEN=$(neuwerk auth bootstrap --data-dir /var/lib/neuwerk)'],
+    });
+  }
+  return resolveConnection(options, options.token.trim());
+}
+
 /** Per-request timeout for management API calls from the CLI. */
 export const API_REQUEST_TIMEOUT_MS = 5_000;
 
@@ -37,16 +52,21 @@ export class ApiConnection {
     });
   }
 
-  /** Sends one request; network failures become NW_ERR_API_UNREACHABLE naming the address. */
+  /** Sends one JSON request; network failures become NW_ERR_API_UNREACHABLE naming the address. */
   async call(method: string, path: string, body?: unknown, timeoutMs = API_REQUEST_TIMEOUT_MS): Promise<{ status: number; json: unknown; text: string }> {
+    return this.callRaw(method, path, body === undefined ? undefined : JSON.stringify(body), 'application/json', timeoutMs);
+  }
+
+  /** Sends a request with a body of the given content type. */
+  async callRaw(method: string, path: string, body: string | undefined, contentType: string, timeoutMs = API_REQUEST_TIMEOUT_MS): Promise<{ status: number; json: unknown; text: string }> {
     const headers: Record<string, string> = { accept: 'application/json' };
     if (this.token !== null) headers.authorization = `Bearer ${this.token}`;
-    if (body !== undefined) headers['content-type'] = 'application/json';
+    if (body !== undefined) headers['content-type'] = contentType;
     try {
       const response = await request(`${this.baseUrl}${path}`, {
         method: method as 'GET',
         headers,
-        body: body === undefined ? null : JSON.stringify(body),
+        body: body ?? null,
         dispatcher: this.dispatcher,
         headersTimeout: timeoutMs,
         bodyTimeout: timeoutMs,

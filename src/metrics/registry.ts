@@ -15,6 +15,7 @@ export class NodeMetrics {
   readonly raftIsLeader: Gauge;
   readonly applyLatency: Histogram;
   readonly appendLatency: Histogram;
+  readonly policyCompile: Histogram;
   private readonly scrapeHooks: (() => void)[] = [];
 
   constructor(nodeId: string) {
@@ -43,6 +44,12 @@ export class NodeMetrics {
       name: 'neuwerk_raft_append_duration_seconds',
       help: 'Time to durably append a batch of log entries and hard state (one SQLite transaction).',
       buckets: [0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1],
+      registers,
+    });
+    this.policyCompile = new Histogram({
+      name: 'neuwerk_policy_compile_duration_seconds',
+      help: 'Time to compile an applied policy document into local enforcement state.',
+      buckets: [0.0005, 0.001, 0.005, 0.01, 0.05, 0.1, 0.5, 1, 5, 10],
       registers,
     });
     this.applyLatency = new Histogram({

@@ -29,7 +29,12 @@ export type Command =
   | { v: 1; type: 'sa.update'; id: string; name?: string; description?: string; role?: Role; status?: 'active' | 'disabled'; updated_at: string }
   | { v: 1; type: 'sa.delete'; id: string }
   | { v: 1; type: 'sa.token.create'; id: string; sa_id: string; name: string; role: Role; kid: string; created_at: string; created_by: string; expires_at: string | null }
-  | { v: 1; type: 'sa.token.revoke'; sa_id: string; id: string; revoked_at: string };
+  | { v: 1; type: 'sa.token.revoke'; sa_id: string; id: string; revoked_at: string }
+  /**
+   * Replaces the singleton policy document. The proposer validated and compiled it; apply only
+   * stores it (the Raft index becomes its version) and every node replays it into enforcement.
+   */
+  | { v: 1; type: 'policy.set'; document: Record<string, unknown>; set_by: string; set_at: string };
 
 /** API roles: `admin` may write, `readonly` may only read (DESIGN §6). */
 export type Role = 'admin' | 'readonly';
@@ -120,6 +125,7 @@ const COMMAND_SCHEMA = {
       id, sa_id: id, name: text(128), role, kid: id, created_at: timestamp, created_by: text(256), expires_at: { anyOf: [{ type: 'null' }, timestamp] },
     }),
     shape('sa.token.revoke', ['sa_id', 'id', 'revoked_at'], { sa_id: id, id, revoked_at: timestamp }),
+    shape('policy.set', ['document', 'set_by', 'set_at'], { document: { type: 'object' }, set_by: text(256), set_at: timestamp }),
   ],
 } as const;
 

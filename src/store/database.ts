@@ -92,6 +92,10 @@ const MIGRATIONS: readonly string[] = [
   );
   CREATE INDEX sa_tokens_by_account ON sa_tokens (sa_id);
   `,
+  `
+  ALTER TABLE policy ADD COLUMN set_by TEXT NOT NULL DEFAULT '';
+  ALTER TABLE policy ADD COLUMN set_at TEXT NOT NULL DEFAULT '';
+  `,
 ];
 
 function corruptStore(file: string, reason: string, cause?: unknown): NeuwerkError {

@@ -40,7 +40,22 @@ export type ApplyResult =
   | { type: 'member.remove'; removed: boolean }
   | { type: 'settings.put' }
   | AuthApplyResult
+  | { type: 'policy.set'; version: number }
   | { type: 'noop' };
+
+/** The stored policy document and its version (the Raft index that set it). */
+export interface PolicyRecord {
+  document: Record<string, unknown>;
+  version: number;
+  set_by: string;
+  set_at: string;
+}
+
+/**
+ * Told after each applied batch (outside the transaction) which command types it held, or
+ * 'snapshot' after the tables were replaced wholesale: how enforcement state replays changes.
+ */
+export type AppliedListener = (types: ReadonlySet<string>) => void;
 
 /**
  * The control-plane state machine: SQLite tables changed only by applying committed commands.
@@ -64,6 +79,7 @@ export class StateMachine {
   private appliedTermValue: number;
   /** Signing keys, service accounts and their tokens. */
   readonly auth: AuthTables;
+  private readonly listeners: AppliedListener[] = [];
 
   constructor(private readonly db: SqliteDatabase) {
     this.auth = new AuthTables(db);
@@ -100,6 +116,16 @@ export class StateMachine {
   reload(): void {
     this.appliedIndexValue = Number(this.statements.getMeta.get('applied_index')?.value ?? 0);
     this.appliedTermValue = Number(this.statements.getMeta.get('applied_term')?.value ?? 0);
+    this.notify(new Set(['snapshot']));
+  }
+
+  /** Registers a listener for applied batches (see AppliedListener). */
+  onApplied(listener: AppliedListener): void {
+    this.listeners.push(listener);
+  }
+
+  private notify(types: ReadonlySet<string>): void {
+    for (const listener of this.listeners) listener(types);
   }
 
   /** Index of the last applied entry (0 before any). */
@@ -135,6 +161,7 @@ export class StateMachine {
     const last = entries[entries.length - 1] as AppliedEntry;
     this.appliedIndexValue = last.index;
     this.appliedTermValue = last.term;
+    if (this.listeners.length > 0) this.notify(new Set(results.map((r) => r.type)));
     return results;
   }
 
@@ -165,6 +192,15 @@ export class StateMachine {
       case 'sa.token.create':
       case 'sa.token.revoke':
         return this.auth.apply(command as AuthCommand, index);
+      case 'policy.set':
+        this.db
+          .prepare(
+            `INSERT INTO policy (id, document, version, raft_index, set_by, set_at) VALUES (1, ?, ?, ?, ?, ?)
+             ON CONFLICT (id) DO UPDATE SET document = excluded.document, version = excluded.version,
+               raft_index = excluded.raft_index, set_by = excluded.set_by, set_at = excluded.set_at`,
+          )
+          .run(JSON.stringify(command.document), index, index, command.set_by, command.set_at);
+        return { type: 'policy.set', version: index };
       default:
         return assertNever(command);
     }
@@ -193,6 +229,20 @@ export class StateMachine {
   nextExpiryMs(): number | null {
     const row = this.db.prepare('SELECT MIN(expires_at) AS next FROM keyval WHERE expires_at IS NOT NULL').get() as { next: number | null };
     return row.next;
+  }
+
+  /** The stored policy, or null before the first `policy.set`. */
+  policy(): PolicyRecord | null {
+    const row = this.db.prepare('SELECT document, version, set_by, set_at FROM policy WHERE id = 1').get() as
+      | { document: string; version: number; set_by: string; set_at: string }
+      | undefined;
+    return row === undefined ? null : { document: JSON.parse(row.document) as Record<string, unknown>, version: row.version, set_by: row.set_by, set_at: row.set_at };
+  }
+
+  /** The version of the stored policy (0 before any): cheap, for readiness checks. */
+  policyVersion(): number {
+    const row = this.db.prepare('SELECT version FROM policy WHERE id = 1').get() as { version: number } | undefined;
+    return row?.version ?? 0;
   }
 
   members(): MemberRecord[] {
