@@ -12,7 +12,7 @@ import { Router } from './api/router.js';
 import { createApiServer } from './api/server.js';
 import { ensureHttpTls } from './api/tls.js';
 import type { Replicator } from './cluster/replicator.js';
-import { SingleVoterReplicator } from './cluster/single-voter.js';
+import { openRaftReplicator } from './cluster/raft-host.js';
 import { formatHostPort, type HostPort } from './config/address.js';
 import type { NodeConfig } from './config/load.js';
 import { describeError } from './errors.js';
@@ -69,11 +69,23 @@ export async function startNode(config: NodeConfig, logger: Logger, _ring?: LogR
     opened.push(() => {
       db.close();
     });
-    const replicator: Replicator = new SingleVoterReplicator(db, nodeId);
+    const metrics = new NodeMetrics(nodeId);
+    let fatal: ((err: Error) => void) | null = null;
+    const replicator: Replicator = await openRaftReplicator({
+      db,
+      dbPath: storePath,
+      nodeId,
+      snapshotsDir: join(config.clusterDataDir, 'snapshots'),
+      raft: config.raft,
+      bootstrapVoters: [nodeId],
+      send: () => undefined,
+      logger,
+      metrics,
+      onFatal: (err) => fatal?.(err),
+    });
     opened.push(() => replicator.close());
     logger.info({ path: storePath, applied_index: replicator.status().appliedIndex }, 'store opened');
 
-    const metrics = new NodeMetrics(nodeId);
     metrics.onScrape(() => {
       const status = replicator.status();
       metrics.raftTerm.set(status.term);
@@ -163,6 +175,11 @@ export async function startNode(config: NodeConfig, logger: Logger, _ring?: LogR
     );
 
     let stopping: Promise<void> | null = null;
+    // A committed entry that cannot be applied is a bug: stop loudly rather than diverge.
+    fatal = (err) => {
+      logger.fatal({ err: describeError(err) }, 'replicated state machine stopped on an entry it cannot apply; exiting');
+      process.exit(70);
+    };
     return {
       nodeId,
       config,
