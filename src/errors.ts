@@ -54,6 +54,8 @@ export const ERROR_CATALOGUE = {
   NW_ERR_AUTH_NO_KEY: { exitCode: EXIT_FAILURE, httpStatus: 503 },
   NW_ERR_AUTH_NO_CREDENTIALS: { exitCode: EXIT_FAILURE, httpStatus: 500 },
   NW_ERR_BOOTSTRAP_TOKEN: { exitCode: EXIT_FAILURE, httpStatus: 500 },
+  NW_ERR_POLICY_INVALID: { exitCode: EXIT_FAILURE, httpStatus: 400 },
+  NW_ERR_POLICY_COMPILE: { exitCode: EXIT_FAILURE, httpStatus: 400 },
   NW_ERR_JOIN_REFUSED: { exitCode: EXIT_FAILURE, httpStatus: 403 },
   NW_ERR_JOIN_FAILED: { exitCode: EXIT_FAILURE, httpStatus: 502 },
   NW_ERR_CLUSTER_TLS: { exitCode: EXIT_FAILURE, httpStatus: 500 },

@@ -15,13 +15,12 @@ function renderIssues(headline: string, issues: readonly PolicyIssue[]): string 
  * path and its bad value, e.g. `source_groups[2].rules[0].match.dst_ports[1]: "80-70" is not a
  * valid port range`; `issues` holds them one by one. HTTP 400.
  *
- * Uses `NW_ERR_COMMAND_INVALID` until the catalogue gains `NW_ERR_POLICY_INVALID`.
  */
 export class PolicyValidationError extends NeuwerkError {
   readonly issues: readonly PolicyIssue[];
 
   constructor(issues: readonly PolicyIssue[], headline = 'invalid policy') {
-    super('NW_ERR_COMMAND_INVALID', renderIssues(headline, issues), {
+    super('NW_ERR_POLICY_INVALID', renderIssues(headline, issues), {
       detail: { issues: issues.map((i) => ({ path: i.path, message: i.message })) },
       actions: ['Fix the listed fields and apply the policy again; the active policy is unchanged.'],
     });
@@ -35,13 +34,12 @@ export class PolicyValidationError extends NeuwerkError {
  * rule whose selectors can never match together. Each issue names the rule as
  * `source_groups[i].rules[j] (id "x")`. HTTP 400.
  *
- * Uses `NW_ERR_COMMAND_INVALID` until the catalogue gains `NW_ERR_POLICY_COMPILE`.
  */
 export class PolicyCompileError extends NeuwerkError {
   readonly issues: readonly PolicyIssue[];
 
   constructor(issues: readonly PolicyIssue[]) {
-    super('NW_ERR_COMMAND_INVALID', renderIssues('policy cannot be compiled', issues), {
+    super('NW_ERR_POLICY_COMPILE', renderIssues('policy cannot be compiled', issues), {
       detail: { issues: issues.map((i) => ({ path: i.path, message: i.message })) },
       actions: ['Fix the named rules and apply the policy again; the active policy is unchanged.'],
     });
