@@ -490,7 +490,7 @@ export class RaftReplicator implements Replicator {
   private maybeCompact(): void {
     const applied = this.stateMachine.appliedIndex;
     const snapshotIndex = this.storage.snapshotMeta.index;
-    if (applied - snapshotIndex < this.settings.snapshotThresholdEntries) return;
+    if (applied <= snapshotIndex || applied - snapshotIndex < this.settings.snapshotThresholdEntries) return;
     // Null: a newer snapshot from the leader superseded `applied`; it is installed from the next Ready.
     const meta = this.node.snapshotMetaAt(applied);
     if (meta === null) return;

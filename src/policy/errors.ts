@@ -14,7 +14,6 @@ function renderIssues(headline: string, issues: readonly PolicyIssue[]): string 
  * The document does not follow the policy schema (DESIGN §8). The message names every failing
  * path and its bad value, e.g. `source_groups[2].rules[0].match.dst_ports[1]: "80-70" is not a
  * valid port range`; `issues` holds them one by one. HTTP 400.
- *
  */
 export class PolicyValidationError extends NeuwerkError {
   readonly issues: readonly PolicyIssue[];
@@ -33,7 +32,6 @@ export class PolicyValidationError extends NeuwerkError {
  * The document is valid but cannot be compiled: an unsafe or invalid regular expression, or a
  * rule whose selectors can never match together. Each issue names the rule as
  * `source_groups[i].rules[j] (id "x")`. HTTP 400.
- *
  */
 export class PolicyCompileError extends NeuwerkError {
   readonly issues: readonly PolicyIssue[];
