@@ -23,7 +23,7 @@ import { systemClock, type Clock } from '../platform/clock.js';
 import { systemRandomInt, type RandomIntSource } from '../platform/random.js';
 import { systemTimers, type TimerHandle, type Timers } from '../platform/timers.js';
 import { isLearner, RaftNode } from '../raft/index.js';
-import type { Entry, Message, NodeId, ProposeRejection, RaftStatus, Ready, Role, SoftState, TransferResult } from '../raft/index.js';
+import type { ConfChange, Entry, Message, NodeId, ProposeRejection, RaftStatus, Ready, Role, SoftState, TransferResult } from '../raft/index.js';
 import { encodeCommand, validateCommand, type Command } from '../store/commands.js';
 import type { SqliteDatabase } from '../store/database.js';
 import { RaftStorage } from '../store/raft-storage.js';
@@ -261,6 +261,26 @@ export class RaftReplicator implements Replicator {
       displaced.reject(notLeader('lost', this.leaderId));
     }
     return new Promise<ApplyResult>((resolve, reject) => {
+      this.proposals.set(outcome.index, { term: outcome.term, deadlineMs: this.clock.monotonicMs() + this.proposeTimeoutMs, resolve, reject });
+    });
+  }
+
+  /**
+   * Proposes a single-server membership change (leader only) and resolves once its entry is
+   * applied here, i.e. committed. The configuration already took effect when it was appended.
+   * Rejects like `propose`, and with NW_ERR_CONFLICT while another change is still uncommitted
+   * or when the change does not fit the configuration (e.g. promoting a non-learner).
+   */
+  async proposeConfChange(change: ConfChange): Promise<void> {
+    if (this.closed) throw shuttingDown();
+    const outcome = this.node.proposeConfChange(change);
+    if (!outcome.ok) {
+      if (outcome.reason === 'conf-change-pending') throw new NeuwerkError('NW_ERR_CONFLICT', 'another membership change is still in progress; retry when it has committed');
+      if (outcome.reason === 'invalid') throw new NeuwerkError('NW_ERR_CONFLICT', `membership change ${change.type} ${change.nodeId} does not fit the current configuration`);
+      throw notLeader(outcome.reason, outcome.leaderHint);
+    }
+    this.schedulePass();
+    await new Promise<ApplyResult>((resolve, reject) => {
       this.proposals.set(outcome.index, { term: outcome.term, deadlineMs: this.clock.monotonicMs() + this.proposeTimeoutMs, resolve, reject });
     });
   }
