@@ -13,6 +13,9 @@ import { createApiServer } from './api/server.js';
 import { ensureHttpTls } from './api/tls.js';
 import type { Replicator } from './cluster/replicator.js';
 import { openRaftReplicator } from './cluster/raft-host.js';
+import { ClusterRuntime } from './cluster/runtime.js';
+import { addClusterRoutes, CLUSTER_SCHEMAS } from './api/routes/cluster.js';
+import { LeaderProxy } from './api/leader-proxy.js';
 import { formatHostPort, type HostPort } from './config/address.js';
 import type { NodeConfig } from './config/load.js';
 import { describeError } from './errors.js';
@@ -71,19 +74,23 @@ export async function startNode(config: NodeConfig, logger: Logger, _ring?: LogR
     });
     const metrics = new NodeMetrics(nodeId);
     let fatal: ((err: Error) => void) | null = null;
-    const replicator: Replicator = await openRaftReplicator({
-      db,
-      dbPath: storePath,
-      nodeId,
-      snapshotsDir: join(config.clusterDataDir, 'snapshots'),
-      raft: config.raft,
-      bootstrapVoters: [nodeId],
-      send: () => undefined,
-      logger,
-      metrics,
-      onFatal: (err) => fatal?.(err),
-    });
+    const snapshotsDir = join(config.clusterDataDir, 'snapshots');
+    const onFatal = (err: Error): void => fatal?.(err);
+    let cluster: ClusterRuntime | null = null;
+    let replicator: Replicator;
+    if (config.cluster !== null) {
+      const runtime = await ClusterRuntime.prepare({ config, nodeId, db, logger });
+      cluster = runtime;
+      opened.push(() => runtime.close());
+      replicator = await runtime.open({ db, dbPath: storePath, snapshotsDir, metrics, onFatal });
+      logger.info({ cluster_bind: formatHostPort(runtime.clusterAddress), join_bind: formatHostPort(runtime.joinAddress), start: runtime.start }, 'cluster mode');
+    } else {
+      replicator = await openRaftReplicator({ db, dbPath: storePath, nodeId, snapshotsDir, raft: config.raft, bootstrapVoters: [nodeId], send: () => undefined, logger, metrics, onFatal });
+    }
     opened.push(() => replicator.close());
+    // Seed first start: the CA certificate and this node's CA-key envelope go into the store.
+    if (cluster !== null) await cluster.initialiseSeed();
+    const isLeader = (): boolean => replicator.status().role === 'leader';
     logger.info({ path: storePath, applied_index: replicator.status().appliedIndex }, 'store opened');
 
     metrics.onScrape(() => {
@@ -112,12 +119,21 @@ export async function startNode(config: NodeConfig, logger: Logger, _ring?: LogR
     if (tls.generated) logger.info({ dir: config.http.tlsDir }, 'generated self-signed management TLS certificate');
 
     const auth = new AuthService(replicator, logger);
-    await auth.ensureSigningKey(`node:${nodeId}`);
+    if (isLeader()) await auth.ensureSigningKey(`node:${nodeId}`);
     const authenticator = new Authenticator(replicator.stateMachine);
 
     const enforcement = new PolicyEnforcement(replicator.stateMachine, logger, (seconds) => metrics.policyCompile.observe(seconds));
     readiness.register('policy_ready', () => enforcement.readiness());
-    if (replicator.stateMachine.policy() === null && replicator.status().role === 'leader') {
+    if (cluster !== null) {
+      const clusterRuntime = cluster;
+      readiness.register('cluster', () => clusterRuntime.readiness());
+      readiness.register('policy_replication', () => {
+        const stored = replicator.stateMachine.policyVersion();
+        if (!replicator.status().caughtUpAtStart) return { ok: false, detail: 'still applying the replicated log' };
+        return enforcement.version === stored && stored > 0 ? { ok: true } : { ok: false, detail: `local policy version ${enforcement.version}, replicated ${stored}` };
+      });
+    }
+    if (replicator.stateMachine.policy() === null && isLeader()) {
       await replicator.propose({
         v: 1,
         type: 'policy.set',
@@ -128,7 +144,8 @@ export async function startNode(config: NodeConfig, logger: Logger, _ring?: LogR
     }
 
     const router = new Router();
-    addSystemRoutes(router, readiness, () => ({ ...SYSTEM_SCHEMAS, ...AUTH_SCHEMAS, ...KEYVAL_SCHEMAS, ...POLICY_SCHEMAS }), NEUWERK_VERSION);
+    addSystemRoutes(router, readiness, () => ({ ...SYSTEM_SCHEMAS, ...AUTH_SCHEMAS, ...KEYVAL_SCHEMAS, ...POLICY_SCHEMAS, ...CLUSTER_SCHEMAS }), NEUWERK_VERSION);
+    addClusterRoutes(router, { cluster, replicator, logger });
     addAuthRoutes(router, { auth, authenticator, limiter: new LoginLimiter() });
     addKeyvalRoutes(router, replicator);
     addPolicyRoutes(router, replicator, enforcement, logger);
@@ -137,6 +154,9 @@ export async function startNode(config: NodeConfig, logger: Logger, _ring?: LogR
     const metricsAddress = await listen(metricsServer, config.metrics.bind, '--metrics-bind');
     opened.push(() => closeServer(metricsServer, 500));
 
+    const clusterForProxy = cluster;
+    const proxy = clusterForProxy === null ? null : new LeaderProxy(nodeId, clusterForProxy.tls.caPem, () => clusterForProxy.leaderHttpAddress(), logger);
+    if (proxy !== null) opened.push(() => proxy.close());
     const apiServer = createApiServer({
       tls,
       router,
@@ -145,11 +165,12 @@ export async function startNode(config: NodeConfig, logger: Logger, _ring?: LogR
       nodeId,
       authenticate: (token) => authenticator.authenticate(token),
       onAuthenticated: (identity) => auth.noteUse(identity),
+      ...(proxy !== null ? { routing: { isLeader, proxy } } : {}),
     });
     const httpAddress = await listen(apiServer as unknown as Server, config.http.bind, '--http-bind');
     opened.push(() => closeServer(apiServer as unknown as Server, API_CLOSE_GRACE_MS));
 
-    await registerSelf(replicator, nodeId, config, httpAddress);
+    if (isLeader()) await registerSelf(replicator, nodeId, config, httpAddress);
 
     // Expired keys already read as absent everywhere; the leader also deletes them from every
     // replica with one command whose cut-off time it fixes.
@@ -191,6 +212,13 @@ export async function startNode(config: NodeConfig, logger: Logger, _ring?: LogR
         stopping ??= (async () => {
           logger.info({ reason }, 'stopping node');
           readiness.drain(`node is stopping (${reason})`);
+          if (cluster !== null) {
+            try {
+              await cluster.transferLeadershipIfLeader();
+            } catch (err) {
+              logger.warn({ err: describeError(err) }, 'leadership transfer failed; stopping anyway');
+            }
+          }
           await releaseAll();
           logger.info('node stopped');
         })();

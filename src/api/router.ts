@@ -33,6 +33,11 @@ export interface Route {
   /** Path template with `:name` segments, e.g. `/api/v1/keyval/:zone/:key`. */
   readonly path: string;
   readonly access: Access;
+  /**
+   * In cluster mode a follower proxies routes that read or write replicated state to the leader
+   * (default for authenticated routes); `local` routes always run on the node that got them.
+   */
+  readonly routing?: 'leader' | 'local';
   readonly summary: string;
   readonly handler: (ctx: RequestContext) => Promise<HandlerResult> | HandlerResult;
 }

@@ -5,6 +5,7 @@ import type { Identity } from '../auth/tokens.js';
 import { NeuwerkError, describeError } from '../errors.js';
 import type { NodeMetrics } from '../metrics/registry.js';
 import { readBody, type HandlerResult, type RequestContext, type Router } from './router.js';
+import { FORWARDED_HEADER, type LeaderProxy } from './leader-proxy.js';
 import type { TlsMaterial } from './tls.js';
 
 /** How long a request may take to send its headers before the socket is closed. */
@@ -22,6 +23,11 @@ export interface ApiServerOptions {
   readonly authenticate: (token: string) => Promise<Identity>;
   /** Called after a successful authentication (e.g. to note service-account token use). */
   readonly onAuthenticated?: (identity: Identity) => void;
+  /** Cluster mode: decides whether this node must forward a routed request to the leader. */
+  readonly routing?: {
+    readonly isLeader: () => boolean;
+    readonly proxy: LeaderProxy;
+  };
 }
 
 /** The cookie set by token-login (DESIGN §6). */
@@ -72,6 +78,21 @@ export function createApiServer(options: ApiServerOptions): Server {
       const match = router.match(method, url.pathname);
       if (match instanceof NeuwerkError) throw match;
       routeLabel = match.route.path;
+      const routing = options.routing;
+      const routed =
+        match.route.access !== 'public' && (match.route.routing ?? 'leader') === 'leader' && url.searchParams.get('stale') !== 'true' && url.searchParams.get('local') !== 'true';
+      if (routing !== undefined && routed && !routing.isLeader()) {
+        if (req.headers[FORWARDED_HEADER] !== undefined) {
+          throw new NeuwerkError('NW_ERR_NO_LEADER', 'no cluster leader (leadership moved while the request was forwarded; retry)');
+        }
+        const leader = await routing.proxy.waitForLeader();
+        if (leader === null) throw new NeuwerkError('NW_ERR_NO_LEADER', 'no cluster leader');
+        if (leader.nodeId !== options.nodeId) {
+          res.removeHeader('x-neuwerk-served-by');
+          await routing.proxy.forward(req, res, leader);
+          return;
+        }
+      }
       let identity: Identity | null = null;
       if (match.route.access !== 'public') {
         const token = requestToken(req);

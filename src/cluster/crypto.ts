@@ -66,6 +66,8 @@ export interface JoinRequestFields {
   readonly cluster_advertise: string;
   readonly http_advertise: string;
   readonly csr: string;
+  /** CSR for the node's management API certificate (same CA, so peers can verify it). */
+  readonly http_csr: string;
   readonly kid: string;
   /** 16+ random bytes, base64. */
   readonly nonce: string;
@@ -78,7 +80,7 @@ export interface JoinRequest extends JoinRequestFields {
 }
 
 function requestMaterial(fields: JoinRequestFields): Buffer {
-  return framed([JOIN_REQUEST_LABEL, fields.node_id, fields.cluster_advertise, fields.http_advertise, fields.csr, fields.kid, fields.nonce, String(fields.timestamp)]);
+  return framed([JOIN_REQUEST_LABEL, fields.node_id, fields.cluster_advertise, fields.http_advertise, fields.csr, fields.http_csr, fields.kid, fields.nonce, String(fields.timestamp)]);
 }
 
 export function signJoinRequest(fields: JoinRequestFields, secret: Buffer): JoinRequest {
@@ -95,6 +97,7 @@ export function joinRequestMacValid(request: JoinRequest, secret: Buffer): boole
 /** What the joiner learns when admitted (encrypted in transit). */
 export interface JoinGrant {
   readonly node_cert: string;
+  readonly http_cert: string;
   readonly ca_cert: string;
   readonly cluster_id: string;
   readonly members: readonly { node_id: string; cluster_addr: string | null; http_addr: string; role: string }[];

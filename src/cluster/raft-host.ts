@@ -254,15 +254,7 @@ export class RaftReplicator implements Replicator {
     const outcome = this.node.propose(data);
     if (!outcome.ok) throw notLeader(outcome.reason, outcome.leaderHint);
     this.schedulePass();
-    const displaced = this.proposals.get(outcome.index);
-    if (displaced !== undefined) {
-      // Our own earlier proposal at this index was truncated away when we lost leadership.
-      this.proposals.delete(outcome.index);
-      displaced.reject(notLeader('lost', this.leaderId));
-    }
-    return new Promise<ApplyResult>((resolve, reject) => {
-      this.proposals.set(outcome.index, { term: outcome.term, deadlineMs: this.clock.monotonicMs() + this.proposeTimeoutMs, resolve, reject });
-    });
+    return this.awaitApplied(outcome.index, outcome.term);
   }
 
   /**
@@ -273,6 +265,9 @@ export class RaftReplicator implements Replicator {
    */
   async proposeConfChange(change: ConfChange): Promise<void> {
     if (this.closed) throw shuttingDown();
+    if (this.proposals.size >= MAX_PENDING_PROPOSALS) {
+      throw new NeuwerkError('NW_ERR_TIMEOUT', `more than ${MAX_PENDING_PROPOSALS} writes are waiting to be applied; retry later`);
+    }
     const outcome = this.node.proposeConfChange(change);
     if (!outcome.ok) {
       if (outcome.reason === 'conf-change-pending') throw new NeuwerkError('NW_ERR_CONFLICT', 'another membership change is still in progress; retry when it has committed');
@@ -280,8 +275,23 @@ export class RaftReplicator implements Replicator {
       throw notLeader(outcome.reason, outcome.leaderHint);
     }
     this.schedulePass();
-    await new Promise<ApplyResult>((resolve, reject) => {
-      this.proposals.set(outcome.index, { term: outcome.term, deadlineMs: this.clock.monotonicMs() + this.proposeTimeoutMs, resolve, reject });
+    await this.awaitApplied(outcome.index, outcome.term);
+  }
+
+  /**
+   * Waits for the entry this node appended at `index` in `term`: resolves with its result when the
+   * entry applied there has that term, rejects when another term's entry took the index (lost),
+   * at the deadline, or on close.
+   */
+  private awaitApplied(index: number, term: number): Promise<ApplyResult> {
+    const displaced = this.proposals.get(index);
+    if (displaced !== undefined) {
+      // Our own earlier proposal at this index was truncated away when we lost leadership.
+      this.proposals.delete(index);
+      displaced.reject(notLeader('lost', this.leaderId));
+    }
+    return new Promise<ApplyResult>((resolve, reject) => {
+      this.proposals.set(index, { term, deadlineMs: this.clock.monotonicMs() + this.proposeTimeoutMs, resolve, reject });
     });
   }
 

@@ -23,7 +23,7 @@ export const DEFAULT_SNAPSHOT_TRAILING_ENTRIES = 1_000;
  * Subsystems whose flags are accepted by this build. A flag for a subsystem that has not landed
  * yet is refused with a clear message instead of being silently ignored.
  */
-export const AVAILABLE_SUBSYSTEMS = { cluster: false, dns: false, proxy: false } as const;
+export const AVAILABLE_SUBSYSTEMS = { cluster: true, dns: false, proxy: false } as const;
 
 /** The start flags of DESIGN §7 as parsed by the CLI (undefined = not given). */
 export interface StartFlags {

@@ -34,7 +34,13 @@ export type Command =
    * Replaces the singleton policy document. The proposer validated and compiled it; apply only
    * stores it (the Raft index becomes its version) and every node replays it into enforcement.
    */
-  | { v: 1; type: 'policy.set'; document: Record<string, unknown>; set_by: string; set_at: string };
+  | { v: 1; type: 'policy.set'; document: Record<string, unknown>; set_by: string; set_at: string }
+  /** Records the cluster CA certificate (never its key) once, on the seed. */
+  | { v: 1; type: 'ca.set'; cluster_id: string; cert_pem: string }
+  /** A node's copy of the CA key, encrypted under the bootstrap token that enrolled it. */
+  | { v: 1; type: 'ca.envelope.put'; node_id: string; envelope: Record<string, string> }
+  /** Removes a member for good: its identity may never rejoin (a fresh join needs a new node id). */
+  | { v: 1; type: 'member.tombstone'; node_id: string; removed_at: string };
 
 /** API roles: `admin` may write, `readonly` may only read (DESIGN §6). */
 export type Role = 'admin' | 'readonly';
@@ -126,6 +132,12 @@ const COMMAND_SCHEMA = {
     }),
     shape('sa.token.revoke', ['sa_id', 'id', 'revoked_at'], { sa_id: id, id, revoked_at: timestamp }),
     shape('policy.set', ['document', 'set_by', 'set_at'], { document: { type: 'object' }, set_by: text(256), set_at: timestamp }),
+    shape('ca.set', ['cluster_id', 'cert_pem'], { cluster_id: id, cert_pem: pem }),
+    shape('ca.envelope.put', ['node_id', 'envelope'], {
+      node_id: id,
+      envelope: { type: 'object', additionalProperties: { type: 'string', maxLength: 16384 }, required: ['kid', 'salt', 'nonce', 'ciphertext', 'tag'] },
+    }),
+    shape('member.tombstone', ['node_id', 'removed_at'], { node_id: id, removed_at: timestamp }),
   ],
 } as const;
 

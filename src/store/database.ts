@@ -15,7 +15,7 @@ const SQLITE_HEADER = 'SQLite format 3\u0000';
  * The tables of the replicated state machine, in dependency order. A snapshot is a copy of exactly
  * these tables (plus the applied index in `sm_meta`); the Raft tables are never part of one.
  */
-export const STATE_MACHINE_TABLES = ['sm_meta', 'members', 'settings', 'keyval', 'policy', 'auth_keys', 'service_accounts', 'sa_tokens'] as const;
+export const STATE_MACHINE_TABLES = ['sm_meta', 'members', 'settings', 'keyval', 'policy', 'auth_keys', 'service_accounts', 'sa_tokens', 'cluster_ca', 'ca_envelopes', 'removed_members'] as const;
 
 /**
  * Schema migrations, applied in order; `PRAGMA user_version` records how many ran. A migration is
@@ -95,6 +95,16 @@ const MIGRATIONS: readonly string[] = [
   `
   ALTER TABLE policy ADD COLUMN set_by TEXT NOT NULL DEFAULT '';
   ALTER TABLE policy ADD COLUMN set_at TEXT NOT NULL DEFAULT '';
+  `,
+  `
+  CREATE TABLE cluster_ca (
+    id INTEGER PRIMARY KEY CHECK (id = 1),
+    cluster_id TEXT NOT NULL,
+    cert_pem TEXT NOT NULL,
+    raft_index INTEGER NOT NULL
+  );
+  CREATE TABLE ca_envelopes (node_id TEXT PRIMARY KEY, envelope TEXT NOT NULL, raft_index INTEGER NOT NULL);
+  CREATE TABLE removed_members (node_id TEXT PRIMARY KEY, removed_at TEXT NOT NULL, raft_index INTEGER NOT NULL);
   `,
 ];
 

@@ -41,6 +41,7 @@ export type ApplyResult =
   | { type: 'settings.put' }
   | AuthApplyResult
   | { type: 'policy.set'; version: number }
+  | { type: 'ca.set' | 'ca.envelope.put' | 'member.tombstone' }
   | { type: 'noop' };
 
 /** The stored policy document and its version (the Raft index that set it). */
@@ -201,6 +202,20 @@ export class StateMachine {
           )
           .run(JSON.stringify(command.document), index, index, command.set_by, command.set_at);
         return { type: 'policy.set', version: index };
+      case 'ca.set':
+        // The first CA wins: a second seed can never replace the cluster's trust root.
+        this.db.prepare('INSERT INTO cluster_ca (id, cluster_id, cert_pem, raft_index) VALUES (1, ?, ?, ?) ON CONFLICT (id) DO NOTHING').run(command.cluster_id, command.cert_pem, index);
+        return { type: 'ca.set' };
+      case 'ca.envelope.put':
+        this.db
+          .prepare('INSERT INTO ca_envelopes (node_id, envelope, raft_index) VALUES (?, ?, ?) ON CONFLICT (node_id) DO UPDATE SET envelope = excluded.envelope, raft_index = excluded.raft_index')
+          .run(command.node_id, JSON.stringify(command.envelope), index);
+        return { type: 'ca.envelope.put' };
+      case 'member.tombstone':
+        this.db.prepare('DELETE FROM members WHERE node_id = ?').run(command.node_id);
+        this.db.prepare('DELETE FROM ca_envelopes WHERE node_id = ?').run(command.node_id);
+        this.db.prepare('INSERT INTO removed_members (node_id, removed_at, raft_index) VALUES (?, ?, ?) ON CONFLICT (node_id) DO NOTHING').run(command.node_id, command.removed_at, index);
+        return { type: 'member.tombstone' };
       default:
         return assertNever(command);
     }
@@ -229,6 +244,22 @@ export class StateMachine {
   nextExpiryMs(): number | null {
     const row = this.db.prepare('SELECT MIN(expires_at) AS next FROM keyval WHERE expires_at IS NOT NULL').get() as { next: number | null };
     return row.next;
+  }
+
+  /** The cluster CA certificate and cluster id, or null before the seed recorded them. */
+  clusterCa(): { cluster_id: string; cert_pem: string } | null {
+    return (this.db.prepare('SELECT cluster_id, cert_pem FROM cluster_ca WHERE id = 1').get() as { cluster_id: string; cert_pem: string } | undefined) ?? null;
+  }
+
+  /** A node's encrypted copy of the CA key. */
+  caEnvelope(nodeId: string): Record<string, string> | null {
+    const row = this.db.prepare('SELECT envelope FROM ca_envelopes WHERE node_id = ?').get(nodeId) as { envelope: string } | undefined;
+    return row === undefined ? null : (JSON.parse(row.envelope) as Record<string, string>);
+  }
+
+  /** True when the node id was removed from the cluster for good. */
+  isRemoved(nodeId: string): boolean {
+    return this.db.prepare('SELECT 1 FROM removed_members WHERE node_id = ?').get(nodeId) !== undefined;
   }
 
   /** The stored policy, or null before the first `policy.set`. */

@@ -1,0 +1,58 @@
+import type { LogRing } from '../../log/logger.js';
+import { scrubText } from '../../sysdump/redaction.js';
+import type { RouteSchemas } from '../openapi.js';
+import type { Router } from '../router.js';
+
+/** The path of the recent-logs endpoint, used by `neuwerk sysdump` on a running node. */
+export const SUPPORT_LOGS_PATH = '/api/v1/support/logs';
+
+export const SUPPORT_SCHEMAS: RouteSchemas = {
+  [`GET ${SUPPORT_LOGS_PATH}`]: {
+    response: {
+      type: 'object',
+      required: ['node_id', 'generated_at', 'lines'],
+      properties: {
+        node_id: { type: 'string' },
+        generated_at: { type: 'string', description: 'RFC 3339 UTC.' },
+        lines: { type: 'array', items: { type: 'string' }, description: 'Recent JSON log lines, oldest first, with bearer tokens, JWTs and private keys scrubbed.' },
+      },
+    },
+  },
+};
+
+/**
+ * These routes describe the node that received the request, so a follower never forwards them to
+ * the leader (DESIGN §6: support endpoints execute locally). Spread in, so the route also compiles
+ * against a Router without leader-aware routing.
+ */
+const SERVED_LOCALLY = { routing: 'local' } as const;
+
+/** What the support routes read: the node's in-memory log ring (null when the node keeps none). */
+export interface SupportRouteDeps {
+  readonly ring: LogRing | null | undefined;
+  readonly nodeId: string;
+}
+
+/**
+ * Support endpoints for diagnostics (DESIGN §9). `GET /api/v1/support/logs` (admin only, always
+ * served by the node itself) returns the recent log lines of the node's ring buffer, scrubbed of
+ * bearer credentials, JWTs and PEM private keys before they leave the process.
+ */
+export function addSupportRoutes(router: Router, deps: SupportRouteDeps): void {
+  router.add({
+    ...SERVED_LOCALLY,
+    method: 'GET',
+    path: SUPPORT_LOGS_PATH,
+    access: 'admin',
+    summary: "This node's recent log lines from its in-memory ring buffer (credentials scrubbed).",
+    handler: () => ({
+      status: 200,
+      headers: { 'cache-control': 'no-store' },
+      body: {
+        node_id: deps.nodeId,
+        generated_at: new Date().toISOString(),
+        lines: (deps.ring?.snapshot() ?? []).map((line) => scrubText(line)),
+      },
+    }),
+  });
+}

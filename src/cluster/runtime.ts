@@ -1,0 +1,415 @@
+import { randomUUID } from 'node:crypto';
+import type { Server } from 'node:http';
+import { formatHostPort, parseHostPort, type HostPort } from '../config/address.js';
+import type { NodeConfig } from '../config/load.js';
+import { NeuwerkError, describeError } from '../errors.js';
+import type { Logger } from '../log/logger.js';
+import type { NodeMetrics } from '../metrics/registry.js';
+import { closeServer, listen } from '../net/listen.js';
+import type { Message, NodeId } from '../raft/index.js';
+import type { SqliteDatabase } from '../store/database.js';
+import { currentToken, loadBootstrapTokens } from './bootstrap-token.js';
+import { createClusterCa, type KeyAndCert } from './ca.js';
+import { openCaKey, sealCaKey, type CaKeyEnvelope } from './crypto.js';
+import { clusterTlsPaths, issueWithCa, loadClusterTls, saveClusterTls, saveManagementTls } from './identity.js';
+import { joinCluster } from './join-client.js';
+import { createJoinServer, JoinService, type Admission } from './join-service.js';
+import { openRaftReplicator, type RaftReplicator } from './raft-host.js';
+import { ClusterTransport, type ClusterTls } from './transport.js';
+
+/** How often the leader looks for caught-up learners to promote. */
+export const PROMOTION_INTERVAL_MS = 300;
+/** A learner is promoted once its log is within this many entries of the leader's. */
+export const PROMOTION_LAG_ENTRIES = 0;
+/** A peer whose log is further behind than this is reported `lagging`. */
+export const LAGGING_ENTRIES = 64;
+/** A peer silent for this many heartbeat intervals is reported `unreachable`. */
+export const UNREACHABLE_HEARTBEATS = 3;
+/** On a graceful stop the leader waits at most this long for a successor to take over. */
+export const TRANSFER_WAIT_MS = 3_000;
+/** How often a joining node reports its progress (learner, catching up, voter). */
+const JOIN_PROGRESS_INTERVAL_MS = 1_000;
+
+export type PeerHealth = 'healthy' | 'lagging' | 'unreachable';
+
+export interface PeerStatus {
+  readonly node_id: string;
+  readonly role: 'leader' | 'follower' | 'learner' | 'candidate';
+  readonly status: PeerHealth;
+  readonly match_index: number | null;
+  readonly lag: number | null;
+  readonly last_contact_ms: number | null;
+}
+
+export interface ClusterStatus {
+  readonly cluster_enabled: true;
+  readonly cluster_id: string | null;
+  readonly node_id: string;
+  readonly role: 'leader' | 'follower' | 'learner' | 'candidate';
+  readonly leader_id: string | null;
+  readonly term: number;
+  readonly commit_index: number;
+  readonly applied_index: number;
+  readonly voters: number;
+  readonly healthy_voters: number;
+  readonly tolerates: number;
+  readonly peers: PeerStatus[];
+}
+
+/** How the node came up in cluster mode. */
+export type ClusterStart = 'seed-first-start' | 'joined' | 'restart';
+
+/**
+ * Everything cluster mode adds around the Raft host: identity (seed CA or join), the mTLS
+ * transport, the join listener, admission and promotion of learners, peer health, and graceful
+ * leadership transfer. Single-node mode never creates one.
+ */
+export class ClusterRuntime {
+  private transport!: ClusterTransport;
+  private joinServer: Server | null = null;
+  private readonly timers: NodeJS.Timeout[] = [];
+  private readonly addressHints = new Map<string, string>();
+  private readonly lastContactMs = new Map<string, number>();
+  private caCache: KeyAndCert | null;
+  private promoting = false;
+  replicator!: RaftReplicator;
+  clusterAddress!: HostPort;
+  joinAddress!: HostPort;
+
+  private constructor(
+    private readonly config: NodeConfig,
+    private readonly nodeId: string,
+    private readonly logger: Logger,
+    readonly tls: ClusterTls,
+    readonly start: ClusterStart,
+    caKeyPem: string | null,
+  ) {
+    this.caCache = caKeyPem === null ? null : { keyPem: caKeyPem, certPem: tls.caPem };
+  }
+
+  private get settings(): NonNullable<NodeConfig['cluster']> {
+    return this.config.cluster as NonNullable<NodeConfig['cluster']>;
+  }
+
+  /**
+   * Establishes this node's cluster identity before the store opens: reuse the persisted one
+   * (restart), create the cluster CA (a seed's first start), or join through `--join`. A node
+   * that already holds Raft state never joins again and never seeds a second cluster.
+   */
+  static async prepare(options: { config: NodeConfig; nodeId: string; db: SqliteDatabase; logger: Logger }): Promise<ClusterRuntime> {
+    const { config, nodeId, logger } = options;
+    const settings = config.cluster as NonNullable<NodeConfig['cluster']>;
+    const existing = loadClusterTls(config.clusterDataDir);
+    if (existing !== null) {
+      logger.info({ tls_dir: clusterTlsPaths(config.clusterDataDir).dir }, 'cluster identity found; rejoining cluster traffic without a token');
+      return new ClusterRuntime(config, nodeId, logger, existing, 'restart', null);
+    }
+    const hasRaftState = options.db.prepare("SELECT 1 FROM raft_meta WHERE key = 'hard_state'").get() !== undefined;
+    // The token is needed either way: a seed seals its CA key with it, a joiner authenticates with it.
+    const tokens = loadBootstrapTokens(settings.bootstrapTokenPath);
+    if (settings.join !== null) {
+      if (hasRaftState) {
+        throw new NeuwerkError('NW_ERR_USAGE', `this node already has a store (${config.clusterDataDir}) but no cluster identity; it cannot join another cluster`, {
+          actions: ['Move the data dir aside (or pass an empty --data-dir) to join as a new node.'],
+        });
+      }
+      const result = await joinCluster({
+        seed: settings.join,
+        nodeId,
+        tokenPath: settings.bootstrapTokenPath,
+        clusterAdvertise: settings.advertise,
+        httpAdvertise: config.http.advertise,
+        logger,
+      });
+      saveClusterTls(config.clusterDataDir, result.cluster);
+      if (config.http.certPath === null) saveManagementTls(config.http.tlsDir, result.management);
+      const runtime = new ClusterRuntime(config, nodeId, logger, result.cluster, 'joined', null);
+      for (const member of result.grant.members) if (member.cluster_addr !== null) runtime.addressHints.set(member.node_id, member.cluster_addr);
+      return runtime;
+    }
+    if (currentToken(tokens) === null) throw new NeuwerkError('NW_ERR_BOOTSTRAP_TOKEN', `bootstrap token file ${settings.bootstrapTokenPath}: no token is valid now`);
+    const ca = createClusterCa(randomUUID().slice(0, 8));
+    const node = issueWithCa(ca, nodeId, settings.advertise.host);
+    const tls: ClusterTls = { keyPem: node.keyPem, certPem: node.certPem, caPem: ca.certPem };
+    if (config.http.certPath === null) {
+      const management = issueWithCa(ca, nodeId, config.http.advertise.host);
+      saveManagementTls(config.http.tlsDir, { ...management, caPem: ca.certPem });
+    }
+    saveClusterTls(config.clusterDataDir, tls);
+    logger.info({ tls_dir: clusterTlsPaths(config.clusterDataDir).dir }, 'seed: created the cluster CA and this node\'s certificate');
+    return new ClusterRuntime(config, nodeId, logger, tls, 'seed-first-start', ca.keyPem);
+  }
+
+  /** Opens the Raft host, the transport and the join listener. */
+  async open(options: { db: SqliteDatabase; dbPath: string; snapshotsDir: string; metrics: NodeMetrics; onFatal: (err: Error) => void }): Promise<RaftReplicator> {
+    const settings = this.settings;
+    this.transport = new ClusterTransport({
+      nodeId: this.nodeId,
+      tls: this.tls,
+      logger: this.logger,
+      resolveAddress: (id) => this.addressOf(id),
+      isRefused: (id) => this.replicator?.stateMachine.isRemoved(id) ?? false,
+    });
+    this.transport.on('raft', (from: string, message: unknown) => this.deliver(from, message));
+    this.replicator = await openRaftReplicator({
+      db: options.db,
+      dbPath: options.dbPath,
+      nodeId: this.nodeId,
+      snapshotsDir: options.snapshotsDir,
+      raft: this.config.raft,
+      bootstrapVoters: this.start === 'seed-first-start' ? [this.nodeId] : null,
+      send: (messages) => {
+        for (const message of messages) this.transport.sendRaft(message.to, message);
+      },
+      logger: this.logger,
+      metrics: options.metrics,
+      onFatal: options.onFatal,
+    });
+    this.transport.handle('join.admit', async (from, body) => {
+      this.logger.info({ from, joiner: (body as Admission).node_id }, 'join forwarded by a member');
+      await this.admit(body as Admission);
+      return { ok: true };
+    });
+    this.clusterAddress = await listenTransport(this.transport, settings.bind);
+    const service = new JoinService({
+      nodeId: this.nodeId,
+      tokenPath: settings.bootstrapTokenPath,
+      logger: this.logger,
+      ca: () => this.caKey(),
+      clusterId: () => this.replicator.stateMachine.clusterCa()?.cluster_id ?? 'pending',
+      members: () => this.replicator.stateMachine.members(),
+      isRemoved: (id) => this.replicator.stateMachine.isRemoved(id),
+      admit: (admission) => this.admitOnLeader(admission),
+    });
+    this.joinServer = createJoinServer(service, this.logger);
+    this.joinAddress = await listen(this.joinServer, settings.joinBind, '--cluster-join-bind');
+    this.every(PROMOTION_INTERVAL_MS, () => void this.promoteCaughtUpLearners());
+    if (this.start === 'joined') this.watchOwnJoin();
+    return this.replicator;
+  }
+
+  /** Seed first start: record the CA certificate and this node's CA-key envelope. */
+  async initialiseSeed(): Promise<void> {
+    if (this.start !== 'seed-first-start' || this.caCache === null) return;
+    const token = currentToken(loadBootstrapTokens(this.settings.bootstrapTokenPath));
+    if (token === null) throw new NeuwerkError('NW_ERR_BOOTSTRAP_TOKEN', 'no valid bootstrap token to seal the CA key');
+    await this.replicator.propose({ v: 1, type: 'ca.set', cluster_id: randomUUID(), cert_pem: this.tls.caPem });
+    await this.replicator.propose({ v: 1, type: 'ca.envelope.put', node_id: this.nodeId, envelope: { ...sealCaKey(this.caCache.keyPem, token) } });
+  }
+
+  private every(intervalMs: number, action: () => void): void {
+    const timer = setInterval(action, intervalMs);
+    timer.unref();
+    this.timers.push(timer);
+  }
+
+  private addressOf(nodeId: string): { host: string; port: number } | null {
+    const member = this.replicator?.stateMachine.members().find((m) => m.node_id === nodeId);
+    const text = member?.cluster_addr ?? this.addressHints.get(nodeId) ?? null;
+    if (text === null) return null;
+    const parsed = parseHostPort(text);
+    return 'error' in parsed ? null : parsed;
+  }
+
+  /** Hands a peer's Raft message to the core after checking it speaks for its own certificate. */
+  private deliver(from: string, raw: unknown): void {
+    const message = raw as Partial<Message> | null;
+    if (message === null || typeof message !== 'object' || typeof message.type !== 'string' || typeof message.term !== 'number') {
+      this.logger.warn({ from }, 'dropped a malformed Raft message');
+      return;
+    }
+    if (message.from !== from || message.to !== this.nodeId) {
+      this.logger.warn({ from, claimed: message.from, to: message.to }, 'dropped a Raft message whose sender does not match its certificate');
+      return;
+    }
+    this.lastContactMs.set(from, Date.now());
+    this.replicator.step(message as Message);
+  }
+
+  /** The CA key, opened from this node's envelope with its bootstrap token. */
+  private caKey(): KeyAndCert {
+    if (this.caCache !== null) return this.caCache;
+    const envelope = this.replicator.stateMachine.caEnvelope(this.nodeId) as CaKeyEnvelope | null;
+    const ca = this.replicator.stateMachine.clusterCa();
+    if (envelope === null || ca === null) {
+      throw new NeuwerkError('NW_ERR_NOT_LEADER', 'this member has not received its CA key envelope yet; retry shortly');
+    }
+    const token = loadBootstrapTokens(this.settings.bootstrapTokenPath).find((t) => t.kid === envelope.kid);
+    if (token === undefined) throw new NeuwerkError('NW_ERR_JOIN_REFUSED', `this member's CA key is sealed with token ${envelope.kid}, which is no longer in its token file`);
+    this.caCache = { keyPem: openCaKey(envelope, token.secret), certPem: ca.cert_pem };
+    return this.caCache;
+  }
+
+  /** Admission runs on the leader; a follower forwards it over cluster RPC. */
+  private async admitOnLeader(admission: Admission): Promise<void> {
+    this.addressHints.set(admission.node_id, admission.cluster_addr);
+    const status = this.replicator.status();
+    if (status.role === 'leader') {
+      await this.admit(admission);
+      return;
+    }
+    if (status.leaderId === null) throw new NeuwerkError('NW_ERR_NO_LEADER', 'no cluster leader to admit the node; retry shortly');
+    await this.transport.call(status.leaderId, 'join.admit', admission, 10_000);
+  }
+
+  /** Leader: records the member and its envelope, then adds it as a learner (it is promoted once caught up). */
+  private async admit(admission: Admission): Promise<void> {
+    this.addressHints.set(admission.node_id, admission.cluster_addr);
+    const machine = this.replicator.stateMachine;
+    if (machine.isRemoved(admission.node_id)) throw new NeuwerkError('NW_ERR_JOIN_REFUSED', `node id ${admission.node_id} was removed`);
+    await this.replicator.propose({ v: 1, type: 'ca.envelope.put', node_id: admission.node_id, envelope: admission.envelope });
+    await this.replicator.propose({
+      v: 1,
+      type: 'member.upsert',
+      node_id: admission.node_id,
+      cluster_addr: admission.cluster_addr,
+      http_addr: admission.http_addr,
+      role: 'learner',
+      joined_at: new Date().toISOString(),
+    });
+    const conf = this.replicator.raftStatus().conf;
+    if (!conf.voters.includes(admission.node_id) && !conf.learners.includes(admission.node_id)) {
+      await this.replicator.proposeConfChange({ type: 'add-learner', nodeId: admission.node_id });
+    }
+    this.logger.info({ joiner: admission.node_id }, 'membership: added learner');
+  }
+
+  /** Leader: promotes learners whose log has caught up, one change at a time. */
+  private async promoteCaughtUpLearners(): Promise<void> {
+    if (this.promoting || this.replicator.status().role !== 'leader') return;
+    const status = this.replicator.raftStatus();
+    const ready = status.conf.learners.find((id) => {
+      const progress = status.progress?.[id];
+      return progress !== undefined && progress.match >= status.lastIndex - PROMOTION_LAG_ENTRIES && !this.replicator.stateMachine.isRemoved(id);
+    });
+    if (ready === undefined) return;
+    this.promoting = true;
+    try {
+      await this.replicator.proposeConfChange({ type: 'promote', nodeId: ready });
+      const member = this.replicator.stateMachine.members().find((m) => m.node_id === ready);
+      if (member !== undefined) await this.replicator.propose({ v: 1, type: 'member.upsert', node_id: member.node_id, cluster_addr: member.cluster_addr, http_addr: member.http_addr, role: 'voter', joined_at: member.joined_at });
+      this.logger.info({ node: ready }, 'membership: promoted learner to voter');
+    } catch (err) {
+      this.logger.debug({ node: ready, err: describeError(err) }, 'promotion deferred');
+    } finally {
+      this.promoting = false;
+    }
+  }
+
+  /** A joining node says where it stands until it is a voter. */
+  private watchOwnJoin(): void {
+    let said: 'none' | 'learner' | 'voter' = 'none';
+    const timer = setInterval(() => {
+      const status = this.replicator.raftStatus();
+      if (status.conf.voters.includes(this.nodeId)) {
+        if (said !== 'voter') this.logger.info({ stage: 'voter' }, 'join: promoted to voter; join complete');
+        said = 'voter';
+        clearInterval(timer);
+        return;
+      }
+      if (status.conf.learners.includes(this.nodeId)) {
+        if (said === 'none') this.logger.info({ stage: 'learner added' }, 'join: added as learner');
+        said = 'learner';
+        this.logger.info({ stage: 'catching up', applied: this.replicator.stateMachine.appliedIndex, commit: status.commit }, `join: catching up ${this.replicator.stateMachine.appliedIndex}/${status.commit}`);
+      }
+    }, JOIN_PROGRESS_INTERVAL_MS);
+    timer.unref();
+    this.timers.push(timer);
+  }
+
+  /** Cluster status as `/api/v1/cluster/status` shows it (DESIGN §6). */
+  status(): ClusterStatus {
+    const raft = this.replicator.raftStatus();
+    const own = this.replicator.status();
+    const heartbeatMs = this.config.raft.tickMs * this.config.raft.heartbeatTicks;
+    const now = Date.now();
+    const members = new Set([...raft.conf.voters, ...raft.conf.learners]);
+    const peers: PeerStatus[] = [];
+    for (const id of [...members].sort()) {
+      const isLearner = raft.conf.learners.includes(id);
+      const role: PeerStatus['role'] = id === raft.leader ? 'leader' : isLearner ? 'learner' : 'follower';
+      if (id === this.nodeId) {
+        peers.push({ node_id: id, role: own.role === 'pre-candidate' ? 'candidate' : own.role, status: 'healthy', match_index: raft.lastIndex, lag: own.role === 'leader' ? 0 : Math.max(0, raft.commit - own.appliedIndex), last_contact_ms: 0 });
+        continue;
+      }
+      const contact = this.lastContactMs.get(id);
+      const lastContact = contact === undefined ? null : now - contact;
+      const progress = raft.progress?.[id];
+      const match = progress?.match ?? null;
+      const lag = match === null ? null : Math.max(0, raft.lastIndex - match);
+      const unreachable = lastContact === null || lastContact > UNREACHABLE_HEARTBEATS * heartbeatMs * (own.role === 'leader' ? 1 : this.config.raft.electionTimeoutTicks);
+      const health: PeerHealth = unreachable ? 'unreachable' : lag !== null && lag > LAGGING_ENTRIES ? 'lagging' : 'healthy';
+      peers.push({ node_id: id, role, status: health, match_index: match, lag, last_contact_ms: lastContact });
+    }
+    const voters = raft.conf.voters.length;
+    const healthyVoters = peers.filter((p) => raft.conf.voters.includes(p.node_id) && p.status !== 'unreachable').length;
+    const quorum = Math.floor(voters / 2) + 1;
+    return {
+      cluster_enabled: true,
+      cluster_id: this.replicator.stateMachine.clusterCa()?.cluster_id ?? null,
+      node_id: this.nodeId,
+      role: own.role === 'pre-candidate' ? 'candidate' : own.role,
+      leader_id: raft.leader,
+      term: raft.term,
+      commit_index: raft.commit,
+      applied_index: own.appliedIndex,
+      voters,
+      healthy_voters: healthyVoters,
+      tolerates: Math.max(0, healthyVoters - quorum),
+      peers,
+    };
+  }
+
+  /** Readiness `cluster`: a leader is known (the core forgets a leader it stops hearing from). */
+  readiness(): { ok: boolean; detail?: string } {
+    const raft = this.replicator.raftStatus();
+    if (this.replicator.stateMachine.isRemoved(this.nodeId)) return { ok: false, detail: 'this node was removed from the cluster' };
+    if (raft.leader === null) return { ok: false, detail: 'no cluster leader known' };
+    if (!raft.conf.voters.includes(this.nodeId) && !raft.conf.learners.includes(this.nodeId)) return { ok: false, detail: 'not a member of the cluster configuration yet' };
+    return { ok: true };
+  }
+
+  /** The management address of the leader, for request routing; null when no leader is known. */
+  leaderHttpAddress(): { nodeId: NodeId; address: string } | null {
+    const leader = this.replicator.raftStatus().leader;
+    if (leader === null) return null;
+    const member = this.replicator.stateMachine.members().find((m) => m.node_id === leader);
+    return member === undefined ? null : { nodeId: leader, address: member.http_addr };
+  }
+
+  /** Graceful stop: a leader first hands leadership to the most caught-up voter. */
+  async transferLeadershipIfLeader(): Promise<void> {
+    const raft = this.replicator.raftStatus();
+    if (raft.role !== 'leader') return;
+    const candidates = raft.conf.voters.filter((id) => id !== this.nodeId);
+    if (candidates.length === 0) return;
+    candidates.sort((a, b) => (raft.progress?.[b]?.match ?? 0) - (raft.progress?.[a]?.match ?? 0));
+    const target = candidates[0] as string;
+    const outcome = this.replicator.transferLeadership(target);
+    if (!outcome.ok) return;
+    this.logger.info({ to: target }, 'transferring leadership before stopping');
+    const deadline = Date.now() + TRANSFER_WAIT_MS;
+    while (Date.now() < deadline && this.replicator.raftStatus().role === 'leader') await new Promise((r) => setTimeout(r, 20));
+  }
+
+  /** The transport, for cluster RPCs of other subsystems. */
+  get rpc(): ClusterTransport {
+    return this.transport;
+  }
+
+  async close(): Promise<void> {
+    for (const timer of this.timers) clearInterval(timer);
+    if (this.joinServer !== null) await closeServer(this.joinServer, 500);
+    await this.transport?.close();
+  }
+}
+
+async function listenTransport(transport: ClusterTransport, bind: HostPort): Promise<HostPort> {
+  try {
+    return await transport.listen(bind.host, bind.port);
+  } catch (err) {
+    const code = (err as NodeJS.ErrnoException).code;
+    if (code === 'EADDRINUSE') throw new NeuwerkError('NW_ERR_ADDRESS_IN_USE', `--cluster-bind ${formatHostPort(bind)} is already in use`);
+    throw new NeuwerkError('NW_ERR_LISTEN_FAILED', `--cluster-bind ${formatHostPort(bind)}: cannot listen (${code ?? describeError(err)})`);
+  }
+}
