@@ -151,6 +151,28 @@ describe('three Raft hosts over an in-process transport', () => {
     }
   });
 
+  it('a membership change resolves once committed, and a second one while it is pending is refused with NW_ERR_CONFLICT', async () => {
+    const cluster = new InProcessCluster(join(dir, 'membership'), RAFT);
+    await cluster.start();
+    try {
+      const leader = await cluster.waitForLeader();
+      await leader.propose(put('first', 'commit of this term'));
+      const adding = leader.proposeConfChange({ type: 'add-learner', nodeId: 'n4' });
+      await assert.rejects(leader.proposeConfChange({ type: 'add-learner', nodeId: 'n5' }), (err: unknown) => {
+        assert.ok(err instanceof NeuwerkError);
+        assert.equal(err.code, 'NW_ERR_CONFLICT');
+        return true;
+      });
+      await adding;
+      assert.deepEqual(leader.raftStatus().conf, { voters: IDS, learners: ['n4'] });
+      const applied = leader.status().appliedIndex;
+      await waitFor('the followers to apply the change', () => [...cluster.hosts.values()].every((h) => h.status().appliedIndex >= applied));
+      assert.deepEqual(cluster.fatal, []);
+    } finally {
+      await cluster.stop();
+    }
+  });
+
   it('a proposal on a leader cut off from its followers times out with NW_ERR_TIMEOUT (outcome unknown)', async () => {
     const cluster = new InProcessCluster(join(dir, 'timeout'), RAFT, 300);
     await cluster.start();
