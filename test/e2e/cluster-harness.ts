@@ -1,0 +1,122 @@
+import { chmodSync, copyFileSync, mkdirSync } from 'node:fs';
+import { createServer } from 'node:net';
+import { join } from 'node:path';
+import { NodeProcess, runCli, tempDir } from './harness.js';
+
+/** A free TCP port on 127.0.0.1 (bound and released; the kernel does not hand it out again at once). */
+export async function freePort(): Promise<number> {
+  const server = createServer();
+  await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
+  const port = (server.address() as { port: number }).port;
+  await new Promise<void>((resolve) => server.close(() => resolve()));
+  return port;
+}
+
+export interface ClusterMember {
+  node: NodeProcess;
+  readonly dataDir: string;
+  readonly clusterPort: number;
+  readonly joinPort: number;
+  readonly httpPort: number;
+  readonly args: string[];
+}
+
+/** Up to this long for a cluster to reach an expected shape. */
+export const CLUSTER_WAIT_MS = 30_000;
+
+/** Real `neuwerk` processes forming a cluster on 127.0.0.1 with one shared bootstrap token file. */
+export class TestCluster {
+  readonly members: ClusterMember[] = [];
+  readonly dir = tempDir('neuwerk-cluster-');
+  readonly tokenFile = join(this.dir.path, 'bootstrap-token');
+  private adminToken: string | null = null;
+
+  static async create(size: number, extraArgs: string[] = []): Promise<TestCluster> {
+    const cluster = new TestCluster();
+    const created = await runCli(['cluster', 'token', 'create', '--path', cluster.tokenFile, '--kid', 'test', '--valid-for', '2h']);
+    if (created.code !== 0) throw new Error(created.stderr);
+    await cluster.add(null, extraArgs);
+    for (let i = 1; i < size; i += 1) await cluster.add(cluster.members[0] as ClusterMember, extraArgs);
+    await cluster.waitFor((s) => s.voters === size && s.peers.filter((p) => p.status === 'healthy').length === size, `${size} healthy voters`);
+    return cluster;
+  }
+
+  /** Starts a node: a seed when `via` is null, else a joiner through `via`'s join listener. */
+  async add(via: ClusterMember | null, extraArgs: string[] = [], tokenFile = this.tokenFile): Promise<ClusterMember> {
+    const dataDir = join(this.dir.path, `node${this.members.length + 1}`);
+    mkdirSync(dataDir, { recursive: true, mode: 0o700 });
+    copyFileSync(tokenFile, join(dataDir, 'bootstrap-token'));
+    chmodSync(join(dataDir, 'bootstrap-token'), 0o600);
+    const clusterPort = await freePort();
+    const joinPort = await freePort();
+    const httpPort = await freePort();
+    const args = [
+      '--cluster-bind', `127.0.0.1:${clusterPort}`, '--cluster-join-bind', `127.0.0.1:${joinPort}`,
+      '--http-bind', `127.0.0.1:${httpPort}`, ...extraArgs,
+    ];
+    const joinArgs = via === null ? [] : ['--join', `127.0.0.1:${via.joinPort}`];
+    const node = await NodeProcess.start(dataDir, [...args, ...joinArgs]);
+    const member = { node, dataDir, clusterPort, joinPort, httpPort, args };
+    this.members.push(member);
+    return member;
+  }
+
+  /** Restarts a stopped member on its data dir and ports (no --join: it has its identity). */
+  async restart(member: ClusterMember): Promise<void> {
+    member.node = await NodeProcess.start(member.dataDir, member.args);
+  }
+
+  async token(): Promise<string> {
+    if (this.adminToken === null) {
+      const result = await runCli(['auth', 'bootstrap', '--data-dir', (this.members[0] as ClusterMember).dataDir, '--ttl', '2h']);
+      if (result.code !== 0) throw new Error(result.stderr);
+      this.adminToken = result.stdout.trim();
+    }
+    return this.adminToken;
+  }
+
+  async api(member: ClusterMember, method: string, path: string, body?: unknown, token?: string | null): Promise<{ status: number; json: unknown; headers: Record<string, string | string[] | undefined> }> {
+    const bearer: Record<string, string> = token === null ? {} : { authorization: `Bearer ${token ?? (await this.token())}` };
+    return member.node.api(method, path, body, bearer);
+  }
+
+  alive(): ClusterMember[] {
+    return this.members.filter((m) => m.node.child.exitCode === null && m.node.child.signalCode === null);
+  }
+
+  /** Status as seen by the leader (through any live member). */
+  async status(): Promise<{ leader_id: string | null; voters: number; healthy_voters: number; tolerates: number; term: number; peers: { node_id: string; role: string; status: string }[] } | null> {
+    for (const member of this.alive()) {
+      try {
+        const answer = await this.api(member, 'GET', '/api/v1/cluster/status');
+        if (answer.status === 200) return answer.json as never;
+      } catch {
+        // try the next member
+      }
+    }
+    return null;
+  }
+
+  async waitFor(predicate: (status: NonNullable<Awaited<ReturnType<TestCluster['status']>>>) => boolean, what: string, timeoutMs = CLUSTER_WAIT_MS): Promise<void> {
+    const deadline = Date.now() + timeoutMs;
+    let last: unknown = null;
+    while (Date.now() < deadline) {
+      const status = await this.status();
+      last = status;
+      if (status !== null && predicate(status)) return;
+      await new Promise((r) => setTimeout(r, 200));
+    }
+    throw new Error(`cluster did not reach "${what}" within ${timeoutMs} ms; last status: ${JSON.stringify(last)}`);
+  }
+
+  leader(status: { leader_id: string | null }): ClusterMember {
+    const leader = this.members.find((m) => m.node.nodeId === status.leader_id);
+    if (leader === undefined) throw new Error(`leader ${status.leader_id} is not a known member`);
+    return leader;
+  }
+
+  async stop(): Promise<void> {
+    for (const member of this.members) await member.node.stop('SIGKILL');
+    this.dir.cleanup();
+  }
+}
