@@ -66,6 +66,11 @@ export class TestCluster {
     member.node = await NodeProcess.start(member.dataDir, member.args);
   }
 
+  /** Drops the cached admin token (after its signing key was retired). */
+  forgetToken(): void {
+    this.adminToken = null;
+  }
+
   async token(): Promise<string> {
     if (this.adminToken === null) {
       const result = await runCli(['auth', 'bootstrap', '--data-dir', (this.members[0] as ClusterMember).dataDir, '--ttl', '2h']);

@@ -109,12 +109,26 @@ describe('resolving flags over the file over defaults', () => {
   });
 
   it('settings of subsystems not built yet are refused, naming where they came from', () => {
-    assert.match(errorOf(() => resolveNodeConfig(null, null, { 'cluster-bind': '127.0.0.1:9600' })).message, /^--cluster-bind: cluster mode is not available yet/);
+    assert.match(errorOf(() => resolveNodeConfig(null, null, { 'proxy-bind': '127.0.0.1:3128' })).message, /^--proxy-bind: the forward proxy is not available yet/);
     const file = validateConfig({ version: 1, dns: { bind: '127.0.0.1:53', upstreams: ['1.1.1.1:53'] } }, FILE);
     const error = errorOf(() => resolveNodeConfig(file, FILE, {}));
     assert.equal(error.code, 'NW_ERR_CONFIG_NOT_AVAILABLE');
     assert.equal(error.exitCode, 2);
     assert.match(error.message, /^dns in the config file: the DNS proxy is not available yet/);
+  });
+
+  it('--cluster-bind or --join enables cluster mode with the documented defaults', () => {
+    const seed = resolveNodeConfig(null, null, { 'data-dir': '/d', 'cluster-bind': '10.0.0.1:9600' });
+    assert.deepEqual(seed.cluster, {
+      bind: { host: '10.0.0.1', port: 9600 },
+      joinBind: { host: '10.0.0.1', port: 9601 },
+      advertise: { host: '10.0.0.1', port: 9600 },
+      join: null,
+      bootstrapTokenPath: '/d/bootstrap-token',
+    });
+    const joiner = resolveNodeConfig(null, null, { 'data-dir': '/d', join: '10.0.0.1:9601' });
+    assert.deepEqual(joiner.cluster?.bind, { host: '127.0.0.1', port: 9600 });
+    assert.deepEqual(joiner.cluster?.join, { host: '10.0.0.1', port: 9601 });
   });
 
   it('cluster-only flags without cluster mode are a usage error', () => {
