@@ -5,7 +5,7 @@ import type { SqliteDatabase } from '../store/database.js';
 import type { StateMachine } from '../store/state-machine.js';
 import { packArchive, type ArchiveFile } from './archive.js';
 import { buildManifest, type ManifestError, type SysdumpManifest, type SysdumpMode } from './manifest.js';
-import { KnownSecrets, redactConfiguration, scrubText } from './redaction.js';
+import { redactConfiguration, scrubText, type KnownSecrets } from './redaction.js';
 import { runSystemCommands, systemCommandPath, type SystemCommandResult } from './system-commands.js';
 
 /** Archive paths of DESIGN §9. */

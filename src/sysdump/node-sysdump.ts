@@ -57,8 +57,8 @@ export interface NodeSysdumpOptions {
 /** What `buildNodeSysdump` wrote. */
 export interface NodeSysdumpResult {
   readonly path: string;
-  readonly sizeBytes: number;
-  readonly nodeId: string | null;
+  readonly size_bytes: number;
+  readonly node_id: string | null;
   readonly mode: 'running' | 'stopped';
   readonly errors: readonly ManifestError[];
 }
@@ -370,8 +370,12 @@ export function writeArchiveFile(path: string, archive: Buffer): void {
     fd = null;
     renameSync(temporary, path);
   } catch (err) {
-    if (fd !== null) closeSync(fd);
-    rmSync(temporary, { force: true });
+    try {
+      if (fd !== null) closeSync(fd);
+      rmSync(temporary, { force: true });
+    } catch {
+      // Nothing was created, or the directory itself is the problem; the error below names it.
+    }
     throw new NeuwerkError('NW_ERR_SYSDUMP_OUTPUT', `cannot write the sysdump archive ${path}: ${(err as NodeJS.ErrnoException).code ?? describeError(err)}`, {
       actions: ['Pass --output with a path in a writable directory.'],
     });
@@ -442,7 +446,7 @@ export async function buildNodeSysdump(options: NodeSysdumpOptions = {}): Promis
     const path = outputPath(options.output, nodeId, generatedAt);
     progress(`writing ${path}`);
     writeArchiveFile(path, built.archive);
-    return { path, sizeBytes: built.archive.length, nodeId, mode: built.manifest.mode, errors: built.manifest.errors };
+    return { path, size_bytes: built.archive.length, node_id: nodeId, mode: built.manifest.mode, errors: built.manifest.errors };
   } finally {
     await api?.connection.close();
     store?.close();
