@@ -4,6 +4,7 @@ import { basename, dirname, join, resolve } from 'node:path';
 import Database from 'better-sqlite3';
 import { request } from 'undici';
 import { resolveConnection, type ApiConnection } from '../cli/connection.js';
+import { decodeTokenSecret } from '../cluster/bootstrap-token.js';
 import { LocalNode } from '../cli/local-node.js';
 import { formatHostPort, parseHostPort } from '../config/address.js';
 import { chooseConfigPath, DEFAULT_DATA_DIR, DEFAULT_METRICS_BIND, loadConfigFile, resolveNodeConfig, type NodeConfig } from '../config/load.js';
@@ -84,7 +85,8 @@ interface SysdumpTarget {
   readonly clusterDataDir: string;
   readonly httpTlsDir: string;
   readonly httpKeyPath: string;
-  readonly bootstrapTokenPath: string;
+  /** Every place the node's bootstrap token file may be: flag, config and default, deduplicated. */
+  readonly bootstrapTokenPaths: readonly string[];
   readonly metricsBind: string;
 }
 
@@ -114,9 +116,8 @@ function resolveTarget(options: NodeSysdumpOptions, errors: ManifestError[]): Sy
   const dataDir = config?.dataDir ?? resolve(options.dataDir ?? file?.node?.data_dir ?? DEFAULT_DATA_DIR);
   const clusterDataDir = config?.clusterDataDir ?? resolve(file?.cluster?.data_dir ?? join(dataDir, 'cluster'));
   const httpTlsDir = config?.http.tlsDir ?? resolve(file?.http?.tls_dir ?? join(dataDir, 'http-tls'));
-  const bootstrapTokenPath = resolve(
-    options.bootstrapTokenPath ?? config?.cluster?.bootstrapTokenPath ?? file?.cluster?.bootstrap_token_path ?? join(dataDir, 'bootstrap-token'),
-  );
+  const tokenPathCandidates = [options.bootstrapTokenPath, config?.cluster?.bootstrapTokenPath, file?.cluster?.bootstrap_token_path, join(dataDir, 'bootstrap-token')];
+  const bootstrapTokenPaths = [...new Set(tokenPathCandidates.filter((p): p is string => p !== undefined).map((p) => resolve(p)))];
   return {
     configPath,
     configFile: file,
@@ -127,7 +128,7 @@ function resolveTarget(options: NodeSysdumpOptions, errors: ManifestError[]): Sy
     clusterDataDir,
     httpTlsDir,
     httpKeyPath: config?.http.keyPath ?? (file?.http?.key_path ? resolve(file.http.key_path) : join(httpTlsDir, 'server.key')),
-    bootstrapTokenPath,
+    bootstrapTokenPaths,
     metricsBind: config ? formatHostPort(config.metrics.bind) : (file?.metrics?.bind ?? DEFAULT_METRICS_BIND),
   };
 }
@@ -178,14 +179,21 @@ function readSecretFile(path: string, errors: ManifestError[]): string | null {
  * the management TLS key, every `*.key` under the TLS dirs, and the store's signing private keys.
  * They are kept in memory only.
  */
-export function gatherKnownSecrets(paths: { bootstrapTokenPath: string; httpKeyPath: string; keyDirs: readonly string[] }, store: StoreView | null, errors: ManifestError[]): KnownSecrets {
+export function gatherKnownSecrets(paths: { bootstrapTokenPaths: readonly string[]; httpKeyPath: string; keyDirs: readonly string[] }, store: StoreView | null, errors: ManifestError[]): KnownSecrets {
   const known = new KnownSecrets();
-  const tokenText = readSecretFile(paths.bootstrapTokenPath, errors);
-  if (tokenText !== null) {
+  for (const tokenPath of paths.bootstrapTokenPaths) {
+    const tokenText = readSecretFile(tokenPath, errors);
+    if (tokenText === null) continue;
     known.add('bootstrap token file', tokenText);
     try {
       const parsed = JSON.parse(tokenText) as { tokens?: { token?: unknown }[] };
-      for (const entry of parsed.tokens ?? []) if (typeof entry.token === 'string') known.addToken('bootstrap token', entry.token);
+      for (const entry of parsed.tokens ?? []) {
+        if (typeof entry.token !== 'string') continue;
+        known.addToken('bootstrap token', entry.token);
+        // The same secret in its other encodings, should anything ever print it decoded.
+        const secret = decodeTokenSecret(entry.token);
+        if (secret !== null) for (const encoding of ['hex', 'base64', 'base64url'] as const) known.add('bootstrap token', secret.toString(encoding));
+      }
     } catch {
       for (const line of tokenText.split('\n')) known.add('bootstrap token file line', line);
     }
@@ -417,7 +425,7 @@ export async function buildNodeSysdump(options: NodeSysdumpOptions = {}): Promis
   let api: { connection: ApiConnection; hasToken: boolean } | null = null;
   try {
     const known = gatherKnownSecrets(
-      { bootstrapTokenPath: target.bootstrapTokenPath, httpKeyPath: target.httpKeyPath, keyDirs: [target.httpTlsDir, join(target.clusterDataDir, 'tls')] },
+      { bootstrapTokenPaths: target.bootstrapTokenPaths, httpKeyPath: target.httpKeyPath, keyDirs: [target.httpTlsDir, join(target.clusterDataDir, 'tls')] },
       store?.view ?? null,
       errors,
     );
@@ -481,7 +489,7 @@ export async function buildNodeSysdumpInProcess(deps: InProcessSysdumpDeps): Pro
   const store: StoreView = { path: join(deps.config.clusterDataDir, STORE_FILE_NAME), db: deps.db, stateMachine: deps.stateMachine };
   const known = gatherKnownSecrets(
     {
-      bootstrapTokenPath: deps.config.cluster?.bootstrapTokenPath ?? join(deps.config.dataDir, 'bootstrap-token'),
+      bootstrapTokenPaths: [...new Set([deps.config.cluster?.bootstrapTokenPath, join(deps.config.dataDir, 'bootstrap-token')].filter((p): p is string => p !== undefined))],
       httpKeyPath: deps.config.http.keyPath ?? join(deps.config.http.tlsDir, 'server.key'),
       keyDirs: [deps.config.http.tlsDir, join(deps.config.clusterDataDir, 'tls')],
     },
