@@ -64,7 +64,7 @@ describe('GET /api/v1/support/logs', () => {
     const match = router.match('GET', SUPPORT_LOGS_PATH);
     assert.ok(!(match instanceof NeuwerkError));
     assert.equal(match.route.access, 'admin');
-    assert.equal((match.route as { routing?: string }).routing, 'local');
+    assert.equal(match.route.routing, 'local');
   });
 
   it('answers 401 without a token and 403 to a readonly token', async () => {

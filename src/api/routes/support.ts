@@ -6,6 +6,7 @@ import type { Router } from '../router.js';
 /** The path of the recent-logs endpoint, used by `neuwerk sysdump` on a running node. */
 export const SUPPORT_LOGS_PATH = '/api/v1/support/logs';
 
+/** Response schemas of the support routes, for the OpenAPI document. */
 export const SUPPORT_SCHEMAS: RouteSchemas = {
   [`GET ${SUPPORT_LOGS_PATH}`]: {
     response: {
@@ -20,13 +21,6 @@ export const SUPPORT_SCHEMAS: RouteSchemas = {
   },
 };
 
-/**
- * These routes describe the node that received the request, so a follower never forwards them to
- * the leader (DESIGN §6: support endpoints execute locally). Spread in, so the route also compiles
- * against a Router without leader-aware routing.
- */
-const SERVED_LOCALLY = { routing: 'local' } as const;
-
 /** What the support routes read: the node's in-memory log ring (null when the node keeps none). */
 export interface SupportRouteDeps {
   readonly ring: LogRing | null | undefined;
@@ -40,10 +34,11 @@ export interface SupportRouteDeps {
  */
 export function addSupportRoutes(router: Router, deps: SupportRouteDeps): void {
   router.add({
-    ...SERVED_LOCALLY,
     method: 'GET',
     path: SUPPORT_LOGS_PATH,
     access: 'admin',
+    // About the node that received the request: a follower never forwards it (DESIGN §6).
+    routing: 'local',
     summary: "This node's recent log lines from its in-memory ring buffer (credentials scrubbed).",
     handler: () => ({
       status: 200,
