@@ -99,6 +99,10 @@ export async function startNode(config: NodeConfig, logger: Logger, _ring?: LogR
       metrics.raftCommitIndex.set(status.commitIndex);
       metrics.raftAppliedIndex.set(status.appliedIndex);
       metrics.raftIsLeader.set(status.role === 'leader' ? 1 : 0);
+      const view = cluster?.status() ?? { voters: 1, healthy_voters: 1, tolerates: 0 };
+      metrics.clusterVoters.set(view.voters);
+      metrics.clusterHealthyVoters.set(view.healthy_voters);
+      metrics.clusterTolerates.set(view.tolerates);
     });
 
     const readiness = new Readiness();

@@ -27,6 +27,10 @@ export const LAGGING_ENTRIES = 64;
 export const UNREACHABLE_HEARTBEATS = 3;
 /** On a graceful stop the leader waits at most this long for a successor to take over. */
 export const TRANSFER_WAIT_MS = 3_000;
+/** How often a follower refreshes the leader's view of peer health (followers only hear the leader). */
+export const LEADER_VIEW_REFRESH_MS = 1_000;
+/** A cached leader view older than this is not used. */
+export const LEADER_VIEW_MAX_AGE_MS = 5_000;
 /** How often a joining node reports its progress (learner, catching up, voter). */
 const JOIN_PROGRESS_INTERVAL_MS = 1_000;
 
@@ -50,6 +54,9 @@ export interface ClusterStatus {
   readonly term: number;
   readonly commit_index: number;
   readonly applied_index: number;
+  /** First log index still held (entries before it live only in the snapshot). */
+  readonly log_first_index: number;
+  readonly snapshot_index: number;
   readonly voters: number;
   readonly healthy_voters: number;
   readonly tolerates: number;
@@ -72,6 +79,7 @@ export class ClusterRuntime {
   private readonly lastContactMs = new Map<string, number>();
   private caCache: KeyAndCert | null;
   private promoting = false;
+  private leaderView: { atMs: number; peers: PeerStatus[] } | null = null;
   replicator!: RaftReplicator;
   clusterAddress!: HostPort;
   joinAddress!: HostPort;
@@ -183,7 +191,12 @@ export class ClusterRuntime {
     });
     this.joinServer = createJoinServer(service, this.logger);
     this.joinAddress = await listen(this.joinServer, settings.joinBind, '--cluster-join-bind');
+    this.transport.handle('cluster.peers', async () => {
+      if (this.replicator.status().role !== 'leader') throw new NeuwerkError('NW_ERR_NOT_LEADER', 'not the leader');
+      return this.status().peers;
+    });
     this.every(PROMOTION_INTERVAL_MS, () => void this.promoteCaughtUpLearners());
+    this.every(LEADER_VIEW_REFRESH_MS, () => void this.refreshLeaderView());
     if (this.start === 'joined') this.watchOwnJoin();
     return this.replicator;
   }
@@ -296,6 +309,18 @@ export class ClusterRuntime {
     }
   }
 
+  /** Followers hear only the leader, so they borrow its view of the other peers' health. */
+  private async refreshLeaderView(): Promise<void> {
+    const status = this.replicator.status();
+    if (status.role === 'leader' || status.leaderId === null) return;
+    try {
+      const peers = await this.transport.call<PeerStatus[]>(status.leaderId, 'cluster.peers', {}, LEADER_VIEW_REFRESH_MS);
+      this.leaderView = { atMs: Date.now(), peers };
+    } catch {
+      // Keep the old view; it ages out.
+    }
+  }
+
   /** A joining node says where it stands until it is a voter. */
   private watchOwnJoin(): void {
     let said: 'none' | 'learner' | 'voter' = 'none';
@@ -332,6 +357,13 @@ export class ClusterRuntime {
         peers.push({ node_id: id, role: own.role === 'pre-candidate' ? 'candidate' : own.role, status: 'healthy', match_index: raft.lastIndex, lag: own.role === 'leader' ? 0 : Math.max(0, raft.commit - own.appliedIndex), last_contact_ms: 0 });
         continue;
       }
+      const borrowed = own.role !== 'leader' && id !== raft.leader && this.leaderView !== null && now - this.leaderView.atMs <= LEADER_VIEW_MAX_AGE_MS
+        ? this.leaderView.peers.find((p) => p.node_id === id)
+        : undefined;
+      if (borrowed !== undefined) {
+        peers.push({ ...borrowed, role });
+        continue;
+      }
       const contact = this.lastContactMs.get(id);
       const lastContact = contact === undefined ? null : now - contact;
       const progress = raft.progress?.[id];
@@ -353,6 +385,8 @@ export class ClusterRuntime {
       term: raft.term,
       commit_index: raft.commit,
       applied_index: own.appliedIndex,
+      log_first_index: raft.firstIndex,
+      snapshot_index: raft.snapshotIndex,
       voters,
       healthy_voters: healthyVoters,
       tolerates: Math.max(0, healthyVoters - quorum),

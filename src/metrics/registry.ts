@@ -16,6 +16,9 @@ export class NodeMetrics {
   readonly applyLatency: Histogram;
   readonly appendLatency: Histogram;
   readonly policyCompile: Histogram;
+  readonly clusterVoters: Gauge;
+  readonly clusterHealthyVoters: Gauge;
+  readonly clusterTolerates: Gauge;
   private readonly scrapeHooks: (() => void)[] = [];
 
   constructor(nodeId: string) {
@@ -46,6 +49,9 @@ export class NodeMetrics {
       buckets: [0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1],
       registers,
     });
+    this.clusterVoters = new Gauge({ name: 'neuwerk_cluster_voters', help: 'Voters in the Raft configuration (1 on a single node).', registers });
+    this.clusterHealthyVoters = new Gauge({ name: 'neuwerk_cluster_healthy_voters', help: 'Voters this node (best: the leader) sees as reachable.', registers });
+    this.clusterTolerates = new Gauge({ name: 'neuwerk_cluster_tolerates', help: 'How many more voters may fail before quorum is lost.', registers });
     this.policyCompile = new Histogram({
       name: 'neuwerk_policy_compile_duration_seconds',
       help: 'Time to compile an applied policy document into local enforcement state.',

@@ -1,0 +1,29 @@
+import { Flags } from '@oclif/core';
+import { NeuwerkCommand } from '../src/cli/base-command.js';
+import { fetchStatus, renderStatus } from '../src/cli/cluster.js';
+import { connectionFlags, resolveAuthenticatedConnection, tokenFlag } from '../src/cli/connection.js';
+import type { ClusterStatus } from '../src/cluster/runtime.js';
+
+export default class Status extends NeuwerkCommand {
+  static override summary = 'Cluster status at a glance: leader, term, members, roles, health, lag and failure tolerance.';
+  static override description = "Asks the node at --http-addr; the answer is the leader's view (peer health is known there) unless --local.";
+  static override examples = ['<%= config.bin %> status --http-addr 10.0.0.11:8443 --token "$NEUWERK_TOKEN"', '<%= config.bin %> status --json'];
+  static override enableJsonFlag = true;
+  static override flags = {
+    ...connectionFlags,
+    ...tokenFlag,
+    local: Flags.boolean({ description: "This node's own view, even when no leader is known.", default: false }),
+  };
+
+  async run(): Promise<ClusterStatus> {
+    const { flags } = await this.parse(Status);
+    const connection = resolveAuthenticatedConnection(flags);
+    try {
+      const status = await fetchStatus(connection, flags.local);
+      if (!this.jsonEnabled()) process.stdout.write(renderStatus(status));
+      return status;
+    } finally {
+      await connection.close();
+    }
+  }
+}

@@ -1,0 +1,111 @@
+import assert from 'node:assert/strict';
+import { connect } from 'node:tls';
+import { readFileSync, writeFileSync } from 'node:fs';
+import { join } from 'node:path';
+import { after, before, describe, it } from 'node:test';
+import { request } from 'undici';
+import { TestCluster, type ClusterMember } from './cluster-harness.js';
+import { runCli, tempDir } from './harness.js';
+
+describe('cluster: snapshots, the mTLS port, and the operator CLI', () => {
+  let cluster: TestCluster;
+  const scratch = tempDir();
+  before(async () => {
+    // A tiny snapshot threshold and no trailing window, so a follower that misses writes falls behind the compacted log.
+    const config = join(scratch.path, 'config.yaml');
+    writeFileSync(config, 'version: 1\ncluster:\n  snapshot_threshold_entries: 16\n  snapshot_trailing_entries: 0\n');
+    cluster = await TestCluster.create(3, ['--config', config]);
+  });
+  after(async () => {
+    await cluster.stop();
+    scratch.cleanup();
+  });
+
+  it('a follower that fell behind the compacted log catches up through InstallSnapshot', async () => {
+    const status = await cluster.status();
+    assert.ok(status !== null);
+    const leader = cluster.leader(status);
+    const follower = cluster.members.find((m) => m !== leader) as ClusterMember;
+    await follower.node.stop('SIGKILL');
+    for (let i = 0; i < 60; i += 1) {
+      const put = await cluster.api(leader, 'PUT', `/api/v1/keyval/snap/k${i}`, { value: `v${i}` });
+      assert.equal(put.status, 200);
+    }
+    assert.ok(leader.node.logLines().some((l) => l.msg === 'created raft snapshot and compacted the log'), 'the leader compacted its log');
+    const leaderView = (await cluster.api(leader, 'GET', '/api/v1/cluster/status?local=true')).json as { log_first_index: number };
+    await cluster.restart(follower);
+    const appliedAtRestart = follower.node.logLines().find((l) => l.msg === 'store opened')?.applied_index as number;
+    assert.ok(leaderView.log_first_index > appliedAtRestart + 1, `the leader's log starts at ${leaderView.log_first_index}, past what the follower had (${appliedAtRestart}): only a snapshot can bridge that`);
+    const deadline = Date.now() + 20_000;
+    let value: string | null = null;
+    while (value !== 'v59' && Date.now() < deadline) {
+      const get = await cluster.api(follower, 'GET', '/api/v1/keyval/snap/k59?stale=true');
+      value = get.status === 200 ? (get.json as { value: string }).value : null;
+      if (value !== 'v59') await new Promise((r) => setTimeout(r, 200));
+    }
+    assert.equal(value, 'v59');
+    const list = await cluster.api(follower, 'GET', '/api/v1/keyval/snap?stale=true&limit=100');
+    assert.equal((list.json as { items: unknown[] }).items.length, 60);
+  });
+
+  it('the cluster port refuses a client without a certificate', async () => {
+    const member = cluster.members[0] as ClusterMember;
+    const ca = readFileSync(join(member.dataDir, 'cluster', 'tls', 'ca.crt'), 'utf8');
+    const outcome = await new Promise<string>((resolve) => {
+      const socket = connect({ host: '127.0.0.1', port: member.clusterPort, ca, checkServerIdentity: () => undefined });
+      socket.on('secureConnect', () => {
+        socket.write(Buffer.from([0, 0, 0, 2, 123, 125]));
+        socket.once('data', () => resolve('answered'));
+      });
+      socket.on('error', (err) => resolve(`error: ${err.message}`));
+      socket.on('close', () => resolve('closed'));
+      setTimeout(() => resolve('timeout'), 5000);
+    });
+    assert.notEqual(outcome, 'answered');
+    assert.notEqual(outcome, 'timeout');
+    // The join listener is plain HTTP, but only a token-authenticated request gets anything.
+    const joinAnswer = await request(`http://127.0.0.1:${member.joinPort}/v1/join`, { method: "POST", body: "{}" });
+    assert.equal(joinAnswer.statusCode, 403);
+    assert.match(await joinAnswer.body.text(), /malformed join request/);
+  });
+
+  it('neuwerk status and cluster members list render the cluster; --json carries the numbers', async () => {
+    const member = cluster.members[1] as ClusterMember;
+    const env = { NEUWERK_TOKEN: await cluster.token() };
+    const common = ['--http-addr', `127.0.0.1:${member.httpPort}`, '--ca', join(member.dataDir, 'http-tls', 'ca.crt')];
+    const json = await runCli(['status', ...common, '--json'], { env });
+    assert.equal(json.code, 0, json.stderr);
+    const status = JSON.parse(json.stdout) as { voters: number; healthy_voters: number; tolerates: number; leader_id: string; peers: { node_id: string }[] };
+    assert.equal(status.voters, 3);
+    assert.equal(status.tolerates, 1);
+    assert.equal(typeof status.leader_id, 'string');
+    const text = await runCli(['status', ...common], { env });
+    assert.equal(text.code, 0, text.stderr);
+    assert.match(text.stdout, /voters 3\/3 healthy, tolerates 1 failure/);
+    for (const peer of status.peers) assert.ok(text.stdout.includes(peer.node_id));
+    const members = await runCli(['cluster', 'members', 'list', ...common, '--json'], { env });
+    assert.equal(members.code, 0, members.stderr);
+    const list = (JSON.parse(members.stdout) as { members: { node_id: string; voter: boolean; status: string }[] }).members;
+    assert.equal(list.length, 3);
+    assert.ok(list.every((m) => m.voter && m.status === 'healthy'));
+    const metrics = await request(`http://${member.node.metricsAddress}/metrics`);
+    const body = await metrics.body.text();
+    assert.match(body, /neuwerk_cluster_voters\{[^}]*\} 3/);
+    assert.match(body, /neuwerk_cluster_tolerates\{[^}]*\} 1/);
+  });
+
+  it('refuses an unsafe removal without --force', async () => {
+    const status = await cluster.status();
+    assert.ok(status !== null);
+    const follower = cluster.members.find((m) => m.node.nodeId !== status.leader_id) as ClusterMember;
+    const other = cluster.members.find((m) => m.node.nodeId !== status.leader_id && m !== follower) as ClusterMember;
+    await other.node.stop('SIGKILL');
+    await cluster.waitFor((s) => s.healthy_voters === 2, 'one voter down');
+    const env = { NEUWERK_TOKEN: await cluster.token() };
+    const leader = cluster.leader(status);
+    const result = await runCli(['cluster', 'members', 'remove', follower.node.nodeId, '--http-addr', `127.0.0.1:${leader.httpPort}`, '--ca', join(leader.dataDir, 'http-tls', 'ca.crt')], { env });
+    assert.equal(result.code, 1);
+    assert.match(result.stderr, /below quorum; pass \?force=true/);
+    await cluster.restart(other);
+  });
+});
