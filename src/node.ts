@@ -3,6 +3,7 @@ import { join } from 'node:path';
 import { addAuthRoutes, AUTH_SCHEMAS } from './api/routes/auth.js';
 import { addKeyvalRoutes, KEYVAL_SCHEMAS } from './api/routes/keyval.js';
 import { addPolicyRoutes, POLICY_SCHEMAS } from './api/routes/policy.js';
+import { addSupportRoutes, SUPPORT_SCHEMAS } from './api/routes/support.js';
 import { defaultPolicyDocument, PolicyEnforcement } from './dataplane/policy-state.js';
 import { addSystemRoutes, SYSTEM_SCHEMAS } from './api/routes/system.js';
 import { Authenticator } from './auth/authenticator.js';
@@ -50,7 +51,7 @@ export interface RunningNode {
  * Starts one node: data dir, identity, store, TLS, metrics, API — in that order, so each step can
  * rely on the ones before it. A failure part-way releases what was already opened.
  */
-export async function startNode(config: NodeConfig, logger: Logger, _ring?: LogRing): Promise<RunningNode> {
+export async function startNode(config: NodeConfig, logger: Logger, ring?: LogRing): Promise<RunningNode> {
   const opened: (() => Promise<void> | void)[] = [];
   const releaseAll = async (): Promise<void> => {
     for (const release of opened.reverse()) {
@@ -148,11 +149,12 @@ export async function startNode(config: NodeConfig, logger: Logger, _ring?: LogR
     }
 
     const router = new Router();
-    addSystemRoutes(router, readiness, () => ({ ...SYSTEM_SCHEMAS, ...AUTH_SCHEMAS, ...KEYVAL_SCHEMAS, ...POLICY_SCHEMAS, ...CLUSTER_SCHEMAS }), NEUWERK_VERSION);
+    addSystemRoutes(router, readiness, () => ({ ...SYSTEM_SCHEMAS, ...AUTH_SCHEMAS, ...KEYVAL_SCHEMAS, ...POLICY_SCHEMAS, ...CLUSTER_SCHEMAS, ...SUPPORT_SCHEMAS }), NEUWERK_VERSION);
     addClusterRoutes(router, { cluster, replicator, logger });
     addAuthRoutes(router, { auth, authenticator, limiter: new LoginLimiter() });
     addKeyvalRoutes(router, replicator);
     addPolicyRoutes(router, replicator, enforcement, logger);
+    addSupportRoutes(router, { ring, nodeId });
 
     const metricsServer = createMetricsServer(metrics);
     const metricsAddress = await listen(metricsServer, config.metrics.bind, '--metrics-bind');
