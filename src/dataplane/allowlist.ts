@@ -1,0 +1,259 @@
+/**
+ * The dynamic allowlist (DESIGN §8): the A/AAAA answers the DNS proxy forwarded to clients, kept
+ * per (source group, hostname) so that the forward proxy can check "this hostname resolved to this
+ * IP for this group" without a fresh lookup, and so that `GET /api/v1/dns-cache` can show them.
+ *
+ * Expiry: an address stays valid until `max(record TTL, ALLOWLIST_TTL_FLOOR_SECONDS)` after the
+ * last answer that carried it (capped at ALLOWLIST_TTL_CEILING_SECONDS), and an entry is dropped
+ * when it has been neither answered nor used (looked up by the proxy) for
+ * ALLOWLIST_IDLE_EXPIRY_SECONDS — whichever comes first. The floor keeps a client that obeys a
+ * tiny TTL (or caches a bit longer than it should) from racing the expiry; the idle expiry bounds
+ * how long a long-TTL answer nobody uses keeps an address open.
+ *
+ * Bounds: at most ALLOWLIST_MAX_ENTRIES (group, hostname) entries, least recently seen evicted
+ * first, and ALLOWLIST_MAX_IPS_PER_ENTRY addresses per entry (the soonest to expire evicted).
+ * Expired data is removed lazily on lookup and by a periodic sweep every ALLOWLIST_GC_INTERVAL_MS.
+ */
+import { normalizeHostname } from '../policy/hostname.js';
+import { formatIp, parseInputIp } from '../policy/ip.js';
+import { systemClock, type Clock } from '../platform/clock.js';
+import type { TimerHandle, Timers } from '../platform/timers.js';
+
+/** An answer is kept at least this long, whatever its TTL. */
+export const ALLOWLIST_TTL_FLOOR_SECONDS = 60;
+/** An answer is kept at most this long after it was last seen, whatever its TTL. */
+export const ALLOWLIST_TTL_CEILING_SECONDS = 86_400;
+/** An entry neither answered nor used for this long is dropped. */
+export const ALLOWLIST_IDLE_EXPIRY_SECONDS = 900;
+/** Upper bound on (source group, hostname) entries; the least recently seen is evicted beyond it. */
+export const ALLOWLIST_MAX_ENTRIES = 65_536;
+/** Upper bound on addresses kept per entry; the one expiring soonest is evicted beyond it. */
+export const ALLOWLIST_MAX_IPS_PER_ENTRY = 64;
+/** How often expired addresses and idle entries are swept. */
+export const ALLOWLIST_GC_INTERVAL_MS = 10_000;
+
+/** One address of an answer: its text form and the record's TTL. */
+export interface AllowlistAddress {
+  readonly ip: string;
+  readonly ttlSeconds: number;
+}
+
+/** One entry of `GET /api/v1/dns-cache` (DESIGN §6). */
+export interface DnsCacheEntryJson {
+  readonly hostname: string;
+  readonly source_group: string;
+  readonly ips: string[];
+  /** When the entry was last answered or used (RFC 3339). */
+  readonly last_seen: string;
+}
+
+/** Tunables; every field has a production default (the constants above). */
+export interface AllowlistOptions {
+  readonly clock?: Clock;
+  /** Schedules the periodic sweep; default: Node timers that do not keep the process alive. */
+  readonly timers?: Timers;
+  readonly ttlFloorSeconds?: number;
+  readonly ttlCeilingSeconds?: number;
+  readonly idleExpirySeconds?: number;
+  readonly maxEntries?: number;
+  readonly maxIpsPerEntry?: number;
+  readonly gcIntervalMs?: number;
+}
+
+interface Entry {
+  readonly group: string;
+  readonly hostname: string;
+  /** Address text -> monotonic ms at which it expires. */
+  readonly ips: Map<string, number>;
+  lastSeenMonotonicMs: number;
+  lastSeenWallMs: number;
+}
+
+/** Node timers that never keep the process alive (the sweep is housekeeping, not work). */
+const unrefTimers: Timers = {
+  every(intervalMs, callback) {
+    const handle = setInterval(callback, intervalMs);
+    handle.unref();
+    return { cancel: () => clearInterval(handle) };
+  },
+  after(delayMs, callback) {
+    const handle = setTimeout(callback, delayMs);
+    handle.unref();
+    return { cancel: () => clearTimeout(handle) };
+  },
+  soon(callback) {
+    setImmediate(callback);
+  },
+};
+
+/** Canonical text of an address (IPv4-mapped IPv6 as IPv4, IPv6 compressed), or null if not one. */
+export function canonicalIp(text: string): string | null {
+  const parsed = parseInputIp(text);
+  return parsed === null ? null : formatIp(parsed);
+}
+
+function entryKey(group: string, hostname: string): string {
+  return `${group}\u0000${hostname}`;
+}
+
+/**
+ * The per-node dynamic allowlist. Not replicated: each node learns from the answers its own DNS
+ * proxy forwarded. All methods are synchronous and bounded by the constants above.
+ */
+export class DynamicAllowlist {
+  private readonly entries = new Map<string, Entry>();
+  private readonly clock: Clock;
+  private readonly ttlFloorMs: number;
+  private readonly ttlCeilingMs: number;
+  private readonly idleMs: number;
+  private readonly maxEntries: number;
+  private readonly maxIpsPerEntry: number;
+  private readonly gcTimer: TimerHandle;
+  private evictedEntries = 0;
+
+  constructor(options: AllowlistOptions = {}) {
+    this.clock = options.clock ?? systemClock;
+    this.ttlFloorMs = (options.ttlFloorSeconds ?? ALLOWLIST_TTL_FLOOR_SECONDS) * 1000;
+    this.ttlCeilingMs = (options.ttlCeilingSeconds ?? ALLOWLIST_TTL_CEILING_SECONDS) * 1000;
+    this.idleMs = (options.idleExpirySeconds ?? ALLOWLIST_IDLE_EXPIRY_SECONDS) * 1000;
+    this.maxEntries = options.maxEntries ?? ALLOWLIST_MAX_ENTRIES;
+    this.maxIpsPerEntry = options.maxIpsPerEntry ?? ALLOWLIST_MAX_IPS_PER_ENTRY;
+    this.gcTimer = (options.timers ?? unrefTimers).every(options.gcIntervalMs ?? ALLOWLIST_GC_INTERVAL_MS, () => this.sweep());
+  }
+
+  /**
+   * Records the addresses of one answer for `group` and `hostname` (the name the client asked
+   * for). Addresses that do not parse are ignored. Refreshes the entry's last-seen time.
+   */
+  insert(group: string, hostname: string, addresses: readonly AllowlistAddress[]): void {
+    if (addresses.length === 0) return;
+    const name = normalizeHostname(hostname);
+    const key = entryKey(group, name);
+    const now = this.clock.monotonicMs();
+    let entry = this.entries.get(key);
+    if (entry === undefined) {
+      while (this.entries.size >= this.maxEntries) this.evictOldest();
+      entry = { group, hostname: name, ips: new Map(), lastSeenMonotonicMs: now, lastSeenWallMs: this.clock.wallMs() };
+    } else {
+      this.entries.delete(key); // re-inserted below: Map order is least recently seen first
+    }
+    this.entries.set(key, entry);
+    entry.lastSeenMonotonicMs = now;
+    entry.lastSeenWallMs = this.clock.wallMs();
+    for (const { ip, ttlSeconds } of addresses) {
+      const canonical = canonicalIp(ip);
+      if (canonical === null) continue;
+      const ttlMs = Math.min(Math.max(Math.max(0, ttlSeconds) * 1000, this.ttlFloorMs), this.ttlCeilingMs);
+      const expires = now + ttlMs;
+      const previous = entry.ips.get(canonical);
+      if (previous === undefined && entry.ips.size >= this.maxIpsPerEntry) this.evictSoonestIp(entry);
+      entry.ips.set(canonical, Math.max(previous ?? 0, expires));
+    }
+  }
+
+  /** Whether `ip` is a live answer for `hostname` in `group`; a hit counts as use (idle expiry). */
+  has(group: string, hostname: string, ip: string): boolean {
+    const entry = this.liveEntry(group, hostname);
+    if (entry === null) return false;
+    const canonical = canonicalIp(ip);
+    if (canonical === null) return false;
+    const expires = entry.ips.get(canonical);
+    const now = this.clock.monotonicMs();
+    if (expires === undefined || expires <= now) return false;
+    this.touch(entry, now);
+    return true;
+  }
+
+  /** The live addresses answered for `hostname` in `group` (IPv4 first); a non-empty result counts as use. */
+  ipsFor(group: string, hostname: string): string[] {
+    const entry = this.liveEntry(group, hostname);
+    if (entry === null) return [];
+    const now = this.clock.monotonicMs();
+    const v4: string[] = [];
+    const v6: string[] = [];
+    for (const [ip, expires] of entry.ips) {
+      if (expires > now) (ip.includes(':') ? v6 : v4).push(ip);
+    }
+    if (v4.length + v6.length > 0) this.touch(entry, now);
+    return [...v4, ...v6];
+  }
+
+  /** Number of (group, hostname) entries currently held (expired ones until the next sweep). */
+  get size(): number {
+    return this.entries.size;
+  }
+
+  /** Entries evicted because the table was full, since start. */
+  get evictions(): number {
+    return this.evictedEntries;
+  }
+
+  /** Removes expired addresses and idle or empty entries. Runs periodically; callable directly. */
+  sweep(): void {
+    const now = this.clock.monotonicMs();
+    for (const [key, entry] of this.entries) {
+      if (now - entry.lastSeenMonotonicMs >= this.idleMs) {
+        this.entries.delete(key);
+        continue;
+      }
+      for (const [ip, expires] of entry.ips) if (expires <= now) entry.ips.delete(ip);
+      if (entry.ips.size === 0) this.entries.delete(key);
+    }
+  }
+
+  /** The body of `GET /api/v1/dns-cache`: live entries, most recently seen first. */
+  view(): { entries: DnsCacheEntryJson[] } {
+    const now = this.clock.monotonicMs();
+    const out: DnsCacheEntryJson[] = [];
+    for (const entry of this.entries.values()) {
+      if (now - entry.lastSeenMonotonicMs >= this.idleMs) continue;
+      const ips = [...entry.ips].filter(([, expires]) => expires > now).map(([ip]) => ip);
+      if (ips.length === 0) continue;
+      out.push({ hostname: entry.hostname, source_group: entry.group, ips, last_seen: new Date(entry.lastSeenWallMs).toISOString() });
+    }
+    return { entries: out.reverse() };
+  }
+
+  /** Stops the periodic sweep; the data stays readable. Idempotent. */
+  close(): void {
+    this.gcTimer.cancel();
+  }
+
+  private liveEntry(group: string, hostname: string): Entry | null {
+    const key = entryKey(group, normalizeHostname(hostname));
+    const entry = this.entries.get(key);
+    if (entry === undefined) return null;
+    if (this.clock.monotonicMs() - entry.lastSeenMonotonicMs >= this.idleMs) {
+      this.entries.delete(key);
+      return null;
+    }
+    return entry;
+  }
+
+  private touch(entry: Entry, now: number): void {
+    entry.lastSeenMonotonicMs = now;
+    entry.lastSeenWallMs = this.clock.wallMs();
+    const key = entryKey(entry.group, entry.hostname);
+    this.entries.delete(key);
+    this.entries.set(key, entry);
+  }
+
+  private evictOldest(): void {
+    const oldest = this.entries.keys().next();
+    if (oldest.done === true) return;
+    this.entries.delete(oldest.value);
+    this.evictedEntries++;
+  }
+
+  private evictSoonestIp(entry: Entry): void {
+    let soonestIp: string | null = null;
+    let soonest = Infinity;
+    for (const [ip, expires] of entry.ips) {
+      if (expires < soonest) {
+        soonest = expires;
+        soonestIp = ip;
+      }
+    }
+    if (soonestIp !== null) entry.ips.delete(soonestIp);
+  }
+}

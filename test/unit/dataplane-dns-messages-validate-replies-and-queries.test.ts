@@ -1,0 +1,101 @@
+import assert from 'node:assert/strict';
+import { describe, it } from 'node:test';
+import dnsPacket from 'dns-packet';
+import type { Answer, Packet } from 'dns-packet';
+import fc from 'fast-check';
+import { answerAddresses, buildResponse, classifyQuery, EDE, RCODE, rcodeOf, validateReply } from '../../src/dataplane/dns-messages.js';
+
+function query(name: string, options: Partial<Packet> = {}): Buffer {
+  return dnsPacket.encode({ type: 'query', id: 4321, flags: dnsPacket.RECURSION_DESIRED, questions: [{ type: 'A', name, class: 'IN' }], ...options });
+}
+
+function response(id: number, name: string, answers: Answer[] = [], type: 'A' | 'AAAA' = 'A'): Buffer {
+  return dnsPacket.encode({ type: 'response', id, flags: dnsPacket.RECURSION_AVAILABLE, questions: [{ type, name, class: 'IN' }], answers });
+}
+
+describe('DNS message handling', () => {
+  it('validateReply accepts only the reply with our ID, response flag and the same question', () => {
+    const question = { type: 'A' as const, name: 'Example.test', class: 'IN' as const };
+    assert.equal(validateReply(response(777, 'example.TEST.'), 777, question).ok, true, 'name compared case-insensitively, trailing dot ignored');
+    assert.deepEqual(validateReply(response(778, 'example.test'), 777, question), { ok: false, reason: 'unexpected ID' });
+    assert.equal(validateReply(response(777, 'other.test'), 777, question).ok, false);
+    assert.equal(validateReply(response(777, 'example.test', [], 'AAAA'), 777, question).ok, false);
+    const asQuery = Buffer.from(query('example.test'));
+    asQuery.writeUInt16BE(777, 0);
+    assert.deepEqual(validateReply(asQuery, 777, question), { ok: false, reason: 'not a response' });
+    assert.equal(validateReply(Buffer.from([3, 9, 0x81]), 777, question).ok, false, 'shorter than a header');
+    const truncated = response(777, 'example.test', [{ type: 'A', name: 'example.test', ttl: 5, data: '192.0.2.1' }]).subarray(0, 40);
+    assert.equal(validateReply(truncated, 777, question).ok, false, 'undecodable');
+  });
+
+  it('classifyQuery: one canonical question is a query; responses, garbage and odd names are malformed', () => {
+    assert.equal(classifyQuery(query('www.example.test')).kind, 'query');
+    assert.equal(classifyQuery(response(1, 'x.test')).kind, 'malformed');
+    assert.equal(classifyQuery(Buffer.from('hello world, not dns')).kind, 'malformed');
+    assert.equal(classifyQuery(Buffer.alloc(5)).kind, 'malformed');
+    // A label containing a dot ("x.allowed" + "test") decodes as x.allowed.test: must not pass.
+    const dotted = Buffer.concat([Buffer.from([0x12, 0x34, 0x01, 0x00, 0, 1, 0, 0, 0, 0, 0, 0]), Buffer.from([9, ...Buffer.from('x.allowed'), 4, ...Buffer.from('test'), 0, 0, 1, 0, 1])]);
+    assert.equal(dnsPacket.decode(dotted).questions?.[0]?.name, 'x.allowed.test');
+    assert.deepEqual(classifyQuery(dotted), { kind: 'malformed', reason: 'non-canonical question name' });
+    const twoQuestions = dnsPacket.encode({ type: 'query', id: 1, questions: [{ type: 'A', name: 'a.test' }, { type: 'A', name: 'b.test' }] });
+    const classified = classifyQuery(twoQuestions);
+    assert.equal(classified.kind, 'unsupported');
+    assert.equal(classified.kind === 'unsupported' && classified.rcode, RCODE.FORMERR);
+    const notify = Buffer.from(query('a.test'));
+    notify.writeUInt16BE(0x2000 | 0x0100, 2); // opcode NOTIFY (4)
+    const notifyClass = classifyQuery(notify);
+    assert.equal(notifyClass.kind === 'unsupported' && notifyClass.rcode, RCODE.NOTIMP);
+  });
+
+  it('classifyQuery never throws on arbitrary bytes', () => {
+    fc.assert(
+      fc.property(fc.uint8Array({ maxLength: 300 }), (bytes) => {
+        assert.ok(['query', 'unsupported', 'malformed'].includes(classifyQuery(Buffer.from(bytes)).kind));
+      }),
+      { numRuns: 3_000 },
+    );
+  });
+
+  it('buildResponse echoes ID, question, RD; sets RA and the rcode; adds OPT with an Extended DNS Error under EDNS', () => {
+    const plain = classifyQuery(query('denied.test'));
+    assert.equal(plain.kind, 'query');
+    if (plain.kind !== 'query') return;
+    const answer = dnsPacket.decode(buildResponse(plain.query.packet, RCODE.NXDOMAIN, { code: EDE.BLOCKED, text: 'denied by rule x' }));
+    assert.equal(answer.id, 4321);
+    assert.equal(answer.flag_qr, true);
+    assert.equal(answer.flag_rd, true);
+    assert.equal(answer.flag_ra, true);
+    assert.equal(rcodeOf(answer), RCODE.NXDOMAIN);
+    assert.deepEqual(answer.questions, [{ type: 'A', name: 'denied.test', class: 'IN' }]);
+    assert.equal(answer.additionals?.length, 0, 'no EDNS in the query, none in the answer');
+    const edns = classifyQuery(query('denied.test', { additionals: [{ type: 'OPT', name: '.', udpPayloadSize: 4096, flags: 0, options: [] } as unknown as Answer] }));
+    if (edns.kind !== 'query') throw new Error('expected a query');
+    const withOpt = dnsPacket.decode(buildResponse(edns.query.packet, RCODE.NXDOMAIN, { code: EDE.BLOCKED, text: 'denied\nby rule' }));
+    const opt = withOpt.additionals?.[0] as unknown as { type: string; options: { code: number; data: Buffer }[] };
+    assert.equal(opt.type, 'OPT');
+    assert.equal(opt.options[0]?.code, 15);
+    assert.equal(opt.options[0]?.data.readUInt16BE(0), EDE.BLOCKED);
+    assert.equal(opt.options[0]?.data.subarray(2).toString(), 'denied?by rule');
+  });
+
+  it('answerAddresses follows the CNAME chain from the qname and ignores unrelated records', () => {
+    const packet = dnsPacket.decode(
+      dnsPacket.encode({
+        type: 'response',
+        id: 1,
+        questions: [{ type: 'A', name: 'www.example.test' }],
+        answers: [
+          { type: 'CNAME', name: 'www.example.test', ttl: 60, data: 'edge.cdn.test' },
+          { type: 'CNAME', name: 'edge.cdn.test', ttl: 60, data: 'pop7.cdn.test' },
+          { type: 'A', name: 'pop7.cdn.test', ttl: 30, data: '192.0.2.7' },
+          { type: 'A', name: 'unrelated.test', ttl: 30, data: '203.0.113.9' },
+          { type: 'AAAA', name: 'POP7.cdn.test', ttl: 20, data: '2001:db8::7' },
+        ],
+      }),
+    );
+    assert.deepEqual(answerAddresses('WWW.example.test.', packet), [
+      { ip: '192.0.2.7', ttlSeconds: 30 },
+      { ip: '2001:db8::7', ttlSeconds: 20 },
+    ]);
+  });
+});
