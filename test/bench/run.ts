@@ -13,6 +13,7 @@ import { mkdirSync, writeFileSync } from 'node:fs';
 import { cpus, platform, release, totalmem } from 'node:os';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
+import { benchClusterVsEtcd } from './cluster-vs-etcd.js';
 import { benchPolicyDecision } from './policy-decision.js';
 import { benchRaftAppend } from './raft-append.js';
 import { benchRaftApply } from './raft-apply.js';
@@ -34,6 +35,11 @@ const BENCHMARKS: readonly Benchmark[] = [
   { name: 'raft-apply', description: 'keyval puts/s through StateMachine.apply, per batch size and synchronous mode', run: benchRaftApply },
   { name: 'raft-snapshot', description: 'snapshot create/install time and file size at 10k, 100k and 1M keyval records', run: benchRaftSnapshot },
   { name: 'raft-host', description: 'single-node replicated writes through RaftReplicator at concurrency 1/16/64; time to leader', run: benchRaftHost },
+  {
+    name: 'cluster-vs-etcd',
+    description: '3-node replicated keyval writes and leader failover, side by side with a 3-member etcd (../shared/bench/etcd)',
+    run: benchClusterVsEtcd,
+  },
   {
     name: 'policy-decision',
     description: 'policy decision time, memory and compile time at 10, 1k, 10k and 100k rules',

@@ -1,0 +1,161 @@
+/**
+ * DESIGN §10 and the cluster issue: replicated keyval writes on a 3-node neuwerk cluster side by
+ * side with a 3-member etcd cluster on the same machine, in the same run, with the same load
+ * generator (`../shared/bench/etcd/bench.mjs`): throughput and p50/p99 at concurrency 1, 16 and
+ * 64, through the leader and through a follower; then leader failover (kill -9 -> first
+ * successful write) over several rounds with the kit's `failover.mjs` for both systems.
+ *
+ * Bounded: BENCH_CLUSTER_DURATION_S (default 8) seconds per measurement after a 2 s warm-up,
+ * BENCH_CLUSTER_REPS (default 2) repetitions, BENCH_FAILOVER_ROUNDS (default 5) rounds.
+ * Needs root for `apt-get install etcd-server` on first use (the kit does it).
+ */
+import { execFile } from 'node:child_process';
+import { existsSync, readFileSync, writeFileSync } from 'node:fs';
+import { join, resolve } from 'node:path';
+import { fileURLToPath } from 'node:url';
+import { promisify } from 'node:util';
+import { TestCluster, type ClusterMember } from '../e2e/cluster-harness.js';
+import type { BenchClusterState } from './cluster-hooks.js';
+import { median, type BenchTable } from './raft-bench-util.js';
+
+const run = promisify(execFile);
+const REPO_ROOT = fileURLToPath(new URL('../../../', import.meta.url));
+const KIT = resolve(REPO_ROOT, '..', 'shared', 'bench', 'etcd');
+const HOOKS = join(REPO_ROOT, 'dist', 'test', 'bench', 'cluster-hooks.js');
+const DURATION_S = Number(process.env.BENCH_CLUSTER_DURATION_S ?? 8);
+const WARMUP_S = 2;
+const REPS = Number(process.env.BENCH_CLUSTER_REPS ?? 2);
+const FAILOVER_ROUNDS = Number(process.env.BENCH_FAILOVER_ROUNDS ?? 5);
+const CONCURRENCIES = [1, 16, 64] as const;
+/** Upper bound of one load-generator invocation (measurement + warm-up + slack). */
+const STEP_TIMEOUT_MS = (DURATION_S + WARMUP_S + 60) * 1000;
+
+interface LoadResult {
+  ops_per_s: number;
+  latency_ms: { p50: number; p99: number };
+  errors: number;
+}
+
+interface FailoverResult {
+  median: { first_write_ok_ms: number | null; leader_seen_ms: number | null };
+  range: { first_write_ok_ms: [number, number] | null };
+  acked_writes_lost: number;
+  rounds: number;
+}
+
+async function lastJsonLine<T>(file: string, args: string[], timeoutMs: number, env: NodeJS.ProcessEnv = {}): Promise<T> {
+  const { stdout } = await run(process.execPath, [file, ...args], { timeout: timeoutMs, maxBuffer: 64 * 1024 * 1024, env: { ...process.env, ...env } });
+  const line = stdout.trim().split('\n').filter((l) => l.startsWith('{')).pop();
+  if (line === undefined) throw new Error(`${file} printed no result`);
+  return JSON.parse(line) as T;
+}
+
+async function etcdCtl(...args: string[]): Promise<string> {
+  return (await run('bash', [join(KIT, 'cluster.sh'), ...args], { timeout: 180_000 })).stdout.trim();
+}
+
+function round1(value: number): number {
+  return Math.round(value * 10) / 10;
+}
+
+export async function benchClusterVsEtcd(): Promise<BenchTable[]> {
+  if (!existsSync(join(KIT, 'bench.mjs'))) throw new Error(`the shared benchmark kit is not at ${KIT}`);
+  await etcdCtl('start');
+  const cluster = await TestCluster.create(3, ['--metrics-bind', '127.0.0.1:0']);
+  const token = await cluster.token();
+  const caFile = join((cluster.members[0] as ClusterMember).dataDir, 'http-tls', 'ca.crt');
+  const url = (m: ClusterMember): string => `https://127.0.0.1:${m.httpPort}`;
+  const stateFile = join(cluster.dir.path, 'bench-state.json');
+  const state: BenchClusterState = {
+    token,
+    caFile,
+    members: cluster.members.map((m) => ({ dataDir: m.dataDir, args: [...m.args, '--metrics-bind', '127.0.0.1:0'], pid: m.node.pid, url: url(m) })),
+  };
+  writeFileSync(stateFile, JSON.stringify(state));
+  const samples = new Map<string, { etcd: LoadResult[]; neuwerk: LoadResult[] }>();
+  try {
+    for (let rep = 0; rep < REPS; rep += 1) {
+      for (const concurrency of CONCURRENCIES) {
+        for (const via of ['leader', 'follower'] as const) {
+          const status = await cluster.status();
+          if (status === null || status.leader_id === null) throw new Error('neuwerk cluster has no leader');
+          const leader = cluster.leader(status);
+          const neuwerkUrl = url(via === 'leader' ? leader : (cluster.members.find((m) => m !== leader) as ClusterMember));
+          const etcdUrl = await etcdCtl(via);
+          const common = ['--concurrency', String(concurrency), '--duration', String(DURATION_S), '--warmup', String(WARMUP_S)];
+          const measureEtcd = (): Promise<LoadResult> => lastJsonLine<LoadResult>(join(KIT, 'bench.mjs'), ['--kind', 'etcd', '--url', etcdUrl, ...common], STEP_TIMEOUT_MS);
+          const measureNeuwerk = (): Promise<LoadResult> =>
+            lastJsonLine<LoadResult>(join(KIT, 'bench.mjs'), ['--kind', 'neuwerk', '--url', neuwerkUrl, '--token', token, '--ca', caFile, '--zone', 'bench', ...common], STEP_TIMEOUT_MS);
+          // Alternate who goes first so drift on the shared machine does not favour one side.
+          const [first, second] = rep % 2 === 0 ? [measureEtcd, measureNeuwerk] : [measureNeuwerk, measureEtcd];
+          const a = await first();
+          const b = await second();
+          const key = `${via}, c=${concurrency}`;
+          const entry = samples.get(key) ?? { etcd: [], neuwerk: [] };
+          entry.etcd.push(rep % 2 === 0 ? a : b);
+          entry.neuwerk.push(rep % 2 === 0 ? b : a);
+          samples.set(key, entry);
+        }
+      }
+    }
+    const etcdFailover = await lastJsonLine<FailoverResult>(join(KIT, 'failover.mjs'), ['--rounds', String(FAILOVER_ROUNDS)], 15 * 60_000);
+    const hook = (command: string): string => `${process.execPath} ${HOOKS} ${command} ${stateFile}`;
+    const neuwerkFailover = await lastJsonLine<FailoverResult>(
+      join(KIT, 'failover.mjs'),
+      [
+        '--kind', 'neuwerk', '--url', state.members.map((m) => m.url).join(','), '--token', token, '--ca', caFile, '--zone', 'bench',
+        '--rounds', String(FAILOVER_ROUNDS), '--leader-cmd', hook('leader'), '--pid-cmd', `${hook('pid')} {n}`, '--restart-cmd', `${hook('restart')} {n}`,
+      ],
+      15 * 60_000,
+    );
+    const throughput = [...samples.entries()].map(([load, s]) => {
+      const etcdOps = median(s.etcd.map((r) => r.ops_per_s));
+      const neuwerkOps = median(s.neuwerk.map((r) => r.ops_per_s));
+      return {
+        load,
+        etcd_writes_s: Math.round(etcdOps),
+        neuwerk_writes_s: Math.round(neuwerkOps),
+        ratio: Math.round((neuwerkOps / etcdOps) * 100) / 100,
+        etcd_p50_ms: round1(median(s.etcd.map((r) => r.latency_ms.p50))),
+        neuwerk_p50_ms: round1(median(s.neuwerk.map((r) => r.latency_ms.p50))),
+        etcd_p99_ms: round1(median(s.etcd.map((r) => r.latency_ms.p99))),
+        neuwerk_p99_ms: round1(median(s.neuwerk.map((r) => r.latency_ms.p99))),
+        neuwerk_errors: s.neuwerk.reduce((sum, r) => sum + r.errors, 0),
+      };
+    });
+    const failoverRow = (system: string, r: FailoverResult) => ({
+      system,
+      rounds: r.rounds,
+      first_write_ok_ms_median: r.median.first_write_ok_ms,
+      first_write_ok_ms_range: r.range.first_write_ok_ms === null ? '-' : `${r.range.first_write_ok_ms[0]}-${r.range.first_write_ok_ms[1]}`,
+      leader_seen_ms_median: r.median.leader_seen_ms,
+      acked_writes_lost: r.acked_writes_lost,
+    });
+    return [
+      {
+        title: 'Replicated writes: neuwerk vs etcd, 3 members each, same machine, same run (median of reps)',
+        rows: throughput,
+        notes: [`${DURATION_S} s per measurement after ${WARMUP_S} s warm-up, ${REPS} repetitions, 128-byte values; neuwerk over HTTPS, etcd over plain HTTP.`],
+      },
+      { title: 'Leader failover: kill -9 of the leader -> first successful write', rows: [failoverRow('etcd', etcdFailover), failoverRow('neuwerk', neuwerkFailover)] },
+    ];
+  } finally {
+    for (const member of state.members) {
+      try {
+        process.kill(member.pid, 'SIGKILL');
+      } catch {
+        // already gone
+      }
+    }
+    const latest = JSON.parse(readFileSync(stateFile, 'utf8')) as BenchClusterState;
+    for (const member of latest.members) {
+      try {
+        process.kill(member.pid, 'SIGKILL');
+      } catch {
+        // already gone
+      }
+    }
+    await cluster.stop();
+    await etcdCtl('stop').catch(() => '');
+  }
+}
