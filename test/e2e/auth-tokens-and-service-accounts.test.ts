@@ -207,6 +207,11 @@ describe('auth on a single node', () => {
   });
 
   it('no private key or raw token ever appears in a log line or an API response; audit lines name who did what', async () => {
+    // A bootstrap token file in the data dir, as a cluster node has; its secret must never surface either.
+    const created = await runCli(['cluster', 'token', 'create', '--path', join(node.dataDir, 'bootstrap-token'), '--kid', 'scan']);
+    assert.equal(created.code, 0, created.stderr);
+    const bootstrapSecret = (JSON.parse(readFileSync(join(node.dataDir, 'bootstrap-token'), 'utf8')) as { tokens: { token: string }[] }).tokens[0]?.token.replace(/^hex:/, '') as string;
+    assert.ok(!created.stdout.includes(bootstrapSecret) && !created.stderr.includes(bootstrapSecret));
     const db = new Database(join(node.dataDir, 'cluster', 'raft.db'), { readonly: true });
     const privateKeys = (db.prepare('SELECT private_key_pem FROM auth_keys').all() as { private_key_pem: string }[]).map((r) => r.private_key_pem);
     db.close();
@@ -215,6 +220,7 @@ describe('auth on a single node', () => {
       readFileSync(join(node.dataDir, 'http-tls', 'server.key'), 'utf8').split('\n')[1] as string,
       admin,
       admin.split('.')[2] as string,
+      bootstrapSecret,
     ];
     const logs = node.stderr;
     const served = responses.join('\n');
