@@ -19,6 +19,24 @@ export class NodeMetrics {
   readonly clusterVoters: Gauge;
   readonly clusterHealthyVoters: Gauge;
   readonly clusterTolerates: Gauge;
+  /** DNS proxy queries by final result: allowed, audit, denied, servfail, malformed, unsupported. */
+  readonly dnsQueries: Counter<'result'>;
+  /** DNS proxy time from receiving a query to answering it, by the same result. */
+  readonly dnsQueryLatency: Histogram<'result'>;
+  /** Upstream tries that timed out, per upstream `host:port`. */
+  readonly dnsUpstreamTimeouts: Counter<'upstream'>;
+  /** Upstream replies dropped: unexpected ID, wrong source, wrong question, undecodable. */
+  readonly dnsUpstreamRepliesDropped: Counter;
+  /** (source group, hostname) entries in the dynamic allowlist (refreshed by the dataplane). */
+  readonly dnsAllowlistEntries: Gauge;
+  /** Forward proxy decisions by kind (connect, http) and result (allowed, audit, denied, limited, error). */
+  readonly proxyDecisions: Counter<'kind' | 'result'>;
+  /** Forward proxy flows (tunnels and in-flight plain-HTTP requests) currently admitted. */
+  readonly proxyActiveFlows: Gauge;
+  /** Bytes carried by CONNECT tunnels, by direction (client_to_upstream, upstream_to_client). */
+  readonly proxyTunnelBytes: Counter<'direction'>;
+  /** Audit findings recorded, by type (dns, connect, http) and finding (deny, audit). */
+  readonly auditFindings: Counter<'type' | 'finding'>;
   private readonly scrapeHooks: (() => void)[] = [];
 
   constructor(nodeId: string) {
@@ -64,6 +82,25 @@ export class NodeMetrics {
       buckets: [0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1],
       registers,
     });
+    this.dnsQueries = new Counter({ name: 'neuwerk_dns_queries_total', help: 'DNS proxy queries by result.', labelNames: ['result'], registers });
+    this.dnsQueryLatency = new Histogram({
+      name: 'neuwerk_dns_query_duration_seconds',
+      help: 'DNS proxy latency from query to answer, by result.',
+      labelNames: ['result'],
+      buckets: [0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5],
+      registers,
+    });
+    this.dnsUpstreamTimeouts = new Counter({ name: 'neuwerk_dns_upstream_timeouts_total', help: 'DNS upstream tries that timed out.', labelNames: ['upstream'], registers });
+    this.dnsUpstreamRepliesDropped = new Counter({
+      name: 'neuwerk_dns_upstream_replies_dropped_total',
+      help: 'DNS upstream replies dropped by validation (ID, source, question).',
+      registers,
+    });
+    this.dnsAllowlistEntries = new Gauge({ name: 'neuwerk_dns_allowlist_entries', help: 'Entries in the dynamic allowlist.', registers });
+    this.proxyDecisions = new Counter({ name: 'neuwerk_proxy_decisions_total', help: 'Forward proxy decisions by kind and result.', labelNames: ['kind', 'result'], registers });
+    this.proxyActiveFlows = new Gauge({ name: 'neuwerk_proxy_active_flows', help: 'Forward proxy flows currently admitted.', registers });
+    this.proxyTunnelBytes = new Counter({ name: 'neuwerk_proxy_tunnel_bytes_total', help: 'Bytes carried by CONNECT tunnels.', labelNames: ['direction'], registers });
+    this.auditFindings = new Counter({ name: 'neuwerk_audit_findings_total', help: 'Audit findings recorded by type and finding.', labelNames: ['type', 'finding'], registers });
   }
 
   /** Registers a function that refreshes gauges right before each scrape. */

@@ -1,0 +1,339 @@
+/**
+ * The policy-aware DNS proxy (DESIGN §8), on UDP and TCP at the same address.
+ *
+ * Per query: parse with dns-packet (`classifyQuery`); a message that is not a decodable,
+ * canonical query is dropped and counted (`malformed`, never answered); opcodes other than QUERY
+ * get NOTIMP and a question count other than one FORMERR (`unsupported`). Then decide by client IP
+ * and qname with `decideDns`:
+ * - no policy active yet -> SERVFAIL (result `servfail`): a transient state, so stub resolvers
+ *   retry or try their next server rather than caching a refusal (readiness `policy_ready` is
+ *   false meanwhile);
+ * - enforced deny -> NXDOMAIN echoing the question, RD echoed, RA set, plus an Extended DNS Error
+ *   "Blocked" with the reason when the client speaks EDNS, and a `dns` finding (`denied`);
+ * - audit-mode deny -> forwarded like an allow, plus a finding (`audit`);
+ * - allow -> forwarded (`DnsUpstreamClient`: upstreams in order, per-try timeout, fresh random
+ *   IDs, validated replies); no valid reply -> SERVFAIL (`servfail`); else the reply goes back
+ *   byte for byte except its ID (the client's), and its A/AAAA answers for the qname (CNAME chain
+ *   followed) enter the dynamic allowlist under the deciding source group (`allowed`).
+ *
+ * UDP queries are forwarded over UDP (a truncated reply reaches the client, which retries over
+ * TCP), TCP queries over TCP. TCP connections use 2-byte length framing, may pipeline (answers
+ * are written as they complete, in any order, RFC 7766 §6.2.1.1), are closed after
+ * DNS_TCP_IDLE_TIMEOUT_MS without traffic, and stop being read while
+ * DNS_TCP_MAX_INFLIGHT_PER_CONNECTION queries are unanswered.
+ */
+import { createSocket, type Socket as UdpSocket } from 'node:dgram';
+import { createServer, isIP, type Server, type Socket } from 'node:net';
+import { performance } from 'node:perf_hooks';
+import { formatHostPort, type HostPort } from '../config/address.js';
+import { describeError, NeuwerkError } from '../errors.js';
+import type { Logger } from '../log/logger.js';
+import type { NodeMetrics } from '../metrics/registry.js';
+import { closeServer } from '../net/listen.js';
+import { decideDns, type CompiledPolicy } from '../policy/index.js';
+import { normalizeHostname } from '../policy/hostname.js';
+import type { DynamicAllowlist } from './allowlist.js';
+import { answerAddresses, buildResponse, classifyQuery, EDE, RCODE, rcodeOf } from './dns-messages.js';
+import type { DnsUpstreamClient, DnsUpstreamStats } from './dns-upstream.js';
+import { DNS_UDP_RECEIVE_BUFFER_BYTES } from './dns-upstream.js';
+import type { FindingsStore } from './findings.js';
+
+/** A TCP connection with no traffic for this long is closed. */
+export const DNS_TCP_IDLE_TIMEOUT_MS = 10_000;
+/** Concurrent TCP client connections accepted; more are refused by the listener. */
+export const DNS_TCP_MAX_CONNECTIONS = 1_024;
+/** Unanswered queries per TCP connection before the proxy stops reading from it. */
+export const DNS_TCP_MAX_INFLIGHT_PER_CONNECTION = 64;
+/** Attempts to find a port free on both UDP and TCP when binding port 0. */
+export const DNS_BIND_ATTEMPTS_MAX = 8;
+
+/** The final result of a query, the label of `neuwerk_dns_queries_total`. */
+export type DnsResult = 'allowed' | 'audit' | 'denied' | 'servfail' | 'malformed' | 'unsupported';
+
+const DNS_RESULTS: readonly DnsResult[] = ['allowed', 'audit', 'denied', 'servfail', 'malformed', 'unsupported'];
+
+/** Where the proxy reads the active policy (`PolicyEnforcement` satisfies it). */
+export interface PolicySource {
+  readonly active: CompiledPolicy | null;
+}
+
+/** Options of a `DnsProxy`. */
+export interface DnsProxyOptions {
+  /** UDP and TCP listen address; port 0 picks one port free on both. */
+  readonly bind: HostPort;
+  /** Started by the caller and shared with the forward proxy's resolver; not closed by `stop`. */
+  readonly upstream: DnsUpstreamClient;
+  readonly enforcement: PolicySource;
+  readonly allowlist: DynamicAllowlist;
+  readonly findings: FindingsStore;
+  readonly logger: Logger;
+  readonly metrics?: NodeMetrics;
+  readonly tcpIdleTimeoutMs?: number;
+  readonly tcpMaxConnections?: number;
+  readonly tcpMaxInflightPerConnection?: number;
+}
+
+/** The bound addresses (equal ports unless port 0 could not find one port free on both). */
+export interface DnsProxyAddresses {
+  readonly udp: HostPort;
+  readonly tcp: HostPort;
+}
+
+/** The `dns` section of `GET /api/v1/stats`. */
+export interface DnsProxyStats {
+  readonly listening: { readonly udp: string; readonly tcp: string } | null;
+  readonly queries: Record<DnsResult, number>;
+  readonly tcp_connections: number;
+  readonly upstreams: string[];
+  readonly upstream: DnsUpstreamStats;
+}
+
+interface ResultSinks {
+  readonly inc: () => void;
+  readonly observe: (seconds: number) => void;
+}
+
+function bindUdp(socket: UdpSocket, address: HostPort): Promise<number> {
+  return new Promise((resolve, reject) => {
+    socket.once('error', reject);
+    socket.bind({ address: address.host, port: address.port, exclusive: true }, () => {
+      socket.off('error', reject);
+      resolve(socket.address().port);
+    });
+  });
+}
+
+function listenTcp(server: Server, address: HostPort): Promise<number> {
+  return new Promise((resolve, reject) => {
+    server.once('error', reject);
+    server.listen({ host: address.host, port: address.port, exclusive: true }, () => {
+      server.off('error', reject);
+      const bound = server.address();
+      resolve(bound !== null && typeof bound === 'object' ? bound.port : address.port);
+    });
+  });
+}
+
+function listenError(err: unknown, address: HostPort): NeuwerkError {
+  const shown = formatHostPort(address);
+  const code = (err as NodeJS.ErrnoException).code;
+  if (code === 'EADDRINUSE') {
+    return new NeuwerkError('NW_ERR_ADDRESS_IN_USE', `--dns-bind ${shown} is already in use`, {
+      actions: [`Stop whatever listens on ${shown} (UDP or TCP), or choose another address with --dns-bind.`],
+    });
+  }
+  return new NeuwerkError('NW_ERR_LISTEN_FAILED', `--dns-bind ${shown}: cannot listen (${code ?? describeError(err)})`);
+}
+
+/** The DNS proxy; see the module comment for the per-query contract. */
+export class DnsProxy {
+  private udp: UdpSocket | null = null;
+  private tcp: Server | null = null;
+  private addresses: DnsProxyAddresses | null = null;
+  private readonly connections = new Set<Socket>();
+  private readonly counts: Record<DnsResult, number> = { allowed: 0, audit: 0, denied: 0, servfail: 0, malformed: 0, unsupported: 0 };
+  private readonly sinks: Record<DnsResult, ResultSinks>;
+  private readonly idleMs: number;
+  private readonly maxInflight: number;
+  private stopped = false;
+
+  constructor(private readonly options: DnsProxyOptions) {
+    this.idleMs = options.tcpIdleTimeoutMs ?? DNS_TCP_IDLE_TIMEOUT_MS;
+    this.maxInflight = options.tcpMaxInflightPerConnection ?? DNS_TCP_MAX_INFLIGHT_PER_CONNECTION;
+    const sinks = {} as Record<DnsResult, ResultSinks>;
+    for (const result of DNS_RESULTS) {
+      const counter = options.metrics?.dnsQueries.labels(result);
+      const histogram = options.metrics?.dnsQueryLatency.labels(result);
+      sinks[result] = {
+        inc: counter === undefined ? () => undefined : () => counter.inc(),
+        observe: histogram === undefined ? () => undefined : (seconds) => histogram.observe(seconds),
+      };
+    }
+    this.sinks = sinks;
+  }
+
+  /**
+   * Binds UDP and TCP. With port 0, retries until one port is free on both (up to
+   * DNS_BIND_ATTEMPTS_MAX), else accepts different ports. Resolves with the bound addresses.
+   * @throws NeuwerkError NW_ERR_ADDRESS_IN_USE / NW_ERR_LISTEN_FAILED naming `--dns-bind`.
+   */
+  async start(): Promise<DnsProxyAddresses> {
+    const { bind } = this.options;
+    const family = isIP(bind.host) === 6 ? 'udp6' : 'udp4';
+    for (let attempt = 1; ; attempt++) {
+      const udp = createSocket({ type: family, recvBufferSize: DNS_UDP_RECEIVE_BUFFER_BYTES });
+      let udpPort: number;
+      try {
+        udpPort = await bindUdp(udp, bind);
+      } catch (err) {
+        udp.close();
+        throw listenError(err, bind);
+      }
+      const tcp = createServer({ allowHalfOpen: true }, (socket) => this.onTcpConnection(socket));
+      tcp.maxConnections = this.options.tcpMaxConnections ?? DNS_TCP_MAX_CONNECTIONS;
+      try {
+        const tcpPort = await listenTcp(tcp, { host: bind.host, port: bind.port === 0 && attempt < DNS_BIND_ATTEMPTS_MAX ? udpPort : bind.port });
+        this.udp = udp;
+        this.tcp = tcp;
+        this.addresses = { udp: { host: bind.host, port: udpPort }, tcp: { host: bind.host, port: tcpPort } };
+        break;
+      } catch (err) {
+        udp.close();
+        if (bind.port !== 0 || (err as NodeJS.ErrnoException).code !== 'EADDRINUSE') throw listenError(err, bind);
+      }
+    }
+    const udp = this.udp;
+    udp.on('message', (message, remote) => this.onUdpQuery(udp, message, remote.address, remote.port));
+    udp.on('error', (err) => this.options.logger.warn({ err: describeError(err) }, 'DNS proxy UDP socket error'));
+    this.tcp?.on('error', (err) => this.options.logger.warn({ err: describeError(err) }, 'DNS proxy TCP listener error'));
+    return this.addresses;
+  }
+
+  /** Closes both listeners and every TCP connection. Idempotent. */
+  async stop(): Promise<void> {
+    if (this.stopped) return;
+    this.stopped = true;
+    for (const socket of this.connections) socket.destroy();
+    const udp = this.udp;
+    if (udp !== null) await new Promise<void>((resolve) => udp.close(() => resolve()));
+    if (this.tcp !== null) await closeServer(this.tcp, 0);
+  }
+
+  /** Readiness `dns_ready`: both listeners are bound and the proxy is not stopped. */
+  readiness(): { ok: boolean; detail?: string } {
+    if (this.stopped) return { ok: false, detail: 'the DNS proxy is stopped' };
+    if (this.addresses === null) return { ok: false, detail: 'the DNS proxy is not listening yet' };
+    return { ok: true };
+  }
+
+  /** The `dns` section of `GET /api/v1/stats`. */
+  stats(): DnsProxyStats {
+    return {
+      listening: this.addresses === null ? null : { udp: formatHostPort(this.addresses.udp), tcp: formatHostPort(this.addresses.tcp) },
+      queries: { ...this.counts },
+      tcp_connections: this.connections.size,
+      upstreams: this.options.upstream.upstreams.map((u) => u.label),
+      upstream: this.options.upstream.stats(),
+    };
+  }
+
+  /**
+   * Answers one query from `clientIp`; resolves with the answer to send, or null to drop the
+   * message. Never rejects. Exposed for tests and the in-process benchmark.
+   */
+  async answer(raw: Buffer, clientIp: string, transport: 'udp' | 'tcp'): Promise<Buffer | null> {
+    const started = performance.now();
+    let result: DnsResult = 'servfail';
+    try {
+      const classified = classifyQuery(raw);
+      if (classified.kind === 'malformed') {
+        result = 'malformed';
+        return null;
+      }
+      if (classified.kind === 'unsupported') {
+        result = 'unsupported';
+        return buildResponse(classified.packet, classified.rcode);
+      }
+      const { packet, question } = classified.query;
+      const policy = this.options.enforcement.active;
+      if (policy === null) return buildResponse(packet, RCODE.SERVFAIL, { code: EDE.NOT_READY, text: 'no policy is active on this node yet' });
+      const decision = decideDns(policy, { srcIp: clientIp, qname: question.name });
+      if (decision.finding !== null) {
+        this.options.findings.record({
+          type: 'dns',
+          sourceGroup: decision.sourceGroup,
+          hostname: normalizeHostname(question.name),
+          destination: null,
+          port: null,
+          finding: decision.finding,
+          ruleId: decision.ruleId,
+          reason: decision.reason,
+          clientIp,
+        });
+      }
+      if (decision.enforced === 'deny') {
+        result = 'denied';
+        return buildResponse(packet, RCODE.NXDOMAIN, { code: EDE.BLOCKED, text: decision.reason });
+      }
+      const outcome = await this.options.upstream.exchange(raw, question, transport);
+      if (!outcome.ok) {
+        this.options.logger.debug({ qname: question.name, reason: outcome.reason }, 'DNS upstreams failed; answering SERVFAIL');
+        return buildResponse(packet, RCODE.SERVFAIL, { code: EDE.NO_REACHABLE_AUTHORITY, text: 'no upstream answered' });
+      }
+      if (decision.sourceGroup !== null && rcodeOf(outcome.packet) === RCODE.NOERROR) {
+        const addresses = answerAddresses(question.name, outcome.packet);
+        if (addresses.length > 0) this.options.allowlist.insert(decision.sourceGroup, question.name, addresses);
+      }
+      outcome.reply.writeUInt16BE(packet.id ?? 0, 0);
+      result = decision.finding === 'audit' ? 'audit' : 'allowed';
+      return outcome.reply;
+    } catch (err) {
+      // A bug, not a client's fault: keep serving, answer nothing for this message.
+      this.options.logger.error({ err: describeError(err) }, 'DNS proxy failed to handle a query');
+      return null;
+    } finally {
+      this.counts[result]++;
+      const sinks = this.sinks[result];
+      sinks.inc();
+      sinks.observe((performance.now() - started) / 1000);
+    }
+  }
+
+  private onUdpQuery(udp: UdpSocket, message: Buffer, address: string, port: number): void {
+    void this.answer(message, address, 'udp').then((response) => {
+      if (response !== null && !this.stopped) udp.send(response, port, address);
+    });
+  }
+
+  private onTcpConnection(socket: Socket): void {
+    if (this.stopped) {
+      socket.destroy();
+      return;
+    }
+    this.connections.add(socket);
+    const clientIp = socket.remoteAddress ?? '';
+    let buffered: Buffer = Buffer.alloc(0);
+    let inflight = 0;
+    let ended = false;
+    let paused = false;
+    socket.setNoDelay(true);
+    socket.setTimeout(this.idleMs, () => socket.destroy());
+    socket.on('error', () => undefined); // 'close' follows; nothing to report per client
+    socket.on('close', () => this.connections.delete(socket));
+    socket.on('end', () => {
+      ended = true;
+      if (inflight === 0) socket.end();
+    });
+    // Frames are answered while fewer than maxInflight are open; the rest stay buffered and the
+    // socket is paused, so one connection cannot queue unbounded work.
+    const drain = (): void => {
+      while (inflight < this.maxInflight && buffered.length >= 2) {
+        const length = buffered.readUInt16BE(0);
+        if (buffered.length < 2 + length) break;
+        const message = buffered.subarray(2, 2 + length);
+        buffered = buffered.subarray(2 + length);
+        inflight++;
+        void this.answer(message, clientIp, 'tcp').then(settle);
+      }
+      const full = inflight >= this.maxInflight;
+      if (full && !paused) socket.pause();
+      if (!full && paused && !socket.destroyed) socket.resume();
+      paused = full;
+    };
+    const settle = (response: Buffer | null): void => {
+      inflight--;
+      if (response !== null && !socket.destroyed && socket.writable) {
+        const frame = Buffer.allocUnsafe(2 + response.length);
+        frame.writeUInt16BE(response.length, 0);
+        response.copy(frame, 2);
+        socket.write(frame);
+      }
+      if (!socket.destroyed) drain();
+      if (ended && inflight === 0 && buffered.length < 2 && !socket.destroyed) socket.end();
+    };
+    socket.on('data', (chunk: Buffer) => {
+      buffered = buffered.length === 0 ? chunk : Buffer.concat([buffered, chunk]);
+      drain();
+    });
+  }
+}

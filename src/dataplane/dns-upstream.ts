@@ -1,0 +1,327 @@
+/**
+ * The client side of DNS forwarding, shared by the DNS proxy and the forward proxy's resolver:
+ * sends a query to the configured upstreams in order, one try each with a per-try timeout, and
+ * returns the first valid reply.
+ *
+ * Every try uses a fresh random message ID (mapped back by the caller, who keeps the client's ID)
+ * and, over UDP, one of several sockets with OS-chosen ports; a reply is accepted only from the
+ * upstream's address and port, with that ID and the same question (`validateReply`). Anything
+ * else is dropped and counted while the try keeps waiting, so a spoofed or late reply can neither
+ * answer nor cancel a query.
+ *
+ * Failover: a try that times out, fails to send, or answers SERVFAIL/REFUSED moves on to the next
+ * upstream; when every upstream failed, the last SERVFAIL/REFUSED reply (if any) is returned,
+ * otherwise a failure (the proxy answers SERVFAIL).
+ */
+import { createSocket, type Socket as UdpSocket } from 'node:dgram';
+import { lookup } from 'node:dns/promises';
+import { connect, isIP, type Socket } from 'node:net';
+import type { DecodedPacket, Question } from 'dns-packet';
+import { formatHostPort, type HostPort } from '../config/address.js';
+import { NeuwerkError } from '../errors.js';
+import type { NodeMetrics } from '../metrics/registry.js';
+import { canonicalIp } from './allowlist.js';
+import { DNS_HEADER_BYTES, DNS_MESSAGE_MAX_BYTES, RandomIds, RCODE, rcodeOf, validateReply } from './dns-messages.js';
+
+/** How long one upstream gets to answer one try before the next upstream is asked. */
+export const DNS_UPSTREAM_TRY_TIMEOUT_MS = 2_000;
+/** UDP sockets per address family used for upstream queries (spreads replies over several ports). */
+export const DNS_UPSTREAM_SOCKETS_PER_FAMILY = 4;
+/** Upper bound on upstream tries in flight at once; beyond it a query fails at once (SERVFAIL). */
+export const DNS_UPSTREAM_MAX_PENDING = 16_384;
+/** Receive buffer requested for every UDP socket (the kernel may cap it at net.core.rmem_max). */
+export const DNS_UDP_RECEIVE_BUFFER_BYTES = 4 * 1024 * 1024;
+/** Attempts to draw an ID not already pending on a socket before the try is refused. */
+const ID_DRAW_ATTEMPTS_MAX = 32;
+
+/** An upstream as configured and as dialled (its host resolved once, at start). */
+export interface UpstreamTarget {
+  /** As configured, e.g. `127.0.0.1:5300`; the metrics label. */
+  readonly label: string;
+  /** Canonical IP text. */
+  readonly ip: string;
+  readonly port: number;
+}
+
+/** A valid reply from one upstream. */
+export interface UpstreamReply {
+  /** The raw reply; its first two bytes are the upstream ID (the caller rewrites them). */
+  readonly reply: Buffer;
+  readonly packet: DecodedPacket;
+  readonly upstream: string;
+}
+
+/** Outcome of `exchange`. */
+export type ExchangeOutcome = ({ readonly ok: true } & UpstreamReply) | { readonly ok: false; readonly reason: string };
+
+type TryOutcome = ({ readonly ok: true } & Omit<UpstreamReply, 'upstream'>) | { readonly ok: false; readonly reason: string };
+
+interface PendingTry {
+  readonly target: UpstreamTarget;
+  readonly question: Question;
+  readonly timer: NodeJS.Timeout;
+  readonly finish: (outcome: TryOutcome) => void;
+}
+
+interface UdpChannel {
+  readonly socket: UdpSocket;
+  readonly pending: Map<number, PendingTry>;
+}
+
+/** Options of a `DnsUpstreamClient`. */
+export interface DnsUpstreamOptions {
+  /** Tried in this order; hostnames are resolved once by `start` with the system resolver. */
+  readonly upstreams: readonly HostPort[];
+  readonly tryTimeoutMs?: number;
+  readonly maxPending?: number;
+  readonly socketsPerFamily?: number;
+  readonly metrics?: NodeMetrics;
+}
+
+/** Counters of a `DnsUpstreamClient` since start. */
+export interface DnsUpstreamStats {
+  readonly in_flight: number;
+  readonly timeouts: number;
+  readonly replies_dropped: number;
+  readonly send_errors: number;
+}
+
+async function resolveTarget(address: HostPort): Promise<UpstreamTarget> {
+  const label = formatHostPort(address);
+  if (isIP(address.host) !== 0) return { label, ip: canonicalIp(address.host) ?? address.host, port: address.port };
+  try {
+    const found = await lookup(address.host);
+    return { label, ip: canonicalIp(found.address) ?? found.address, port: address.port };
+  } catch (err) {
+    throw new NeuwerkError('NW_ERR_CONFIG_INVALID', `DNS upstream ${label}: cannot resolve ${address.host} (${(err as NodeJS.ErrnoException).code ?? 'error'})`, {
+      actions: ['Give the upstream as an IP address, e.g. --dns-upstream 192.0.2.53:53.'],
+    });
+  }
+}
+
+/** Forwards DNS queries to the upstreams; see the module comment for the contract. */
+export class DnsUpstreamClient {
+  private targets: UpstreamTarget[] = [];
+  private readonly channels = new Map<4 | 6, UdpChannel[]>();
+  private readonly nextChannel = new Map<4 | 6, number>();
+  private readonly tcpSockets = new Set<Socket>();
+  private readonly ids = new RandomIds();
+  private readonly tryTimeoutMs: number;
+  private readonly maxPending: number;
+  private readonly socketsPerFamily: number;
+  private readonly metrics: NodeMetrics | undefined;
+  private pendingCount = 0;
+  private timeoutCount = 0;
+  private droppedCount = 0;
+  private sendErrorCount = 0;
+  private closed = false;
+
+  constructor(private readonly options: DnsUpstreamOptions) {
+    this.tryTimeoutMs = options.tryTimeoutMs ?? DNS_UPSTREAM_TRY_TIMEOUT_MS;
+    this.maxPending = options.maxPending ?? DNS_UPSTREAM_MAX_PENDING;
+    this.socketsPerFamily = options.socketsPerFamily ?? DNS_UPSTREAM_SOCKETS_PER_FAMILY;
+    this.metrics = options.metrics;
+  }
+
+  /** Resolves the upstream addresses and binds the UDP sockets. Call once before `exchange`. */
+  async start(): Promise<void> {
+    if (this.options.upstreams.length === 0) throw new NeuwerkError('NW_ERR_CONFIG_INVALID', 'the DNS forwarder needs at least one upstream');
+    this.targets = await Promise.all(this.options.upstreams.map(resolveTarget));
+    const families = new Set(this.targets.map((t) => (t.ip.includes(':') ? 6 : 4) as 4 | 6));
+    for (const family of families) {
+      const list: UdpChannel[] = [];
+      for (let i = 0; i < this.socketsPerFamily; i++) list.push(await this.openChannel(family));
+      this.channels.set(family, list);
+      this.nextChannel.set(family, 0);
+    }
+  }
+
+  /** The upstreams in the order they are tried. */
+  get upstreams(): readonly UpstreamTarget[] {
+    return this.targets;
+  }
+
+  /**
+   * Sends `query` (a complete DNS message; its ID is replaced per try, the buffer is not modified)
+   * asking `question` to the upstreams in order over `transport`; resolves with the first valid
+   * reply or a failure. Never rejects.
+   */
+  async exchange(query: Buffer, question: Question, transport: 'udp' | 'tcp'): Promise<ExchangeOutcome> {
+    let fallback: UpstreamReply | null = null;
+    let lastReason = 'no upstream configured';
+    for (const target of this.targets) {
+      if (this.closed) return { ok: false, reason: 'the DNS forwarder is closed' };
+      const outcome = transport === 'udp' ? await this.tryUdp(target, query, question) : await this.tryTcp(target, query, question);
+      if (!outcome.ok) {
+        lastReason = `${target.label}: ${outcome.reason}`;
+        continue;
+      }
+      const rcode = rcodeOf(outcome.packet);
+      if (rcode === RCODE.SERVFAIL || rcode === RCODE.REFUSED) {
+        fallback = { reply: outcome.reply, packet: outcome.packet, upstream: target.label };
+        lastReason = `${target.label}: answered rcode ${rcode}`;
+        continue;
+      }
+      return { ok: true, reply: outcome.reply, packet: outcome.packet, upstream: target.label };
+    }
+    if (fallback !== null) return { ok: true, ...fallback };
+    return { ok: false, reason: lastReason };
+  }
+
+  /** Tries in flight now. */
+  get inFlight(): number {
+    return this.pendingCount;
+  }
+
+  /** Counters since start. */
+  stats(): DnsUpstreamStats {
+    return { in_flight: this.pendingCount, timeouts: this.timeoutCount, replies_dropped: this.droppedCount, send_errors: this.sendErrorCount };
+  }
+
+  /** Closes every socket; pending tries fail at once. Idempotent. */
+  async close(): Promise<void> {
+    if (this.closed) return;
+    this.closed = true;
+    for (const socket of this.tcpSockets) socket.destroy();
+    const closing: Promise<void>[] = [];
+    for (const list of this.channels.values()) {
+      for (const channel of list) {
+        for (const pending of [...channel.pending.values()]) pending.finish({ ok: false, reason: 'the DNS forwarder is closed' });
+        closing.push(new Promise((resolve) => channel.socket.close(() => resolve())));
+      }
+    }
+    await Promise.all(closing);
+  }
+
+  private openChannel(family: 4 | 6): Promise<UdpChannel> {
+    return new Promise((resolve, reject) => {
+      const socket = createSocket({ type: family === 6 ? 'udp6' : 'udp4', recvBufferSize: DNS_UDP_RECEIVE_BUFFER_BYTES });
+      const channel: UdpChannel = { socket, pending: new Map() };
+      socket.on('message', (message, remote) => this.onUdpReply(channel, message, remote.address, remote.port));
+      socket.once('error', reject);
+      socket.bind(0, () => {
+        socket.off('error', reject);
+        // Errors after bind (e.g. ICMP-induced on some platforms) must not crash the process.
+        socket.on('error', () => undefined);
+        resolve(channel);
+      });
+    });
+  }
+
+  private onUdpReply(channel: UdpChannel, message: Buffer, address: string, port: number): void {
+    if (message.length < DNS_HEADER_BYTES) return this.dropReply();
+    const id = message.readUInt16BE(0);
+    const pending = channel.pending.get(id);
+    if (pending === undefined) return this.dropReply();
+    if (pending.target.port !== port || pending.target.ip !== (canonicalIp(address) ?? address)) return this.dropReply();
+    const check = validateReply(message, id, pending.question);
+    if (!check.ok) return this.dropReply();
+    pending.finish({ ok: true, reply: message, packet: check.packet });
+  }
+
+  private dropReply(): void {
+    this.droppedCount++;
+    this.metrics?.dnsUpstreamRepliesDropped.inc();
+  }
+
+  private noteTimeout(target: UpstreamTarget): void {
+    this.timeoutCount++;
+    this.metrics?.dnsUpstreamTimeouts.inc({ upstream: target.label });
+  }
+
+  private withId(query: Buffer, id: number): Buffer {
+    const out = Buffer.allocUnsafe(query.length);
+    query.copy(out);
+    out.writeUInt16BE(id, 0);
+    return out;
+  }
+
+  private tryUdp(target: UpstreamTarget, query: Buffer, question: Question): Promise<TryOutcome> {
+    if (this.pendingCount >= this.maxPending) return Promise.resolve({ ok: false, reason: 'too many queries in flight' });
+    const family = target.ip.includes(':') ? 6 : 4;
+    const list = this.channels.get(family);
+    if (list === undefined || list.length === 0) return Promise.resolve({ ok: false, reason: 'no socket for the address family' });
+    const index = this.nextChannel.get(family) ?? 0;
+    this.nextChannel.set(family, (index + 1) % list.length);
+    const channel = list[index] as UdpChannel;
+    let id = -1;
+    for (let attempt = 0; attempt < ID_DRAW_ATTEMPTS_MAX; attempt++) {
+      const candidate = this.ids.next();
+      if (!channel.pending.has(candidate)) {
+        id = candidate;
+        break;
+      }
+    }
+    if (id < 0) return Promise.resolve({ ok: false, reason: 'no free message ID' });
+    return new Promise((resolve) => {
+      let done = false;
+      const finish = (outcome: TryOutcome): void => {
+        if (done) return;
+        done = true;
+        clearTimeout(timer);
+        channel.pending.delete(id);
+        this.pendingCount--;
+        resolve(outcome);
+      };
+      const timer = setTimeout(() => {
+        this.noteTimeout(target);
+        finish({ ok: false, reason: `no answer within ${this.tryTimeoutMs} ms` });
+      }, this.tryTimeoutMs);
+      channel.pending.set(id, { target, question, timer, finish });
+      this.pendingCount++;
+      channel.socket.send(this.withId(query, id), target.port, target.ip, (err) => {
+        if (err) {
+          this.sendErrorCount++;
+          finish({ ok: false, reason: `send failed (${(err as NodeJS.ErrnoException).code ?? err.message})` });
+        }
+      });
+    });
+  }
+
+  private tryTcp(target: UpstreamTarget, query: Buffer, question: Question): Promise<TryOutcome> {
+    if (this.pendingCount >= this.maxPending) return Promise.resolve({ ok: false, reason: 'too many queries in flight' });
+    const id = this.ids.next();
+    return new Promise((resolve) => {
+      this.pendingCount++;
+      const socket = connect({ host: target.ip, port: target.port });
+      this.tcpSockets.add(socket);
+      let buffered: Buffer = Buffer.alloc(0);
+      let done = false;
+      const finish = (outcome: TryOutcome): void => {
+        if (done) return;
+        done = true;
+        clearTimeout(timer);
+        this.pendingCount--;
+        this.tcpSockets.delete(socket);
+        socket.destroy();
+        resolve(outcome);
+      };
+      const timer = setTimeout(() => {
+        this.noteTimeout(target);
+        finish({ ok: false, reason: `no answer within ${this.tryTimeoutMs} ms` });
+      }, this.tryTimeoutMs);
+      socket.on('connect', () => {
+        const frame = Buffer.allocUnsafe(2 + query.length);
+        frame.writeUInt16BE(query.length, 0);
+        query.copy(frame, 2);
+        frame.writeUInt16BE(id, 2);
+        socket.write(frame);
+      });
+      socket.on('data', (chunk: Buffer) => {
+        buffered = buffered.length === 0 ? chunk : Buffer.concat([buffered, chunk]);
+        while (buffered.length >= 2) {
+          const length = buffered.readUInt16BE(0);
+          if (buffered.length < 2 + length) break;
+          const message = Buffer.from(buffered.subarray(2, 2 + length));
+          buffered = buffered.subarray(2 + length);
+          const check = validateReply(message, id, question);
+          if (check.ok) return finish({ ok: true, reply: message, packet: check.packet });
+          this.dropReply();
+        }
+        if (buffered.length > 2 + DNS_MESSAGE_MAX_BYTES) finish({ ok: false, reason: 'oversized TCP frame' });
+      });
+      socket.on('error', (err: NodeJS.ErrnoException) => finish({ ok: false, reason: `TCP ${err.code ?? err.message}` }));
+      socket.on('close', () => finish({ ok: false, reason: 'TCP connection closed before the answer' }));
+    });
+  }
+}

@@ -1,0 +1,812 @@
+/**
+ * The policy-aware HTTP/1.1 forward proxy (DESIGN §8): `CONNECT host:port` tunnels and
+ * absolute-form plain-HTTP requests (`GET http://host/path`) on keep-alive connections.
+ *
+ * ## Deciding a flow
+ * 1. The target: an IP literal, or a hostname (validated, lowercased).
+ * 2. Candidate addresses. An IP literal is its own single candidate, decided without a hostname
+ *    (so only rules without `dns_hostname` — or the defaults — can allow it). For a hostname:
+ *    the dynamic allowlist's live answers for it under the source group that decides the client's
+ *    DNS for that name; otherwise a fresh lookup through the DNS upstreams (`HostnameResolver`).
+ *    A fresh lookup is made only when the client's DNS policy would resolve the name, or when
+ *    the policy allows the name without regard to its address — the proxy must not become a DNS
+ *    channel for names the DNS proxy refuses. A destination IP is thus allowed for a hostname
+ *    only when the hostname resolves to it.
+ * 3. Each candidate (at most PROXY_MAX_CANDIDATE_IPS) is decided with `decideConnection` (client
+ *    IP, hostname, candidate IP, port, and for plain HTTP the method, Host and path). Loopback,
+ *    link-local (metadata), unspecified, multicast and the appliance's own addresses additionally
+ *    need an allowing rule with `dst_ips`/`dst_cidrs` (`DestinationGuard`), in any mode.
+ * 4. The proxy dials exactly a candidate it checked (never re-resolves); if the dial fails it tries
+ *    the next allowed candidate (CONNECT only, at most PROXY_DIAL_ATTEMPTS_MAX).
+ *
+ * ## TLS tunnels (CONNECT to a port in `tlsPorts`)
+ * The proxy answers 403 before the tunnel opens when no admissible SNI could make the flow allowed
+ * (admissible: none, or equal to the CONNECT host). Otherwise it answers 200, reads the client's
+ * ClientHello (at most TLS_PEEK_MAX_BYTES within `tlsPeekTimeoutMs`), and refuses (closes) the
+ * tunnel when the SNI differs from the CONNECT host (no domain fronting; an IP-literal CONNECT
+ * admits no SNI), when the hello is malformed or incomplete, or when the decision with the SNI
+ * denies; `tls.sni` rules are decided with it. A client that sends nothing within the peek time
+ * is decided without SNI (some protocols on TLS ports let the server speak first).
+ *
+ * ## Answers
+ * Denied: `403` with a one-line reason in the body and in `X-Neuwerk-Reason`, and a finding
+ * (audit-mode denies pass and leave a finding). Beyond `maxActiveFlowsPerGroup` flows of one
+ * source group: `429` (the group is over its quota; other groups are unaffected). No policy yet:
+ * `503`. Lookup or dial failures: `502`; upstream silent beyond the idle timeout: `504`.
+ * Malformed requests: `400`, oversized headers: `431`, headers not complete within
+ * `headerTimeoutMs` (slowloris): `408` and close.
+ */
+import { Agent, createServer, request as httpRequest, STATUS_CODES, type IncomingHttpHeaders, type IncomingMessage, type OutgoingHttpHeaders, type Server, type ServerResponse } from 'node:http';
+import { connect, isIP, type Socket } from 'node:net';
+import type { Duplex } from 'node:stream';
+import { formatHostPort, type HostPort } from '../config/address.js';
+import { describeError } from '../errors.js';
+import type { Logger } from '../log/logger.js';
+import type { NodeMetrics } from '../metrics/registry.js';
+import { closeServer, listen } from '../net/listen.js';
+import { decideConnection, decideDns, type CompiledPolicy, type Decision, type HttpRequestInfo } from '../policy/index.js';
+import { isValidHostname, normalizeHostname } from '../policy/hostname.js';
+import { canonicalIp, type DynamicAllowlist } from './allowlist.js';
+import { DestinationGuard, ruleNamesDestination } from './destination-guard.js';
+import type { PolicySource } from './dns-proxy.js';
+import type { FindingsStore, FindingType } from './findings.js';
+import type { HostnameResolver } from './resolver.js';
+import { parseClientHello, TLS_PEEK_MAX_BYTES, type ClientHelloResult } from './tls-sni.js';
+
+/** A tunnel (either side) or an upstream request with no traffic for this long is closed. */
+export const PROXY_IDLE_TIMEOUT_MS = 300_000;
+/** A request's headers must be complete within this long (slowloris bound). */
+export const PROXY_HEADER_TIMEOUT_MS = 10_000;
+/** An idle keep-alive client connection is closed after this long. */
+export const PROXY_KEEPALIVE_TIMEOUT_MS = 30_000;
+/** Dialling one destination address may take this long. */
+export const PROXY_CONNECT_TIMEOUT_MS = 10_000;
+/** A TLS client must send its ClientHello within this long after the tunnel opens. */
+export const PROXY_TLS_PEEK_TIMEOUT_MS = 5_000;
+/** Flows (tunnels and in-flight plain-HTTP requests) admitted per source group at once. */
+export const PROXY_MAX_ACTIVE_FLOWS_PER_GROUP = 4_096;
+/** Client connections accepted at once; more are closed on accept. */
+export const PROXY_MAX_CLIENT_CONNECTIONS = 16_384;
+/** Largest request head (request line and headers) accepted; beyond it: 431. */
+export const PROXY_MAX_HEADER_BYTES = 16_384;
+/** Resolved addresses considered per flow. */
+export const PROXY_MAX_CANDIDATE_IPS = 8;
+/** Allowed addresses a CONNECT dials in turn before answering 502. */
+export const PROXY_DIAL_ATTEMPTS_MAX = 3;
+/** Longest reason text sent in a 403 body and header. */
+export const PROXY_REASON_MAX_CHARS = 200;
+/** Ports whose CONNECT tunnels are treated as TLS (ClientHello peeked, SNI checked) by default. */
+export const PROXY_DEFAULT_TLS_PORTS: readonly number[] = [443, 465, 563, 636, 853, 989, 990, 992, 993, 994, 995, 5061, 6443, 8443];
+/** Longest wait for a response body to drain after a denial before the client connection is closed. */
+const PROXY_REFUSAL_LINGER_MS = 1_000;
+
+/** Results of `neuwerk_proxy_decisions_total`. */
+export type ProxyResult = 'allowed' | 'audit' | 'denied' | 'limited' | 'error';
+/** Kinds of `neuwerk_proxy_decisions_total`. */
+export type ProxyKind = 'connect' | 'http';
+
+const PROXY_RESULTS: readonly ProxyResult[] = ['allowed', 'audit', 'denied', 'limited', 'error'];
+const PROXY_KINDS: readonly ProxyKind[] = ['connect', 'http'];
+/** The group key for flows no source group decided. */
+const NO_GROUP = '(none)';
+
+/** Options of a `ForwardProxy`. */
+export interface ForwardProxyOptions {
+  readonly bind: HostPort;
+  readonly enforcement: PolicySource;
+  readonly resolver: HostnameResolver;
+  readonly allowlist: DynamicAllowlist;
+  readonly findings: FindingsStore;
+  readonly logger: Logger;
+  readonly metrics?: NodeMetrics;
+  /** The node's listen hosts (API, metrics, cluster, DNS); the proxy adds its own bind host. */
+  readonly ownAddresses?: readonly string[];
+  readonly tlsPorts?: readonly number[];
+  readonly idleTimeoutMs?: number;
+  readonly headerTimeoutMs?: number;
+  readonly keepAliveTimeoutMs?: number;
+  readonly connectTimeoutMs?: number;
+  readonly tlsPeekTimeoutMs?: number;
+  readonly maxActiveFlowsPerGroup?: number;
+  readonly maxClientConnections?: number;
+}
+
+/** The `proxy` section of `GET /api/v1/stats`. */
+export interface ForwardProxyStats {
+  readonly listening: string | null;
+  readonly active_flows: number;
+  readonly active_flows_by_group: Record<string, number>;
+  readonly client_connections: number;
+  readonly upstream_connections: number;
+  readonly decisions: Record<ProxyKind, Record<ProxyResult, number>>;
+  readonly tunnel_bytes: { readonly client_to_upstream: number; readonly upstream_to_client: number };
+}
+
+/** The destination of a CONNECT or request. */
+interface Target {
+  /** Lowercased hostname, or null for an IP literal. */
+  readonly hostname: string | null;
+  /** Canonical IP for an IP literal. */
+  readonly literalIp: string | null;
+  readonly port: number;
+}
+
+/** One address checked for a flow under one SNI hypothesis. */
+interface Verdict {
+  readonly ip: string;
+  readonly decision: Decision;
+  readonly allowed: boolean;
+  /** The decision's reason, or the guard's when the guard refused. */
+  readonly reason: string;
+}
+
+type Plan =
+  | { readonly kind: 'allow'; readonly candidates: readonly string[]; readonly admitGroup: string | null }
+  | { readonly kind: 'deny'; readonly verdict: Verdict | null; readonly decision: Decision; readonly reason: string }
+  | { readonly kind: 'error'; readonly status: number; readonly reason: string };
+
+interface Flow {
+  readonly group: string;
+  released: boolean;
+}
+
+const HOP_BY_HOP = new Set(['connection', 'proxy-connection', 'keep-alive', 'proxy-authorization', 'proxy-authenticate', 'te', 'trailer', 'transfer-encoding', 'upgrade']);
+
+/** One printable-ASCII line, safe for a header value. */
+export function sanitizeReason(reason: string): string {
+  const line = reason.replace(/[^\x20-\x7e]/g, '?');
+  return line.length > PROXY_REASON_MAX_CHARS ? `${line.slice(0, PROXY_REASON_MAX_CHARS - 3)}...` : line;
+}
+
+function parsePort(text: string): number | null {
+  if (!/^\d{1,5}$/.test(text)) return null;
+  const port = Number(text);
+  return port >= 1 && port <= 65535 ? port : null;
+}
+
+function targetFromHost(host: string, port: number): Target | null {
+  const bare = host.startsWith('[') && host.endsWith(']') ? host.slice(1, -1) : host;
+  if (isIP(bare) !== 0) {
+    const ip = canonicalIp(bare);
+    return ip === null ? null : { hostname: null, literalIp: ip, port };
+  }
+  if (host !== bare || !isValidHostname(host)) return null;
+  const hostname = normalizeHostname(host);
+  const lastLabel = hostname.slice(hostname.lastIndexOf('.') + 1);
+  if (/^[0-9]+$/.test(lastLabel) || /^0x/i.test(hostname)) return null; // numeric forms are addresses, not names
+  return { hostname, literalIp: null, port };
+}
+
+/** Parses a CONNECT authority `host:port` or `[v6]:port`; null when it is not one. */
+export function parseConnectAuthority(authority: string): Target | null {
+  const colon = authority.lastIndexOf(':');
+  if (colon <= 0) return null;
+  const port = parsePort(authority.slice(colon + 1));
+  if (port === null) return null;
+  const host = authority.slice(0, colon);
+  if (host.includes(':') && !(host.startsWith('[') && host.endsWith(']'))) return null;
+  return targetFromHost(host, port);
+}
+
+function stripHopByHop(headers: IncomingHttpHeaders): OutgoingHttpHeaders {
+  const listed = new Set<string>();
+  const connection = headers.connection;
+  for (const value of Array.isArray(connection) ? connection : connection === undefined ? [] : [connection]) {
+    for (const token of value.split(',')) listed.add(token.trim().toLowerCase());
+  }
+  const out: OutgoingHttpHeaders = {};
+  for (const [name, value] of Object.entries(headers)) {
+    if (value === undefined || HOP_BY_HOP.has(name) || listed.has(name)) continue;
+    out[name] = value;
+  }
+  return out;
+}
+
+function withVia(existing: OutgoingHttpHeaders[string]): string {
+  const previous = Array.isArray(existing) ? existing.join(', ') : existing === undefined ? '' : String(existing);
+  return previous === '' ? '1.1 neuwerk' : `${previous}, 1.1 neuwerk`;
+}
+
+function rawResponse(status: number, reason: string | null, extraHeaders = ''): string {
+  const body = reason === null ? '' : `${reason}\n`;
+  const reasonHeader = reason === null ? '' : `X-Neuwerk-Reason: ${reason}\r\n`;
+  return `HTTP/1.1 ${status} ${STATUS_CODES[status] ?? 'Error'}\r\n${reasonHeader}${extraHeaders}Content-Type: text/plain; charset=utf-8\r\nContent-Length: ${Buffer.byteLength(body)}\r\nConnection: close\r\n\r\n${body}`;
+}
+
+/** The forward proxy; see the module comment for the contract. */
+export class ForwardProxy {
+  private server: Server | null = null;
+  private address: HostPort | null = null;
+  private readonly guard: DestinationGuard;
+  private readonly tlsPorts: ReadonlySet<number>;
+  private readonly idleMs: number;
+  private readonly connectTimeoutMs: number;
+  private readonly peekTimeoutMs: number;
+  private readonly maxFlowsPerGroup: number;
+  private readonly agent: Agent;
+  private readonly clientSockets = new Set<Socket>();
+  private readonly tunnelSockets = new Set<Socket>();
+  private readonly activeByGroup = new Map<string, number>();
+  private activeFlows = 0;
+  private readonly counts: Record<ProxyKind, Record<ProxyResult, number>>;
+  private readonly countSinks: Record<ProxyKind, Record<ProxyResult, () => void>>;
+  private bytesUp = 0;
+  private bytesDown = 0;
+  private stopped = false;
+
+  constructor(private readonly options: ForwardProxyOptions) {
+    this.guard = new DestinationGuard([...(options.ownAddresses ?? []), options.bind.host]);
+    this.tlsPorts = new Set(options.tlsPorts ?? PROXY_DEFAULT_TLS_PORTS);
+    this.idleMs = options.idleTimeoutMs ?? PROXY_IDLE_TIMEOUT_MS;
+    this.connectTimeoutMs = options.connectTimeoutMs ?? PROXY_CONNECT_TIMEOUT_MS;
+    this.peekTimeoutMs = options.tlsPeekTimeoutMs ?? PROXY_TLS_PEEK_TIMEOUT_MS;
+    this.maxFlowsPerGroup = options.maxActiveFlowsPerGroup ?? PROXY_MAX_ACTIVE_FLOWS_PER_GROUP;
+    this.agent = new Agent({ keepAlive: true, timeout: this.idleMs, scheduling: 'lifo' });
+    const counts = {} as Record<ProxyKind, Record<ProxyResult, number>>;
+    const sinks = {} as Record<ProxyKind, Record<ProxyResult, () => void>>;
+    for (const kind of PROXY_KINDS) {
+      counts[kind] = { allowed: 0, audit: 0, denied: 0, limited: 0, error: 0 };
+      sinks[kind] = {} as Record<ProxyResult, () => void>;
+      for (const result of PROXY_RESULTS) {
+        const child = options.metrics?.proxyDecisions.labels(kind, result);
+        sinks[kind][result] = child === undefined ? () => undefined : () => child.inc();
+      }
+    }
+    this.counts = counts;
+    this.countSinks = sinks;
+  }
+
+  /**
+   * Starts listening; resolves with the bound address (port 0 picks one).
+   * @throws NeuwerkError NW_ERR_ADDRESS_IN_USE / NW_ERR_LISTEN_FAILED naming `--proxy-bind`.
+   */
+  async start(): Promise<HostPort> {
+    const headerTimeoutMs = this.options.headerTimeoutMs ?? PROXY_HEADER_TIMEOUT_MS;
+    const server = createServer({
+      maxHeaderSize: PROXY_MAX_HEADER_BYTES,
+      headersTimeout: headerTimeoutMs,
+      requestTimeout: 0,
+      requireHostHeader: false,
+      keepAliveTimeout: this.options.keepAliveTimeoutMs ?? PROXY_KEEPALIVE_TIMEOUT_MS,
+      connectionsCheckingInterval: Math.max(50, Math.min(1_000, Math.floor(headerTimeoutMs / 4))),
+    });
+    server.maxConnections = this.options.maxClientConnections ?? PROXY_MAX_CLIENT_CONNECTIONS;
+    server.on('connection', (socket: Socket) => {
+      this.clientSockets.add(socket);
+      socket.on('close', () => this.clientSockets.delete(socket));
+    });
+    server.on('request', (req: IncomingMessage, res: ServerResponse) => {
+      this.onRequest(req, res).catch((err: unknown) => this.onBug(err, () => res.destroy()));
+    });
+    server.on('connect', (req: IncomingMessage, socket: Duplex, head: Buffer) => {
+      this.onConnect(req, socket as Socket, head).catch((err: unknown) => this.onBug(err, () => socket.destroy()));
+    });
+    server.on('clientError', (err: NodeJS.ErrnoException, socket: Duplex) => this.onClientError(err, socket as Socket));
+    this.server = server;
+    this.address = await listen(server, this.options.bind, '--proxy-bind');
+    return this.address;
+  }
+
+  /** Stops accepting, closes every client connection and tunnel. Idempotent. */
+  async stop(): Promise<void> {
+    if (this.stopped) return;
+    this.stopped = true;
+    for (const socket of this.tunnelSockets) socket.destroy();
+    for (const socket of this.clientSockets) socket.destroy();
+    this.agent.destroy();
+    if (this.server !== null) await closeServer(this.server, 0);
+  }
+
+  /** Readiness `proxy_ready`: listening and not stopped. */
+  readiness(): { ok: boolean; detail?: string } {
+    if (this.stopped) return { ok: false, detail: 'the forward proxy is stopped' };
+    if (this.address === null) return { ok: false, detail: 'the forward proxy is not listening yet' };
+    return { ok: true };
+  }
+
+  /** The `proxy` section of `GET /api/v1/stats`. */
+  stats(): ForwardProxyStats {
+    const byGroup: Record<string, number> = {};
+    for (const [group, count] of this.activeByGroup) byGroup[group] = count;
+    const decisions = {} as Record<ProxyKind, Record<ProxyResult, number>>;
+    for (const kind of PROXY_KINDS) decisions[kind] = { ...this.counts[kind] };
+    return {
+      listening: this.address === null ? null : formatHostPort(this.address),
+      active_flows: this.activeFlows,
+      active_flows_by_group: byGroup,
+      client_connections: this.clientSockets.size,
+      upstream_connections: this.upstreamConnections(),
+      decisions,
+      tunnel_bytes: { client_to_upstream: this.bytesUp, upstream_to_client: this.bytesDown },
+    };
+  }
+
+  /** Open sockets (client side, and upstream: tunnels plus pooled keep-alive connections); for leak tests. */
+  openSockets(): { client: number; tunnels: number; pooled: number } {
+    return { client: this.clientSockets.size, tunnels: this.tunnelSockets.size, pooled: this.upstreamConnections() - this.tunnelSockets.size };
+  }
+
+  private upstreamConnections(): number {
+    let pooled = 0;
+    for (const list of Object.values(this.agent.sockets)) pooled += list?.length ?? 0;
+    for (const list of Object.values(this.agent.freeSockets)) pooled += list?.length ?? 0;
+    return this.tunnelSockets.size + pooled;
+  }
+
+  private onBug(err: unknown, cleanup: () => void): void {
+    this.options.logger.error({ err: describeError(err) }, 'forward proxy failed to handle a request');
+    cleanup();
+  }
+
+  private count(kind: ProxyKind, result: ProxyResult): void {
+    this.counts[kind][result]++;
+    this.countSinks[kind][result]();
+  }
+
+  private onClientError(err: NodeJS.ErrnoException, socket: Socket): void {
+    if (err.code === 'ECONNRESET' || !socket.writable) {
+      socket.destroy();
+      return;
+    }
+    const status = err.code === 'HPE_HEADER_OVERFLOW' ? 431 : err.code === 'ERR_HTTP_REQUEST_TIMEOUT' ? 408 : 400;
+    this.refuseSocket(socket, status, null);
+  }
+
+  /** Writes a complete response on a raw socket and closes it (after a short linger at most). */
+  private refuseSocket(socket: Socket, status: number, reason: string | null, extraHeaders = ''): void {
+    if (socket.destroyed) return;
+    socket.end(rawResponse(status, reason === null ? null : sanitizeReason(reason), extraHeaders));
+    const linger = setTimeout(() => socket.destroy(), PROXY_REFUSAL_LINGER_MS);
+    linger.unref();
+    socket.once('close', () => clearTimeout(linger));
+  }
+
+  private respond(res: ServerResponse, status: number, reason: string, close: boolean): void {
+    if (res.headersSent) {
+      res.destroy();
+      return;
+    }
+    const line = sanitizeReason(reason);
+    const body = `${line}\n`;
+    res.writeHead(status, {
+      'content-type': 'text/plain; charset=utf-8',
+      'content-length': Buffer.byteLength(body),
+      'x-neuwerk-reason': line,
+      ...(close ? { connection: 'close' } : {}),
+    });
+    res.end(body);
+  }
+
+  private recordFinding(type: FindingType, clientIp: string, target: Target, ip: string | null, decision: Decision, finding: 'deny' | 'audit', reason: string): void {
+    this.options.findings.record({
+      type,
+      sourceGroup: decision.sourceGroup,
+      hostname: target.hostname,
+      destination: ip,
+      port: target.port,
+      finding,
+      ruleId: decision.ruleId,
+      reason,
+      clientIp,
+    });
+  }
+
+  private admit(group: string | null): Flow | null {
+    const key = group ?? NO_GROUP;
+    const active = this.activeByGroup.get(key) ?? 0;
+    if (active >= this.maxFlowsPerGroup) return null;
+    this.activeByGroup.set(key, active + 1);
+    this.activeFlows++;
+    this.options.metrics?.proxyActiveFlows.inc();
+    return { group: key, released: false };
+  }
+
+  private release(flow: Flow): void {
+    if (flow.released) return;
+    flow.released = true;
+    const left = (this.activeByGroup.get(flow.group) ?? 1) - 1;
+    if (left <= 0) this.activeByGroup.delete(flow.group);
+    else this.activeByGroup.set(flow.group, left);
+    this.activeFlows--;
+    this.options.metrics?.proxyActiveFlows.dec();
+  }
+
+  /** Decides one address under one SNI hypothesis, guard included. */
+  private check(policy: CompiledPolicy, clientIp: string, target: Target, ip: string, sni: string | undefined, http: HttpRequestInfo | undefined): Verdict {
+    const decision = decideConnection(policy, {
+      srcIp: clientIp,
+      ...(target.hostname !== null ? { hostname: target.hostname } : {}),
+      dstIp: ip,
+      dstPort: target.port,
+      proto: 'tcp',
+      ...(sni !== undefined ? { sni } : {}),
+      ...(http !== undefined ? { http } : {}),
+    });
+    if (decision.enforced === 'deny') return { ip, decision, allowed: false, reason: decision.reason };
+    const special = this.guard.specialReason(ip);
+    if (special !== null && !(decision.action === 'allow' && ruleNamesDestination(policy, decision))) {
+      return { ip, decision, allowed: false, reason: `destination ${ip} is ${special}; only an allowing rule naming it in dst_ips or dst_cidrs permits it` };
+    }
+    return { ip, decision, allowed: decision.enforced === 'allow', reason: decision.reason };
+  }
+
+  /**
+   * Steps 1–3 of the module comment: the candidate addresses allowed under at least one of the
+   * SNI `hypotheses`, in order, or why there are none.
+   */
+  private async plan(policy: CompiledPolicy, clientIp: string, target: Target, hypotheses: readonly (string | undefined)[], http: HttpRequestInfo | undefined): Promise<Plan> {
+    let addresses: readonly string[];
+    if (target.literalIp !== null) {
+      addresses = [target.literalIp];
+    } else {
+      const hostname = target.hostname as string;
+      const dns = decideDns(policy, { srcIp: clientIp, qname: hostname });
+      addresses = dns.sourceGroup === null ? [] : this.options.allowlist.ipsFor(dns.sourceGroup, hostname);
+      if (addresses.length === 0) {
+        if (dns.enforced !== 'allow') {
+          // Resolve only if the name is allowed regardless of its address (no address matches no IP selector).
+          const addressless = hypotheses.map((sni) =>
+            decideConnection(policy, { srcIp: clientIp, hostname, dstIp: '', dstPort: target.port, proto: 'tcp', ...(sni !== undefined ? { sni } : {}), ...(http !== undefined ? { http } : {}) }),
+          );
+          if (!addressless.some((d) => d.enforced === 'allow')) {
+            const decision = addressless[0] as Decision;
+            return { kind: 'deny', verdict: null, decision, reason: `${decision.reason} (and the client's DNS policy does not resolve ${hostname})` };
+          }
+        }
+        const resolved = await this.options.resolver.resolve(hostname);
+        if (!resolved.ok) return { kind: 'error', status: 502, reason: `cannot resolve ${hostname}: ${resolved.reason}` };
+        if (resolved.addresses.length === 0) return { kind: 'error', status: 502, reason: `${hostname} has no address` };
+        addresses = resolved.addresses;
+      }
+    }
+    const candidates: string[] = [];
+    let firstDenied: Verdict | null = null;
+    let admitGroup: string | null = null;
+    for (const ip of addresses.slice(0, PROXY_MAX_CANDIDATE_IPS)) {
+      let allowed: Verdict | null = null;
+      for (const sni of hypotheses) {
+        const verdict = this.check(policy, clientIp, target, ip, sni, http);
+        if (verdict.allowed) {
+          allowed = verdict;
+          break;
+        }
+        firstDenied ??= verdict;
+      }
+      if (allowed !== null) {
+        if (candidates.length === 0) admitGroup = allowed.decision.sourceGroup;
+        candidates.push(ip);
+      }
+    }
+    if (candidates.length > 0) return { kind: 'allow', candidates, admitGroup };
+    const verdict = firstDenied as Verdict;
+    return { kind: 'deny', verdict, decision: verdict.decision, reason: verdict.reason };
+  }
+
+  private dial(ip: string, port: number): Promise<Socket | null> {
+    return new Promise((resolve) => {
+      const socket = connect({ host: ip, port, allowHalfOpen: true, noDelay: true });
+      this.tunnelSockets.add(socket);
+      const timer = setTimeout(() => socket.destroy(), this.connectTimeoutMs);
+      const fail = (): void => {
+        clearTimeout(timer);
+        this.tunnelSockets.delete(socket);
+        socket.destroy();
+        resolve(null);
+      };
+      socket.once('error', fail);
+      socket.once('close', fail);
+      socket.once('connect', () => {
+        clearTimeout(timer);
+        socket.off('error', fail);
+        socket.off('close', fail);
+        resolve(socket);
+      });
+    });
+  }
+
+  private async dialAny(candidates: readonly string[], port: number, isAllowed: (ip: string) => boolean): Promise<{ socket: Socket; ip: string } | null> {
+    let attempts = 0;
+    for (const ip of candidates) {
+      if (!isAllowed(ip)) continue;
+      if (attempts++ >= PROXY_DIAL_ATTEMPTS_MAX) break;
+      const socket = await this.dial(ip, port);
+      if (socket !== null) return { socket, ip };
+    }
+    return null;
+  }
+
+  /** Splices `client` and `upstream` until both directions ended, an error, or the idle timeout. */
+  private tunnel(client: Socket, upstream: Socket, firstBytes: Buffer, flow: Flow): void {
+    const startUp = upstream.bytesWritten;
+    const startDown = upstream.bytesRead;
+    let closed = 0;
+    const onTimeout = (): void => {
+      client.destroy();
+      upstream.destroy();
+    };
+    const onClose = (other: Socket) => (hadError: boolean) => {
+      // An error or reset ends the other side at once; a clean close lets it flush and finish.
+      if (hadError) other.destroy();
+      else if (!other.destroyed) other.end();
+      if (++closed === 2) {
+        this.tunnelSockets.delete(upstream);
+        const up = upstream.bytesWritten - startUp;
+        const down = upstream.bytesRead - startDown;
+        this.bytesUp += up;
+        this.bytesDown += down;
+        this.options.metrics?.proxyTunnelBytes.inc({ direction: 'client_to_upstream' }, up);
+        this.options.metrics?.proxyTunnelBytes.inc({ direction: 'upstream_to_client' }, down);
+        this.release(flow);
+      }
+    };
+    client.on('error', () => undefined);
+    upstream.on('error', () => undefined);
+    if (client.destroyed || upstream.destroyed) {
+      // One side is already gone (its 'close' may have fired): nothing to splice.
+      client.destroy();
+      upstream.destroy();
+      this.tunnelSockets.delete(upstream);
+      this.release(flow);
+      return;
+    }
+    client.once('close', onClose(upstream));
+    upstream.once('close', onClose(client));
+    client.setTimeout(this.idleMs, onTimeout);
+    upstream.setTimeout(this.idleMs, onTimeout);
+    if (firstBytes.length > 0) upstream.write(firstBytes);
+    client.pipe(upstream);
+    upstream.pipe(client);
+  }
+
+  /**
+   * Reads the ClientHello from a just-opened tunnel. Resolves with what the bytes are and the bytes
+   * read (to forward), leaving `socket` paused with nothing lost.
+   */
+  private peekClientHello(socket: Socket, head: Buffer): Promise<{ result: ClientHelloResult | { kind: 'timeout' | 'closed' | 'too-large' }; bytes: Buffer }> {
+    return new Promise((resolve) => {
+      let bytes = head;
+      let done = false;
+      const finish = (result: ClientHelloResult | { kind: 'timeout' | 'closed' | 'too-large' }): void => {
+        if (done) return;
+        done = true;
+        clearTimeout(timer);
+        socket.pause();
+        socket.off('data', onData);
+        socket.off('end', onEnd);
+        socket.off('close', onEnd);
+        resolve({ result, bytes });
+      };
+      const evaluate = (): boolean => {
+        const result = parseClientHello(bytes);
+        if (result.kind !== 'incomplete') {
+          finish(result);
+          return true;
+        }
+        if (bytes.length >= TLS_PEEK_MAX_BYTES) {
+          finish({ kind: 'too-large' });
+          return true;
+        }
+        return false;
+      };
+      const onData = (chunk: Buffer): void => {
+        bytes = bytes.length === 0 ? chunk : Buffer.concat([bytes, chunk]);
+        evaluate();
+      };
+      const onEnd = (): void => finish({ kind: 'closed' });
+      const timer = setTimeout(() => finish({ kind: 'timeout' }), this.peekTimeoutMs);
+      if (bytes.length > 0 && evaluate()) return;
+      socket.on('data', onData);
+      socket.once('end', onEnd);
+      socket.once('close', onEnd);
+      socket.resume();
+    });
+  }
+
+  private async onConnect(req: IncomingMessage, socket: Socket, head: Buffer): Promise<void> {
+    const clientIp = socket.remoteAddress ?? '';
+    socket.on('error', () => undefined);
+    const target = parseConnectAuthority(req.url ?? '');
+    if (target === null) {
+      this.count('connect', 'error');
+      return this.refuseSocket(socket, 400, 'CONNECT needs host:port with a valid hostname or IP address and a port 1-65535');
+    }
+    const policy = this.options.enforcement.active;
+    if (policy === null) {
+      this.count('connect', 'error');
+      return this.refuseSocket(socket, 503, 'no policy is active on this node yet');
+    }
+    const tls = this.tlsPorts.has(target.port);
+    const hypotheses: (string | undefined)[] = tls && target.hostname !== null ? [undefined, target.hostname] : [undefined];
+    const plan = await this.plan(policy, clientIp, target, hypotheses, undefined);
+    if (socket.destroyed) return;
+    if (plan.kind === 'error') {
+      this.count('connect', 'error');
+      return this.refuseSocket(socket, plan.status, plan.reason);
+    }
+    if (plan.kind === 'deny') {
+      this.count('connect', 'denied');
+      this.recordFinding('connect', clientIp, target, plan.verdict?.ip ?? null, plan.decision, 'deny', plan.reason);
+      return this.refuseSocket(socket, 403, plan.reason);
+    }
+    const flow = this.admit(plan.admitGroup);
+    if (flow === null) {
+      this.count('connect', 'limited');
+      return this.refuseSocket(socket, 429, `source group ${plan.admitGroup ?? NO_GROUP} has ${this.maxFlowsPerGroup} active flows (the limit)`);
+    }
+    try {
+      if (!tls) await this.connectPlain(policy, clientIp, target, plan.candidates, socket, head, flow);
+      else await this.connectTls(policy, clientIp, target, plan.candidates, socket, head, flow);
+    } catch (err) {
+      this.release(flow);
+      throw err;
+    }
+  }
+
+  private async connectPlain(policy: CompiledPolicy, clientIp: string, target: Target, candidates: readonly string[], socket: Socket, head: Buffer, flow: Flow): Promise<void> {
+    const dialed = await this.dialAny(candidates, target.port, () => true);
+    if (dialed === null || socket.destroyed) {
+      dialed?.socket.destroy();
+      if (dialed !== null) this.tunnelSockets.delete(dialed.socket);
+      this.release(flow);
+      this.count('connect', 'error');
+      return this.refuseSocket(socket, 502, `cannot connect to ${target.hostname ?? target.literalIp}:${target.port}`);
+    }
+    const verdict = this.check(policy, clientIp, target, dialed.ip, undefined, undefined);
+    this.noteAllowed('connect', clientIp, target, verdict);
+    socket.write('HTTP/1.1 200 Connection Established\r\n\r\n');
+    this.tunnel(socket, dialed.socket, head, flow);
+  }
+
+  private async connectTls(policy: CompiledPolicy, clientIp: string, target: Target, candidates: readonly string[], socket: Socket, head: Buffer, flow: Flow): Promise<void> {
+    socket.write('HTTP/1.1 200 Connection Established\r\n\r\n');
+    const { result, bytes } = await this.peekClientHello(socket, head);
+    let sni: string | undefined;
+    let refusal: string | null = null;
+    switch (result.kind) {
+      case 'client-hello':
+        if (result.sni !== null) {
+          if (target.hostname === null) refusal = `TLS SNI ${result.sni} on a CONNECT to the IP literal ${target.literalIp}: refused (no domain fronting)`;
+          else if (normalizeHostname(result.sni) !== target.hostname) refusal = `TLS SNI ${result.sni} differs from the CONNECT host ${target.hostname}: refused (no domain fronting)`;
+          else sni = target.hostname;
+        }
+        break;
+      case 'not-tls':
+      case 'timeout':
+        if (result.kind === 'timeout' && bytes.length > 0) refusal = `incomplete TLS ClientHello within ${this.peekTimeoutMs} ms`;
+        break;
+      case 'malformed':
+        refusal = `malformed TLS ClientHello (${result.reason})`;
+        break;
+      case 'too-large':
+        refusal = `TLS ClientHello larger than ${TLS_PEEK_MAX_BYTES} bytes`;
+        break;
+      case 'closed':
+        this.release(flow);
+        this.count('connect', 'error');
+        socket.destroy();
+        return;
+      case 'incomplete':
+        refusal = 'incomplete TLS ClientHello';
+        break;
+    }
+    const verdicts = candidates.map((ip) => this.check(policy, clientIp, target, ip, sni, undefined));
+    const firstVerdict = verdicts[0] as Verdict;
+    const allowed = verdicts.filter((v) => v.allowed);
+    if (refusal !== null || allowed.length === 0) {
+      const reason = refusal ?? firstVerdict.reason;
+      this.release(flow);
+      this.count('connect', 'denied');
+      this.recordFinding('connect', clientIp, target, firstVerdict.ip, firstVerdict.decision, 'deny', reason);
+      this.options.logger.debug({ client: clientIp, host: target.hostname, port: target.port, reason }, 'TLS tunnel refused after the ClientHello');
+      socket.destroy();
+      return;
+    }
+    const allowedIps = new Set(allowed.map((v) => v.ip));
+    const dialed = await this.dialAny(candidates, target.port, (ip) => allowedIps.has(ip));
+    if (dialed === null || socket.destroyed) {
+      if (dialed !== null) {
+        this.tunnelSockets.delete(dialed.socket);
+        dialed.socket.destroy();
+      }
+      this.release(flow);
+      this.count('connect', 'error');
+      socket.destroy();
+      return;
+    }
+    this.noteAllowed('connect', clientIp, target, allowed.find((v) => v.ip === dialed.ip) as Verdict);
+    this.tunnel(socket, dialed.socket, bytes, flow);
+  }
+
+  private noteAllowed(kind: ProxyKind, clientIp: string, target: Target, verdict: Verdict): void {
+    if (verdict.decision.finding === 'audit') {
+      this.count(kind, 'audit');
+      this.recordFinding(kind, clientIp, target, verdict.ip, verdict.decision, 'audit', verdict.reason);
+    } else {
+      this.count(kind, 'allowed');
+    }
+  }
+
+  private async onRequest(req: IncomingMessage, res: ServerResponse): Promise<void> {
+    const clientIp = req.socket.remoteAddress ?? '';
+    const hasBody = req.headers['content-length'] !== undefined ? req.headers['content-length'] !== '0' : req.headers['transfer-encoding'] !== undefined;
+    const rawUrl = req.url ?? '';
+    if (!/^http:\/\//i.test(rawUrl)) {
+      this.count('http', 'error');
+      const hint = /^https:\/\//i.test(rawUrl) ? 'use CONNECT for https:// URLs' : 'this is a forward proxy: send absolute-form requests (GET http://host/path) or CONNECT';
+      return this.respond(res, 400, hint, true);
+    }
+    let url: URL;
+    try {
+      url = new URL(rawUrl);
+    } catch {
+      this.count('http', 'error');
+      return this.respond(res, 400, 'the request URL is not a valid absolute http:// URL', true);
+    }
+    const port = url.port === '' ? 80 : Number(url.port);
+    const target = targetFromHost(url.hostname, port);
+    if (target === null) {
+      this.count('http', 'error');
+      return this.respond(res, 400, 'the request URL has no valid hostname or IP address', true);
+    }
+    const policy = this.options.enforcement.active;
+    if (policy === null) {
+      this.count('http', 'error');
+      return this.respond(res, 503, 'no policy is active on this node yet', hasBody);
+    }
+    const path = `${url.pathname}${url.search}`;
+    const http: HttpRequestInfo = { method: req.method ?? 'GET', host: url.host, path };
+    const plan = await this.plan(policy, clientIp, target, [undefined], http);
+    if (plan.kind === 'error') {
+      this.count('http', 'error');
+      return this.respond(res, plan.status, plan.reason, hasBody);
+    }
+    if (plan.kind === 'deny') {
+      this.count('http', 'denied');
+      this.recordFinding('http', clientIp, target, plan.verdict?.ip ?? null, plan.decision, 'deny', plan.reason);
+      return this.respond(res, 403, plan.reason, hasBody);
+    }
+    const flow = this.admit(plan.admitGroup);
+    if (flow === null) {
+      this.count('http', 'limited');
+      return this.respond(res, 429, `source group ${plan.admitGroup ?? NO_GROUP} has ${this.maxFlowsPerGroup} active flows (the limit)`, hasBody);
+    }
+    const ip = plan.candidates[0] as string;
+    this.noteAllowed('http', clientIp, target, this.check(policy, clientIp, target, ip, undefined, http));
+    this.forward(req, res, ip, target.port, url, path, flow);
+  }
+
+  private forward(req: IncomingMessage, res: ServerResponse, ip: string, port: number, url: URL, path: string, flow: Flow): void {
+    const headers = stripHopByHop(req.headers);
+    headers.host = url.host;
+    headers.via = withVia(headers.via);
+    const upstream = httpRequest({ host: ip, port, method: req.method, path, headers, agent: this.agent, setHost: false, timeout: this.idleMs });
+    let finished = false;
+    const done = (): void => {
+      if (finished) return;
+      finished = true;
+      this.release(flow);
+    };
+    upstream.on('response', (upstreamRes: IncomingMessage) => {
+      const responseHeaders = stripHopByHop(upstreamRes.headers);
+      responseHeaders.via = withVia(responseHeaders.via);
+      res.writeHead(upstreamRes.statusCode ?? 502, upstreamRes.statusMessage, responseHeaders);
+      upstreamRes.pipe(res);
+      upstreamRes.on('end', done);
+      upstreamRes.on('error', () => {
+        res.destroy();
+        done();
+      });
+    });
+    upstream.on('timeout', () => upstream.destroy(Object.assign(new Error('upstream idle timeout'), { code: 'ETIMEDOUT' })));
+    upstream.on('error', (err: NodeJS.ErrnoException) => {
+      if (!res.headersSent) this.respond(res, err.code === 'ETIMEDOUT' ? 504 : 502, `upstream ${url.host} failed (${err.code ?? err.message})`, true);
+      else res.destroy();
+      done();
+    });
+    res.on('close', () => {
+      if (!res.writableFinished) upstream.destroy();
+      done();
+    });
+    req.pipe(upstream);
+  }
+}
