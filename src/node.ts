@@ -19,7 +19,7 @@ import { addClusterRoutes, CLUSTER_SCHEMAS } from './api/routes/cluster.js';
 import { LeaderProxy } from './api/leader-proxy.js';
 import { formatHostPort, type HostPort } from './config/address.js';
 import type { NodeConfig } from './config/load.js';
-import { describeError } from './errors.js';
+import { describeError, NeuwerkError } from './errors.js';
 import type { Logger, LogRing } from './log/logger.js';
 import { NodeMetrics } from './metrics/registry.js';
 import { createMetricsServer } from './metrics/server.js';
@@ -126,6 +126,7 @@ export async function startNode(config: NodeConfig, logger: Logger, ring?: LogRi
     const auth = new AuthService(replicator, logger);
     if (isLeader()) await auth.ensureSigningKey(`node:${nodeId}`);
     const authenticator = new Authenticator(replicator.stateMachine);
+    if (cluster !== null) registerClusterAuthRpcs(cluster, auth, isLeader, logger);
 
     const enforcement = new PolicyEnforcement(replicator.stateMachine, logger, (seconds) => metrics.policyCompile.observe(seconds));
     readiness.register('policy_ready', () => enforcement.readiness());
@@ -235,6 +236,41 @@ export async function startNode(config: NodeConfig, logger: Logger, ring?: LogRi
     await releaseAll();
     throw err;
   }
+}
+
+/** Largest lifetime `auth token mint` may ask for over cluster RPC. */
+const RPC_MINT_TTL_MAX_MS = 366 * 86_400_000;
+
+/**
+ * Cluster-mode auth for operators on a node (`neuwerk auth ... --data-dir`, `--cluster-addr`): the
+ * caller proves itself with a member's mTLS identity (only the cluster CA's certificates reach these
+ * handlers). Minting and listing use this node's replica of the keyset; key changes are writes and
+ * run on the leader (a follower forwards them).
+ */
+function registerClusterAuthRpcs(cluster: ClusterRuntime, auth: AuthService, isLeader: () => boolean, logger: Logger): void {
+  const onLeader = async <T>(method: string, body: unknown, action: () => Promise<T>): Promise<T> => {
+    if (isLeader()) return action();
+    const leader = cluster.replicator.status().leaderId;
+    if (leader === null) throw new NeuwerkError('NW_ERR_NO_LEADER', 'no cluster leader');
+    return cluster.rpc.call<T>(leader, method, body, 10_000);
+  };
+  cluster.rpc.handle('auth.mint', async (from, body) => {
+    const request = body as { sub?: unknown; roles?: unknown; ttlMs?: unknown; kid?: unknown } | null;
+    const roles = request?.roles;
+    if (typeof request?.sub !== 'string' || request.sub.length === 0 || request.sub.length > 256) throw new NeuwerkError('NW_ERR_VALIDATION', 'sub must be 1-256 characters');
+    if (!Array.isArray(roles) || roles.length === 0 || !roles.every((r) => r === 'admin' || r === 'readonly')) throw new NeuwerkError('NW_ERR_VALIDATION', 'roles must be admin and/or readonly');
+    if (typeof request.ttlMs !== 'number' || request.ttlMs < 1000 || request.ttlMs > RPC_MINT_TTL_MAX_MS) throw new NeuwerkError('NW_ERR_VALIDATION', 'ttl out of range');
+    const minted = await auth.mint({ sub: request.sub, roles: roles as ('admin' | 'readonly')[], ttlMs: request.ttlMs, ...(typeof request.kid === 'string' ? { kid: request.kid } : {}) });
+    logger.info({ audit: true, actor: `node:${from}`, action: 'auth.token.mint', sub: request.sub, roles, kid: minted.kid, jti: minted.jti }, 'audit: auth.token.mint');
+    return { token: minted.token };
+  });
+  cluster.rpc.handle('auth.keys.list', async () => auth.listKeys());
+  cluster.rpc.handle('auth.keys.rotate', async (from, body) => onLeader('auth.keys.rotate', body, () => auth.rotateKey(`node:${from}`)));
+  cluster.rpc.handle('auth.keys.retire', async (from, body) => {
+    const kid = (body as { kid?: unknown } | null)?.kid;
+    if (typeof kid !== 'string') throw new NeuwerkError('NW_ERR_VALIDATION', 'kid is required');
+    return onLeader('auth.keys.retire', body, () => auth.retireKey(`node:${from}`, kid));
+  });
 }
 
 /** Records this node in the replicated member table, or refreshes its address if it moved. */

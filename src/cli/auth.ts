@@ -5,7 +5,11 @@ import { formatDurationMs, parseDurationMs } from '../config/duration.js';
 import { NeuwerkError } from '../errors.js';
 import type { SigningKeyInfo } from '../store/auth-tables.js';
 import type { Role } from '../store/commands.js';
-import { apiFailure, LocalNode, type LocalAddressing } from './local-node.js';
+import { existsSync, readFileSync } from 'node:fs';
+import { join } from 'node:path';
+import { parseHostPort } from '../config/address.js';
+import { callClusterRpcOnce, type ClusterTls } from '../cluster/transport.js';
+import { apiFailure, LocalNode, resolveLocalDataDir, type LocalAddressing } from './local-node.js';
 
 /** How every `auth` command finds its node (DESIGN §7). */
 export const authAddressingFlags = {
@@ -32,6 +36,53 @@ function parseRoles(text: string): Role[] {
   return [...new Set(roles)] as Role[];
 }
 
+interface ClusterTarget {
+  readonly host: string;
+  readonly port: number;
+  readonly tls: ClusterTls;
+}
+
+function readClusterTls(dir: string, flag: string): ClusterTls {
+  const files = { caPem: join(dir, 'ca.crt'), certPem: join(dir, 'node.crt'), keyPem: join(dir, 'node.key') };
+  for (const path of Object.values(files)) {
+    if (!existsSync(path)) throw new NeuwerkError('NW_ERR_AUTH_NO_CREDENTIALS', `${flag}: no ${path}; run this on a cluster member (as the user that owns its data dir)`);
+  }
+  return { caPem: readFileSync(files.caPem, 'utf8'), certPem: readFileSync(files.certPem, 'utf8'), keyPem: readFileSync(files.keyPem, 'utf8') };
+}
+
+/**
+ * Cluster mode: `--cluster-addr` names a member's cluster port, or `--data-dir` holds a cluster
+ * identity (then the node's own cluster address from its store). The node's mTLS identity
+ * authenticates the call. Null in single-node mode.
+ */
+function clusterTarget(addressing: LocalAddressing): ClusterTarget | null {
+  const explicit = addressing['cluster-addr'];
+  if (explicit !== undefined) {
+    const address = parseHostPort(explicit);
+    if ('error' in address) throw new NeuwerkError('NW_ERR_USAGE', `--cluster-addr: "${explicit}" is not a valid address (${address.error})`);
+    const tlsDir = addressing['cluster-tls-dir'] ?? join(resolveLocalDataDir(addressing), 'cluster', 'tls');
+    return { ...address, tls: readClusterTls(tlsDir, '--cluster-tls-dir') };
+  }
+  const dataDir = resolveLocalDataDir(addressing);
+  const tlsDir = addressing['cluster-tls-dir'] ?? join(dataDir, 'cluster', 'tls');
+  if (!existsSync(join(tlsDir, 'node.key'))) return null;
+  const node = LocalNode.open(addressing);
+  try {
+    const nodeId = readFileSync(join(dataDir, 'node_id'), 'utf8').trim();
+    const self = node.stateMachine.members().find((m) => m.node_id === nodeId);
+    if (self?.cluster_addr == null) throw new NeuwerkError('NW_ERR_AUTH_NO_CREDENTIALS', `node ${nodeId} has no cluster address in its store yet; pass --cluster-addr`);
+    const address = parseHostPort(self.cluster_addr);
+    if ('error' in address) throw new NeuwerkError('NW_ERR_AUTH_NO_CREDENTIALS', `stored cluster address ${self.cluster_addr} is not valid`);
+    return { ...address, tls: readClusterTls(tlsDir, '--data-dir') };
+  } finally {
+    node.close();
+  }
+}
+
+function clusterRpc<T>(target: ClusterTarget, method: string, body: unknown): Promise<T> {
+  return callClusterRpcOnce<T>({ host: target.host, port: target.port, tls: target.tls, method, body });
+}
+
 async function withLocalNode<T>(addressing: LocalAddressing, action: (node: LocalNode) => Promise<T>): Promise<T> {
   const node = LocalNode.open(addressing);
   try {
@@ -44,6 +95,8 @@ async function withLocalNode<T>(addressing: LocalAddressing, action: (node: Loca
 /** `neuwerk auth bootstrap`: a short-lived admin token from the node's own keys. */
 export async function bootstrapAdminToken(addressing: LocalAddressing, options: { sub: string; ttl?: string | undefined }): Promise<string> {
   const ttlMs = ttlFlag(options.ttl, BOOTSTRAP_TTL_DEFAULT_MS, BOOTSTRAP_TTL_MAX_MS);
+  const target = clusterTarget(addressing);
+  if (target !== null) return (await clusterRpc<{ token: string }>(target, 'auth.mint', { sub: options.sub, roles: ['admin'], ttlMs })).token;
   return withLocalNode(addressing, async (node) => (await node.authService().mint({ sub: options.sub, roles: ['admin'], ttlMs })).token);
 }
 
@@ -51,15 +104,23 @@ export async function bootstrapAdminToken(addressing: LocalAddressing, options: 
 export async function mintToken(addressing: LocalAddressing, options: { sub: string; roles: string; ttl?: string | undefined; kid?: string | undefined }): Promise<string> {
   const ttlMs = ttlFlag(options.ttl, MINT_TTL_DEFAULT_MS, MINT_TTL_MAX_MS);
   const roles = parseRoles(options.roles);
+  const target = clusterTarget(addressing);
+  if (target !== null) return (await clusterRpc<{ token: string }>(target, 'auth.mint', { sub: options.sub, roles, ttlMs, ...(options.kid ? { kid: options.kid } : {}) })).token;
   return withLocalNode(addressing, async (node) => (await node.authService().mint({ sub: options.sub, roles, ttlMs, ...(options.kid ? { kid: options.kid } : {}) })).token);
 }
 
 export async function listKeys(addressing: LocalAddressing): Promise<SigningKeyInfo[]> {
+  const target = clusterTarget(addressing);
+  if (target !== null) return clusterRpc<SigningKeyInfo[]>(target, 'auth.keys.list', {});
   return withLocalNode(addressing, async (node) => node.authService().listKeys());
 }
 
 /** Rotation and retirement are replicated writes: they go through the node's API. */
 export async function changeKeys(addressing: LocalAddressing, change: { rotate: true } | { retire: string }): Promise<SigningKeyInfo> {
+  const target = clusterTarget(addressing);
+  if (target !== null) {
+    return 'rotate' in change ? clusterRpc<SigningKeyInfo>(target, 'auth.keys.rotate', {}) : clusterRpc<SigningKeyInfo>(target, 'auth.keys.retire', { kid: change.retire });
+  }
   return withLocalNode(addressing, async (node) => {
     const what = 'rotate' in change ? 'auth key rotate' : `auth key retire ${change.retire}`;
     const connection = await node.adminConnection(what);

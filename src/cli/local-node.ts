@@ -35,19 +35,7 @@ export class LocalNode {
    * and opens the store read-only. Cluster addressing arrives with cluster mode.
    */
   static open(addressing: LocalAddressing): LocalNode {
-    if (addressing['cluster-addr'] !== undefined) {
-      throw new NeuwerkError('NW_ERR_CONFIG_NOT_AVAILABLE', '--cluster-addr: cluster mode is not available yet in this build; use --data-dir on the node itself');
-    }
-    if (addressing['data-dir'] !== undefined && addressing['http-tls-dir'] !== undefined) {
-      throw new NeuwerkError('NW_ERR_USAGE', 'choose either --data-dir or --http-tls-dir, not both');
-    }
-    let dataDir: string;
-    if (addressing['data-dir'] !== undefined) dataDir = addressing['data-dir'];
-    else if (addressing['http-tls-dir'] !== undefined) dataDir = dirname(addressing['http-tls-dir']);
-    else {
-      const configPath = chooseConfigPath(addressing.config);
-      dataDir = (configPath === null ? null : loadConfigFile(configPath).node?.data_dir) ?? DEFAULT_DATA_DIR;
-    }
+    const dataDir = resolveLocalDataDir(addressing);
     const file = join(dataDir, 'cluster', STORE_FILE_NAME);
     if (!existsSync(file)) {
       throw new NeuwerkError('NW_ERR_AUTH_NO_CREDENTIALS', `no node store at ${file}`, {
@@ -96,6 +84,17 @@ export class LocalNode {
   close(): void {
     this.db.close();
   }
+}
+
+/** The data dir an `auth` command acts for: `--data-dir`, the parent of `--http-tls-dir`, or the config file's. */
+export function resolveLocalDataDir(addressing: LocalAddressing): string {
+  if (addressing['data-dir'] !== undefined && addressing['http-tls-dir'] !== undefined) {
+    throw new NeuwerkError('NW_ERR_USAGE', 'choose either --data-dir or --http-tls-dir, not both');
+  }
+  if (addressing['data-dir'] !== undefined) return addressing['data-dir'];
+  if (addressing['http-tls-dir'] !== undefined) return dirname(addressing['http-tls-dir']);
+  const configPath = chooseConfigPath(addressing.config);
+  return (configPath === null ? null : loadConfigFile(configPath).node?.data_dir) ?? DEFAULT_DATA_DIR;
 }
 
 /** Turns a non-2xx API answer into the server's own error message and code. */

@@ -359,3 +359,50 @@ export class ClusterTransport extends EventEmitter {
     if (server !== null) await new Promise<void>((resolve) => server.close(() => resolve()));
   }
 }
+
+/** Bound of a one-shot RPC from the CLI to a member's cluster port. */
+export const ONE_SHOT_RPC_TIMEOUT_MS = 10_000;
+
+/**
+ * One RPC over a fresh mutual-TLS connection, for operator tools that hold a node's identity
+ * (`neuwerk auth ... --data-dir` on the node): the server is any member whose certificate chains
+ * to the cluster CA.
+ */
+export function callClusterRpcOnce<T>(options: { host: string; port: number; tls: ClusterTls; method: string; body: unknown; timeoutMs?: number }): Promise<T> {
+  return new Promise((resolve, reject) => {
+    const socket = connect({
+      host: options.host,
+      port: options.port,
+      key: options.tls.keyPem,
+      cert: options.tls.certPem,
+      ca: options.tls.caPem,
+      rejectUnauthorized: true,
+      checkServerIdentity: () => undefined,
+    });
+    const timer = setTimeout(() => {
+      socket.destroy();
+      reject(new NeuwerkError('NW_ERR_TIMEOUT', `cluster RPC ${options.method} to ${options.host}:${options.port} timed out`));
+    }, options.timeoutMs ?? ONE_SHOT_RPC_TIMEOUT_MS);
+    const decoder = new FrameDecoder();
+    const settle = (action: () => void): void => {
+      clearTimeout(timer);
+      socket.destroy();
+      action();
+    };
+    socket.once('secureConnect', () => socket.write(encodeFrame({ kind: 'rpc', id: 1, method: options.method, body: options.body })));
+    socket.on('data', (chunk: Buffer) => {
+      try {
+        for (const frame of decoder.push(chunk)) {
+          if (frame.kind === 'rpc-ok' && frame.id === 1) settle(() => resolve(frame.body as T));
+          else if (frame.kind === 'rpc-error' && frame.id === 1) {
+            settle(() => reject(new NeuwerkError(frame.code in ERROR_CATALOGUE ? (frame.code as ErrorCode) : 'NW_ERR_RPC', frame.message)));
+          }
+        }
+      } catch (err) {
+        settle(() => reject(err as Error));
+      }
+    });
+    socket.on('error', (err) => settle(() => reject(new NeuwerkError('NW_ERR_API_UNREACHABLE', `cannot reach the cluster port ${options.host}:${options.port}: ${err.message}`))));
+    socket.on('close', () => settle(() => reject(new NeuwerkError('NW_ERR_RPC', `the cluster port ${options.host}:${options.port} closed the connection (not a member of this cluster?)`))));
+  });
+}

@@ -99,8 +99,20 @@ describe('joins, membership and cross-node auth', () => {
   it('a token minted through one node verifies on the others; revocation and key retirement apply everywhere', async () => {
     const [a, b, c] = cluster.members as [ClusterMember, ClusterMember, ClusterMember];
     const minted = await runCli(['auth', 'token', 'mint', '--sub', 'ops', '--roles', 'admin', '--data-dir', a.dataDir]);
+    assert.equal(minted.code, 0, minted.stderr);
     const token = minted.stdout.trim();
     for (const member of [a, b, c]) assert.equal((await cluster.api(member, 'GET', '/api/v1/auth/whoami', undefined, token)).status, 200);
+    assert.ok(a.node.logLines().some((l) => l.action === 'auth.token.mint' && l.sub === 'ops'), 'minted over cluster RPC by node A, audited there');
+    // With A's mTLS identity, minting through B's cluster port.
+    const viaB = await runCli(['auth', 'token', 'mint', '--sub', 'via-b', '--roles', 'readonly', '--cluster-addr', `127.0.0.1:${b.clusterPort}`, '--cluster-tls-dir', join(a.dataDir, 'cluster', 'tls')]);
+    assert.equal(viaB.code, 0, viaB.stderr);
+    const who = await cluster.api(c, 'GET', '/api/v1/auth/whoami', undefined, viaB.stdout.trim());
+    assert.deepEqual((who.json as { sub: string; roles: string[] }), { sub: 'via-b', roles: ['readonly'], exp: (who.json as { exp: number }).exp, sa_id: null });
+    assert.ok(b.node.logLines().some((l) => l.action === 'auth.token.mint' && l.sub === 'via-b'));
+    // Without a member identity the cluster port answers nothing.
+    const stranger = await runCli(['auth', 'token', 'mint', '--sub', 'x', '--cluster-addr', `127.0.0.1:${b.clusterPort}`, '--cluster-tls-dir', join(scratch.path, 'nowhere')]);
+    assert.equal(stranger.code, 1);
+    assert.match(stranger.stderr, /no .*node\.key|no .*ca\.crt/);
 
     const account = (await cluster.api(b, 'POST', '/api/v1/service-accounts', { name: 'robot', role: 'readonly' })).json as { id: string };
     const sa = (await cluster.api(b, 'POST', `/api/v1/service-accounts/${account.id}/tokens`, { ttl: '1h' })).json as { token: string; metadata: { id: string } };
