@@ -15,7 +15,7 @@ import type { NodeMetrics } from '../metrics/registry.js';
 import type { Clock } from '../platform/clock.js';
 import { DynamicAllowlist, type AllowlistOptions, type DnsCacheEntryJson } from './allowlist.js';
 import { DnsProxy, type DnsProxyAddresses, type DnsProxyOptions, type DnsProxyStats, type PolicySource } from './dns-proxy.js';
-import { DnsUpstreamClient } from './dns-upstream.js';
+import { DnsUpstreamClient, type DnsUpstreamStats } from './dns-upstream.js';
 import { FindingsStore, type FindingsView } from './findings.js';
 import { ForwardProxy, type ForwardProxyOptions, type ForwardProxyStats } from './forward-proxy.js';
 import { UpstreamResolver, type HostnameResolver } from './resolver.js';
@@ -67,6 +67,8 @@ export interface DataplaneStatsSections {
     readonly findings_entries: number;
     readonly findings_recorded: number;
     readonly findings_evictions: number;
+    /** The upstream client shared by the DNS proxy and the forward proxy's resolver (null: none). */
+    readonly dns_upstream: DnsUpstreamStats | null;
   };
   readonly dns: DnsProxyStats | null;
   readonly proxy: ForwardProxyStats | null;
@@ -220,6 +222,7 @@ export class Dataplane {
         findings_entries: this.findings.size,
         findings_recorded: this.findings.recorded,
         findings_evictions: this.findings.evictions,
+        dns_upstream: this.upstream?.stats() ?? null,
       },
       dns: this.dnsProxyValue?.stats() ?? null,
       proxy: this.forwardProxyValue?.stats() ?? null,

@@ -22,7 +22,8 @@
  * DNS_TCP_IDLE_TIMEOUT_MS without traffic, and stop being read while
  * DNS_TCP_MAX_INFLIGHT_PER_CONNECTION queries are unanswered.
  */
-import { createSocket, type Socket as UdpSocket } from 'node:dgram';
+import { createSocket, type Socket as UdpSocket, type SocketOptions } from 'node:dgram';
+import { lookup as dnsLookup } from 'node:dns';
 import { createServer, isIP, type Server, type Socket } from 'node:net';
 import { performance } from 'node:perf_hooks';
 import { formatHostPort, type HostPort } from '../config/address.js';
@@ -93,6 +94,16 @@ interface ResultSinks {
   readonly observe: (seconds: number) => void;
 }
 
+/**
+ * dgram's address lookup: replies always go to the address a query came from, an IP literal, so
+ * the default `dns.lookup` (one deferred callback per datagram) is skipped for IP literals; a
+ * hostname (a bind host such as `localhost`) still goes through `dns.lookup`.
+ */
+function literalAddressLookup(address: string, family: number, callback: (err: Error | null, address: string, family: number) => void): void {
+  if (isIP(address) !== 0) callback(null, address, family);
+  else dnsLookup(address, family, (err, resolved, resolvedFamily) => callback(err, resolved, resolvedFamily));
+}
+
 function bindUdp(socket: UdpSocket, address: HostPort): Promise<number> {
   return new Promise((resolve, reject) => {
     socket.once('error', reject);
@@ -161,7 +172,7 @@ export class DnsProxy {
     const { bind } = this.options;
     const family = isIP(bind.host) === 6 ? 'udp6' : 'udp4';
     for (let attempt = 1; ; attempt++) {
-      const udp = createSocket({ type: family, recvBufferSize: DNS_UDP_RECEIVE_BUFFER_BYTES });
+      const udp = createSocket({ type: family, recvBufferSize: DNS_UDP_RECEIVE_BUFFER_BYTES, lookup: literalAddressLookup as unknown as SocketOptions['lookup'] });
       let udpPort: number;
       try {
         udpPort = await bindUdp(udp, bind);

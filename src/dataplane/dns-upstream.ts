@@ -4,8 +4,9 @@
  * returns the first valid reply.
  *
  * Every try uses a fresh random message ID (mapped back by the caller, who keeps the client's ID)
- * and, over UDP, one of several sockets with OS-chosen ports; a reply is accepted only from the
- * upstream's address and port, with that ID and the same question (`validateReply`). Anything
+ * and, over UDP, one of several sockets connected to that upstream from OS-chosen ports; a reply is
+ * accepted only from the upstream's address and port, with that ID and the same question
+ * (`validateReply`). Anything
  * else is dropped and counted while the try keeps waiting, so a spoofed or late reply can neither
  * answer nor cancel a query.
  *
@@ -25,8 +26,12 @@ import { DNS_HEADER_BYTES, DNS_MESSAGE_MAX_BYTES, RandomIds, RCODE, rcodeOf, val
 
 /** How long one upstream gets to answer one try before the next upstream is asked. */
 export const DNS_UPSTREAM_TRY_TIMEOUT_MS = 2_000;
-/** UDP sockets per address family used for upstream queries (spreads replies over several ports). */
-export const DNS_UPSTREAM_SOCKETS_PER_FAMILY = 4;
+/**
+ * Connected UDP sockets per upstream (each on its own OS-chosen port): the kernel accepts only
+ * datagrams from that upstream, sends need no per-packet address handling, and the port adds to
+ * what a spoofed reply must guess.
+ */
+export const DNS_UPSTREAM_SOCKETS_PER_UPSTREAM = 4;
 /** Upper bound on upstream tries in flight at once; beyond it a query fails at once (SERVFAIL). */
 export const DNS_UPSTREAM_MAX_PENDING = 16_384;
 /** Receive buffer requested for every UDP socket (the kernel may cap it at net.core.rmem_max). */
@@ -74,7 +79,7 @@ export interface DnsUpstreamOptions {
   readonly upstreams: readonly HostPort[];
   readonly tryTimeoutMs?: number;
   readonly maxPending?: number;
-  readonly socketsPerFamily?: number;
+  readonly socketsPerUpstream?: number;
   readonly metrics?: NodeMetrics;
 }
 
@@ -102,13 +107,13 @@ async function resolveTarget(address: HostPort): Promise<UpstreamTarget> {
 /** Forwards DNS queries to the upstreams; see the module comment for the contract. */
 export class DnsUpstreamClient {
   private targets: UpstreamTarget[] = [];
-  private readonly channels = new Map<4 | 6, UdpChannel[]>();
-  private readonly nextChannel = new Map<4 | 6, number>();
+  /** Per upstream (same order as `targets`): its connected sockets and the next one to use. */
+  private channels: { readonly list: UdpChannel[]; next: number }[] = [];
   private readonly tcpSockets = new Set<Socket>();
   private readonly ids = new RandomIds();
   private readonly tryTimeoutMs: number;
   private readonly maxPending: number;
-  private readonly socketsPerFamily: number;
+  private readonly socketsPerUpstream: number;
   private readonly metrics: NodeMetrics | undefined;
   private pendingCount = 0;
   private timeoutCount = 0;
@@ -119,7 +124,7 @@ export class DnsUpstreamClient {
   constructor(private readonly options: DnsUpstreamOptions) {
     this.tryTimeoutMs = options.tryTimeoutMs ?? DNS_UPSTREAM_TRY_TIMEOUT_MS;
     this.maxPending = options.maxPending ?? DNS_UPSTREAM_MAX_PENDING;
-    this.socketsPerFamily = options.socketsPerFamily ?? DNS_UPSTREAM_SOCKETS_PER_FAMILY;
+    this.socketsPerUpstream = options.socketsPerUpstream ?? DNS_UPSTREAM_SOCKETS_PER_UPSTREAM;
     this.metrics = options.metrics;
   }
 
@@ -127,12 +132,10 @@ export class DnsUpstreamClient {
   async start(): Promise<void> {
     if (this.options.upstreams.length === 0) throw new NeuwerkError('NW_ERR_CONFIG_INVALID', 'the DNS forwarder needs at least one upstream');
     this.targets = await Promise.all(this.options.upstreams.map(resolveTarget));
-    const families = new Set(this.targets.map((t) => (t.ip.includes(':') ? 6 : 4) as 4 | 6));
-    for (const family of families) {
+    for (const target of this.targets) {
       const list: UdpChannel[] = [];
-      for (let i = 0; i < this.socketsPerFamily; i++) list.push(await this.openChannel(family));
-      this.channels.set(family, list);
-      this.nextChannel.set(family, 0);
+      this.channels.push({ list, next: 0 });
+      for (let i = 0; i < this.socketsPerUpstream; i++) list.push(await this.openChannel(target));
     }
   }
 
@@ -184,7 +187,7 @@ export class DnsUpstreamClient {
     this.closed = true;
     for (const socket of this.tcpSockets) socket.destroy();
     const closing: Promise<void>[] = [];
-    for (const list of this.channels.values()) {
+    for (const { list } of this.channels) {
       for (const channel of list) {
         for (const pending of [...channel.pending.values()]) pending.finish({ ok: false, reason: 'the DNS forwarder is closed' });
         closing.push(new Promise((resolve) => channel.socket.close(() => resolve())));
@@ -193,15 +196,16 @@ export class DnsUpstreamClient {
     await Promise.all(closing);
   }
 
-  private openChannel(family: 4 | 6): Promise<UdpChannel> {
+  private openChannel(target: UpstreamTarget): Promise<UdpChannel> {
     return new Promise((resolve, reject) => {
-      const socket = createSocket({ type: family === 6 ? 'udp6' : 'udp4', recvBufferSize: DNS_UDP_RECEIVE_BUFFER_BYTES });
+      const socket = createSocket({ type: target.ip.includes(':') ? 'udp6' : 'udp4', recvBufferSize: DNS_UDP_RECEIVE_BUFFER_BYTES });
       const channel: UdpChannel = { socket, pending: new Map() };
       socket.on('message', (message, remote) => this.onUdpReply(channel, message, remote.address, remote.port));
       socket.once('error', reject);
-      socket.bind(0, () => {
+      socket.connect(target.port, target.ip, () => {
         socket.off('error', reject);
-        // Errors after bind (e.g. ICMP-induced on some platforms) must not crash the process.
+        // Later errors (e.g. ICMP port unreachable reported on a connected socket) must not crash
+        // the process; the tries concerned time out and fail over.
         socket.on('error', () => undefined);
         resolve(channel);
       });
@@ -238,12 +242,10 @@ export class DnsUpstreamClient {
 
   private tryUdp(target: UpstreamTarget, query: Buffer, question: Question): Promise<TryOutcome> {
     if (this.pendingCount >= this.maxPending) return Promise.resolve({ ok: false, reason: 'too many queries in flight' });
-    const family = target.ip.includes(':') ? 6 : 4;
-    const list = this.channels.get(family);
-    if (list === undefined || list.length === 0) return Promise.resolve({ ok: false, reason: 'no socket for the address family' });
-    const index = this.nextChannel.get(family) ?? 0;
-    this.nextChannel.set(family, (index + 1) % list.length);
-    const channel = list[index] as UdpChannel;
+    const channels = this.channels[this.targets.indexOf(target)];
+    if (channels === undefined || channels.list.length === 0) return Promise.resolve({ ok: false, reason: 'no socket for the upstream' });
+    const channel = channels.list[channels.next] as UdpChannel;
+    channels.next = (channels.next + 1) % channels.list.length;
     let id = -1;
     for (let attempt = 0; attempt < ID_DRAW_ATTEMPTS_MAX; attempt++) {
       const candidate = this.ids.next();
@@ -269,7 +271,7 @@ export class DnsUpstreamClient {
       }, this.tryTimeoutMs);
       channel.pending.set(id, { target, question, timer, finish });
       this.pendingCount++;
-      channel.socket.send(this.withId(query, id), target.port, target.ip, (err) => {
+      channel.socket.send(this.withId(query, id), (err) => {
         if (err) {
           this.sendErrorCount++;
           finish({ ok: false, reason: `send failed (${(err as NodeJS.ErrnoException).code ?? err.message})` });

@@ -743,10 +743,10 @@ export class ForwardProxy {
       return this.respond(res, 400, 'the request URL is not a valid absolute http:// URL', true);
     }
     const port = url.port === '' ? 80 : Number(url.port);
-    const target = targetFromHost(url.hostname, port);
+    const target = port >= 1 && port <= 65535 ? targetFromHost(url.hostname, port) : null;
     if (target === null) {
       this.count('http', 'error');
-      return this.respond(res, 400, 'the request URL has no valid hostname or IP address', true);
+      return this.respond(res, 400, 'the request URL has no valid hostname or IP address and port 1-65535', true);
     }
     const policy = this.options.enforcement.active;
     if (policy === null) {
