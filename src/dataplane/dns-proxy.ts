@@ -242,8 +242,14 @@ export class DnsProxy {
         return null;
       }
       if (classified.kind === 'unsupported') {
-        result = 'unsupported';
-        return buildResponse(classified.packet, classified.rcode);
+        try {
+          const response = buildResponse(classified.packet, classified.rcode);
+          result = 'unsupported';
+          return response;
+        } catch {
+          result = 'malformed'; // its questions cannot even be echoed: drop it like garbage
+          return null;
+        }
       }
       const { packet, question } = classified.query;
       const policy = this.options.enforcement.active;
