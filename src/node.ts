@@ -4,6 +4,8 @@ import { addAuthRoutes, AUTH_SCHEMAS } from './api/routes/auth.js';
 import { addKeyvalRoutes, KEYVAL_SCHEMAS } from './api/routes/keyval.js';
 import { addPolicyRoutes, POLICY_SCHEMAS } from './api/routes/policy.js';
 import { addSupportRoutes, SUPPORT_SCHEMAS } from './api/routes/support.js';
+import { addDataplaneRoutes, DATAPLANE_SCHEMAS } from './dataplane/api-routes.js';
+import { Dataplane, systemDnsUpstreams } from './dataplane/dataplane.js';
 import { defaultPolicyDocument, PolicyEnforcement } from './dataplane/policy-state.js';
 import { addSystemRoutes, SYSTEM_SCHEMAS } from './api/routes/system.js';
 import { Authenticator } from './auth/authenticator.js';
@@ -41,6 +43,9 @@ export interface RunningNode {
   readonly config: NodeConfig;
   readonly httpAddress: HostPort;
   readonly metricsAddress: HostPort;
+  /** Bound DNS proxy address (UDP and TCP), or null without --dns-bind. */
+  readonly dnsAddress: HostPort | null;
+  readonly proxyAddress: HostPort | null;
   readonly readiness: Readiness;
   readonly replicator: Replicator;
   /** Drains, closes listeners and the store; idempotent. */
@@ -150,12 +155,31 @@ export async function startNode(config: NodeConfig, logger: Logger, ring?: LogRi
     }
 
     const router = new Router();
-    addSystemRoutes(router, readiness, () => ({ ...SYSTEM_SCHEMAS, ...AUTH_SCHEMAS, ...KEYVAL_SCHEMAS, ...POLICY_SCHEMAS, ...CLUSTER_SCHEMAS, ...SUPPORT_SCHEMAS }), NEUWERK_VERSION);
+    addSystemRoutes(router, readiness, () => ({ ...SYSTEM_SCHEMAS, ...AUTH_SCHEMAS, ...KEYVAL_SCHEMAS, ...POLICY_SCHEMAS, ...CLUSTER_SCHEMAS, ...SUPPORT_SCHEMAS, ...DATAPLANE_SCHEMAS }), NEUWERK_VERSION);
     addClusterRoutes(router, { cluster, replicator, logger });
     addAuthRoutes(router, { auth, authenticator, limiter: new LoginLimiter() });
     addKeyvalRoutes(router, replicator);
     addPolicyRoutes(router, replicator, enforcement, logger);
     addSupportRoutes(router, { ring, nodeId });
+
+    // Enforcement is local: the proxies decide with this node's compiled policy, leader or not.
+    const dataplane = new Dataplane({
+      enforcement,
+      logger,
+      metrics,
+      dns: config.dns === null ? null : { bind: config.dns.bind, upstreams: config.dns.upstreams.length > 0 ? config.dns.upstreams : systemDnsUpstreams() },
+      proxy: config.proxy,
+      ownAddresses: [
+        config.http.bind.host,
+        config.metrics.bind.host,
+        ...(config.cluster === null ? [] : [config.cluster.bind.host, config.cluster.joinBind.host]),
+      ],
+    });
+    const dataplaneAddresses = await dataplane.start();
+    opened.push(() => dataplane.stop());
+    if (config.dns !== null) readiness.register('dns_ready', () => dataplane.dnsReadiness());
+    if (config.proxy !== null) readiness.register('proxy_ready', () => dataplane.proxyReadiness());
+    addDataplaneRoutes(router, dataplane);
 
     const metricsServer = createMetricsServer(metrics);
     const metricsAddress = await listen(metricsServer, config.metrics.bind, '--metrics-bind');
@@ -195,7 +219,12 @@ export async function startNode(config: NodeConfig, logger: Logger, ring?: LogRi
         node_id: nodeId,
         version: NEUWERK_VERSION,
         data_dir: config.dataDir,
-        listeners: { http: `https://${formatHostPort(httpAddress)}`, metrics: `http://${formatHostPort(metricsAddress)}/metrics` },
+        listeners: {
+          http: `https://${formatHostPort(httpAddress)}`,
+          metrics: `http://${formatHostPort(metricsAddress)}/metrics`,
+          ...(dataplaneAddresses.dns === null ? {} : { dns: formatHostPort(dataplaneAddresses.dns.udp) }),
+          ...(dataplaneAddresses.proxy === null ? {} : { proxy: formatHostPort(dataplaneAddresses.proxy) }),
+        },
         ca_cert: tls.caPath,
         admin_token: `neuwerk auth bootstrap --data-dir ${config.dataDir}`,
       },
@@ -213,6 +242,8 @@ export async function startNode(config: NodeConfig, logger: Logger, ring?: LogRi
       config,
       httpAddress,
       metricsAddress,
+      dnsAddress: dataplaneAddresses.dns?.udp ?? null,
+      proxyAddress: dataplaneAddresses.proxy,
       readiness,
       replicator,
       stop(reason: string): Promise<void> {

@@ -2,7 +2,7 @@
 export interface ReadinessCheck {
   readonly name: string;
   readonly ok: boolean;
-  /** Why the check fails (null when it passes). Never contains secrets. */
+  /** Why the check fails, or useful facts when it passes (null when there is nothing to say). Never secrets. */
   readonly detail: string | null;
 }
 
@@ -35,7 +35,7 @@ export class Readiness {
     for (const [name, check] of this.checks) {
       try {
         const result = check();
-        checks.push({ name, ok: result.ok, detail: result.ok ? null : (result.detail ?? 'not ready') });
+        checks.push({ name, ok: result.ok, detail: result.detail ?? (result.ok ? null : 'not ready') });
       } catch (err) {
         checks.push({ name, ok: false, detail: `check failed: ${(err as Error).message}` });
       }

@@ -23,6 +23,8 @@ export async function runNodeInForeground(configFlag: string | undefined, flags:
       `neuwerk node ${node.nodeId} is running`,
       `  management API  https://${formatHostPort(node.httpAddress)}   (CA: ${config.http.tlsDir}/ca.crt)`,
       `  metrics         http://${formatHostPort(node.metricsAddress)}/metrics`,
+      ...(node.dnsAddress === null ? [] : [`  DNS proxy       ${formatHostPort(node.dnsAddress)} (UDP and TCP)`]),
+      ...(node.proxyAddress === null ? [] : [`  forward proxy   http://${formatHostPort(node.proxyAddress)}`]),
       `  data dir        ${config.dataDir}`,
       `  check it        neuwerk ready --http-addr ${formatHostPort(node.httpAddress)} --ca ${config.http.tlsDir}/ca.crt`,
       `  admin token     neuwerk auth bootstrap --data-dir ${config.dataDir} > admin.jwt   (30 min; then use service accounts)`,

@@ -1,4 +1,6 @@
 import { randomUUID } from 'node:crypto';
+import { existsSync, writeFileSync } from 'node:fs';
+import { join } from 'node:path';
 import type { Server } from 'node:http';
 import { formatHostPort, parseHostPort, type HostPort } from '../config/address.js';
 import type { NodeConfig } from '../config/load.js';
@@ -31,6 +33,8 @@ export const TRANSFER_WAIT_MS = 3_000;
 export const LEADER_VIEW_REFRESH_MS = 1_000;
 /** A cached leader view older than this is not used. */
 export const LEADER_VIEW_MAX_AGE_MS = 5_000;
+/** Marker file in the cluster data dir of a node that was removed: it never rejoins by itself. */
+export const REMOVED_MARKER = 'removed';
 /** How often a joining node reports its progress (learner, catching up, voter). */
 const JOIN_PROGRESS_INTERVAL_MS = 1_000;
 
@@ -80,6 +84,8 @@ export class ClusterRuntime {
   private caCache: KeyAndCert | null;
   private promoting = false;
   private leaderView: { atMs: number; peers: PeerStatus[] } | null = null;
+  /** Set when this node learned it was removed (persisted as a marker file). */
+  private removedBy: string | null = null;
   replicator!: RaftReplicator;
   clusterAddress!: HostPort;
   joinAddress!: HostPort;
@@ -108,6 +114,11 @@ export class ClusterRuntime {
     const { config, nodeId, logger } = options;
     const settings = config.cluster as NonNullable<NodeConfig['cluster']>;
     const existing = loadClusterTls(config.clusterDataDir);
+    if (existsSync(join(config.clusterDataDir, REMOVED_MARKER))) {
+      throw new NeuwerkError('NW_ERR_NODE_REMOVED', `this node was removed from its cluster (${join(config.clusterDataDir, REMOVED_MARKER)}); it cannot rejoin with its old identity`, {
+        actions: ['Move the data dir aside and join with a bootstrap token to return as a new node.'],
+      });
+    }
     if (existing !== null) {
       logger.info({ tls_dir: clusterTlsPaths(config.clusterDataDir).dir }, 'cluster identity found; rejoining cluster traffic without a token');
       return new ClusterRuntime(config, nodeId, logger, existing, 'restart', null);
@@ -191,6 +202,12 @@ export class ClusterRuntime {
     });
     this.joinServer = createJoinServer(service, this.logger);
     this.joinAddress = await listen(this.joinServer, settings.joinBind, '--cluster-join-bind');
+    this.transport.handle('cluster.removed', async (from) => {
+      const conf = this.replicator.raftStatus().conf;
+      if (from !== this.replicator.status().leaderId && !conf.voters.includes(from)) throw new NeuwerkError('NW_ERR_AUTH_FORBIDDEN', 'only a voter may announce a removal');
+      this.markRemoved(from);
+      return { ok: true };
+    });
     this.transport.handle('cluster.peers', async () => {
       if (this.replicator.status().role !== 'leader') throw new NeuwerkError('NW_ERR_NOT_LEADER', 'not the leader');
       return this.status().peers;
@@ -397,10 +414,30 @@ export class ClusterRuntime {
   /** Readiness `cluster`: a leader is known (the core forgets a leader it stops hearing from). */
   readiness(): { ok: boolean; detail?: string } {
     const raft = this.replicator.raftStatus();
-    if (this.replicator.stateMachine.isRemoved(this.nodeId)) return { ok: false, detail: 'this node was removed from the cluster' };
+    if (this.removedBy !== null || this.replicator.stateMachine.isRemoved(this.nodeId)) {
+      return { ok: false, detail: `this node was removed from the cluster${this.removedBy === null ? '' : ` (by ${this.removedBy})`}; it no longer serves cluster traffic` };
+    }
     if (raft.leader === null) return { ok: false, detail: 'no cluster leader known' };
     if (!raft.conf.voters.includes(this.nodeId) && !raft.conf.learners.includes(this.nodeId)) return { ok: false, detail: 'not a member of the cluster configuration yet' };
-    return { ok: true };
+    const view = this.status();
+    return { ok: true, detail: `leader ${raft.leader}; ${view.voters} voters, ${view.healthy_voters} healthy, tolerates ${view.tolerates}` };
+  }
+
+  /** Leader, after removing `nodeId`: tells it (best effort) so it stops and says so. */
+  async notifyRemoved(nodeId: string): Promise<void> {
+    try {
+      await this.transport.call(nodeId, 'cluster.removed', {}, 2_000);
+    } catch {
+      // An unreachable node learns it when it next tries to talk: its connections are refused.
+    }
+  }
+
+  private markRemoved(by: string): void {
+    if (this.removedBy !== null) return;
+    this.removedBy = by;
+    writeFileSync(join(this.config.clusterDataDir, REMOVED_MARKER), `${new Date().toISOString()} removed by ${by}\n`, { mode: 0o600 });
+    this.logger.error({ removed_by: by }, 'this node was removed from the cluster; it no longer serves cluster traffic (wipe its data dir and join again to return as a new node)');
+    void this.replicator.close();
   }
 
   /** The management address of the leader, for request routing; null when no leader is known. */

@@ -19,12 +19,6 @@ export const DEFAULT_HEARTBEAT_TICKS = 1;
 export const DEFAULT_SNAPSHOT_THRESHOLD_ENTRIES = 10_000;
 export const DEFAULT_SNAPSHOT_TRAILING_ENTRIES = 1_000;
 
-/**
- * Subsystems whose flags are accepted by this build. A flag for a subsystem that has not landed
- * yet is refused with a clear message instead of being silently ignored.
- */
-export const AVAILABLE_SUBSYSTEMS = { cluster: true, dns: false, proxy: false } as const;
-
 /** The start flags of DESIGN §7 as parsed by the CLI (undefined = not given). */
 export interface StartFlags {
   'data-dir'?: string | undefined;
@@ -83,6 +77,7 @@ export interface NodeConfig {
     readonly keyPath: string | null;
   };
   readonly metrics: { readonly bind: HostPort };
+  /** `upstreams` empty: use the system resolvers (/etc/resolv.conf). */
   readonly dns: { readonly bind: HostPort; readonly upstreams: readonly HostPort[] } | null;
   readonly proxy: { readonly bind: HostPort } | null;
   readonly policy: { readonly defaultPolicy: 'allow' | 'deny' };
@@ -219,13 +214,6 @@ function fileAddress(value: string): HostPort {
   return parseHostPort(value) as HostPort;
 }
 
-function notAvailable(setting: string, subsystem: string): NeuwerkError {
-  return new NeuwerkError(
-    'NW_ERR_CONFIG_NOT_AVAILABLE',
-    `${setting}: ${subsystem} is not available yet in this build of neuwerk; remove the setting`,
-  );
-}
-
 /**
  * Resolves the node configuration: a flag wins over the file, the file over the defaults.
  * Relative paths, from flags and file alike, resolve against the current directory.
@@ -246,10 +234,6 @@ export function resolveNodeConfig(file: ConfigFile | null, configPath: string | 
   const joinText = pick(flags.join, f.cluster?.join);
   let cluster: ClusterSettings | null = null;
   if (clusterBindText !== undefined || joinText !== undefined) {
-    if (!AVAILABLE_SUBSYSTEMS.cluster) {
-      const setting = flags['cluster-bind'] !== undefined ? '--cluster-bind' : flags.join !== undefined ? '--join' : 'cluster.bind / cluster.join in the config file';
-      throw notAvailable(setting, 'cluster mode');
-    }
     const bind = address('cluster-bind', flags['cluster-bind'], f.cluster?.bind, DEFAULT_CLUSTER_BIND);
     cluster = {
       bind,
@@ -270,19 +254,16 @@ export function resolveNodeConfig(file: ConfigFile | null, configPath: string | 
   const upstreamTexts = pick(flags['dns-upstream'], f.dns?.upstreams);
   let dns: NodeConfig['dns'] = null;
   if (dnsBindText !== undefined || upstreamTexts !== undefined) {
-    if (!AVAILABLE_SUBSYSTEMS.dns) throw notAvailable(flags['dns-bind'] !== undefined ? '--dns-bind' : flags['dns-upstream'] !== undefined ? '--dns-upstream' : 'dns in the config file', 'the DNS proxy');
     if (dnsBindText === undefined) throw new NeuwerkError('NW_ERR_USAGE', '--dns-upstream needs --dns-bind (or dns.bind) too');
-    if (upstreamTexts === undefined || upstreamTexts.length === 0) throw new NeuwerkError('NW_ERR_USAGE', '--dns-bind needs at least one --dns-upstream (or dns.upstreams)');
     dns = {
       bind: flags['dns-bind'] !== undefined ? flagAddress('dns-bind', flags['dns-bind']) : fileAddress(dnsBindText),
-      upstreams: flags['dns-upstream'] !== undefined ? flags['dns-upstream'].map((u) => flagAddress('dns-upstream', u)) : upstreamTexts.map(fileAddress),
+      upstreams: flags['dns-upstream'] !== undefined ? flags['dns-upstream'].map((u) => flagAddress('dns-upstream', u)) : (upstreamTexts ?? []).map(fileAddress),
     };
   }
 
   const proxyBindText = pick(flags['proxy-bind'], f.proxy?.bind);
   let proxy: NodeConfig['proxy'] = null;
   if (proxyBindText !== undefined) {
-    if (!AVAILABLE_SUBSYSTEMS.proxy) throw notAvailable(flags['proxy-bind'] !== undefined ? '--proxy-bind' : 'proxy.bind in the config file', 'the forward proxy');
     proxy = { bind: flags['proxy-bind'] !== undefined ? flagAddress('proxy-bind', flags['proxy-bind']) : fileAddress(proxyBindText) };
   }
 

@@ -161,6 +161,14 @@ describe('joins, membership and cross-node auth', () => {
     const rejoin = await postJoin(leader.joinPort, craftedRequest(victim.node.nodeId, 'test', secret, victim.clusterPort));
     assert.equal(rejoin.status, 403);
     assert.match(rejoin.json.error ?? '', /was removed from this cluster and cannot rejoin with its old identity/);
+    // The removed node was told: it says so in its log and its /ready, and it never restarts into the cluster.
+    const ready = await victim.node.api('GET', '/ready');
+    assert.equal(ready.status, 503);
+    assert.match(JSON.stringify(ready.json), /this node was removed from the cluster/);
+    assert.ok(victim.node.logLines().some((l) => typeof l.msg === 'string' && l.msg.startsWith('this node was removed from the cluster')));
     await victim.node.stop('SIGKILL');
+    const restarted = await runCli(['start', '--data-dir', victim.dataDir, ...victim.args, '--metrics-bind', '127.0.0.1:0']);
+    assert.equal(restarted.code, 1);
+    assert.match(restarted.stderr, /was removed from its cluster .* cannot rejoin with its old identity/);
   });
 });

@@ -4,6 +4,7 @@ import { readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { after, before, describe, it } from 'node:test';
 import { request } from 'undici';
+import { createClusterCa, createNodeCsr, signNodeCertificate } from '../../src/cluster/ca.js';
 import { TestCluster, type ClusterMember } from './cluster-harness.js';
 import { runCli, tempDir } from './harness.js';
 
@@ -63,6 +64,22 @@ describe('cluster: snapshots, the mTLS port, and the operator CLI', () => {
     });
     assert.notEqual(outcome, 'answered');
     assert.notEqual(outcome, 'timeout');
+    // A certificate from another CA, even one naming a real member, gets nothing either.
+    const otherCa = createClusterCa('intruder');
+    const forged = createNodeCsr((cluster.members[1] as ClusterMember).node.nodeId, '127.0.0.1');
+    const forgedCert = signNodeCertificate(otherCa, forged.csrPem, (cluster.members[1] as ClusterMember).node.nodeId, '127.0.0.1');
+    const intruder = await new Promise<string>((resolve) => {
+      const socket = connect({ host: '127.0.0.1', port: member.clusterPort, ca, key: forged.keyPem, cert: forgedCert, checkServerIdentity: () => undefined });
+      socket.on('secureConnect', () => {
+        socket.write(Buffer.from([0, 0, 0, 2, 123, 125]));
+        socket.once('data', () => resolve('answered'));
+      });
+      socket.on('error', (err) => resolve(`error: ${err.message}`));
+      socket.on('close', () => resolve('closed'));
+      setTimeout(() => resolve('timeout'), 5000);
+    });
+    assert.notEqual(intruder, 'answered');
+    assert.notEqual(intruder, 'timeout');
     // The join listener is plain HTTP, but only a token-authenticated request gets anything.
     const joinAnswer = await request(`http://127.0.0.1:${member.joinPort}/v1/join`, { method: "POST", body: "{}" });
     assert.equal(joinAnswer.statusCode, 403);

@@ -54,6 +54,10 @@ export class NodeProcess {
   private exitInfo: Promise<{ code: number | null; signal: NodeJS.Signals | null }>;
   httpAddress = '';
   metricsAddress = '';
+  /** DNS proxy host:port (UDP and TCP) when started with --dns-bind. */
+  dnsAddress = '';
+  /** Forward proxy host:port when started with --proxy-bind. */
+  proxyAddress = '';
   nodeId = '';
 
   private constructor(readonly child: ChildProcess, readonly dataDir: string) {
@@ -88,7 +92,9 @@ export class NodeProcess {
     const child = spawn(process.execPath, [NEUWERK_BIN, ...args, ...extraArgs], { cwd: REPO_ROOT, stdio: ['ignore', 'pipe', 'pipe'] });
     const node = new NodeProcess(child, dataDir);
     await node.waitForLog((line) => line.msg === 'neuwerk node started', START_TIMEOUT_MS);
-    const started = node.logLines().find((line) => line.msg === 'neuwerk node started') as { listeners: { http: string; metrics: string }; node_id: string };
+    const started = node.logLines().find((line) => line.msg === 'neuwerk node started') as { listeners: { http: string; metrics: string; dns?: string; proxy?: string }; node_id: string };
+    node.dnsAddress = started.listeners.dns ?? '';
+    node.proxyAddress = started.listeners.proxy ?? '';
     node.httpAddress = started.listeners.http.replace('https://', '');
     node.metricsAddress = started.listeners.metrics.replace('http://', '').replace('/metrics', '');
     node.nodeId = started.node_id;

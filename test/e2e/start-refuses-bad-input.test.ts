@@ -34,10 +34,10 @@ describe('neuwerk start refuses bad input with a clear message and the right exi
     assert.match(result.stderr, /metrics\.bnd: unknown key \(allowed: bind\)/);
   });
 
-  it('a flag for a subsystem that is not built yet -> exit 2 saying so', async () => {
-    const result = await runCli(['start', '--data-dir', join(dir.path, 'y'), '--proxy-bind', '127.0.0.1:3128']);
+  it('a DNS upstream without a DNS listener -> exit 2 naming both flags', async () => {
+    const result = await runCli(['start', '--data-dir', join(dir.path, 'y'), '--dns-upstream', '127.0.0.1:53']);
     assert.equal(result.code, 2);
-    assert.match(result.stderr, /--proxy-bind: the forward proxy is not available yet/);
+    assert.match(result.stderr, /--dns-upstream needs --dns-bind/);
   });
 
   it('port already in use -> exit 1 naming the address', async () => {

@@ -108,13 +108,16 @@ describe('resolving flags over the file over defaults', () => {
     assert.equal(error.message, '--http-advertise: "host" is not a valid address (expected host:port)');
   });
 
-  it('settings of subsystems not built yet are refused, naming where they came from', () => {
-    assert.match(errorOf(() => resolveNodeConfig(null, null, { 'proxy-bind': '127.0.0.1:3128' })).message, /^--proxy-bind: the forward proxy is not available yet/);
-    const file = validateConfig({ version: 1, dns: { bind: '127.0.0.1:53', upstreams: ['1.1.1.1:53'] } }, FILE);
-    const error = errorOf(() => resolveNodeConfig(file, FILE, {}));
-    assert.equal(error.code, 'NW_ERR_CONFIG_NOT_AVAILABLE');
+  it('DNS and proxy settings resolve from flags or the file; upstreams default to the system resolvers', () => {
+    const fromFlags = resolveNodeConfig(null, null, { 'dns-bind': '127.0.0.1:5353', 'dns-upstream': ['10.0.0.2:53', '[::1]:53'], 'proxy-bind': '127.0.0.1:3128' });
+    assert.deepEqual(fromFlags.dns, { bind: { host: '127.0.0.1', port: 5353 }, upstreams: [{ host: '10.0.0.2', port: 53 }, { host: '::1', port: 53 }] });
+    assert.deepEqual(fromFlags.proxy, { bind: { host: '127.0.0.1', port: 3128 } });
+    const file = validateConfig({ version: 1, dns: { bind: '127.0.0.1:53' } }, FILE);
+    assert.deepEqual(resolveNodeConfig(file, FILE, {}).dns, { bind: { host: '127.0.0.1', port: 53 }, upstreams: [] });
+    const error = errorOf(() => resolveNodeConfig(null, null, { 'dns-upstream': ['1.1.1.1:53'] }));
     assert.equal(error.exitCode, 2);
-    assert.match(error.message, /^dns in the config file: the DNS proxy is not available yet/);
+    assert.match(error.message, /--dns-upstream needs --dns-bind/);
+    assert.match(errorOf(() => resolveNodeConfig(null, null, { 'dns-bind': '127.0.0.1:53', 'dns-upstream': ['nope'] })).message, /^--dns-upstream: "nope" is not a valid address/);
   });
 
   it('--cluster-bind or --join enables cluster mode with the documented defaults', () => {

@@ -174,6 +174,7 @@ async function removeMember(runtime: ClusterRuntime, replicator: Replicator, tar
   }
   if (isVoter || conf.learners.includes(target)) await runtime.replicator.proposeConfChange({ type: 'remove', nodeId: target });
   await replicator.propose({ v: 1, type: 'member.tombstone', node_id: target, removed_at: new Date().toISOString() });
+  await runtime.notifyRemoved(target);
   runtime.rpc.forget(target);
   logger.info({ audit: true, actor, action: 'cluster.member.remove', node_id: target, force }, 'audit: cluster.member.remove');
 }
