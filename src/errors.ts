@@ -63,6 +63,7 @@ export const ERROR_CATALOGUE = {
   NW_ERR_SYSDUMP_NO_NODE: { exitCode: EXIT_FAILURE, httpStatus: 404 },
   NW_ERR_SYSDUMP_OUTPUT: { exitCode: EXIT_FAILURE, httpStatus: 500 },
   NW_ERR_SYSDUMP_SECRET_FOUND: { exitCode: EXIT_FAILURE, httpStatus: 500 },
+  NW_ERR_SYSDUMP_TOO_LARGE: { exitCode: EXIT_FAILURE, httpStatus: 500 },
 } as const satisfies Record<string, ErrorSpec>;
 
 export type ErrorCode = keyof typeof ERROR_CATALOGUE;

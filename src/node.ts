@@ -31,6 +31,7 @@ import { Readiness } from './readiness.js';
 import { openStoreDatabase, STORE_FILE_NAME, type SqliteDatabase } from './store/database.js';
 import { NEUWERK_VERSION } from './version.js';
 
+import { registerNodeSysdumpRpc } from './sysdump/cluster-sysdump.js';
 /** A graceful stop must finish within this budget (DESIGN §7: within 10 s). */
 export const STOP_BUDGET_MS = 8_000;
 /** How often the leader checks for expired keyval keys to delete everywhere. */
@@ -160,7 +161,9 @@ export async function startNode(config: NodeConfig, logger: Logger, ring?: LogRi
     addAuthRoutes(router, { auth, authenticator, limiter: new LoginLimiter() });
     addKeyvalRoutes(router, replicator);
     addPolicyRoutes(router, replicator, enforcement, logger);
-    addSupportRoutes(router, { ring, nodeId });
+    const nodeSysdump = { nodeId, config, db, stateMachine: replicator.stateMachine, readiness, metrics, ring, replicationStatus: () => replicator.status() };
+    if (cluster !== null) registerNodeSysdumpRpc(cluster, nodeSysdump, logger);
+    addSupportRoutes(router, { ring, nodeId, sysdump: { node: nodeSysdump, cluster, members: () => replicator.stateMachine.members(), logger } });
 
     // Enforcement is local: the proxies decide with this node's compiled policy, leader or not.
     const dataplane = new Dataplane({

@@ -479,15 +479,12 @@ export interface InProcessSysdumpDeps {
 }
 
 /**
- * Builds this node's archive inside the running node and returns it (gzip'd tar), for the future
- * `POST /api/v1/support/sysdump/node` fan-out route: the same layout, redaction and final scan as
- * `neuwerk sysdump`, with live snapshots taken in-process instead of over HTTP.
+ * The running node's own secrets (bootstrap token files, TLS keys, signing keys, CA envelopes),
+ * gathered as `buildNodeSysdumpInProcess` does; the cluster archive's final scan uses them too.
  */
-export async function buildNodeSysdumpInProcess(deps: InProcessSysdumpDeps): Promise<BuiltSysdump> {
-  const errors: ManifestError[] = [];
-  const generatedAt = (deps.now ?? (() => new Date()))();
+export function inProcessKnownSecrets(deps: InProcessSysdumpDeps, errors: ManifestError[]): KnownSecrets {
   const store: StoreView = { path: join(deps.config.clusterDataDir, STORE_FILE_NAME), db: deps.db, stateMachine: deps.stateMachine };
-  const known = gatherKnownSecrets(
+  return gatherKnownSecrets(
     {
       bootstrapTokenPaths: [...new Set([deps.config.cluster?.bootstrapTokenPath, join(deps.config.dataDir, 'bootstrap-token')].filter((p): p is string => p !== undefined))],
       httpKeyPath: deps.config.http.keyPath ?? join(deps.config.http.tlsDir, 'server.key'),
@@ -496,6 +493,18 @@ export async function buildNodeSysdumpInProcess(deps: InProcessSysdumpDeps): Pro
     store,
     errors,
   );
+}
+
+/**
+ * Builds this node's archive inside the running node and returns it (gzip'd tar), for the future
+ * `POST /api/v1/support/sysdump/node` fan-out route: the same layout, redaction and final scan as
+ * `neuwerk sysdump`, with live snapshots taken in-process instead of over HTTP.
+ */
+export async function buildNodeSysdumpInProcess(deps: InProcessSysdumpDeps): Promise<BuiltSysdump> {
+  const errors: ManifestError[] = [];
+  const generatedAt = (deps.now ?? (() => new Date()))();
+  const store: StoreView = { path: join(deps.config.clusterDataDir, STORE_FILE_NAME), db: deps.db, stateMachine: deps.stateMachine };
+  const known = inProcessKnownSecrets(deps, errors);
   let configFile: unknown = null;
   if (deps.config.configPath !== null) {
     try {

@@ -1,10 +1,18 @@
+import { NeuwerkError } from '../../errors.js';
 import type { LogRing } from '../../log/logger.js';
+import { buildClusterSysdump, type ClusterSysdumpDeps } from '../../sysdump/cluster-sysdump.js';
 import { scrubText } from '../../sysdump/redaction.js';
 import type { RouteSchemas } from '../openapi.js';
 import type { Router } from '../router.js';
 
 /** The path of the recent-logs endpoint, used by `neuwerk sysdump` on a running node. */
 export const SUPPORT_LOGS_PATH = '/api/v1/support/logs';
+/** The cluster-wide sysdump endpoint (admin; served by the leader). */
+export const SUPPORT_CLUSTER_SYSDUMP_PATH = '/api/v1/support/sysdump/cluster';
+/** The members-only node sysdump endpoint; over HTTPS it always refuses (see `addSupportRoutes`). */
+export const SUPPORT_NODE_SYSDUMP_PATH = '/api/v1/support/sysdump/node';
+/** What the HTTPS node endpoint answers to everyone: members fetch node archives over the cluster port. */
+export const NODE_SYSDUMP_HTTP_REFUSAL = 'node sysdumps are served to cluster members over the cluster port';
 
 /** Response schemas of the support routes, for the OpenAPI document. */
 export const SUPPORT_SCHEMAS: RouteSchemas = {
@@ -25,6 +33,8 @@ export const SUPPORT_SCHEMAS: RouteSchemas = {
 export interface SupportRouteDeps {
   readonly ring: LogRing | null | undefined;
   readonly nodeId: string;
+  /** Sources of the cluster sysdump; omitted, the sysdump routes are not served. */
+  readonly sysdump?: ClusterSysdumpDeps;
 }
 
 /**
@@ -33,6 +43,45 @@ export interface SupportRouteDeps {
  * bearer credentials, JWTs and PEM private keys before they leave the process.
  */
 export function addSupportRoutes(router: Router, deps: SupportRouteDeps): void {
+  const sysdump = deps.sysdump;
+  if (sysdump !== undefined) {
+    router.add({
+      method: 'POST',
+      path: SUPPORT_CLUSTER_SYSDUMP_PATH,
+      access: 'admin',
+      routing: 'leader',
+      summary: 'Cluster-wide diagnostic archive (gzip tar): every member\'s node archive under nodes/<node_id>/, cluster/summary.json, manifest.json with partial/node_errors. Single-node mode: a one-node archive.',
+      handler: async (ctx) => {
+        const identity = ctx.identity;
+        sysdump.logger.info({ audit: true, actor: identity?.sub ?? null, action: 'support.sysdump.cluster' }, 'audit: cluster sysdump requested');
+        const built = await buildClusterSysdump(sysdump);
+        return {
+          status: 200,
+          headers: {
+            'content-type': 'application/gzip',
+            'content-length': String(built.archive.length),
+            'content-disposition': `attachment; filename="${built.filename}"`,
+            'cache-control': 'no-store',
+            'x-neuwerk-sysdump-partial': String(built.manifest.partial),
+          },
+          raw: built.archive,
+        };
+      },
+    });
+  }
+  // The HTTPS API has no client certificates, so it cannot tell a member from anyone else holding
+  // a token: node archives travel only over the mTLS cluster port (cluster RPC `sysdump.node`).
+  router.add({
+    method: 'POST',
+    path: SUPPORT_NODE_SYSDUMP_PATH,
+    access: 'public',
+    routing: 'local',
+    summary: `Internal fan-out endpoint; always 403 over HTTPS: ${NODE_SYSDUMP_HTTP_REFUSAL} (cluster RPC sysdump.node, mTLS).`,
+    handler: () => {
+      throw new NeuwerkError('NW_ERR_AUTH_FORBIDDEN', NODE_SYSDUMP_HTTP_REFUSAL);
+    },
+  });
+
   router.add({
     method: 'GET',
     path: SUPPORT_LOGS_PATH,

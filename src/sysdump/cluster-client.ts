@@ -1,0 +1,103 @@
+import { randomBytes } from 'node:crypto';
+import { createWriteStream, renameSync, rmSync, statSync } from 'node:fs';
+import { basename, dirname, join, resolve } from 'node:path';
+import { Transform } from 'node:stream';
+import { pipeline } from 'node:stream/promises';
+import { request, type Dispatcher } from 'undici';
+import type { ApiConnection } from '../cli/connection.js';
+import { apiFailure } from '../cli/local-node.js';
+import { describeError, NeuwerkError } from '../errors.js';
+import { makeDirectory } from '../fs-util.js';
+import { defaultClusterSysdumpFileName, NODE_SYSDUMP_TIMEOUT_MS } from './cluster-sysdump.js';
+import { SYSDUMP_FILE_MODE } from './node-sysdump.js';
+
+/** The whole cluster sysdump request: the per-node timeout plus assembly and transfer. */
+export const CLUSTER_SYSDUMP_REQUEST_TIMEOUT_MS = NODE_SYSDUMP_TIMEOUT_MS + 40_000;
+/** Progress is printed at most this often while the archive streams in. */
+const PROGRESS_INTERVAL_MS = 1_000;
+/** Mode of an output directory the command has to create. */
+const OUTPUT_DIRECTORY_MODE = 0o700;
+
+/** What `fetchClusterSysdump` wrote. */
+export interface ClusterSysdumpDownload {
+  readonly path: string;
+  readonly size_bytes: number;
+  readonly partial: boolean | null;
+}
+
+function outputPath(option: string | undefined, date: Date): string {
+  const name = defaultClusterSysdumpFileName(date);
+  if (option === undefined) return resolve(name);
+  const path = resolve(option);
+  try {
+    if (statSync(path).isDirectory()) return join(path, name);
+  } catch {
+    // Not there yet: it is the file to create.
+  }
+  return path;
+}
+
+/**
+ * `neuwerk sysdump cluster`: POSTs `/api/v1/support/sysdump/cluster` and streams the answer into
+ * a temporary file created with mode 0600 beside the output, renamed into place once complete (a
+ * failed download leaves nothing behind).
+ */
+export async function fetchClusterSysdump(connection: ApiConnection, options: { output?: string | undefined; progress: (message: string) => void; now?: () => Date }): Promise<ClusterSysdumpDownload> {
+  const path = outputPath(options.output, (options.now ?? (() => new Date()))());
+  // The connection's TLS trust (--ca / --insecure) lives in its dispatcher.
+  const dispatcher = (connection as unknown as { dispatcher: Dispatcher }).dispatcher;
+  options.progress(`asking ${connection.baseUrl} for a cluster sysdump (every member answers within ${NODE_SYSDUMP_TIMEOUT_MS / 1000} s or is listed in node_errors)`);
+  let response: Dispatcher.ResponseData;
+  try {
+    response = await request(`${connection.baseUrl}/api/v1/support/sysdump/cluster`, {
+      method: 'POST',
+      headers: { accept: 'application/gzip', ...(connection.token === null ? {} : { authorization: `Bearer ${connection.token}` }) },
+      dispatcher,
+      headersTimeout: CLUSTER_SYSDUMP_REQUEST_TIMEOUT_MS,
+      bodyTimeout: CLUSTER_SYSDUMP_REQUEST_TIMEOUT_MS,
+      signal: AbortSignal.timeout(CLUSTER_SYSDUMP_REQUEST_TIMEOUT_MS),
+    });
+  } catch (err) {
+    const cause = err as { code?: string; cause?: { code?: string } };
+    throw new NeuwerkError('NW_ERR_API_UNREACHABLE', `cannot reach the management API at ${connection.baseUrl}: ${cause.cause?.code ?? cause.code ?? describeError(err)}`, {
+      actions: ['Check that the node runs and --http-addr is right; for a certificate error pass --ca <ca.crt> or --insecure.'],
+    });
+  }
+  if (response.statusCode !== 200) {
+    const text = await response.body.text();
+    let json: unknown = null;
+    try {
+      json = JSON.parse(text);
+    } catch {
+      json = null;
+    }
+    throw apiFailure({ status: response.statusCode, json, text }, 'cluster sysdump');
+  }
+  const partialHeader = response.headers['x-neuwerk-sysdump-partial'];
+  const partial = partialHeader === 'true' ? true : partialHeader === 'false' ? false : null;
+  const temporary = join(dirname(path), `.${basename(path)}.tmp-${process.pid}-${randomBytes(4).toString('hex')}`);
+  let received = 0;
+  let lastReport = Date.now();
+  const counter = new Transform({
+    transform(chunk: Buffer, _encoding, callback) {
+      received += chunk.length;
+      if (Date.now() - lastReport >= PROGRESS_INTERVAL_MS) {
+        lastReport = Date.now();
+        options.progress(`received ${received} bytes`);
+      }
+      callback(null, chunk);
+    },
+  });
+  try {
+    makeDirectory(dirname(path), OUTPUT_DIRECTORY_MODE);
+    await pipeline(response.body, counter, createWriteStream(temporary, { flags: 'wx', mode: SYSDUMP_FILE_MODE }));
+    renameSync(temporary, path);
+  } catch (err) {
+    rmSync(temporary, { force: true });
+    throw new NeuwerkError('NW_ERR_SYSDUMP_OUTPUT', `cannot write the cluster sysdump ${path}: ${(err as NodeJS.ErrnoException).code ?? describeError(err)}`, {
+      actions: ['Pass --output with a path in a writable directory; if the transfer broke off, run the command again.'],
+    });
+  }
+  options.progress(`wrote ${received} bytes to ${path}${partial === true ? ' (partial: see node_errors in manifest.json)' : ''}`);
+  return { path, size_bytes: received, partial };
+}
