@@ -5,6 +5,8 @@ import { addKeyvalRoutes, KEYVAL_SCHEMAS } from './api/routes/keyval.js';
 import { addPolicyRoutes, POLICY_SCHEMAS } from './api/routes/policy.js';
 import { addSupportRoutes, SUPPORT_SCHEMAS } from './api/routes/support.js';
 import { addDataplaneRoutes, DATAPLANE_SCHEMAS } from './dataplane/api-routes.js';
+import { addClusterFindingsRoutes, FINDINGS_SCHEMAS } from './api/routes/findings.js';
+import { addStatsRoutes, STATS_SCHEMAS } from './api/routes/stats.js';
 import { Dataplane, systemDnsUpstreams } from './dataplane/dataplane.js';
 import { defaultPolicyDocument, PolicyEnforcement } from './dataplane/policy-state.js';
 import { addSystemRoutes, SYSTEM_SCHEMAS } from './api/routes/system.js';
@@ -156,7 +158,7 @@ export async function startNode(config: NodeConfig, logger: Logger, ring?: LogRi
     }
 
     const router = new Router();
-    addSystemRoutes(router, readiness, () => ({ ...SYSTEM_SCHEMAS, ...AUTH_SCHEMAS, ...KEYVAL_SCHEMAS, ...POLICY_SCHEMAS, ...CLUSTER_SCHEMAS, ...SUPPORT_SCHEMAS, ...DATAPLANE_SCHEMAS }), NEUWERK_VERSION);
+    addSystemRoutes(router, readiness, () => ({ ...SYSTEM_SCHEMAS, ...AUTH_SCHEMAS, ...KEYVAL_SCHEMAS, ...POLICY_SCHEMAS, ...CLUSTER_SCHEMAS, ...SUPPORT_SCHEMAS, ...DATAPLANE_SCHEMAS, ...STATS_SCHEMAS, ...FINDINGS_SCHEMAS }), NEUWERK_VERSION);
     addClusterRoutes(router, { cluster, replicator, logger });
     addAuthRoutes(router, { auth, authenticator, limiter: new LoginLimiter() });
     addKeyvalRoutes(router, replicator);
@@ -177,12 +179,15 @@ export async function startNode(config: NodeConfig, logger: Logger, ring?: LogRi
         config.metrics.bind.host,
         ...(config.cluster === null ? [] : [config.cluster.bind.host, config.cluster.joinBind.host]),
       ],
+      denylistSource: replicator.stateMachine,
     });
     const dataplaneAddresses = await dataplane.start();
     opened.push(() => dataplane.stop());
     if (config.dns !== null) readiness.register('dns_ready', () => dataplane.dnsReadiness());
     if (config.proxy !== null) readiness.register('proxy_ready', () => dataplane.proxyReadiness());
     addDataplaneRoutes(router, dataplane);
+    addStatsRoutes(router, { dataplane, cluster, replicator });
+    opened.push(addClusterFindingsRoutes(router, { nodeId, dataplane, logger, caPem: cluster?.tls.caPem ?? null, members: cluster === null ? null : () => replicator.stateMachine.members() }));
 
     const metricsServer = createMetricsServer(metrics);
     const metricsAddress = await listen(metricsServer, config.metrics.bind, '--metrics-bind');

@@ -1,5 +1,6 @@
 /**
  * The dataplane of one node, composed: the dynamic allowlist and the findings store (always), the
+ * dynamic denylist (with a `denylistSource`, checked by both proxies ahead of the policy), the
  * DNS forwarder shared by the DNS proxy and the forward proxy's resolver, the DNS proxy (when
  * `dns` is configured) and the forward proxy (when `proxy` is configured).
  *
@@ -14,6 +15,7 @@ import type { Logger } from '../log/logger.js';
 import type { NodeMetrics } from '../metrics/registry.js';
 import type { Clock } from '../platform/clock.js';
 import { DynamicAllowlist, type AllowlistOptions, type DnsCacheEntryJson } from './allowlist.js';
+import { DenylistIndex, type DenylistSource, type DenylistStats } from './denylist.js';
 import { DnsProxy, type DnsProxyAddresses, type DnsProxyOptions, type DnsProxyStats, type PolicySource } from './dns-proxy.js';
 import { DnsUpstreamClient, type DnsUpstreamStats } from './dns-upstream.js';
 import { FindingsStore, type FindingsView } from './findings.js';
@@ -50,6 +52,8 @@ export interface DataplaneOptions {
   >;
   /** Replaces the forward proxy's resolver (tests). */
   readonly resolver?: HostnameResolver;
+  /** The replicated store the dynamic denylist is read from (`StateMachine`); absent: no denylist. */
+  readonly denylistSource?: DenylistSource;
 }
 
 /** Where the dataplane listens once started. */
@@ -69,6 +73,8 @@ export interface DataplaneStatsSections {
     readonly findings_evictions: number;
     /** The upstream client shared by the DNS proxy and the forward proxy's resolver (null: none). */
     readonly dns_upstream: DnsUpstreamStats | null;
+    /** The dynamic denylist index (null: no denylist source). */
+    readonly denylist: DenylistStats | null;
   };
   readonly dns: DnsProxyStats | null;
   readonly proxy: ForwardProxyStats | null;
@@ -90,6 +96,8 @@ export class Dataplane {
   readonly allowlist: DynamicAllowlist;
   /** The node's aggregated audit findings. */
   readonly findings: FindingsStore;
+  /** The dynamic denylist (null without `denylistSource`). */
+  readonly denylist: DenylistIndex | null;
   private upstream: DnsUpstreamClient | null = null;
   private dnsProxyValue: DnsProxy | null = null;
   private forwardProxyValue: ForwardProxy | null = null;
@@ -104,6 +112,7 @@ export class Dataplane {
       ...(metrics ? { onRecord: (event) => metrics.auditFindings.inc({ type: event.type, finding: event.finding }) } : {}),
     });
     metrics?.onScrape(() => metrics.dnsAllowlistEntries.set(this.allowlist.size));
+    this.denylist = options.denylistSource === undefined ? null : new DenylistIndex(options.denylistSource, options.clock ? { clock: options.clock } : {});
   }
 
   /** The DNS proxy once started (null when not configured). */
@@ -148,6 +157,7 @@ export class Dataplane {
           enforcement,
           allowlist: this.allowlist,
           findings: this.findings,
+          ...(this.denylist !== null ? { denylist: this.denylist } : {}),
           logger,
           ...(metrics ? { metrics } : {}),
           ...(this.options.dnsTuning ?? {}),
@@ -164,6 +174,7 @@ export class Dataplane {
           resolver,
           allowlist: this.allowlist,
           findings: this.findings,
+          ...(this.denylist !== null ? { denylist: this.denylist } : {}),
           logger,
           ownAddresses,
           ...(metrics ? { metrics } : {}),
@@ -223,6 +234,7 @@ export class Dataplane {
         findings_recorded: this.findings.recorded,
         findings_evictions: this.findings.evictions,
         dns_upstream: this.upstream?.stats() ?? null,
+        denylist: this.denylist?.stats() ?? null,
       },
       dns: this.dnsProxyValue?.stats() ?? null,
       proxy: this.forwardProxyValue?.stats() ?? null,

@@ -4,7 +4,9 @@
  * Per query: parse with dns-packet (`classifyQuery`); a message that is not a decodable,
  * canonical query is dropped and counted (`malformed`, never answered); opcodes other than QUERY
  * get NOTIMP and a question count other than one FORMERR (`unsupported`). Then decide by client IP
- * and qname with `decideDns`:
+ * and qname — first the dynamic denylist (`DenylistIndex`: a denylisted client or qname gets
+ * NXDOMAIN with EDE "Blocked" `denylisted: ...` and a `dns` finding, result `denied`, even before a
+ * policy is active), then `decideDns`:
  * - no policy active yet -> SERVFAIL (result `servfail`): a transient state, so stub resolvers
  *   retry or try their next server rather than caching a refusal (readiness `policy_ready` is
  *   false meanwhile);
@@ -37,6 +39,7 @@ import type { DynamicAllowlist } from './allowlist.js';
 import { answerAddresses, buildResponse, classifyQuery, EDE, RCODE, rcodeOf } from './dns-messages.js';
 import type { DnsUpstreamClient, DnsUpstreamStats } from './dns-upstream.js';
 import { DNS_UDP_RECEIVE_BUFFER_BYTES } from './dns-upstream.js';
+import type { DenylistIndex } from './denylist.js';
 import type { FindingsStore } from './findings.js';
 
 /** A TCP connection with no traffic for this long is closed. */
@@ -67,6 +70,8 @@ export interface DnsProxyOptions {
   readonly enforcement: PolicySource;
   readonly allowlist: DynamicAllowlist;
   readonly findings: FindingsStore;
+  /** The dynamic denylist, checked ahead of the policy (absent: none). */
+  readonly denylist?: DenylistIndex;
   readonly logger: Logger;
   readonly metrics?: NodeMetrics;
   readonly tcpIdleTimeoutMs?: number;
@@ -252,6 +257,22 @@ export class DnsProxy {
         }
       }
       const { packet, question } = classified.query;
+      const denied = this.options.denylist?.check(clientIp, question.name) ?? null;
+      if (denied !== null) {
+        this.options.findings.record({
+          type: 'dns',
+          sourceGroup: null,
+          hostname: normalizeHostname(question.name),
+          destination: null,
+          port: null,
+          finding: 'deny',
+          ruleId: null,
+          reason: denied.reason,
+          clientIp,
+        });
+        result = 'denied';
+        return buildResponse(packet, RCODE.NXDOMAIN, { code: EDE.BLOCKED, text: denied.reason });
+      }
       const policy = this.options.enforcement.active;
       if (policy === null) return buildResponse(packet, RCODE.SERVFAIL, { code: EDE.NOT_READY, text: 'no policy is active on this node yet' });
       const decision = decideDns(policy, { srcIp: clientIp, qname: question.name });

@@ -29,7 +29,9 @@
  * is decided without SNI (some protocols on TLS ports let the server speak first).
  *
  * ## Answers
- * Denied: `403` with a one-line reason in the body and in `X-Neuwerk-Reason`, and a finding
+ * Denylisted (the client IP, or the CONNECT/URL hostname or a parent domain of it, is in the
+ * replicated `denylist` zone; checked before the policy, even before one is active): `403` with a
+ * reason beginning `denylisted`, and a finding. Denied: `403` with a one-line reason in the body and in `X-Neuwerk-Reason`, and a finding
  * (audit-mode denies pass and leave a finding). Beyond `maxActiveFlowsPerGroup` flows of one
  * source group: `429` (the group is over its quota; other groups are unaffected). No policy yet:
  * `503`. Lookup or dial failures: `502`; upstream silent beyond the idle timeout: `504`.
@@ -48,6 +50,7 @@ import { decideConnection, decideDns, type CompiledPolicy, type Decision, type H
 import { isValidHostname, normalizeHostname } from '../policy/hostname.js';
 import { canonicalIp, type DynamicAllowlist } from './allowlist.js';
 import { DestinationGuard, ruleNamesDestination } from './destination-guard.js';
+import type { DenylistIndex } from './denylist.js';
 import type { PolicySource } from './dns-proxy.js';
 import type { FindingsStore, FindingType } from './findings.js';
 import type { HostnameResolver } from './resolver.js';
@@ -97,6 +100,8 @@ export interface ForwardProxyOptions {
   readonly resolver: HostnameResolver;
   readonly allowlist: DynamicAllowlist;
   readonly findings: FindingsStore;
+  /** The dynamic denylist, checked ahead of the policy (absent: none). */
+  readonly denylist?: DenylistIndex;
   readonly logger: Logger;
   readonly metrics?: NodeMetrics;
   /** The node's listen hosts (API, metrics, cluster, DNS); the proxy adds its own bind host. */
@@ -391,6 +396,10 @@ export class ForwardProxy {
     });
   }
 
+  private recordDenylisted(type: FindingType, clientIp: string, target: Target, reason: string): void {
+    this.options.findings.record({ type, sourceGroup: null, hostname: target.hostname, destination: target.literalIp, port: target.port, finding: 'deny', ruleId: null, reason, clientIp });
+  }
+
   private admit(group: string | null): Flow | null {
     const key = group ?? NO_GROUP;
     const active = this.activeByGroup.get(key) ?? 0;
@@ -610,6 +619,12 @@ export class ForwardProxy {
       this.count('connect', 'error');
       return this.refuseSocket(socket, 400, 'CONNECT needs host:port with a valid hostname or IP address and a port 1-65535');
     }
+    const denied = this.options.denylist?.check(clientIp, target.hostname) ?? null;
+    if (denied !== null) {
+      this.count('connect', 'denied');
+      this.recordDenylisted('connect', clientIp, target, denied.reason);
+      return this.refuseSocket(socket, 403, denied.reason);
+    }
     const policy = this.options.enforcement.active;
     if (policy === null) {
       this.count('connect', 'error');
@@ -747,6 +762,12 @@ export class ForwardProxy {
     if (target === null) {
       this.count('http', 'error');
       return this.respond(res, 400, 'the request URL has no valid hostname or IP address and port 1-65535', true);
+    }
+    const denied = this.options.denylist?.check(clientIp, target.hostname) ?? null;
+    if (denied !== null) {
+      this.count('http', 'denied');
+      this.recordDenylisted('http', clientIp, target, denied.reason);
+      return this.respond(res, 403, denied.reason, hasBody);
     }
     const policy = this.options.enforcement.active;
     if (policy === null) {

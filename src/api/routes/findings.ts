@@ -1,0 +1,170 @@
+/**
+ * Cluster-wide `GET /api/v1/audit/findings` (DESIGN §6, §8): the serving node answers its own
+ * part locally and asks every other member's `GET /api/v1/audit/findings/local` over HTTPS at the
+ * member's `http_addr`, verified with the cluster CA (every management certificate is issued by
+ * it) and carrying the caller's `Authorization` (and cookie) unchanged, so each member checks the
+ * caller itself. The same query string (filters and `limit`) goes to every node; each node gets
+ * FINDINGS_NODE_TIMEOUT_MS. The answers are merged with `mergeFindings`; a member that fails or
+ * times out is listed in `node_errors` and makes the answer `partial` — never a failed request.
+ * A single node (no cluster) answers with its local findings only.
+ */
+import { Agent, request } from 'undici';
+import type { Dataplane } from '../../dataplane/dataplane.js';
+import { mergeFindings } from '../../dataplane/api-routes.js';
+import { parseFindingsQuery, type FindingsView } from '../../dataplane/findings.js';
+import { describeError } from '../../errors.js';
+import type { Logger } from '../../log/logger.js';
+import type { RouteSchemas } from '../openapi.js';
+import type { Router } from '../router.js';
+
+/** Path of the cluster-wide findings. */
+export const FINDINGS_CLUSTER_PATH = '/api/v1/audit/findings';
+/** Each member's local answer must arrive within this long. */
+export const FINDINGS_NODE_TIMEOUT_MS = 3_000;
+/** Largest local answer accepted from a member (10 000 findings of a few hundred bytes). */
+export const FINDINGS_NODE_MAX_BYTES = 16 * 1024 * 1024;
+/** Longest error text reported per node. */
+const NODE_ERROR_MAX_CHARS = 300;
+
+/** A member to ask: its id and management address (`host:port`). */
+export interface FindingsMember {
+  readonly node_id: string;
+  readonly http_addr: string;
+}
+
+/** One node that did not answer in time or answered with an error. */
+export interface FindingsNodeError {
+  readonly node_id: string;
+  readonly error: string;
+}
+
+/** The body of `GET /api/v1/audit/findings`. */
+export interface ClusterFindingsView extends FindingsView {
+  readonly partial: boolean;
+  readonly node_errors: FindingsNodeError[];
+  readonly nodes_queried: number;
+  readonly nodes_responded: number;
+}
+
+/** Dependencies of the cluster-wide findings route. */
+export interface ClusterFindingsDeps {
+  readonly nodeId: string;
+  readonly dataplane: Pick<Dataplane, 'findingsView'>;
+  /** The cluster's members with their management addresses; null for a single node. */
+  readonly members: (() => readonly FindingsMember[]) | null;
+  /** The cluster CA (PEM) the members' management certificates are verified with; null: single node. */
+  readonly caPem: string | null;
+  readonly logger: Logger;
+  /** Per-node timeout (default FINDINGS_NODE_TIMEOUT_MS). */
+  readonly nodeTimeoutMs?: number;
+}
+
+/** Response schema of the cluster-wide findings, for the OpenAPI document. */
+export const FINDINGS_SCHEMAS: RouteSchemas = {
+  [`GET ${FINDINGS_CLUSTER_PATH}`]: {
+    response: {
+      type: 'object',
+      required: ['findings', 'total', 'truncated', 'partial', 'node_errors', 'nodes_queried', 'nodes_responded'],
+      properties: {
+        findings: { type: 'array', items: { type: 'object', description: 'As in /api/v1/audit/findings/local, merged across nodes.' } },
+        total: { type: 'integer' },
+        truncated: { type: 'boolean' },
+        partial: { type: 'boolean', description: 'Some member did not answer; see node_errors.' },
+        node_errors: { type: 'array', items: { type: 'object', required: ['node_id', 'error'], properties: { node_id: { type: 'string' }, error: { type: 'string' } } } },
+        nodes_queried: { type: 'integer' },
+        nodes_responded: { type: 'integer' },
+      },
+    },
+  },
+};
+
+function isFindingsView(value: unknown): value is FindingsView {
+  const v = value as Partial<FindingsView> | null;
+  return typeof v === 'object' && v !== null && Array.isArray(v.findings) && typeof v.total === 'number' && typeof v.truncated === 'boolean';
+}
+
+async function askMember(dispatcher: Agent, member: FindingsMember, search: string, headers: Record<string, string>, timeoutMs: number): Promise<FindingsView> {
+  const signal = AbortSignal.timeout(timeoutMs);
+  const response = await request(`https://${member.http_addr}/api/v1/audit/findings/local${search}`, {
+    method: 'GET',
+    headers,
+    dispatcher,
+    signal,
+    headersTimeout: timeoutMs,
+    bodyTimeout: timeoutMs,
+  });
+  const chunks: Buffer[] = [];
+  let total = 0;
+  for await (const chunk of response.body as AsyncIterable<Buffer>) {
+    total += chunk.length;
+    if (total > FINDINGS_NODE_MAX_BYTES) {
+      response.body.destroy();
+      throw new Error(`answer larger than ${FINDINGS_NODE_MAX_BYTES} bytes`);
+    }
+    chunks.push(chunk);
+  }
+  const text = Buffer.concat(chunks).toString('utf8');
+  let body: unknown;
+  try {
+    body = JSON.parse(text);
+  } catch {
+    throw new Error(`HTTP ${response.statusCode} with a body that is not JSON`);
+  }
+  if (response.statusCode !== 200) {
+    const message = (body as { error?: unknown } | null)?.error;
+    throw new Error(`HTTP ${response.statusCode}${typeof message === 'string' ? `: ${message}` : ''}`);
+  }
+  if (!isFindingsView(body)) throw new Error('the answer is not a findings view');
+  return body;
+}
+
+/**
+ * Mounts `GET /api/v1/audit/findings` (read access, served by the node that receives it).
+ * Returns the release of the HTTPS client it holds (call when the node stops).
+ */
+export function addClusterFindingsRoutes(router: Router, deps: ClusterFindingsDeps): () => Promise<void> {
+  const timeoutMs = deps.nodeTimeoutMs ?? FINDINGS_NODE_TIMEOUT_MS;
+  const dispatcher = deps.caPem === null ? null : new Agent({ connect: { ca: deps.caPem, rejectUnauthorized: true, timeout: timeoutMs }, keepAliveTimeout: 10_000 });
+  router.add({
+    method: 'GET',
+    path: FINDINGS_CLUSTER_PATH,
+    access: 'read',
+    routing: 'local',
+    summary: 'Audit findings of every member, merged (same filters as /api/v1/audit/findings/local); partial, node_errors, nodes_queried, nodes_responded say who answered.',
+    handler: async (ctx) => {
+      const filter = parseFindingsQuery(ctx.query); // 400 here, before any fan-out
+      const local = deps.dataplane.findingsView(ctx.query);
+      const others = deps.members === null || dispatcher === null ? [] : deps.members().filter((m) => m.node_id !== deps.nodeId);
+      const headers: Record<string, string> = { accept: 'application/json' };
+      const { authorization, cookie } = ctx.req.headers;
+      if (typeof authorization === 'string') headers.authorization = authorization;
+      if (typeof cookie === 'string') headers.cookie = cookie;
+      const search = ctx.query.toString() === '' ? '' : `?${ctx.query.toString()}`;
+      const answers = await Promise.allSettled(others.map((m) => askMember(dispatcher as Agent, m, search, headers, timeoutMs)));
+      const views: FindingsView[] = [local];
+      const nodeErrors: FindingsNodeError[] = [];
+      answers.forEach((answer, i) => {
+        const member = others[i] as FindingsMember;
+        if (answer.status === 'fulfilled') {
+          views.push(answer.value);
+          return;
+        }
+        const reason = answer.reason as Error;
+        const text = reason.name === 'TimeoutError' || reason.name === 'AbortError' ? `no answer within ${timeoutMs} ms` : describeError(reason);
+        nodeErrors.push({ node_id: member.node_id, error: text.slice(0, NODE_ERROR_MAX_CHARS) });
+      });
+      if (nodeErrors.length > 0) deps.logger.warn({ node_errors: nodeErrors }, 'cluster findings: some members did not answer');
+      const body: ClusterFindingsView = {
+        ...mergeFindings(views, filter.limit),
+        partial: nodeErrors.length > 0,
+        node_errors: nodeErrors,
+        nodes_queried: others.length + 1,
+        nodes_responded: views.length,
+      };
+      return { status: 200, headers: { 'cache-control': 'no-store' }, body };
+    },
+  });
+  return async () => {
+    await dispatcher?.close();
+  };
+}
