@@ -1,0 +1,96 @@
+import assert from 'node:assert/strict';
+import { join } from 'node:path';
+import { after, before, describe, it } from 'node:test';
+import { HttpResponseReader, openProxyConnection, proxyConnect, startHttpOrigin, startStubDns, type StubDns, type TestServer } from '../bench/dataplane-fixtures.js';
+import { NodeProcess, runCli, tempDir } from './harness.js';
+
+function port(address: string): number {
+  return Number(address.slice(address.lastIndexOf(':') + 1));
+}
+
+async function plainGet(proxyPort: number, url: string): Promise<{ status: number; headers: Readonly<Record<string, string>> }> {
+  const socket = await openProxyConnection(proxyPort);
+  try {
+    const reader = new HttpResponseReader(socket);
+    socket.write(`GET ${url} HTTP/1.1\r\nHost: ${new URL(url).host}\r\nConnection: close\r\n\r\n`);
+    return await reader.next(5_000, false);
+  } finally {
+    socket.destroy();
+  }
+}
+
+describe('denylist on the forward proxy, and the single-node stats and findings views', () => {
+  const dir = tempDir();
+  let node: NodeProcess;
+  let headers: Record<string, string>;
+  let upstream: StubDns;
+  let origin: TestServer;
+  before(async () => {
+    origin = await startHttpOrigin();
+    upstream = await startStubDns({ 'free.example.test': { A: ['127.0.0.1'], ttl: 60 }, 'blocked.example.test': { A: ['127.0.0.1'], ttl: 60 } });
+    node = await NodeProcess.start(join(dir.path, 'data'), [
+      '--dns-bind', '127.0.0.1:0', '--dns-upstream', `127.0.0.1:${upstream.address.port}`, '--proxy-bind', '127.0.0.1:0', '--default-policy', 'deny',
+    ]);
+    const token = (await runCli(['auth', 'bootstrap', '--data-dir', node.dataDir])).stdout.trim();
+    headers = { authorization: `Bearer ${token}` };
+  });
+  after(async () => {
+    await node?.stop('SIGKILL');
+    await upstream?.close();
+    await origin?.close();
+    dir.cleanup();
+  });
+
+  it('a denylisted hostname (and names below it) or client gets 403 "denylisted" and a finding; a delete lifts it', async () => {
+    const proxyPort = port(node.proxyAddress);
+    assert.equal((await node.api('PUT', '/api/v1/keyval/denylist/blocked.example.test', { value: 'test' }, headers)).status, 200);
+    const tunnel = await proxyConnect(proxyPort, 'blocked.example.test:443');
+    tunnel.socket.destroy();
+    assert.equal(tunnel.response.status, 403);
+    assert.match(tunnel.response.headers['x-neuwerk-reason'] ?? '', /^denylisted/);
+    const below = await plainGet(proxyPort, `http://www.blocked.example.test:${origin.port}/x`);
+    assert.equal(below.status, 403);
+    assert.match(below.headers['x-neuwerk-reason'] ?? '', /^denylisted: www\.blocked\.example\.test is below blocked\.example\.test/);
+    const free = await plainGet(proxyPort, `http://free.example.test:${origin.port}/x`);
+    assert.equal(free.status, 403, 'the default-deny policy still refuses');
+    assert.doesNotMatch(free.headers['x-neuwerk-reason'] ?? '', /denylisted/, 'but not as denylisted');
+
+    assert.equal((await node.api('PUT', '/api/v1/keyval/denylist/127.0.0.1', { value: 'client', ttl_secs: 600 }, headers)).status, 200);
+    const client = await plainGet(proxyPort, `http://free.example.test:${origin.port}/x`);
+    assert.equal(client.status, 403);
+    assert.match(client.headers['x-neuwerk-reason'] ?? '', /^denylisted: client 127\.0\.0\.1/);
+
+    for (const key of ['127.0.0.1', 'blocked.example.test']) assert.equal((await node.api('DELETE', `/api/v1/keyval/denylist/${key}`, undefined, headers)).status, 204);
+    const lifted = await plainGet(proxyPort, `http://blocked.example.test:${origin.port}/x`);
+    assert.doesNotMatch(lifted.headers['x-neuwerk-reason'] ?? '', /denylisted/);
+
+    const findings = await node.api('GET', '/api/v1/audit/findings?limit=50', undefined, headers);
+    assert.equal(findings.status, 200, JSON.stringify(findings.json));
+    const view = findings.json as { findings: { type: string; hostname: string | null; reason: string }[]; partial: boolean; node_errors: unknown[]; nodes_queried: number; nodes_responded: number };
+    assert.deepEqual([view.partial, view.node_errors, view.nodes_queried, view.nodes_responded], [false, [], 1, 1]);
+    assert.ok(view.findings.some((f) => f.type === 'connect' && f.hostname === 'blocked.example.test' && f.reason.startsWith('denylisted')));
+    assert.ok(view.findings.some((f) => f.type === 'http' && f.hostname === 'www.blocked.example.test' && f.reason.startsWith('denylisted')));
+  });
+
+  it('GET /api/v1/stats on a single node has a one-member cluster section', async () => {
+    const answer = await node.api('GET', '/api/v1/stats', undefined, headers);
+    assert.equal(answer.status, 200, JSON.stringify(answer.json));
+    const stats = answer.json as {
+      dataplane: { denylist: { denies: { client: number; hostname: number } } };
+      dns: object | null;
+      proxy: { decisions: { http: { denied: number } } } | null;
+      cluster: { cluster_enabled: boolean; node_id: string; role: string; members: { node_id: string; role: string; match_index: number; lag: number }[] };
+    };
+    assert.ok(stats.dns !== null && stats.proxy !== null);
+    assert.ok((stats.proxy?.decisions.http.denied ?? 0) >= 2);
+    assert.ok(stats.dataplane.denylist.denies.hostname >= 2 && stats.dataplane.denylist.denies.client >= 1);
+    assert.equal(stats.cluster.cluster_enabled, false);
+    assert.equal(stats.cluster.members.length, 1);
+    const [self] = stats.cluster.members;
+    assert.equal(self?.node_id, node.nodeId);
+    assert.equal(self?.role, 'leader');
+    assert.equal(typeof self?.match_index, 'number');
+    assert.equal(self?.lag, 0);
+    assert.equal((await node.api('GET', '/api/v1/stats')).status, 401, 'needs a token');
+  });
+});
