@@ -1,7 +1,7 @@
 import { existsSync, readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { Flags } from '@oclif/core';
-import { Agent, request } from 'undici';
+import { Agent, request, type Dispatcher } from 'undici';
 import { formatHostPort, parseHostPort } from '../config/address.js';
 import { chooseConfigPath, DEFAULT_DATA_DIR, DEFAULT_HTTP_BIND, loadConfigFile } from '../config/load.js';
 import { NeuwerkError } from '../errors.js';
@@ -84,6 +84,30 @@ export class ApiConnection {
       const cause = err as { code?: string; message: string; cause?: { code?: string; message?: string } };
       const code = cause.cause?.code ?? cause.code ?? cause.message;
       throw new NeuwerkError('NW_ERR_API_UNREACHABLE', `cannot reach the management API at ${this.baseUrl}: ${code}`, {
+        actions: ['Check that the node runs and --http-addr is right; for a certificate error pass --ca <ca.crt> or --insecure.'],
+      });
+    }
+  }
+
+  /**
+   * Sends a request and hands back the raw response (status, headers, body stream) for callers
+   * that stream large answers to disk. Network failures become NW_ERR_API_UNREACHABLE.
+   */
+  async stream(method: string, path: string, options: { accept: string; timeoutMs: number }): Promise<Dispatcher.ResponseData> {
+    const headers: Record<string, string> = { accept: options.accept };
+    if (this.token !== null) headers.authorization = `Bearer ${this.token}`;
+    try {
+      return await request(`${this.baseUrl}${path}`, {
+        method: method as 'POST',
+        headers,
+        dispatcher: this.dispatcher,
+        headersTimeout: options.timeoutMs,
+        bodyTimeout: options.timeoutMs,
+        signal: AbortSignal.timeout(options.timeoutMs),
+      });
+    } catch (err) {
+      const cause = err as { code?: string; message: string; cause?: { code?: string } };
+      throw new NeuwerkError('NW_ERR_API_UNREACHABLE', `cannot reach the management API at ${this.baseUrl}: ${cause.cause?.code ?? cause.code ?? cause.message}`, {
         actions: ['Check that the node runs and --http-addr is right; for a certificate error pass --ca <ca.crt> or --insecure.'],
       });
     }

@@ -3,7 +3,6 @@ import { createWriteStream, renameSync, rmSync, statSync } from 'node:fs';
 import { basename, dirname, join, resolve } from 'node:path';
 import { Transform } from 'node:stream';
 import { pipeline } from 'node:stream/promises';
-import { request, type Dispatcher } from 'undici';
 import type { ApiConnection } from '../cli/connection.js';
 import { apiFailure } from '../cli/local-node.js';
 import { describeError, NeuwerkError } from '../errors.js';
@@ -44,25 +43,8 @@ function outputPath(option: string | undefined, date: Date): string {
  */
 export async function fetchClusterSysdump(connection: ApiConnection, options: { output?: string | undefined; progress: (message: string) => void; now?: () => Date }): Promise<ClusterSysdumpDownload> {
   const path = outputPath(options.output, (options.now ?? (() => new Date()))());
-  // The connection's TLS trust (--ca / --insecure) lives in its dispatcher.
-  const dispatcher = (connection as unknown as { dispatcher: Dispatcher }).dispatcher;
   options.progress(`asking ${connection.baseUrl} for a cluster sysdump (every member answers within ${NODE_SYSDUMP_TIMEOUT_MS / 1000} s or is listed in node_errors)`);
-  let response: Dispatcher.ResponseData;
-  try {
-    response = await request(`${connection.baseUrl}/api/v1/support/sysdump/cluster`, {
-      method: 'POST',
-      headers: { accept: 'application/gzip', ...(connection.token === null ? {} : { authorization: `Bearer ${connection.token}` }) },
-      dispatcher,
-      headersTimeout: CLUSTER_SYSDUMP_REQUEST_TIMEOUT_MS,
-      bodyTimeout: CLUSTER_SYSDUMP_REQUEST_TIMEOUT_MS,
-      signal: AbortSignal.timeout(CLUSTER_SYSDUMP_REQUEST_TIMEOUT_MS),
-    });
-  } catch (err) {
-    const cause = err as { code?: string; cause?: { code?: string } };
-    throw new NeuwerkError('NW_ERR_API_UNREACHABLE', `cannot reach the management API at ${connection.baseUrl}: ${cause.cause?.code ?? cause.code ?? describeError(err)}`, {
-      actions: ['Check that the node runs and --http-addr is right; for a certificate error pass --ca <ca.crt> or --insecure.'],
-    });
-  }
+  const response = await connection.stream('POST', '/api/v1/support/sysdump/cluster', { accept: 'application/gzip', timeoutMs: CLUSTER_SYSDUMP_REQUEST_TIMEOUT_MS });
   if (response.statusCode !== 200) {
     const text = await response.body.text();
     let json: unknown = null;

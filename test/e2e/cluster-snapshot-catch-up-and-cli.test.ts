@@ -8,6 +8,20 @@ import { createClusterCa, createNodeCsr, signNodeCertificate } from '../../src/c
 import { TestCluster, type ClusterMember } from './cluster-harness.js';
 import { runCli, tempDir } from './harness.js';
 
+/** Connects to a cluster port (optionally with a client certificate), sends a frame, and says what happened. */
+function probeClusterPort(port: number, ca: string, client: { key?: string; cert?: string } = {}): Promise<string> {
+  return new Promise<string>((resolve) => {
+    const socket = connect({ host: '127.0.0.1', port, ca, ...client, checkServerIdentity: () => undefined });
+    socket.on('secureConnect', () => {
+      socket.write(Buffer.from([0, 0, 0, 2, 123, 125]));
+      socket.once('data', () => resolve('answered'));
+    });
+    socket.on('error', (err) => resolve(`error: ${err.message}`));
+    socket.on('close', () => resolve('closed'));
+    setTimeout(() => resolve('timeout'), 5000);
+  });
+}
+
 describe('cluster: snapshots, the mTLS port, and the operator CLI', () => {
   let cluster: TestCluster;
   const scratch = tempDir();
@@ -52,32 +66,14 @@ describe('cluster: snapshots, the mTLS port, and the operator CLI', () => {
   it('the cluster port refuses a client without a certificate', async () => {
     const member = cluster.members[0] as ClusterMember;
     const ca = readFileSync(join(member.dataDir, 'cluster', 'tls', 'ca.crt'), 'utf8');
-    const outcome = await new Promise<string>((resolve) => {
-      const socket = connect({ host: '127.0.0.1', port: member.clusterPort, ca, checkServerIdentity: () => undefined });
-      socket.on('secureConnect', () => {
-        socket.write(Buffer.from([0, 0, 0, 2, 123, 125]));
-        socket.once('data', () => resolve('answered'));
-      });
-      socket.on('error', (err) => resolve(`error: ${err.message}`));
-      socket.on('close', () => resolve('closed'));
-      setTimeout(() => resolve('timeout'), 5000);
-    });
+    const outcome = await probeClusterPort(member.clusterPort, ca);
     assert.notEqual(outcome, 'answered');
     assert.notEqual(outcome, 'timeout');
     // A certificate from another CA, even one naming a real member, gets nothing either.
     const otherCa = createClusterCa('intruder');
     const forged = createNodeCsr((cluster.members[1] as ClusterMember).node.nodeId, '127.0.0.1');
     const forgedCert = signNodeCertificate(otherCa, forged.csrPem, (cluster.members[1] as ClusterMember).node.nodeId, '127.0.0.1');
-    const intruder = await new Promise<string>((resolve) => {
-      const socket = connect({ host: '127.0.0.1', port: member.clusterPort, ca, key: forged.keyPem, cert: forgedCert, checkServerIdentity: () => undefined });
-      socket.on('secureConnect', () => {
-        socket.write(Buffer.from([0, 0, 0, 2, 123, 125]));
-        socket.once('data', () => resolve('answered'));
-      });
-      socket.on('error', (err) => resolve(`error: ${err.message}`));
-      socket.on('close', () => resolve('closed'));
-      setTimeout(() => resolve('timeout'), 5000);
-    });
+    const intruder = await probeClusterPort(member.clusterPort, ca, { key: forged.keyPem, cert: forgedCert });
     assert.notEqual(intruder, 'answered');
     assert.notEqual(intruder, 'timeout');
     // The join listener is plain HTTP, but only a token-authenticated request gets anything.
