@@ -1,11 +1,11 @@
 import { Flags } from '@oclif/core';
 import { NeuwerkCommand } from '../src/cli/base-command.js';
-import { fetchStatus, renderStatus } from '../src/cli/cluster.js';
+import { fetchStatus, listMembers, policyVersionsByNode, renderStatus } from '../src/cli/cluster.js';
 import { connectionFlags, resolveAuthenticatedConnection, tokenFlag } from '../src/cli/connection.js';
 import type { ClusterStatus } from '../src/cluster/runtime.js';
 
 export default class Status extends NeuwerkCommand {
-  static override summary = 'Cluster status at a glance: leader, term, members, roles, health, lag and failure tolerance.';
+  static override summary = 'Cluster status at a glance: leader, term, members, roles, health, lag, policy version per node and failure tolerance.';
   static override description = "Asks the node at --http-addr; the answer is the leader's view (peer health is known there) unless --local.";
   static override examples = ['<%= config.bin %> status --http-addr 10.0.0.11:8443 --token "$NEUWERK_TOKEN"', '<%= config.bin %> status --json'];
   static override enableJsonFlag = true;
@@ -15,13 +15,14 @@ export default class Status extends NeuwerkCommand {
     local: Flags.boolean({ description: "This node's own view, even when no leader is known.", default: false }),
   };
 
-  async run(): Promise<ClusterStatus> {
+  async run(): Promise<ClusterStatus & { policy_versions: Record<string, number | null> }> {
     const { flags } = await this.parse(Status);
     const connection = resolveAuthenticatedConnection(flags);
     try {
       const status = await fetchStatus(connection, flags.local);
-      if (!this.jsonEnabled()) process.stdout.write(renderStatus(status));
-      return status;
+      const policyVersions = await policyVersionsByNode(connection, await listMembers(connection).catch(() => []));
+      if (!this.jsonEnabled()) process.stdout.write(renderStatus(status, policyVersions));
+      return { ...status, policy_versions: policyVersions };
     } finally {
       await connection.close();
     }

@@ -159,7 +159,7 @@ export async function startNode(config: NodeConfig, logger: Logger, ring?: LogRi
 
     const router = new Router();
     addSystemRoutes(router, readiness, () => ({ ...SYSTEM_SCHEMAS, ...AUTH_SCHEMAS, ...KEYVAL_SCHEMAS, ...POLICY_SCHEMAS, ...CLUSTER_SCHEMAS, ...SUPPORT_SCHEMAS, ...DATAPLANE_SCHEMAS, ...STATS_SCHEMAS, ...FINDINGS_SCHEMAS }), NEUWERK_VERSION);
-    addClusterRoutes(router, { cluster, replicator, logger });
+    addClusterRoutes(router, { cluster, replicator, logger, policyVersion: () => enforcement.version });
     addAuthRoutes(router, { auth, authenticator, limiter: new LoginLimiter() });
     addKeyvalRoutes(router, replicator);
     addPolicyRoutes(router, replicator, enforcement, logger);

@@ -19,6 +19,29 @@ export async function fetchStatus(connection: ApiConnection, local: boolean): Pr
   return response.json as ClusterStatus;
 }
 
+/** Every member's own view (for its policy version); a member that does not answer maps to null. */
+export async function policyVersionsByNode(connection: ApiConnection, members: readonly MemberView[]): Promise<Record<string, number | null>> {
+  const versions: Record<string, number | null> = {};
+  await Promise.all(
+    members.map(async (member) => {
+      const peer = member.http_addr === connection.baseUrl.replace('https://', '') ? connection : connection.sibling(member.http_addr);
+      try {
+        const response = await peer.call('GET', '/api/v1/cluster/status?local=true', undefined, POLICY_VERSION_TIMEOUT_MS);
+        const version = (response.json as { policy_version?: unknown } | null)?.policy_version;
+        versions[member.node_id] = response.status === 200 && typeof version === 'number' ? version : null;
+      } catch {
+        versions[member.node_id] = null;
+      } finally {
+        if (peer !== connection) await peer.close();
+      }
+    }),
+  );
+  return versions;
+}
+
+/** How long `neuwerk status` waits for each member's own policy version. */
+export const POLICY_VERSION_TIMEOUT_MS = 2_000;
+
 export async function listMembers(connection: ApiConnection): Promise<MemberView[]> {
   const response = await connection.call('GET', '/api/v1/cluster/members');
   if (response.status !== 200) throw apiFailure(response, 'cluster members list');
@@ -49,14 +72,17 @@ function stripAnsi(text: string): string {
 }
 
 /** The at-a-glance rendering of `neuwerk status`; `--json` prints the same object. */
-export function renderStatus(status: ClusterStatus | (Omit<ClusterStatus, 'cluster_enabled'> & { cluster_enabled: boolean })): string {
+export function renderStatus(
+  status: ClusterStatus | (Omit<ClusterStatus, 'cluster_enabled'> & { cluster_enabled: boolean }),
+  policyVersions: Readonly<Record<string, number | null>> = {},
+): string {
   const tolerance = status.tolerates === 0 ? chalk.red(`tolerates ${status.tolerates} failures`) : chalk.green(`tolerates ${status.tolerates} failure${status.tolerates === 1 ? '' : 's'}`);
   const header = [
     `${status.cluster_enabled ? 'cluster' : 'single node'}  leader ${status.leader_id ?? chalk.red('none')}  term ${status.term}  commit ${status.commit_index}`,
     `voters ${status.healthy_voters}/${status.voters} healthy, ${tolerance}`,
     '',
   ];
-  const rows: string[][] = [['NODE', 'ROLE', 'HEALTH', 'MATCH', 'LAG', 'LAST CONTACT']];
+  const rows: string[][] = [['NODE', 'ROLE', 'HEALTH', 'MATCH', 'LAG', 'LAST CONTACT', 'POLICY']];
   for (const peer of status.peers as PeerStatus[]) {
     const colour = HEALTH_COLOUR[peer.status] ?? ((t: string) => t);
     rows.push([
@@ -66,6 +92,7 @@ export function renderStatus(status: ClusterStatus | (Omit<ClusterStatus, 'clust
       peer.match_index === null ? '-' : String(peer.match_index),
       peer.lag === null ? '-' : String(peer.lag),
       peer.last_contact_ms === null ? '-' : `${peer.last_contact_ms} ms`,
+      policyVersions[peer.node_id] === undefined || policyVersions[peer.node_id] === null ? '-' : `v${policyVersions[peer.node_id]}`,
     ]);
   }
   return `${header.join('\n')}${table(rows)}\n`;

@@ -45,7 +45,7 @@ export interface ConnectionOptions {
 export class ApiConnection {
   private readonly dispatcher: Agent;
 
-  constructor(readonly baseUrl: string, ca: string | null, readonly token: string | null = null) {
+  constructor(readonly baseUrl: string, private readonly ca: string | null, readonly token: string | null = null) {
     this.dispatcher = new Agent({
       connect: ca === null ? { rejectUnauthorized: false } : { ca, rejectUnauthorized: true },
       connections: 4,
@@ -87,6 +87,11 @@ export class ApiConnection {
         actions: ['Check that the node runs and --http-addr is right; for a certificate error pass --ca <ca.crt> or --insecure.'],
       });
     }
+  }
+
+  /** A connection to another node (`host:port`) with the same trust settings and token. */
+  sibling(hostPort: string): ApiConnection {
+    return new ApiConnection(`https://${hostPort}`, this.ca, this.token);
   }
 
   /**

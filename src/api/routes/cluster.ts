@@ -29,6 +29,7 @@ const STATUS_SCHEMA = {
     term: { type: 'integer' },
     commit_index: { type: 'integer' },
     applied_index: { type: 'integer' },
+    policy_version: { type: 'integer', description: 'Version of the policy enforced by the node that answered.' },
     voters: { type: 'integer' },
     healthy_voters: { type: 'integer' },
     tolerates: { type: 'integer', description: 'How many more voters may fail before quorum is lost.' },
@@ -80,8 +81,8 @@ function singleNodeStatus(replicator: Replicator): ClusterStatus | Record<string
 }
 
 /** Membership and status (DESIGN §6). Removal refuses to break quorum unless `?force=true`. */
-export function addClusterRoutes(router: Router, deps: { cluster: ClusterRuntime | null; replicator: Replicator; logger: Logger }): void {
-  const { cluster, replicator, logger } = deps;
+export function addClusterRoutes(router: Router, deps: { cluster: ClusterRuntime | null; replicator: Replicator; logger: Logger; policyVersion: () => number }): void {
+  const { cluster, replicator, logger, policyVersion } = deps;
   const need = (): ClusterRuntime => {
     if (cluster === null) throw new NeuwerkError('NW_ERR_VALIDATION', 'this node runs in single-node mode; start it with --cluster-bind to manage membership');
     return cluster;
@@ -92,7 +93,7 @@ export function addClusterRoutes(router: Router, deps: { cluster: ClusterRuntime
     path: '/api/v1/cluster/status',
     access: 'read',
     summary: "The leader's view of the cluster (peer health is known there): role, leader, term, indexes, voters, failure tolerance; ?local=true answers with this node's own view.",
-    handler: () => ({ status: 200, body: cluster === null ? singleNodeStatus(replicator) : cluster.status() }),
+    handler: () => ({ status: 200, body: { ...(cluster === null ? singleNodeStatus(replicator) : cluster.status()), policy_version: policyVersion() } }),
   });
 
   router.add({
