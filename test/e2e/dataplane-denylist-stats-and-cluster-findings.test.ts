@@ -1,36 +1,14 @@
 import assert from 'node:assert/strict';
-import { createSocket } from 'node:dgram';
 import { after, before, describe, it } from 'node:test';
-import dnsPacket from 'dns-packet';
-import type { DecodedPacket } from 'dns-packet';
 import { startStubDns, type StubDns } from '../bench/dataplane-fixtures.js';
 import { TestCluster, type ClusterMember } from './cluster-harness.js';
+import { askUdp, rcode as rcodeOf } from './dns-client.js';
 
 const NOERROR = 0;
 const NXDOMAIN = 3;
 
-function askUdp(address: string, name: string, waitMs = 3000): Promise<DecodedPacket | null> {
-  const [host, portText] = [address.slice(0, address.lastIndexOf(':')), address.slice(address.lastIndexOf(':') + 1)];
-  return new Promise((resolve, reject) => {
-    const socket = createSocket('udp4');
-    const timer = setTimeout(() => {
-      socket.close();
-      resolve(null);
-    }, waitMs);
-    socket.on('message', (message) => {
-      clearTimeout(timer);
-      socket.close();
-      resolve(dnsPacket.decode(message));
-    });
-    socket.on('error', reject);
-    const bytes = dnsPacket.encode({ type: 'query', id: Math.floor(Math.random() * 65535), flags: dnsPacket.RECURSION_DESIRED, questions: [{ type: 'A', name, class: 'IN' }] });
-    socket.bind(0, '127.0.0.1', () => socket.send(bytes, Number(portText), host));
-  });
-}
-
 async function rcode(address: string, name: string): Promise<number | null> {
-  const answer = await askUdp(address, name);
-  return answer === null ? null : (answer.flags ?? 0) & 0xf;
+  return rcodeOf(await askUdp(address, name));
 }
 
 /** Polls until the node answers `name` with `expected` (or 5 s pass); returns the last rcode. */

@@ -1,11 +1,11 @@
 import assert from 'node:assert/strict';
 import { generateKeyPairSync } from 'node:crypto';
-import { mkdirSync, readdirSync, readFileSync, statSync, writeFileSync } from 'node:fs';
-import { join, relative } from 'node:path';
+import { mkdirSync, readFileSync, statSync, writeFileSync } from 'node:fs';
+import { join } from 'node:path';
 import { after, before, describe, it } from 'node:test';
 import Database from 'better-sqlite3';
-import { extract } from 'tar';
 import { NodeProcess, runCli, tempDir } from './harness.js';
+import { unpackArchive } from './archive-helpers.js';
 
 /** One sysdump run is bounded by the live probe, the snapshots and the command timeouts. */
 const SYSDUMP_RUN_TIMEOUT_MS = 25_000;
@@ -34,20 +34,6 @@ function tokenSecret(label: string, token: string): Secret {
   return { label, needles: [token, hex, hex.slice(0, 24), hex.slice(-24), bytes.toString('base64'), bytes.toString('base64url')] };
 }
 
-async function unpack(archive: string, into: string): Promise<Map<string, Buffer>> {
-  mkdirSync(into, { recursive: true });
-  await extract({ file: archive, cwd: into });
-  const files = new Map<string, Buffer>();
-  const walk = (path: string): void => {
-    for (const name of readdirSync(path)) {
-      const full = join(path, name);
-      if (statSync(full).isDirectory()) walk(full);
-      else files.set(relative(into, full), readFileSync(full));
-    }
-  };
-  walk(into);
-  return files;
-}
 
 /** Byte search over every extracted file: no secret, no piece of one, no PEM marker, no JWT shape. */
 function assertNoSecrets(files: Map<string, Buffer>, secrets: readonly Secret[]): void {
@@ -131,7 +117,7 @@ describe('a sysdump never holds private keys, bootstrap tokens, JWTs or signing 
     const result = await runCli(['sysdump', '--data-dir', dataDir, '--bootstrap-token-path', elsewhereTokenPath, '--output', output], { timeoutMs: SYSDUMP_RUN_TIMEOUT_MS });
     assert.equal(result.code, 0, result.stderr);
     assert.equal(statSync(output).mode & 0o777, 0o600);
-    const files = await unpack(output, join(dir.path, 'running'));
+    const files = await unpackArchive(output, join(dir.path, 'running'));
     assert.equal((JSON.parse((files.get('manifest.json') as Buffer).toString()) as { mode: string }).mode, 'running');
     assert.ok(files.has('logs/neuwerk.jsonl'), 'logs were collected and searched');
     assertNoSecrets(files, secrets);
@@ -150,7 +136,7 @@ describe('a sysdump never holds private keys, bootstrap tokens, JWTs or signing 
     const result = await runCli(['sysdump', '--data-dir', dataDir, '--bootstrap-token-path', elsewhereTokenPath, '--output', output], { timeoutMs: SYSDUMP_RUN_TIMEOUT_MS });
     assert.equal(result.code, 0, result.stderr);
     assert.equal(statSync(output).mode & 0o777, 0o600);
-    const files = await unpack(output, join(dir.path, 'stopped'));
+    const files = await unpackArchive(output, join(dir.path, 'stopped'));
     assert.equal((JSON.parse((files.get('manifest.json') as Buffer).toString()) as { mode: string }).mode, 'stopped');
     assertNoSecrets(files, secrets);
   });

@@ -1,10 +1,10 @@
 import assert from 'node:assert/strict';
-import { mkdirSync, readdirSync, readFileSync, statSync } from 'node:fs';
-import { join, relative } from 'node:path';
+import { readFileSync, statSync } from 'node:fs';
+import { join } from 'node:path';
 import { after, before, describe, it } from 'node:test';
-import { extract } from 'tar';
 import { TestCluster, type ClusterMember } from './cluster-harness.js';
 import { runCli } from './harness.js';
+import { unpackArchive } from './archive-helpers.js';
 
 /** A cluster sysdump run: the per-node timeout (20 s) plus assembly. */
 const CLUSTER_SYSDUMP_RUN_TIMEOUT_MS = 50_000;
@@ -25,20 +25,6 @@ interface ClusterSummary {
   members: { node_id: string; applied_index: number | null; lag: number | null; ready: boolean | null; error: string | null }[];
 }
 
-async function unpack(archive: string, into: string): Promise<Map<string, Buffer>> {
-  mkdirSync(into, { recursive: true });
-  await extract({ file: archive, cwd: into });
-  const files = new Map<string, Buffer>();
-  const walk = (path: string): void => {
-    for (const name of readdirSync(path)) {
-      const full = join(path, name);
-      if (statSync(full).isDirectory()) walk(full);
-      else files.set(relative(into, full), readFileSync(full));
-    }
-  };
-  walk(into);
-  return files;
-}
 
 function pemNeedles(pem: string): string[] {
   const body = pem.split('\n').filter((line) => line.length >= DISTINCTIVE_MIN_CHARS && !line.startsWith('-----'));
@@ -80,7 +66,7 @@ describe('neuwerk sysdump cluster: every member under nodes/<id>/, a summary, pa
     assert.equal(result.stdout.trim(), output);
     assert.match(result.stderr, /sysdump cluster: wrote \d+ bytes/);
     assert.equal(statSync(output).mode & 0o777, 0o600);
-    const files = await unpack(output, join(cluster.dir.path, 'full'));
+    const files = await unpackArchive(output, join(cluster.dir.path, 'full'));
     const manifest = JSON.parse((files.get('manifest.json') as Buffer).toString()) as ClusterManifest;
     const ids = cluster.members.map((m) => m.node.nodeId).sort();
     assert.equal(manifest.partial, false, JSON.stringify(manifest.node_errors));
@@ -137,7 +123,7 @@ describe('neuwerk sysdump cluster: every member under nodes/<id>/, a summary, pa
     assert.equal(result.code, 0, result.stderr);
     assert.match(result.stderr, /partial/);
     assert.equal(statSync(output).mode & 0o777, 0o600);
-    const files = await unpack(output, join(cluster.dir.path, 'partial'));
+    const files = await unpackArchive(output, join(cluster.dir.path, 'partial'));
     const manifest = JSON.parse((files.get('manifest.json') as Buffer).toString()) as ClusterManifest;
     assert.equal(manifest.partial, true);
     assert.equal(manifest.nodes_queried.length, 3);

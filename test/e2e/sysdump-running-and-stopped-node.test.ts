@@ -1,9 +1,9 @@
 import assert from 'node:assert/strict';
-import { mkdirSync, readdirSync, readFileSync, statSync, writeFileSync } from 'node:fs';
-import { join, relative } from 'node:path';
+import { mkdirSync, statSync, writeFileSync } from 'node:fs';
+import { join } from 'node:path';
 import { after, before, describe, it } from 'node:test';
-import { extract } from 'tar';
 import { NodeProcess, runCli, tempDir } from './harness.js';
+import { unpackArchive } from './archive-helpers.js';
 
 /** One sysdump run is bounded by the live probe, the snapshots and the command timeouts. */
 const SYSDUMP_RUN_TIMEOUT_MS = 25_000;
@@ -22,23 +22,13 @@ const SUMMARY_FILES = [
   'summary/state.json', 'summary/cluster.json', 'summary/policy.json', 'summary/service-accounts.json',
   'summary/configuration.json', 'summary/readiness.json', 'summary/metrics.txt',
 ];
+/** Extracts into a fresh directory; returns every file and the directory. */
+async function unpack(archive: string, into: string): Promise<{ files: Map<string, Buffer>; root: string }> {
+  return { files: await unpackArchive(archive, into), root: into };
+}
+
 const COMMAND_FILES = ['uname-a', 'ip-addr', 'ip-route', 'ss-tlnp', 'df-h', 'free-m', 'node-version'].map((name) => `system/commands/${name}.txt`);
 
-/** Extracts with the tar package into a fresh directory; returns every file and the directory. */
-async function unpack(archive: string, into: string): Promise<{ files: Map<string, Buffer>; root: string }> {
-  mkdirSync(into, { recursive: true });
-  await extract({ file: archive, cwd: into });
-  const files = new Map<string, Buffer>();
-  const walk = (path: string): void => {
-    for (const name of readdirSync(path)) {
-      const full = join(path, name);
-      if (statSync(full).isDirectory()) walk(full);
-      else files.set(relative(into, full), readFileSync(full));
-    }
-  };
-  walk(into);
-  return { files, root: into };
-}
 
 function json<T>(files: Map<string, Buffer>, path: string): T {
   const content = files.get(path);
