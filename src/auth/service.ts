@@ -2,10 +2,36 @@ import { randomUUID } from 'node:crypto';
 import type { Replicator } from '../cluster/replicator.js';
 import { NeuwerkError } from '../errors.js';
 import type { Logger } from '../log/logger.js';
-import type { AuthApplyResult, AuthRefusal, ServiceAccountRecord, ServiceAccountTokenRecord, SigningKeyInfo } from '../store/auth-tables.js';
+import type { AuthApplyResult, AuthRefusal, AuthTables, ServiceAccountRecord, ServiceAccountTokenRecord, SigningKeyInfo } from '../store/auth-tables.js';
 import { roleWithin } from '../store/auth-tables.js';
 import type { Command, Role } from '../store/commands.js';
 import { generateSigningKey, MINT_TTL_MAX_MS, signToken, type Identity } from './tokens.js';
+
+export interface MintWithKeysRequest {
+  readonly sub: string;
+  readonly roles: readonly Role[];
+  readonly ttlMs: number | null;
+  readonly kid?: string;
+  readonly saId?: string;
+  readonly jti?: string;
+}
+
+/**
+ * Signs a token with the keyset of a (possibly read-only) replica: the active key, or `kid` if it
+ * is active or previous. Used by the node and by `auth` commands run on the node itself.
+ */
+export async function mintWithKeys(tables: AuthTables, request: MintWithKeysRequest): Promise<{ token: string; kid: string; jti: string }> {
+  const key = request.kid === undefined ? tables.activeKey() : tables.key(request.kid);
+  if (key === null) {
+    throw request.kid === undefined
+      ? new NeuwerkError('NW_ERR_AUTH_NO_KEY', 'no active signing key yet; start the node once so it creates one')
+      : new NeuwerkError('NW_ERR_NOT_FOUND', `signing key ${request.kid} does not exist`);
+  }
+  if (key.status === 'retired') throw new NeuwerkError('NW_ERR_VALIDATION', `signing key ${key.kid} is retired and cannot sign`);
+  const jti = request.jti ?? randomUUID();
+  const token = await signToken({ kid: key.kid, privateKeyPem: key.private_key_pem }, { sub: request.sub, roles: request.roles, ttlMs: request.ttlMs, jti, ...(request.saId ? { saId: request.saId } : {}) });
+  return { token, kid: key.kid, jti };
+}
 
 /** Service-account token metadata as the API shows it (never the raw token). */
 export interface TokenMetadata extends ServiceAccountTokenRecord {
@@ -89,17 +115,8 @@ export class AuthService {
   }
 
   /** Signs a token locally with the active key, or with `kid` if it is active or previous. */
-  async mint(request: { sub: string; roles: readonly Role[]; ttlMs: number | null; kid?: string; saId?: string; jti?: string }): Promise<{ token: string; kid: string; jti: string }> {
-    const key = request.kid === undefined ? this.tables.activeKey() : this.tables.key(request.kid);
-    if (key === null) {
-      throw request.kid === undefined
-        ? new NeuwerkError('NW_ERR_AUTH_NO_KEY', 'no active signing key yet; start the node once so it creates one')
-        : new NeuwerkError('NW_ERR_NOT_FOUND', `signing key ${request.kid} does not exist`);
-    }
-    if (key.status === 'retired') throw new NeuwerkError('NW_ERR_VALIDATION', `signing key ${key.kid} is retired and cannot sign`);
-    const jti = request.jti ?? randomUUID();
-    const token = await signToken({ kid: key.kid, privateKeyPem: key.private_key_pem }, { sub: request.sub, roles: request.roles, ttlMs: request.ttlMs, jti, ...(request.saId ? { saId: request.saId } : {}) });
-    return { token, kid: key.kid, jti };
+  async mint(request: MintWithKeysRequest): Promise<{ token: string; kid: string; jti: string }> {
+    return mintWithKeys(this.tables, request);
   }
 
   listAccounts(): ServiceAccountRecord[] {

@@ -97,7 +97,7 @@ export async function bootstrapAdminToken(addressing: LocalAddressing, options: 
   const ttlMs = ttlFlag(options.ttl, BOOTSTRAP_TTL_DEFAULT_MS, BOOTSTRAP_TTL_MAX_MS);
   const target = clusterTarget(addressing);
   if (target !== null) return (await clusterRpc<{ token: string }>(target, 'auth.mint', { sub: options.sub, roles: ['admin'], ttlMs })).token;
-  return withLocalNode(addressing, async (node) => (await node.authService().mint({ sub: options.sub, roles: ['admin'], ttlMs })).token);
+  return withLocalNode(addressing, async (node) => (await node.mint({ sub: options.sub, roles: ['admin'], ttlMs })).token);
 }
 
 /** `neuwerk auth token mint`. */
@@ -106,13 +106,13 @@ export async function mintToken(addressing: LocalAddressing, options: { sub: str
   const roles = parseRoles(options.roles);
   const target = clusterTarget(addressing);
   if (target !== null) return (await clusterRpc<{ token: string }>(target, 'auth.mint', { sub: options.sub, roles, ttlMs, ...(options.kid ? { kid: options.kid } : {}) })).token;
-  return withLocalNode(addressing, async (node) => (await node.authService().mint({ sub: options.sub, roles, ttlMs, ...(options.kid ? { kid: options.kid } : {}) })).token);
+  return withLocalNode(addressing, async (node) => (await node.mint({ sub: options.sub, roles, ttlMs, ...(options.kid ? { kid: options.kid } : {}) })).token);
 }
 
 export async function listKeys(addressing: LocalAddressing): Promise<SigningKeyInfo[]> {
   const target = clusterTarget(addressing);
   if (target !== null) return clusterRpc<SigningKeyInfo[]>(target, 'auth.keys.list', {});
-  return withLocalNode(addressing, async (node) => node.authService().listKeys());
+  return withLocalNode(addressing, async (node) => node.stateMachine.auth.keys());
 }
 
 /** Rotation and retirement are replicated writes: they go through the node's API. */

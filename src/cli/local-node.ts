@@ -2,8 +2,7 @@ import { existsSync, readFileSync } from 'node:fs';
 import { userInfo } from 'node:os';
 import { dirname, join } from 'node:path';
 import Database from 'better-sqlite3';
-import { AuthService } from '../auth/service.js';
-import type { Replicator } from '../cluster/replicator.js';
+import { mintWithKeys, type MintWithKeysRequest } from '../auth/service.js';
 import { chooseConfigPath, DEFAULT_DATA_DIR, loadConfigFile } from '../config/load.js';
 import { ERROR_CATALOGUE, NeuwerkError, type ErrorCode } from '../errors.js';
 import { STORE_FILE_NAME } from '../store/database.js';
@@ -52,17 +51,9 @@ export class LocalNode {
     return new LocalNode(dataDir, db, new StateMachine(db));
   }
 
-  /** Mints tokens with the node's own signing keys (the node need not be running). */
-  authService(): AuthService {
-    const replicator: Replicator = {
-      stateMachine: this.stateMachine,
-      propose: () => Promise.reject(new NeuwerkError('NW_ERR_INTERNAL', 'read-only local store')),
-      linearizableRead: () => Promise.resolve(),
-      status: () => { throw new NeuwerkError('NW_ERR_INTERNAL', 'read-only local store'); },
-      close: () => Promise.resolve(),
-    };
-    const silent = { info: () => undefined, warn: () => undefined } as unknown as ConstructorParameters<typeof AuthService>[1];
-    return new AuthService(replicator, silent);
+  /** Mints a token with the node's own signing keys (the node need not be running). */
+  mint(request: MintWithKeysRequest): Promise<{ token: string; kid: string; jti: string }> {
+    return mintWithKeys(this.stateMachine.auth, request);
   }
 
   /**
@@ -76,7 +67,7 @@ export class LocalNode {
     const caPath = join(this.dataDir, 'http-tls', 'ca.crt');
     const ca = existsSync(caPath) ? readFileSync(caPath, 'utf8') : null;
     if (ca === null) throw new NeuwerkError('NW_ERR_AUTH_NO_CREDENTIALS', `no management CA certificate at ${caPath}`);
-    const { token } = await this.authService().mint({ sub: `local:${userInfo().username} (${purpose})`, roles: ['admin'], ttlMs: LOCAL_ADMIN_TOKEN_TTL_MS });
+    const { token } = await this.mint({ sub: `local:${userInfo().username} (${purpose})`, roles: ['admin'], ttlMs: LOCAL_ADMIN_TOKEN_TTL_MS });
     const host = member.http_addr.startsWith('0.0.0.0:') ? member.http_addr.replace('0.0.0.0', '127.0.0.1') : member.http_addr;
     return new ApiConnection(`https://${host}`, ca, token);
   }
