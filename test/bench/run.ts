@@ -14,7 +14,9 @@ import { cpus, platform, release, totalmem } from 'node:os';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { benchClusterVsEtcd } from './cluster-vs-etcd.js';
+import { benchDataplaneVsPeers } from './dataplane-vs-peers.js';
 import { benchPolicyDecision } from './policy-decision.js';
+import { benchPolicyPropagation } from './policy-propagation.js';
 import { benchRaftAppend } from './raft-append.js';
 import { benchRaftApply } from './raft-apply.js';
 import { describeTempLocation, formatTable, type BenchTable } from './raft-bench-util.js';
@@ -49,6 +51,16 @@ const BENCHMARKS: readonly Benchmark[] = [
         rows: (await benchPolicyDecision()).map((row) => ({ ...row })),
       },
     ],
+  },
+  {
+    name: 'policy-propagation',
+    description: '3-node cluster: policy PUT through the leader -> every node\'s DNS proxy enforces it (p50/p99/max over 20 flips)',
+    run: benchPolicyPropagation,
+  },
+  {
+    name: 'dataplane-vs-peers',
+    description: 'DNS proxy vs dnsmasq and forward proxy vs Squid, side by side in one run (../shared/bench/dns and proxy)',
+    run: benchDataplaneVsPeers,
   },
 ];
 
