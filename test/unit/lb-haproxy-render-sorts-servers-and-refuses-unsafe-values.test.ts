@@ -1,0 +1,78 @@
+import assert from 'node:assert/strict';
+import { describe, it } from 'node:test';
+import type { MemberView } from '../../src/cli/cluster.js';
+import { NeuwerkError } from '../../src/errors.js';
+import { renderHaproxyConfig, type HaproxyOptions } from '../../src/lb/haproxy.js';
+import { renderTemplate } from '../../src/lb/render.js';
+
+const OPTIONS: HaproxyOptions = { proxyPort: 3128, proxyBind: '*:3128', apiBind: '*:8443', statsSocket: '/run/haproxy/admin.sock' };
+
+function member(nodeId: string, httpAddr: string, extra: Partial<MemberView> = {}): MemberView {
+  return { node_id: nodeId, cluster_addr: null, http_addr: httpAddr, role: 'follower', voter: true, status: 'healthy', joined_at: '2024-01-01T00:00:00Z', ...extra };
+}
+
+function serverLines(text: string): string[] {
+  return text.split('\n').filter((line) => line.trim().startsWith('server '));
+}
+
+describe('the template renderer', () => {
+  it('substitutes scalars and repeats blocks per record, block tags taking their own lines', () => {
+    const out = renderTemplate('a {{x}}\n{{#items}}\n  - {{name}}:{{port}}\n{{/items}}\nend\n', { x: 'one', items: [{ name: 'p', port: 1 }, { name: 'q', port: 2 }] });
+    assert.equal(out, 'a one\n  - p:1\n  - q:2\nend\n');
+  });
+
+  it('refuses values holding whitespace, newlines, quotes, comments or control characters', () => {
+    for (const bad of ['a b', 'a\nb', 'a\tb', 'a\rb', 'a"b', "a'b", 'a#b', 'a\\b', 'a\u0000b', '']) {
+      assert.throws(() => renderTemplate('v {{x}}\n', { x: bad }), (err: unknown) => err instanceof NeuwerkError && err.code === 'NW_ERR_USAGE', JSON.stringify(bad));
+      assert.throws(() => renderTemplate('{{#s}}\n{{x}}\n{{/s}}\n', { s: [{ x: bad }] }), NeuwerkError, JSON.stringify(bad));
+    }
+  });
+
+  it('refuses missing values, unknown tags and a list used as a value', () => {
+    assert.throws(() => renderTemplate('{{missing}}', {}), /no value for \{\{missing\}\}/);
+    assert.throws(() => renderTemplate('{{#s}}\n{{x}}\n', { s: [] }), /unsupported tag/);
+    assert.throws(() => renderTemplate('{{s}}', { s: [] }), /is a list/);
+    assert.throws(() => renderTemplate('{{#s}}\nx\n{{/s}}\n', { s: 'text' }), /needs a list/);
+  });
+});
+
+describe('the HAProxy configuration', () => {
+  const members = [member('node-c', '10.0.0.13:8443'), member('node-a', '10.0.0.11:8443', { role: 'leader' }), member('node-b', '10.0.0.12:9443', { role: 'learner', voter: false })];
+
+  it('lists servers sorted by node id in both backends, proxy at the http host with --proxy-port', () => {
+    const text = renderHaproxyConfig(members, { ...OPTIONS, proxyPort: 3129 });
+    assert.deepEqual(serverLines(text).map((l) => l.trim()), [
+      'server node-a 10.0.0.11:3129 check port 8443 check-ssl verify none inter 1s fall 2 rise 2',
+      'server node-b 10.0.0.12:3129 check port 9443 check-ssl verify none inter 1s fall 2 rise 2',
+      'server node-c 10.0.0.13:3129 check port 8443 check-ssl verify none inter 1s fall 2 rise 2',
+      'server node-a 10.0.0.11:8443 check check-ssl verify none inter 1s fall 2 rise 2',
+      'server node-b 10.0.0.12:9443 check check-ssl verify none inter 1s fall 2 rise 2',
+      'server node-c 10.0.0.13:8443 check check-ssl verify none inter 1s fall 2 rise 2',
+    ]);
+    for (const expected of ['stats socket /run/haproxy/admin.sock', 'timeout connect 5s', 'timeout client 1m', 'timeout server 1m', 'timeout tunnel 1h', 'option redispatch', 'retries 3',
+      'bind *:3128', 'bind *:8443', 'balance source', 'hash-type consistent', 'option httpchk GET /ready', 'http-check expect status 200']) {
+      assert.ok(text.includes(expected), expected);
+    }
+    assert.doesNotMatch(text, /\{\{|\}\}/);
+  });
+
+  it('is deterministic: the same membership in any order gives byte-identical text', () => {
+    const once = renderHaproxyConfig(members, OPTIONS);
+    assert.equal(renderHaproxyConfig([...members].reverse(), OPTIONS), once);
+    assert.equal(renderHaproxyConfig([members[1], members[2], members[0]] as MemberView[], OPTIONS), once);
+  });
+
+  it('keeps only voters and learners, and brackets IPv6 hosts', () => {
+    const text = renderHaproxyConfig([member('a', '[fd00::1]:8443'), member('gone', '10.0.0.9:8443', { role: 'candidate', voter: false })], OPTIONS);
+    assert.deepEqual(serverLines(text).map((l) => l.trim().split(' ').slice(0, 3).join(' ')), ['server a [fd00::1]:3128', 'server a [fd00::1]:8443']);
+  });
+
+  it('refuses node ids and flag values that would break the configuration', () => {
+    assert.throws(() => renderHaproxyConfig([member('evil\nserver x 1.2.3.4:1', '10.0.0.1:8443')], OPTIONS), NeuwerkError);
+    assert.throws(() => renderHaproxyConfig([member('has space', '10.0.0.1:8443')], OPTIONS), NeuwerkError);
+    assert.throws(() => renderHaproxyConfig([member('a', '10.0.0.1:8443')], { ...OPTIONS, statsSocket: '/run/my socket' }), /stats_socket/);
+    assert.throws(() => renderHaproxyConfig([member('a', '10.0.0.1:8443')], { ...OPTIONS, proxyBind: 'x\nlisten *:3128' }), /proxy_bind/);
+    assert.throws(() => renderHaproxyConfig([], OPTIONS), /no voter or learner/);
+    assert.throws(() => renderHaproxyConfig([member('a', '10.0.0.1:8443')], { ...OPTIONS, apiBind: '127.0.0.1:0' }), /--api-bind/);
+  });
+});
