@@ -1,6 +1,6 @@
 import { randomBytes } from 'node:crypto';
-import { createWriteStream, renameSync, rmSync, statSync } from 'node:fs';
-import { basename, dirname, join, resolve } from 'node:path';
+import { createWriteStream, renameSync, rmSync } from 'node:fs';
+import { basename, dirname, join } from 'node:path';
 import { Transform } from 'node:stream';
 import { pipeline } from 'node:stream/promises';
 import type { ApiConnection } from '../cli/connection.js';
@@ -8,7 +8,7 @@ import { apiFailure } from '../cli/local-node.js';
 import { describeError, NeuwerkError } from '../errors.js';
 import { makeDirectory } from '../fs-util.js';
 import { defaultClusterSysdumpFileName, NODE_SYSDUMP_TIMEOUT_MS } from './cluster-sysdump.js';
-import { SYSDUMP_FILE_MODE } from './node-sysdump.js';
+import { resolveOutputPath, SYSDUMP_FILE_MODE } from './node-sysdump.js';
 
 /** The whole cluster sysdump request: the per-node timeout plus assembly and transfer. */
 export const CLUSTER_SYSDUMP_REQUEST_TIMEOUT_MS = NODE_SYSDUMP_TIMEOUT_MS + 40_000;
@@ -25,15 +25,7 @@ export interface ClusterSysdumpDownload {
 }
 
 function outputPath(option: string | undefined, date: Date): string {
-  const name = defaultClusterSysdumpFileName(date);
-  if (option === undefined) return resolve(name);
-  const path = resolve(option);
-  try {
-    if (statSync(path).isDirectory()) return join(path, name);
-  } catch {
-    // Not there yet: it is the file to create.
-  }
-  return path;
+  return resolveOutputPath(option, defaultClusterSysdumpFileName(date));
 }
 
 /**

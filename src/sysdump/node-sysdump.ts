@@ -391,11 +391,18 @@ export function writeArchiveFile(path: string, archive: Buffer): void {
 }
 
 function outputPath(option: string | undefined, nodeId: string | null, date: Date): string {
-  const name = defaultSysdumpFileName(nodeId, date);
-  if (option === undefined) return resolve(name);
+  return resolveOutputPath(option, defaultSysdumpFileName(nodeId, date));
+}
+
+/**
+ * Where an archive goes: `--output` as given, or `defaultName` inside it when it is a directory,
+ * or `defaultName` in the current directory without `--output`.
+ */
+export function resolveOutputPath(option: string | undefined, defaultName: string): string {
+  if (option === undefined) return resolve(defaultName);
   const path = resolve(option);
   try {
-    if (statSync(path).isDirectory()) return join(path, name);
+    if (statSync(path).isDirectory()) return join(path, defaultName);
   } catch {
     // Not there yet: it is the file to create.
   }
