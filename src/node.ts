@@ -36,6 +36,12 @@ import { NEUWERK_VERSION } from './version.js';
 import { registerNodeSysdumpRpc } from './sysdump/cluster-sysdump.js';
 /** A graceful stop must finish within this budget (DESIGN §7: within 10 s). */
 export const STOP_BUDGET_MS = 8_000;
+/**
+ * A node with a dataplane keeps serving this long after a graceful stop begins, with /ready
+ * answering 503, so a load balancer checking every second (fall 2) stops sending it new
+ * connections first. Fits the 10 s stop budget with leadership transfer and listener close.
+ */
+export const DRAIN_DELAY_MS = 2_500;
 /** How often the leader checks for expired keyval keys to delete everywhere. */
 export const KEYVAL_EXPIRY_INTERVAL_MS = 1_000;
 /** In-flight API requests get this long to finish when the node stops. */
@@ -258,6 +264,12 @@ export async function startNode(config: NodeConfig, logger: Logger, ring?: LogRi
         stopping ??= (async () => {
           logger.info({ reason }, 'stopping node');
           readiness.drain(`node is stopping (${reason})`);
+          // Behind a load balancer: keep serving with /ready answering 503 long enough for the
+          // balancer's health checks to take this node out, then close the listeners.
+          if (dataplaneAddresses.proxy !== null || dataplaneAddresses.dns !== null) {
+            logger.info({ drain_ms: DRAIN_DELAY_MS }, 'draining: /ready answers 503 while the listeners still serve');
+            await new Promise((resolve) => setTimeout(resolve, DRAIN_DELAY_MS));
+          }
           if (cluster !== null) {
             try {
               await cluster.transferLeadershipIfLeader();
