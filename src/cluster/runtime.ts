@@ -468,9 +468,14 @@ export class ClusterRuntime {
     return this.transport;
   }
 
+  /**
+   * Stops everything the runtime started, the Raft host included (also when `open` failed half
+   * way, e.g. on a cluster port in use, so the process can exit instead of ticking on).
+   */
   async close(): Promise<void> {
     for (const timer of this.timers) clearInterval(timer);
     if (this.joinServer !== null) await closeServer(this.joinServer, 500);
+    await this.replicator?.close();
     await this.transport?.close();
   }
 }

@@ -3,13 +3,29 @@ import { createServer } from 'node:net';
 import { join } from 'node:path';
 import { NodeProcess, runCli, tempDir } from './harness.js';
 
-/** A free TCP port on 127.0.0.1 (bound and released; the kernel does not hand it out again at once). */
+/**
+ * Ports handed out for fixed binds come from below Linux's ephemeral range (32768-60999), so a
+ * process that binds port 0 or opens a connection can never be given one of them in between.
+ */
+const FIXED_PORT_RANGE = { low: 20_000, high: 32_000 } as const;
+const handedOut = new Set<number>();
+
+/** A free TCP port on 127.0.0.1 outside the ephemeral range, proven free by binding it. */
 export async function freePort(): Promise<number> {
-  const server = createServer();
-  await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
-  const port = (server.address() as { port: number }).port;
-  await new Promise<void>((resolve) => server.close(() => resolve()));
-  return port;
+  for (let attempt = 0; attempt < 200; attempt += 1) {
+    const port = FIXED_PORT_RANGE.low + Math.floor(Math.random() * (FIXED_PORT_RANGE.high - FIXED_PORT_RANGE.low));
+    if (handedOut.has(port)) continue;
+    const server = createServer();
+    const bound = await new Promise<boolean>((resolve) => {
+      server.once('error', () => resolve(false));
+      server.listen({ port, host: '127.0.0.1', exclusive: true }, () => resolve(true));
+    });
+    if (!bound) continue;
+    await new Promise<void>((resolve) => server.close(() => resolve()));
+    handedOut.add(port);
+    return port;
+  }
+  throw new Error('no free port found in the fixed range');
 }
 
 export interface ClusterMember {

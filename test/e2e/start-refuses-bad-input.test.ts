@@ -53,6 +53,24 @@ describe('neuwerk start refuses bad input with a clear message and the right exi
     }
   });
 
+  it('cluster port already in use -> exit 1 naming the address, without hanging', async () => {
+    const blocker = createServer();
+    await new Promise<void>((resolve) => blocker.listen(0, '127.0.0.1', resolve));
+    const port = (blocker.address() as { port: number }).port;
+    const data = join(dir.path, 'cluster-port');
+    const token = await runCli(['cluster', 'token', 'create', '--path', join(data, 'bootstrap-token')]);
+    assert.equal(token.code, 0, token.stderr);
+    try {
+      const started = Date.now();
+      const result = await runCli(['start', '--data-dir', data, '--cluster-bind', `127.0.0.1:${port}`, '--http-bind', '127.0.0.1:0', '--metrics-bind', '127.0.0.1:0'], { timeoutMs: 20_000 });
+      assert.equal(result.code, 1);
+      assert.match(result.stderr, new RegExp(`--cluster-bind 127\\.0\\.0\\.1:${port} is already in use`));
+      assert.ok(Date.now() - started < 15_000, 'the process exits instead of ticking on');
+    } finally {
+      blocker.close();
+    }
+  });
+
   it('data dir not writable -> exit 1 naming the path', async () => {
     // Runs as root in CI, where modes do not stop writes: a path below a regular file cannot be created by anyone.
     const file = join(dir.path, 'plain-file');
