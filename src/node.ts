@@ -19,6 +19,7 @@ import { ensureHttpTls } from './api/tls.js';
 import type { Replicator } from './cluster/replicator.js';
 import { openRaftReplicator } from './cluster/raft-host.js';
 import { ClusterRuntime } from './cluster/runtime.js';
+import { advertisedListener, registerAdvertiseRpc, SelfAdvertiser } from './cluster/advertise.js';
 import { addClusterRoutes, CLUSTER_SCHEMAS } from './api/routes/cluster.js';
 import { LeaderProxy } from './api/leader-proxy.js';
 import { formatHostPort, type HostPort } from './config/address.js';
@@ -215,7 +216,22 @@ export async function startNode(config: NodeConfig, logger: Logger, ring?: LogRi
     const httpAddress = await listen(apiServer as unknown as Server, config.http.bind, '--http-bind');
     opened.push(() => closeServer(apiServer as unknown as Server, API_CLOSE_GRACE_MS));
 
-    if (isLeader()) await registerSelf(replicator, nodeId, config, httpAddress);
+    const advertiseHost = config.http.advertise.host;
+    const advertiser = new SelfAdvertiser({
+      nodeId,
+      replicator,
+      cluster,
+      clusterAddr: config.cluster ? formatHostPort(config.cluster.advertise) : null,
+      addresses: {
+        http_addr: formatHostPort({ host: advertiseHost, port: config.http.advertise.port === 0 ? httpAddress.port : config.http.advertise.port }),
+        proxy_addr: dataplaneAddresses.proxy === null ? null : advertisedListener(dataplaneAddresses.proxy, advertiseHost),
+        dns_addr: dataplaneAddresses.dns === null ? null : advertisedListener(dataplaneAddresses.dns.udp, advertiseHost),
+      },
+      logger,
+    });
+    if (cluster !== null) registerAdvertiseRpc(cluster, replicator);
+    await advertiser.start();
+    opened.push(() => advertiser.stop());
 
     // Expired keys already read as absent everywhere; the leader also deletes them from every
     // replica with one command whose cut-off time it fixes.
@@ -321,21 +337,5 @@ function registerClusterAuthRpcs(cluster: ClusterRuntime, auth: AuthService, isL
     const kid = (body as { kid?: unknown } | null)?.kid;
     if (typeof kid !== 'string') throw new NeuwerkError('NW_ERR_VALIDATION', 'kid is required');
     return onLeader('auth.keys.retire', body, () => auth.retireKey(`node:${from}`, kid));
-  });
-}
-
-/** Records this node in the replicated member table, or refreshes its address if it moved. */
-async function registerSelf(replicator: Replicator, nodeId: string, config: NodeConfig, httpAddress: HostPort): Promise<void> {
-  const httpAddr = formatHostPort({ host: config.http.advertise.host, port: config.http.advertise.port === 0 ? httpAddress.port : config.http.advertise.port });
-  const existing = replicator.stateMachine.members().find((m) => m.node_id === nodeId);
-  if (existing && existing.http_addr === httpAddr) return;
-  await replicator.propose({
-    v: 1,
-    type: 'member.upsert',
-    node_id: nodeId,
-    cluster_addr: config.cluster ? formatHostPort(config.cluster.advertise) : null,
-    http_addr: httpAddr,
-    role: 'voter',
-    joined_at: existing?.joined_at ?? new Date().toISOString(),
   });
 }

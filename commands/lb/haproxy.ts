@@ -9,7 +9,7 @@ export default class LbHaproxy extends NeuwerkCommand {
   static override summary = 'Render an HAProxy configuration (forward proxy and management API) from the live membership.';
   static override description =
     "Servers are the voters and learners of GET /api/v1/cluster/members, sorted by node id, health-checked through each node's /ready over HTTPS. " +
-    "A node's forward proxy is assumed at its management API host with --proxy-port (the membership records no proxy address). " +
+    "Each server is the forward proxy address the node recorded in the membership (proxy_addr); a member that records none is assumed at its management API host with --proxy-port. " +
     'Without --output the configuration goes to stdout; with it the file is replaced atomically (mode 0644) and "changed" or "unchanged" goes to stderr. ' +
     '--watch re-renders every --interval and runs --reload-cmd only when the text changed.';
   static override examples = [
@@ -23,7 +23,7 @@ export default class LbHaproxy extends NeuwerkCommand {
     watch: Flags.boolean({ description: 'Keep re-rendering every --interval until SIGINT/SIGTERM.', default: false }),
     interval: Flags.string({ description: 'How often --watch re-renders.', default: '5s' }),
     'reload-cmd': Flags.string({ description: 'Command run with /bin/sh -c after the output file changed (e.g. "systemctl reload haproxy").', dependsOn: ['output'] }),
-    'proxy-port': Flags.integer({ description: "Port of every node's forward proxy (host: the node's management API host).", default: DEFAULT_PROXY_PORT, min: 1, max: 65535 }),
+    'proxy-port': Flags.integer({ description: "Forward proxy port of a member that records no proxy_addr (host: its management API host).", default: DEFAULT_PROXY_PORT, min: 1, max: 65535 }),
     'proxy-bind': Flags.string({ description: 'HAProxy bind of the forward proxy frontend.', default: DEFAULT_PROXY_BIND }),
     'api-bind': Flags.string({ description: 'HAProxy bind of the management API frontend.', default: DEFAULT_API_BIND }),
     'stats-socket': Flags.string({ description: 'Path of the HAProxy admin stats socket.', default: DEFAULT_STATS_SOCKET }),

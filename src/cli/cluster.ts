@@ -7,6 +7,9 @@ export interface MemberView {
   node_id: string;
   cluster_addr: string | null;
   http_addr: string;
+  /** Absent from nodes older than the field; null when the node runs no forward proxy. */
+  proxy_addr?: string | null;
+  dns_addr?: string | null;
   role: string;
   voter: boolean;
   status: string;
@@ -99,7 +102,9 @@ export function renderStatus(
 }
 
 export function renderMembers(members: readonly MemberView[]): string {
-  const rows: string[][] = [['NODE', 'ROLE', 'VOTER', 'HEALTH', 'CLUSTER ADDR', 'HTTP ADDR']];
-  for (const m of members) rows.push([m.node_id, m.role, m.voter ? 'yes' : 'no', (HEALTH_COLOUR[m.status] ?? ((t: string) => t))(m.status), m.cluster_addr ?? '-', m.http_addr]);
+  const rows: string[][] = [['NODE', 'ROLE', 'VOTER', 'HEALTH', 'CLUSTER ADDR', 'HTTP ADDR', 'PROXY ADDR', 'DNS ADDR']];
+  for (const m of members) {
+    rows.push([m.node_id, m.role, m.voter ? 'yes' : 'no', (HEALTH_COLOUR[m.status] ?? ((t: string) => t))(m.status), m.cluster_addr ?? '-', m.http_addr, m.proxy_addr ?? '-', m.dns_addr ?? '-']);
+  }
   return `${table(rows)}\n`;
 }

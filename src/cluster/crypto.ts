@@ -65,6 +65,9 @@ export interface JoinRequestFields {
   readonly node_id: string;
   readonly cluster_advertise: string;
   readonly http_advertise: string;
+  /** Where clients reach the joiner's forward proxy and DNS proxy; '' when it runs none or binds port 0. */
+  readonly proxy_advertise: string;
+  readonly dns_advertise: string;
   readonly csr: string;
   /** CSR for the node's management API certificate (same CA, so peers can verify it). */
   readonly http_csr: string;
@@ -80,7 +83,7 @@ export interface JoinRequest extends JoinRequestFields {
 }
 
 function requestMaterial(fields: JoinRequestFields): Buffer {
-  return framed([JOIN_REQUEST_LABEL, fields.node_id, fields.cluster_advertise, fields.http_advertise, fields.csr, fields.http_csr, fields.kid, fields.nonce, String(fields.timestamp)]);
+  return framed([JOIN_REQUEST_LABEL, fields.node_id, fields.cluster_advertise, fields.http_advertise, fields.proxy_advertise, fields.dns_advertise, fields.csr, fields.http_csr, fields.kid, fields.nonce, String(fields.timestamp)]);
 }
 
 export function signJoinRequest(fields: JoinRequestFields, secret: Buffer): JoinRequest {

@@ -31,6 +31,9 @@ export async function joinCluster(options: {
   tokenPath: string;
   clusterAdvertise: HostPort;
   httpAdvertise: HostPort;
+  /** The joiner's forward/DNS proxy addresses as clients reach them, when known before the join. */
+  proxyAdvertise: string | null;
+  dnsAdvertise: string | null;
   logger: Logger;
 }): Promise<JoinResult> {
   const { logger } = options;
@@ -56,6 +59,8 @@ export async function joinCluster(options: {
         node_id: options.nodeId,
         cluster_advertise: formatHostPort(options.clusterAdvertise),
         http_advertise: formatHostPort(options.httpAdvertise),
+        proxy_advertise: options.proxyAdvertise ?? '',
+        dns_advertise: options.dnsAdvertise ?? '',
         csr: cluster.csrPem,
         http_csr: management.csrPem,
         kid: token.kid,

@@ -21,6 +21,8 @@ export interface Admission {
   readonly node_id: string;
   readonly cluster_addr: string;
   readonly http_addr: string;
+  readonly proxy_addr: string | null;
+  readonly dns_addr: string | null;
   readonly envelope: Record<string, string>;
 }
 
@@ -82,6 +84,10 @@ export class JoinService {
     const clusterAddress = parseHostPort(request.cluster_advertise);
     const httpAddress = parseHostPort(request.http_advertise);
     if ('error' in clusterAddress || 'error' in httpAddress) throw refuse('malformed join request: bad advertised address');
+    for (const field of ['proxy_advertise', 'dns_advertise'] as const) {
+      const value: unknown = request[field];
+      if (typeof value !== 'string' || (value !== '' && 'error' in parseHostPort(value))) throw refuse(`malformed join request: bad ${field}`);
+    }
 
     let tokens: BootstrapToken[];
     try {
@@ -117,6 +123,8 @@ export class JoinService {
         node_id: request.node_id,
         cluster_addr: request.cluster_advertise,
         http_addr: request.http_advertise,
+        proxy_addr: request.proxy_advertise === '' ? null : request.proxy_advertise,
+        dns_addr: request.dns_advertise === '' ? null : request.dns_advertise,
         envelope: { ...sealCaKey(ca.keyPem, token) },
       });
     }

@@ -14,6 +14,7 @@ import { currentToken, loadBootstrapTokens } from './bootstrap-token.js';
 import { createClusterCa, type KeyAndCert } from './ca.js';
 import { openCaKey, sealCaKey, type CaKeyEnvelope } from './crypto.js';
 import { clusterTlsPaths, issueWithCa, loadClusterTls, saveClusterTls, saveManagementTls } from './identity.js';
+import { advertisedListener } from './advertise.js';
 import { joinCluster } from './join-client.js';
 import { createJoinServer, JoinService, type Admission } from './join-service.js';
 import { openRaftReplicator, type RaftReplicator } from './raft-host.js';
@@ -138,6 +139,8 @@ export class ClusterRuntime {
         tokenPath: settings.bootstrapTokenPath,
         clusterAdvertise: settings.advertise,
         httpAdvertise: config.http.advertise,
+        proxyAdvertise: config.proxy === null || config.proxy.bind.port === 0 ? null : advertisedListener(config.proxy.bind, config.http.advertise.host),
+        dnsAdvertise: config.dns === null || config.dns.bind.port === 0 ? null : advertisedListener(config.dns.bind, config.http.advertise.host),
         logger,
       });
       saveClusterTls(config.clusterDataDir, result.cluster);
@@ -294,6 +297,8 @@ export class ClusterRuntime {
       node_id: admission.node_id,
       cluster_addr: admission.cluster_addr,
       http_addr: admission.http_addr,
+      proxy_addr: admission.proxy_addr ?? null,
+      dns_addr: admission.dns_addr ?? null,
       role: 'learner',
       joined_at: new Date().toISOString(),
     });

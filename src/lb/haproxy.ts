@@ -16,7 +16,10 @@ export const DEFAULT_API_BIND = '*:8443';
 export const DEFAULT_STATS_SOCKET = '/run/haproxy/admin.sock';
 
 export interface HaproxyOptions {
-  /** Port of every node's forward proxy; its host is the node's management API host. */
+  /**
+   * Forward proxy port of a member that has not recorded its proxy address (an older node); its
+   * host is then the node's management API host.
+   */
   readonly proxyPort: number;
   readonly proxyBind: string;
   readonly apiBind: string;
@@ -37,8 +40,9 @@ export function servingMembers(members: readonly MemberView[]): MemberView[] {
 
 /**
  * Renders the HAProxy configuration for `members` (servers sorted by node id, so the same
- * membership always gives byte-identical text). The proxy address of a node is assumed to be its
- * management API host with `proxyPort`: the membership records no proxy address.
+ * membership always gives byte-identical text). A member's forward proxy is its recorded
+ * `proxy_addr`; a member that records none (an older node) is assumed at its management API host
+ * with `proxyPort`. Health checks go to the member's management API (`/ready` over HTTPS).
  */
 export function renderHaproxyConfig(members: readonly MemberView[], options: HaproxyOptions, template = loadHaproxyTemplate()): string {
   for (const [flag, bind] of [['--proxy-bind', options.proxyBind], ['--api-bind', options.apiBind]] as const) {
@@ -52,12 +56,13 @@ export function renderHaproxyConfig(members: readonly MemberView[], options: Hap
       if (!SERVER_NAME.test(member.node_id)) {
         throw new NeuwerkError('NW_ERR_API_RESPONSE', `member id ${JSON.stringify(member.node_id)} is not usable as an HAProxy server name`);
       }
-      const http = parseHostPort(member.http_addr);
-      if ('error' in http) throw new NeuwerkError('NW_ERR_API_RESPONSE', `member ${member.node_id}: http_addr "${member.http_addr}" is not host:port (${http.error})`);
+      const http = parseMemberAddress(member, 'http_addr', member.http_addr);
+      const proxy = member.proxy_addr === undefined || member.proxy_addr === null ? { host: http.host, port: options.proxyPort } : parseMemberAddress(member, 'proxy_addr', member.proxy_addr);
       return {
         node_id: member.node_id,
         http_addr: formatHostPort(http),
-        proxy_addr: formatHostPort({ host: http.host, port: options.proxyPort }),
+        proxy_addr: formatHostPort(proxy),
+        check_host: http.host,
         mgmt_port: http.port,
       };
     })
@@ -70,6 +75,12 @@ export function renderHaproxyConfig(members: readonly MemberView[], options: Hap
     stats_socket: options.statsSocket,
     servers,
   });
+}
+
+function parseMemberAddress(member: MemberView, field: string, value: string): { host: string; port: number } {
+  const parsed = parseHostPort(value);
+  if ('error' in parsed) throw new NeuwerkError('NW_ERR_API_RESPONSE', `member ${member.node_id}: ${field} "${value}" is not host:port (${parsed.error})`);
+  return parsed;
 }
 
 /** Writes `text` to `path` atomically (mode 0644) unless it already holds exactly that. */

@@ -17,7 +17,18 @@ export type Command =
   | { v: 1; type: 'keyval.delete'; zone: string; key: string }
   /** Deletes every key whose `expires_at` <= `now_ms` (proposed periodically by the leader). */
   | { v: 1; type: 'keyval.expire'; now_ms: number }
-  | { v: 1; type: 'member.upsert'; node_id: string; cluster_addr: string | null; http_addr: string; role: 'voter' | 'learner'; joined_at: string }
+  /** `proxy_addr`/`dns_addr` absent: keep the member's recorded value (older entries carry neither). */
+  | {
+      v: 1;
+      type: 'member.upsert';
+      node_id: string;
+      cluster_addr: string | null;
+      http_addr: string;
+      proxy_addr?: string | null;
+      dns_addr?: string | null;
+      role: 'voter' | 'learner';
+      joined_at: string;
+    }
   | { v: 1; type: 'member.remove'; node_id: string }
   | { v: 1; type: 'settings.put'; key: string; value: string }
   /** Adds a signing key and makes it the active one; the previous active key keeps verifying. */
@@ -100,6 +111,8 @@ const COMMAND_SCHEMA = {
         node_id: { type: 'string', minLength: 1, maxLength: 128 },
         cluster_addr: { anyOf: [{ type: 'null' }, { type: 'string', minLength: 1 }] },
         http_addr: { type: 'string', minLength: 1 },
+        proxy_addr: { anyOf: [{ type: 'null' }, { type: 'string', minLength: 1 }] },
+        dns_addr: { anyOf: [{ type: 'null' }, { type: 'string', minLength: 1 }] },
         role: { enum: ['voter', 'learner'] },
         joined_at: { type: 'string', minLength: 1 },
       },

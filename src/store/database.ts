@@ -106,6 +106,10 @@ const MIGRATIONS: readonly string[] = [
   CREATE TABLE ca_envelopes (node_id TEXT PRIMARY KEY, envelope TEXT NOT NULL, raft_index INTEGER NOT NULL);
   CREATE TABLE removed_members (node_id TEXT PRIMARY KEY, removed_at TEXT NOT NULL, raft_index INTEGER NOT NULL);
   `,
+  `
+  ALTER TABLE members ADD COLUMN proxy_addr TEXT;
+  ALTER TABLE members ADD COLUMN dns_addr TEXT;
+  `,
 ];
 
 function corruptStore(file: string, reason: string, cause?: unknown): NeuwerkError {

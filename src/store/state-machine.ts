@@ -26,10 +26,30 @@ export interface MemberRecord {
   node_id: string;
   cluster_addr: string | null;
   http_addr: string;
+  /** The node's forward proxy as clients reach it; null when it runs none or has not said yet. */
+  proxy_addr: string | null;
+  /** The node's DNS proxy (UDP and TCP); null when it runs none or has not said yet. */
+  dns_addr: string | null;
   role: 'voter' | 'learner';
   joined_at: string;
   raft_index: number;
 }
+
+interface MemberUpsertParams {
+  node_id: string;
+  cluster_addr: string | null;
+  http_addr: string;
+  proxy_addr: string | null;
+  dns_addr: string | null;
+  /** 1 when the command carries `proxy_addr` (else the recorded value stays). */
+  set_proxy: 0 | 1;
+  set_dns: 0 | 1;
+  role: string;
+  joined_at: string;
+  raft_index: number;
+}
+
+const MEMBER_COLUMNS = 'node_id, cluster_addr, http_addr, proxy_addr, dns_addr, role, joined_at, raft_index';
 
 /** What applying one command produced; returned to the proposer once the entry is applied. */
 export type ApplyResult =
@@ -71,7 +91,7 @@ export class StateMachine {
     getKeyval: Statement<[string, string], KeyvalRecord>;
     deleteKeyval: Statement<[string, string]>;
     expireKeyval: Statement<[number]>;
-    upsertMember: Statement<[string, string | null, string, string, string, number]>;
+    upsertMember: Statement<[MemberUpsertParams]>;
     getMember: Statement<[string], MemberRecord>;
     deleteMember: Statement<[string]>;
     putSetting: Statement<[string, string, number]>;
@@ -96,11 +116,14 @@ export class StateMachine {
       deleteKeyval: db.prepare('DELETE FROM keyval WHERE zone = ? AND key = ?'),
       expireKeyval: db.prepare('DELETE FROM keyval WHERE expires_at IS NOT NULL AND expires_at <= ?'),
       upsertMember: db.prepare(
-        `INSERT INTO members (node_id, cluster_addr, http_addr, role, joined_at, raft_index) VALUES (?, ?, ?, ?, ?, ?)
+        `INSERT INTO members (node_id, cluster_addr, http_addr, proxy_addr, dns_addr, role, joined_at, raft_index)
+         VALUES (@node_id, @cluster_addr, @http_addr, @proxy_addr, @dns_addr, @role, @joined_at, @raft_index)
          ON CONFLICT (node_id) DO UPDATE SET cluster_addr = excluded.cluster_addr, http_addr = excluded.http_addr,
+           proxy_addr = CASE WHEN @set_proxy THEN excluded.proxy_addr ELSE members.proxy_addr END,
+           dns_addr = CASE WHEN @set_dns THEN excluded.dns_addr ELSE members.dns_addr END,
            role = excluded.role, raft_index = excluded.raft_index`,
       ),
-      getMember: db.prepare('SELECT node_id, cluster_addr, http_addr, role, joined_at, raft_index FROM members WHERE node_id = ?'),
+      getMember: db.prepare(`SELECT ${MEMBER_COLUMNS} FROM members WHERE node_id = ?`),
       deleteMember: db.prepare('DELETE FROM members WHERE node_id = ?'),
       putSetting: db.prepare(
         'INSERT INTO settings (key, value, raft_index) VALUES (?, ?, ?) ON CONFLICT (key) DO UPDATE SET value = excluded.value, raft_index = excluded.raft_index',
@@ -177,7 +200,18 @@ export class StateMachine {
       case 'keyval.expire':
         return { type: 'keyval.expire', deleted: this.statements.expireKeyval.run(command.now_ms).changes };
       case 'member.upsert': {
-        this.statements.upsertMember.run(command.node_id, command.cluster_addr, command.http_addr, command.role, command.joined_at, index);
+        this.statements.upsertMember.run({
+          node_id: command.node_id,
+          cluster_addr: command.cluster_addr,
+          http_addr: command.http_addr,
+          proxy_addr: command.proxy_addr ?? null,
+          dns_addr: command.dns_addr ?? null,
+          set_proxy: command.proxy_addr === undefined ? 0 : 1,
+          set_dns: command.dns_addr === undefined ? 0 : 1,
+          role: command.role,
+          joined_at: command.joined_at,
+          raft_index: index,
+        });
         return { type: 'member.upsert', member: this.statements.getMember.get(command.node_id) as MemberRecord };
       }
       case 'member.remove':
@@ -277,7 +311,7 @@ export class StateMachine {
   }
 
   members(): MemberRecord[] {
-    return this.db.prepare('SELECT node_id, cluster_addr, http_addr, role, joined_at, raft_index FROM members ORDER BY node_id').all() as MemberRecord[];
+    return this.db.prepare(`SELECT ${MEMBER_COLUMNS} FROM members ORDER BY node_id`).all() as MemberRecord[];
   }
 
   setting(key: string): string | null {

@@ -21,6 +21,8 @@ function craftedRequest(nodeId: string, kid: string, secret: Buffer, clusterPort
       node_id: nodeId,
       cluster_advertise: `127.0.0.1:${clusterPort}`,
       http_advertise: '127.0.0.1:1',
+      proxy_advertise: '',
+      dns_advertise: '',
       csr: createNodeCsr(nodeId, '127.0.0.1').csrPem,
       http_csr: createNodeCsr(nodeId, '127.0.0.1').csrPem,
       kid,

@@ -49,12 +49,12 @@ describe('neuwerk lb haproxy against a live cluster', () => {
   function expectedServers(members: readonly ClusterMember[]): string[] {
     const sorted = [...members].sort((a, b) => (a.node.nodeId < b.node.nodeId ? -1 : 1));
     return [
-      ...sorted.map((m) => `server ${m.node.nodeId} 127.0.0.1:${PROXY_PORT} check port ${m.httpPort} check-ssl verify none inter 1s fall 2 rise 2`),
-      ...sorted.map((m) => `server ${m.node.nodeId} 127.0.0.1:${m.httpPort} check check-ssl verify none inter 1s fall 2 rise 2`),
+      ...sorted.map((m) => `server ${m.node.nodeId} 127.0.0.1:${PROXY_PORT} check addr 127.0.0.1 port ${m.httpPort} check-ssl verify none inter 1s fastinter 500ms fall 2 rise 2`),
+      ...sorted.map((m) => `server ${m.node.nodeId} 127.0.0.1:${m.httpPort} check check-ssl verify none inter 1s fastinter 500ms fall 2 rise 2`),
     ];
   }
 
-  it('prints a configuration naming every node with its http host, proxy port and management port', async () => {
+  it('prints a configuration naming every node; nodes without a forward proxy fall back to their http host with --proxy-port', async () => {
     const result = await runCli(base);
     assert.equal(result.code, 0, result.stderr);
     assert.deepEqual(servers(result.stdout), expectedServers(cluster.members));

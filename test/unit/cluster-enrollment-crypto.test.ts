@@ -38,7 +38,7 @@ describe('CA key envelopes', () => {
 
 describe('join request and response', () => {
   const fields: JoinRequestFields = {
-    node_id: 'node-j', cluster_advertise: '127.0.0.1:9700', http_advertise: '127.0.0.1:8500', csr: 'csr-pem', http_csr: 'http-csr-pem', kid: 'k1', nonce: randomBytes(16).toString('base64'), timestamp: 1_800_000_000_000,
+    node_id: 'node-j', cluster_advertise: '127.0.0.1:9700', http_advertise: '127.0.0.1:8500', proxy_advertise: '127.0.0.1:3128', dns_advertise: '', csr: 'csr-pem', http_csr: 'http-csr-pem', kid: 'k1', nonce: randomBytes(16).toString('base64'), timestamp: 1_800_000_000_000,
   };
   const grant: JoinGrant = { node_cert: 'cert', http_cert: 'http-cert', ca_cert: ca.certPem, cluster_id: 'c1', members: [] };
 

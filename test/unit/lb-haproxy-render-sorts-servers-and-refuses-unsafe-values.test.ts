@@ -39,21 +39,31 @@ describe('the template renderer', () => {
 describe('the HAProxy configuration', () => {
   const members = [member('node-c', '10.0.0.13:8443'), member('node-a', '10.0.0.11:8443', { role: 'leader' }), member('node-b', '10.0.0.12:9443', { role: 'learner', voter: false })];
 
-  it('lists servers sorted by node id in both backends, proxy at the http host with --proxy-port', () => {
+  it('lists servers sorted by node id in both backends; a member without proxy_addr is assumed at its http host with --proxy-port', () => {
     const text = renderHaproxyConfig(members, { ...OPTIONS, proxyPort: 3129 });
     assert.deepEqual(serverLines(text).map((l) => l.trim()), [
-      'server node-a 10.0.0.11:3129 check port 8443 check-ssl verify none inter 1s fall 2 rise 2',
-      'server node-b 10.0.0.12:3129 check port 9443 check-ssl verify none inter 1s fall 2 rise 2',
-      'server node-c 10.0.0.13:3129 check port 8443 check-ssl verify none inter 1s fall 2 rise 2',
-      'server node-a 10.0.0.11:8443 check check-ssl verify none inter 1s fall 2 rise 2',
-      'server node-b 10.0.0.12:9443 check check-ssl verify none inter 1s fall 2 rise 2',
-      'server node-c 10.0.0.13:8443 check check-ssl verify none inter 1s fall 2 rise 2',
+      'server node-a 10.0.0.11:3129 check addr 10.0.0.11 port 8443 check-ssl verify none inter 1s fastinter 500ms fall 2 rise 2',
+      'server node-b 10.0.0.12:3129 check addr 10.0.0.12 port 9443 check-ssl verify none inter 1s fastinter 500ms fall 2 rise 2',
+      'server node-c 10.0.0.13:3129 check addr 10.0.0.13 port 8443 check-ssl verify none inter 1s fastinter 500ms fall 2 rise 2',
+      'server node-a 10.0.0.11:8443 check check-ssl verify none inter 1s fastinter 500ms fall 2 rise 2',
+      'server node-b 10.0.0.12:9443 check check-ssl verify none inter 1s fastinter 500ms fall 2 rise 2',
+      'server node-c 10.0.0.13:8443 check check-ssl verify none inter 1s fastinter 500ms fall 2 rise 2',
     ]);
     for (const expected of ['stats socket /run/haproxy/admin.sock', 'timeout connect 5s', 'timeout client 1m', 'timeout server 1m', 'timeout tunnel 1h', 'option redispatch', 'retries 3',
       'bind *:3128', 'bind *:8443', 'balance source', 'hash-type consistent', 'option httpchk GET /ready', 'http-check expect status 200']) {
       assert.ok(text.includes(expected), expected);
     }
     assert.doesNotMatch(text, /\{\{|\}\}/);
+  });
+
+  it("uses each member's recorded proxy_addr, checked through its management API", () => {
+    const recorded = [member('n1', '127.0.0.1:20001', { proxy_addr: '127.0.0.1:20011' }), member('n2', '10.0.0.2:8443', { proxy_addr: '192.0.2.7:3130' }), member('n3', '10.0.0.3:8443', { proxy_addr: null })];
+    assert.deepEqual(serverLines(renderHaproxyConfig(recorded, OPTIONS)).slice(0, 3).map((l) => l.trim().split(' ').slice(0, 8).join(' ')), [
+      'server n1 127.0.0.1:20011 check addr 127.0.0.1 port 20001',
+      'server n2 192.0.2.7:3130 check addr 10.0.0.2 port 8443',
+      'server n3 10.0.0.3:3128 check addr 10.0.0.3 port 8443',
+    ]);
+    assert.throws(() => renderHaproxyConfig([member('n1', '127.0.0.1:20001', { proxy_addr: 'nowhere' })], OPTIONS), /n1: proxy_addr "nowhere" is not host:port/);
   });
 
   it('is deterministic: the same membership in any order gives byte-identical text', () => {

@@ -41,6 +41,8 @@ const MEMBER_SCHEMA = {
   type: 'object',
   properties: {
     node_id: { type: 'string' }, cluster_addr: { type: 'string', nullable: true }, http_addr: { type: 'string' },
+    proxy_addr: { type: 'string', nullable: true, description: "The node's forward proxy; null when it runs none or has not recorded it yet." },
+    dns_addr: { type: 'string', nullable: true, description: "The node's DNS proxy (UDP and TCP); null when it runs none or has not recorded it yet." },
     role: { type: 'string', enum: ['leader', 'follower', 'learner', 'candidate'] }, voter: { type: 'boolean' },
     status: { type: 'string', enum: ['healthy', 'lagging', 'unreachable'] }, joined_at: { type: 'string' },
   },
@@ -110,6 +112,8 @@ export function addClusterRoutes(router: Router, deps: { cluster: ClusterRuntime
           node_id: m.node_id,
           cluster_addr: m.cluster_addr,
           http_addr: m.http_addr,
+          proxy_addr: m.proxy_addr,
+          dns_addr: m.dns_addr,
           role: peer?.role ?? (m.role === 'learner' ? 'learner' : 'follower'),
           voter: peer === undefined ? m.role === 'voter' : peer.role !== 'learner',
           status: peer?.status ?? 'unreachable',
