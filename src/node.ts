@@ -286,13 +286,16 @@ export async function startNode(config: NodeConfig, logger: Logger, ring?: LogRi
             logger.info({ drain_ms: DRAIN_DELAY_MS }, 'draining: /ready answers 503 while the listeners still serve');
             await new Promise((resolve) => setTimeout(resolve, DRAIN_DELAY_MS));
           }
-          if (cluster !== null) {
+          // New proxy connections stop now; open tunnels get the grace period while leadership moves.
+          const transfer = async (): Promise<void> => {
+            if (cluster === null) return;
             try {
               await cluster.transferLeadershipIfLeader();
             } catch (err) {
               logger.warn({ err: describeError(err) }, 'leadership transfer failed; stopping anyway');
             }
-          }
+          };
+          await Promise.all([dataplane.stop(config.proxy?.tunnelGraceMs ?? 0), transfer()]);
           await releaseAll();
           logger.info('node stopped');
         })();

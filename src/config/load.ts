@@ -4,7 +4,7 @@ import { Ajv, type ErrorObject } from 'ajv';
 import { parseDocument } from 'yaml';
 import { NeuwerkError } from '../errors.js';
 import { parseHostPort, type HostPort } from './address.js';
-import { CONFIG_SCHEMA, type ConfigFile, type LogFormat, type LogLevel } from './schema.js';
+import { CONFIG_SCHEMA, DEFAULT_TUNNEL_GRACE_MS, type ConfigFile, type LogFormat, type LogLevel } from './schema.js';
 
 /** Where `neuwerk start` looks for a config file when `--config` is not given. */
 export const DEFAULT_CONFIG_PATH = '/etc/neuwerk/config.yaml';
@@ -79,7 +79,8 @@ export interface NodeConfig {
   readonly metrics: { readonly bind: HostPort };
   /** `upstreams` empty: use the system resolvers (/etc/resolv.conf). */
   readonly dns: { readonly bind: HostPort; readonly upstreams: readonly HostPort[] } | null;
-  readonly proxy: { readonly bind: HostPort } | null;
+  /** `tunnelGraceMs`: how long open tunnels and requests may finish once a graceful stop has drained. */
+  readonly proxy: { readonly bind: HostPort; readonly tunnelGraceMs: number } | null;
   readonly policy: { readonly defaultPolicy: 'allow' | 'deny' };
   readonly log: { readonly level: LogLevel; readonly format: LogFormat };
 }
@@ -264,7 +265,10 @@ export function resolveNodeConfig(file: ConfigFile | null, configPath: string | 
   const proxyBindText = pick(flags['proxy-bind'], f.proxy?.bind);
   let proxy: NodeConfig['proxy'] = null;
   if (proxyBindText !== undefined) {
-    proxy = { bind: flags['proxy-bind'] !== undefined ? flagAddress('proxy-bind', flags['proxy-bind']) : fileAddress(proxyBindText) };
+    proxy = {
+      bind: flags['proxy-bind'] !== undefined ? flagAddress('proxy-bind', flags['proxy-bind']) : fileAddress(proxyBindText),
+      tunnelGraceMs: f.proxy?.tunnel_grace_ms ?? DEFAULT_TUNNEL_GRACE_MS,
+    };
   }
 
   const httpBind = address('http-bind', flags['http-bind'], f.http?.bind, DEFAULT_HTTP_BIND);

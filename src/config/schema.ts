@@ -7,6 +7,12 @@
 const hostPort = { type: 'string', format: 'host-port' } as const;
 const path = { type: 'string', minLength: 1 } as const;
 const positiveInt = { type: 'integer', minimum: 1 } as const;
+/**
+ * Longest `proxy.tunnel_grace_ms`: the 2.5 s drain, this grace, a leadership transfer and closing
+ * the store must fit the 10 s graceful-stop limit.
+ */
+export const MAX_TUNNEL_GRACE_MS = 5_000;
+export const DEFAULT_TUNNEL_GRACE_MS = 3_000;
 
 export const CONFIG_SCHEMA = {
   $id: 'neuwerk-config-v1',
@@ -68,7 +74,7 @@ export const CONFIG_SCHEMA = {
     proxy: {
       type: 'object',
       additionalProperties: false,
-      properties: { bind: hostPort },
+      properties: { bind: hostPort, tunnel_grace_ms: { type: 'integer', minimum: 0, maximum: MAX_TUNNEL_GRACE_MS } },
     },
     policy: {
       type: 'object',
@@ -106,7 +112,7 @@ export interface ConfigFile {
   http?: { bind?: string; advertise?: string; tls_dir?: string; cert_path?: string; key_path?: string };
   metrics?: { bind?: string };
   dns?: { bind?: string; upstreams?: string[] };
-  proxy?: { bind?: string };
+  proxy?: { bind?: string; tunnel_grace_ms?: number };
   policy?: { default?: 'allow' | 'deny' };
   log?: { level?: LogLevel; format?: LogFormat };
 }

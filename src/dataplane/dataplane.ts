@@ -189,12 +189,14 @@ export class Dataplane {
     }
   }
 
-  /** Closes the forward proxy, the DNS proxy, the upstream client and the allowlist sweep. Idempotent. */
-  async stop(): Promise<void> {
+  /**
+   * Closes the forward proxy (open tunnels and requests get up to `tunnelGraceMs` to finish), the
+   * DNS proxy, the upstream client and the allowlist sweep. Idempotent.
+   */
+  async stop(tunnelGraceMs = 0): Promise<void> {
     if (this.stopped) return;
     this.stopped = true;
-    await this.forwardProxyValue?.stop();
-    await this.dnsProxyValue?.stop();
+    await Promise.all([this.forwardProxyValue?.stop(tunnelGraceMs), this.dnsProxyValue?.stop()]);
     await this.upstream?.close();
     this.allowlist.close();
   }

@@ -80,6 +80,8 @@ export const PROXY_DIAL_ATTEMPTS_MAX = 3;
 export const PROXY_REASON_MAX_CHARS = 200;
 /** Ports whose CONNECT tunnels are treated as TLS (ClientHello peeked, SNI checked) by default. */
 export const PROXY_DEFAULT_TLS_PORTS: readonly number[] = [443, 465, 563, 636, 853, 989, 990, 992, 993, 994, 995, 5061, 6443, 8443];
+/** How often a stopping proxy looks whether its last flows have ended. */
+const STOP_POLL_MS = 50;
 /** Longest wait for a response body to drain after a denial before the client connection is closed. */
 const PROXY_REFUSAL_LINGER_MS = 1_000;
 
@@ -292,14 +294,25 @@ export class ForwardProxy {
     return this.address;
   }
 
-  /** Stops accepting, closes every client connection and tunnel. Idempotent. */
-  async stop(): Promise<void> {
+  /**
+   * Stops accepting at once and closes idle keep-alive connections; tunnels and requests in flight
+   * get up to `graceMs` to finish, then every client connection and tunnel is closed. Idempotent.
+   */
+  async stop(graceMs = 0): Promise<void> {
     if (this.stopped) return;
     this.stopped = true;
+    const closed = this.server === null ? Promise.resolve() : closeServer(this.server, graceMs);
+    if (graceMs > 0 && this.activeFlows > 0) {
+      const waiting = this.activeFlows;
+      this.options.logger.info({ active_flows: waiting, grace_ms: graceMs }, 'forward proxy stopping: waiting for open tunnels and requests');
+      const deadline = Date.now() + graceMs;
+      while (this.activeFlows > 0 && Date.now() < deadline) await new Promise((resolve) => setTimeout(resolve, STOP_POLL_MS));
+      if (this.activeFlows > 0) this.options.logger.warn({ active_flows: this.activeFlows, grace_ms: graceMs }, 'forward proxy stopping: closing flows still open after the grace period');
+    }
     for (const socket of this.tunnelSockets) socket.destroy();
     for (const socket of this.clientSockets) socket.destroy();
     this.agent.destroy();
-    if (this.server !== null) await closeServer(this.server, 0);
+    await closed;
   }
 
   /** Readiness `proxy_ready`: listening and not stopped. */
