@@ -27,6 +27,7 @@ describe('config validation names the file, the path and the value', () => {
     { name: 'unknown top-level key', yaml: 'version: 1\nclsuter: {}\n', expected: [/clsuter: unknown key \(allowed: version, node, cluster, http, metrics, dns, proxy, policy, log\)/] },
     { name: 'unknown nested key', yaml: 'version: 1\nhttp:\n  bnd: x\n', expected: [/http\.bnd: unknown key \(allowed: bind, advertise, tls_dir, cert_path, key_path\)/] },
     { name: 'bad address', yaml: 'version: 1\nhttp:\n  bind: "127.0.0.1"\n', expected: [/http\.bind: "127\.0\.0\.1" is not a valid address \(expected host:port\)/] },
+    { name: 'tunnel grace beyond the stop budget', yaml: 'version: 1\nproxy:\n  tunnel_grace_ms: 9000\n', expected: [/proxy\.tunnel_grace_ms: 9000/, /5000/] },
     { name: 'port out of range', yaml: 'version: 1\nmetrics:\n  bind: "0.0.0.0:70000"\n', expected: [/metrics\.bind: "0\.0\.0\.0:70000" is not a valid address \(port 70000 is above 65535\)/] },
     { name: 'bad IPv6 form', yaml: 'version: 1\nhttp:\n  bind: "::1:8443"\n', expected: [/IPv6 addresses must be written as \[addr\]:port/] },
     { name: 'bad array item', yaml: 'version: 1\ndns:\n  upstreams: ["1.1.1.1:53", "nope"]\n', expected: [/dns\.upstreams\[1\]: "nope" is not a valid address/] },
@@ -111,7 +112,9 @@ describe('resolving flags over the file over defaults', () => {
   it('DNS and proxy settings resolve from flags or the file; upstreams default to the system resolvers', () => {
     const fromFlags = resolveNodeConfig(null, null, { 'dns-bind': '127.0.0.1:5353', 'dns-upstream': ['10.0.0.2:53', '[::1]:53'], 'proxy-bind': '127.0.0.1:3128' });
     assert.deepEqual(fromFlags.dns, { bind: { host: '127.0.0.1', port: 5353 }, upstreams: [{ host: '10.0.0.2', port: 53 }, { host: '::1', port: 53 }] });
-    assert.deepEqual(fromFlags.proxy, { bind: { host: '127.0.0.1', port: 3128 } });
+    assert.deepEqual(fromFlags.proxy, { bind: { host: '127.0.0.1', port: 3128 }, tunnelGraceMs: 3000 });
+    const graceful = validateConfig({ version: 1, proxy: { bind: '127.0.0.1:3128', tunnel_grace_ms: 0 } }, FILE);
+    assert.equal(resolveNodeConfig(graceful, FILE, {}).proxy?.tunnelGraceMs, 0);
     const file = validateConfig({ version: 1, dns: { bind: '127.0.0.1:53' } }, FILE);
     assert.deepEqual(resolveNodeConfig(file, FILE, {}).dns, { bind: { host: '127.0.0.1', port: 53 }, upstreams: [] });
     const error = errorOf(() => resolveNodeConfig(null, null, { 'dns-upstream': ['1.1.1.1:53'] }));
