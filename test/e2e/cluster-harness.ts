@@ -47,12 +47,14 @@ export class TestCluster {
   readonly tokenFile = join(this.dir.path, 'bootstrap-token');
   private adminToken: string | null = null;
 
-  static async create(size: number, extraArgs: string[] = []): Promise<TestCluster> {
+  /** `extraArgs`: the same for every node, or made per node (e.g. each with its own fixed port). */
+  static async create(size: number, extraArgs: string[] | (() => Promise<string[]>) = []): Promise<TestCluster> {
     const cluster = new TestCluster();
     const created = await runCli(['cluster', 'token', 'create', '--path', cluster.tokenFile, '--kid', 'test', '--valid-for', '2h']);
     if (created.code !== 0) throw new Error(created.stderr);
-    await cluster.add(null, extraArgs);
-    for (let i = 1; i < size; i += 1) await cluster.add(cluster.members[0] as ClusterMember, extraArgs);
+    const argsFor = async (): Promise<string[]> => (typeof extraArgs === 'function' ? extraArgs() : extraArgs);
+    await cluster.add(null, await argsFor());
+    for (let i = 1; i < size; i += 1) await cluster.add(cluster.members[0] as ClusterMember, await argsFor());
     await cluster.waitFor((s) => s.voters === size && s.peers.filter((p) => p.status === 'healthy').length === size, `${size} healthy voters`);
     return cluster;
   }
