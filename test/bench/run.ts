@@ -15,6 +15,7 @@ import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { benchClusterVsEtcd } from './cluster-vs-etcd.js';
 import { benchDataplaneVsPeers } from './dataplane-vs-peers.js';
+import { benchHaproxyScale } from './haproxy-scale.js';
 import { benchPolicyDecision } from './policy-decision.js';
 import { benchPolicyPropagation } from './policy-propagation.js';
 import { benchRaftAppend } from './raft-append.js';
@@ -61,6 +62,11 @@ const BENCHMARKS: readonly Benchmark[] = [
     name: 'dataplane-vs-peers',
     description: 'DNS proxy vs dnsmasq and forward proxy vs Squid, side by side in one run (../shared/bench/dns and proxy)',
     run: benchDataplaneVsPeers,
+  },
+  {
+    name: 'haproxy-scale',
+    description: 'CONNECT tunnels/s directly to one node vs through HAProxy (rendered by lb haproxy) in front of 3 nodes, same run',
+    run: benchHaproxyScale,
   },
 ];
 
