@@ -6,8 +6,23 @@ const ERROR_SCHEMA = {
   properties: { error: { type: 'string' }, code: { type: 'string', pattern: '^NW_ERR_' } },
 } as const;
 
-/** Request and response schemas published per route, keyed by `METHOD path`. */
-export type RouteSchemas = Record<string, { request?: object; response?: object; responseStatus?: number }>;
+/** A query parameter a route reads: its JSON schema and what it does. */
+export interface QueryParameter {
+  readonly schema: object;
+  readonly description: string;
+}
+
+/** Request and response schemas (and the query parameters) published per route, keyed by `METHOD path`. */
+export type RouteSchemas = Record<string, { request?: object; response?: object; responseStatus?: number; query?: Readonly<Record<string, QueryParameter>> }>;
+
+/**
+ * On a follower, an authenticated route with leader routing is proxied to the leader unless one of
+ * these asks for this node's own answer (src/api/server.ts).
+ */
+const LOCAL_READ_PARAMETERS: Readonly<Record<string, QueryParameter>> = {
+  stale: { schema: { type: 'boolean', default: false }, description: "true: answer from the serving node's replica instead of the leader's (may lag)." },
+  local: { schema: { type: 'boolean', default: false }, description: "true: answer with the serving node's own view instead of the leader's." },
+};
 
 /**
  * Builds the OpenAPI 3 document from the router's own table and the schemas the server validates
@@ -17,8 +32,13 @@ export function buildOpenApiDocument(routes: readonly Route[], schemas: RouteSch
   const paths: Record<string, Record<string, object>> = {};
   for (const route of routes) {
     const openApiPath = route.path.replace(/:([A-Za-z_]+)/g, '{$1}');
-    const parameters = [...route.path.matchAll(/:([A-Za-z_]+)/g)].map((m) => ({ name: m[1], in: 'path', required: true, schema: { type: 'string' } }));
     const schema = schemas[`${route.method} ${route.path}`] ?? {};
+    const localRead = route.method === 'GET' && route.access !== 'public' && (route.routing ?? 'leader') === 'leader';
+    const query = { ...(localRead ? LOCAL_READ_PARAMETERS : {}), ...(schema.query ?? {}) };
+    const parameters = [
+      ...[...route.path.matchAll(/:([A-Za-z_]+)/g)].map((m) => ({ name: m[1], in: 'path', required: true, schema: { type: 'string' } })),
+      ...Object.entries(query).map(([name, parameter]) => ({ name, in: 'query', required: false, description: parameter.description, schema: parameter.schema })),
+    ];
     const operation: Record<string, unknown> = {
       summary: route.summary,
       parameters,

@@ -6,7 +6,7 @@
  * `mergeFindings` is the aggregation the cluster-wide `GET /api/v1/audit/findings` applies to the
  * nodes' local answers.
  */
-import type { RouteSchemas } from '../api/openapi.js';
+import type { QueryParameter, RouteSchemas } from '../api/openapi.js';
 import type { Router } from '../api/router.js';
 import type { Dataplane, DataplaneStatsSections } from './dataplane.js';
 import { FINDINGS_QUERY_LIMIT_DEFAULT, FINDINGS_QUERY_LIMIT_MAX, type FindingJson, type FindingsView } from './findings.js';
@@ -35,6 +35,15 @@ const FINDING_SCHEMA = {
   },
 } as const;
 
+/** The filters of the local and the cluster-wide findings views. */
+export const FINDINGS_QUERY_PARAMETERS: Readonly<Record<string, QueryParameter>> = {
+  source_group: { schema: { type: 'string' }, description: 'Only findings of this source group.' },
+  finding_type: { schema: { type: 'string', enum: ['dns', 'connect', 'http'] }, description: 'Only findings of this type.' },
+  since: { schema: { type: 'string', format: 'date-time' }, description: 'Only findings last seen at or after this time (RFC 3339).' },
+  until: { schema: { type: 'string', format: 'date-time' }, description: 'Only findings first seen at or before this time (RFC 3339).' },
+  limit: { schema: { type: 'integer', minimum: 1, maximum: FINDINGS_QUERY_LIMIT_MAX, default: FINDINGS_QUERY_LIMIT_DEFAULT }, description: 'At most this many findings, most recently seen first.' },
+};
+
 /** Response schemas of the dataplane routes, for the OpenAPI document. */
 export const DATAPLANE_SCHEMAS: RouteSchemas = {
   [`GET ${DNS_CACHE_PATH}`]: {
@@ -59,6 +68,7 @@ export const DATAPLANE_SCHEMAS: RouteSchemas = {
     },
   },
   [`GET ${FINDINGS_LOCAL_PATH}`]: {
+    query: FINDINGS_QUERY_PARAMETERS,
     response: {
       type: 'object',
       required: ['findings', 'total', 'truncated'],

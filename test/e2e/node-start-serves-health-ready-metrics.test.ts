@@ -57,6 +57,12 @@ describe('neuwerk start (single node)', () => {
     assert.match(document.openapi, /^3\./);
     assert.ok(document.paths['/health']);
     assert.ok(document.paths['/ready']);
+    const queryOf = (path: string, method: string): string[] =>
+      ((document.paths[path] as Record<string, { parameters: { name: string; in: string }[] }>)[method]?.parameters ?? []).filter((p) => p.in === 'query').map((p) => p.name);
+    assert.deepEqual(queryOf('/api/v1/keyval/{zone}', 'get').sort(), ['after', 'limit', 'local', 'prefix', 'stale']);
+    assert.ok(queryOf('/api/v1/policy', 'get').includes('format'));
+    assert.ok(queryOf('/api/v1/cluster/members/{node_id}', 'delete').includes('force'));
+    assert.deepEqual(queryOf('/api/v1/audit/findings/local', 'get').sort(), ['finding_type', 'limit', 'since', 'source_group', 'until']);
   });
 
   it('creates the data dir 0700, the node id, the store and self-signed TLS files', () => {

@@ -58,7 +58,10 @@ const VOTERS_SCHEMA = {
 export const CLUSTER_SCHEMAS: RouteSchemas = {
   'GET /api/v1/cluster/status': { response: STATUS_SCHEMA },
   'GET /api/v1/cluster/members': { response: { type: 'object', properties: { members: { type: 'array', items: MEMBER_SCHEMA } } } },
-  'DELETE /api/v1/cluster/members/:node_id': { responseStatus: 204 },
+  'DELETE /api/v1/cluster/members/:node_id': {
+    query: { force: { schema: { type: 'boolean', default: false }, description: 'true: remove even when the remaining voters could not tolerate another failure.' } },
+    responseStatus: 204,
+  },
   'PUT /api/v1/cluster/voters': { request: VOTERS_SCHEMA, response: { type: 'object', properties: { voters: { type: 'array', items: { type: 'string' } } } } },
 };
 

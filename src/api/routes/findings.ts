@@ -10,7 +10,7 @@
  */
 import { Agent, request } from 'undici';
 import type { Dataplane } from '../../dataplane/dataplane.js';
-import { mergeFindings } from '../../dataplane/api-routes.js';
+import { FINDINGS_QUERY_PARAMETERS, mergeFindings } from '../../dataplane/api-routes.js';
 import { parseFindingsQuery, type FindingsView } from '../../dataplane/findings.js';
 import { describeError } from '../../errors.js';
 import type { Logger } from '../../log/logger.js';
@@ -62,6 +62,7 @@ export interface ClusterFindingsDeps {
 /** Response schema of the cluster-wide findings, for the OpenAPI document. */
 export const FINDINGS_SCHEMAS: RouteSchemas = {
   [`GET ${FINDINGS_CLUSTER_PATH}`]: {
+    query: FINDINGS_QUERY_PARAMETERS,
     response: {
       type: 'object',
       required: ['findings', 'total', 'truncated', 'partial', 'node_errors', 'nodes_queried', 'nodes_responded'],

@@ -35,6 +35,11 @@ export const KEYVAL_SCHEMAS: RouteSchemas = {
   'PUT /api/v1/keyval/:zone/:key': { request: PUT_SCHEMA, response: RECORD_SCHEMA },
   'GET /api/v1/keyval/:zone/:key': { response: RECORD_SCHEMA },
   'GET /api/v1/keyval/:zone': {
+    query: {
+      prefix: { schema: { type: 'string', default: '' }, description: 'Only keys starting with this prefix.' },
+      after: { schema: { type: 'string' }, description: 'Start after this key (the previous page\'s `next`).' },
+      limit: { schema: { type: 'integer', minimum: 1, maximum: KEYVAL_LIST_LIMIT_MAX, default: KEYVAL_LIST_LIMIT_DEFAULT }, description: 'Page size.' },
+    },
     response: { type: 'object', required: ['items', 'next'], properties: { items: { type: 'array', items: RECORD_SCHEMA }, next: { type: 'string', nullable: true } } },
   },
   'DELETE /api/v1/keyval/:zone/:key': { responseStatus: 204 },

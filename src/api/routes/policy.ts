@@ -18,7 +18,10 @@ const PUT_RESPONSE_SCHEMA = {
 } as const;
 
 export const POLICY_SCHEMAS: RouteSchemas = {
-  'GET /api/v1/policy': { response: POLICY_JSON_SCHEMA as object },
+  'GET /api/v1/policy': {
+    query: { format: { schema: { type: 'string', enum: ['json', 'yaml'], default: 'json' }, description: 'yaml: the document as YAML (text/yaml).' } },
+    response: POLICY_JSON_SCHEMA as object,
+  },
   'PUT /api/v1/policy': { request: POLICY_JSON_SCHEMA as object, response: PUT_RESPONSE_SCHEMA },
 };
 

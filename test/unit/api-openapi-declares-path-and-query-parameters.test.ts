@@ -1,0 +1,48 @@
+import assert from 'node:assert/strict';
+import { describe, it } from 'node:test';
+import { buildOpenApiDocument, type RouteSchemas } from '../../src/api/openapi.js';
+import type { Route } from '../../src/api/router.js';
+
+function route(method: Route['method'], path: string, extra: Partial<Route> = {}): Route {
+  return { method, path, access: 'read', summary: `${method} ${path}`, handler: () => ({ status: 200 }), ...extra };
+}
+
+interface Parameter {
+  name: string;
+  in: string;
+  required: boolean;
+  schema: Record<string, unknown>;
+}
+
+function parametersOf(document: object, path: string, method: string): Parameter[] {
+  const paths = (document as { paths: Record<string, Record<string, { parameters: Parameter[] }>> }).paths;
+  const operation = paths[path]?.[method];
+  assert.ok(operation, `${method} ${path} is in the document`);
+  return operation.parameters;
+}
+
+describe('the OpenAPI document', () => {
+  const routes = [
+    route('GET', '/api/v1/things/:zone'),
+    route('PUT', '/api/v1/things/:zone'),
+    route('GET', '/api/v1/mine', { routing: 'local' }),
+    route('GET', '/health', { access: 'public' }),
+  ];
+  const schemas: RouteSchemas = {
+    'GET /api/v1/things/:zone': { query: { limit: { schema: { type: 'integer', minimum: 1, maximum: 10 }, description: 'Page size.' } } },
+  };
+  const document = buildOpenApiDocument(routes, schemas, '1.2.3');
+
+  it('declares path parameters, the route\'s own query parameters, and stale/local on leader-routed reads', () => {
+    const get = parametersOf(document, '/api/v1/things/{zone}', 'get');
+    assert.deepEqual(get.map((p) => `${p.in}:${p.name}:${p.required}`), ['path:zone:true', 'query:stale:false', 'query:local:false', 'query:limit:false']);
+    assert.deepEqual(get.find((p) => p.name === 'limit')?.schema, { type: 'integer', minimum: 1, maximum: 10 });
+    assert.equal(get.find((p) => p.name === 'stale')?.schema.type, 'boolean');
+  });
+
+  it('offers stale/local only where the server honours them: not on writes, local routes or public routes', () => {
+    assert.deepEqual(parametersOf(document, '/api/v1/things/{zone}', 'put').map((p) => p.name), ['zone']);
+    assert.deepEqual(parametersOf(document, '/api/v1/mine', 'get'), []);
+    assert.deepEqual(parametersOf(document, '/health', 'get'), []);
+  });
+});
