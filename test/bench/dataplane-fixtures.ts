@@ -96,8 +96,25 @@ function repliesFor(stub: StubDns, records: Readonly<Record<string, StubDnsRecor
   }
 }
 
-/** Starts the stub DNS server for `records` (names lowercase, no trailing dot) on UDP and TCP. */
+/** Tries of `startStubDns` to find a port free for both UDP and TCP. */
+const STUB_DNS_BIND_ATTEMPTS = 20;
+
+/**
+ * Starts the stub DNS server for `records` (names lowercase, no trailing dot) on UDP and TCP. The
+ * UDP port is picked by the system; when some TCP socket already holds that port number (busy
+ * machines do), both are given up and another port is tried.
+ */
 export async function startStubDns(records: Readonly<Record<string, StubDnsRecord>>): Promise<StubDns> {
+  for (let attempt = 1; ; attempt++) {
+    try {
+      return await bindStubDns(records);
+    } catch (err) {
+      if ((err as NodeJS.ErrnoException).code !== 'EADDRINUSE' || attempt >= STUB_DNS_BIND_ATTEMPTS) throw err;
+    }
+  }
+}
+
+async function bindStubDns(records: Readonly<Record<string, StubDnsRecord>>): Promise<StubDns> {
   const udp = createSocket('udp4');
   await new Promise<void>((resolve) => udp.bind(0, '127.0.0.1', () => resolve()));
   const port = udp.address().port;
@@ -137,7 +154,10 @@ export async function startStubDns(records: Readonly<Record<string, StubDnsRecor
     });
   });
   await new Promise<void>((resolve, reject) => {
-    tcp.once('error', reject);
+    tcp.once('error', (err) => {
+      udp.close();
+      reject(err);
+    });
     tcp.listen(port, '127.0.0.1', () => resolve());
   });
   return stub;
