@@ -11,10 +11,12 @@ export default class LbHaproxy extends NeuwerkCommand {
     "Servers are the voters and learners of GET /api/v1/cluster/members, sorted by node id, health-checked through each node's /ready over HTTPS. " +
     "Each server is the forward proxy address the node recorded in the membership (proxy_addr); a member that records none is assumed at its management API host with --proxy-port. " +
     'Without --output the configuration goes to stdout; with it the file is replaced atomically (mode 0644) and "changed" or "unchanged" goes to stderr. ' +
-    '--watch re-renders every --interval and runs --reload-cmd only when the text changed.';
+    '--watch re-renders every --interval and runs --reload-cmd only when the text changed. ' +
+    "--send-proxy makes HAProxy start each forward-proxy connection with a PROXY protocol v2 header naming the client (send-proxy-v2), so policy, denylist and findings see the client's address; start the nodes with --proxy-protocol-from <the balancer's address>. The management API backend and the health checks never get the header.";
   static override examples = [
     '<%= config.bin %> lb haproxy --http-addr 10.0.0.11:8443 > haproxy.cfg',
     "<%= config.bin %> lb haproxy --output /etc/haproxy/haproxy.cfg --watch --reload-cmd 'systemctl reload haproxy'",
+    '<%= config.bin %> lb haproxy --http-addr 10.0.0.11:8443 --send-proxy --output /etc/haproxy/haproxy.cfg',
   ];
   static override flags = {
     ...connectionFlags,
@@ -27,6 +29,10 @@ export default class LbHaproxy extends NeuwerkCommand {
     'proxy-bind': Flags.string({ description: 'HAProxy bind of the forward proxy frontend.', default: DEFAULT_PROXY_BIND }),
     'api-bind': Flags.string({ description: 'HAProxy bind of the management API frontend.', default: DEFAULT_API_BIND }),
     'stats-socket': Flags.string({ description: 'Path of the HAProxy admin stats socket.', default: DEFAULT_STATS_SOCKET }),
+    'send-proxy': Flags.boolean({
+      description: "Send the PROXY protocol v2 (send-proxy-v2) to each node's forward proxy so nodes see the clients' addresses; the nodes need --proxy-protocol-from <this balancer's address>. Not sent to the management API or with health checks.",
+      default: false,
+    }),
   };
 
   async run(): Promise<void> {
@@ -48,6 +54,7 @@ export default class LbHaproxy extends NeuwerkCommand {
           proxyBind: flags['proxy-bind'],
           apiBind: flags['api-bind'],
           statsSocket: flags['stats-socket'],
+          sendProxy: flags['send-proxy'],
           output: flags.output ?? null,
           reloadCommand: flags['reload-cmd'] ?? null,
           watch: flags.watch,

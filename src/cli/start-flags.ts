@@ -21,6 +21,11 @@ export const startFlags = {
   'dns-bind': Flags.string({ description: 'DNS proxy host:port, UDP and TCP.' }),
   'dns-upstream': Flags.string({ description: 'Upstream DNS server host:port; repeat for failover order.', multiple: true }),
   'proxy-bind': Flags.string({ description: 'Forward proxy host:port.' }),
+  'proxy-protocol-from': Flags.string({
+    description:
+      'CIDR of a load balancer that sends a PROXY protocol header (v1 or v2, e.g. HAProxy send-proxy-v2); repeat for several. Connections from it must begin with one and are decided by the client address it names; others are never parsed for one. Default: none.',
+    multiple: true,
+  }),
   'default-policy': Flags.string({ description: 'Policy of a fresh cluster when no source group decides.', options: ['allow', 'deny'] as const }),
   'log-level': Flags.string({ description: 'Minimum log level (default info).', options: ['trace', 'debug', 'info', 'warn', 'error', 'fatal'] as const }),
   'log-format': Flags.string({ description: 'Log output: JSON lines or human-readable text (default json).', options: ['json', 'pretty'] as const }),

@@ -3,6 +3,7 @@ import { join, resolve } from 'node:path';
 import { Ajv, type ErrorObject } from 'ajv';
 import { parseDocument } from 'yaml';
 import { NeuwerkError } from '../errors.js';
+import { formatIp, parseDocumentCidr } from '../policy/ip.js';
 import { parseHostPort, type HostPort } from './address.js';
 import { CONFIG_SCHEMA, DEFAULT_TUNNEL_GRACE_MS, type ConfigFile, type LogFormat, type LogLevel } from './schema.js';
 
@@ -36,6 +37,7 @@ export interface StartFlags {
   'dns-bind'?: string | undefined;
   'dns-upstream'?: string[] | undefined;
   'proxy-bind'?: string | undefined;
+  'proxy-protocol-from'?: string[] | undefined;
   'default-policy'?: 'allow' | 'deny' | undefined;
   'log-level'?: LogLevel | undefined;
   'log-format'?: LogFormat | undefined;
@@ -79,14 +81,19 @@ export interface NodeConfig {
   readonly metrics: { readonly bind: HostPort };
   /** `upstreams` empty: use the system resolvers (/etc/resolv.conf). */
   readonly dns: { readonly bind: HostPort; readonly upstreams: readonly HostPort[] } | null;
-  /** `tunnelGraceMs`: how long open tunnels and requests may finish once a graceful stop has drained. */
-  readonly proxy: { readonly bind: HostPort; readonly tunnelGraceMs: number } | null;
+  /**
+   * `tunnelGraceMs`: how long open tunnels and requests may finish once a graceful stop has drained.
+   * `proxyProtocolFrom`: canonical CIDRs of the balancers whose connections must begin with a PROXY
+   * protocol header (empty: none; no connection is ever parsed for one).
+   */
+  readonly proxy: { readonly bind: HostPort; readonly tunnelGraceMs: number; readonly proxyProtocolFrom: readonly string[] } | null;
   readonly policy: { readonly defaultPolicy: 'allow' | 'deny' };
   readonly log: { readonly level: LogLevel; readonly format: LogFormat };
 }
 
 const ajv = new Ajv({ allErrors: true, strict: true });
 ajv.addFormat('host-port', (value: string) => !('error' in parseHostPort(value)));
+ajv.addFormat('cidr', (value: string) => parseDocumentCidr(value).ok);
 const validateConfigDocument = ajv.compile<ConfigFile>(CONFIG_SCHEMA);
 
 function configError(file: string, message: string, detail?: Record<string, unknown>): NeuwerkError {
@@ -135,6 +142,10 @@ export function describeSchemaError(document: unknown, error: ErrorObject): stri
     case 'required':
       return `${path}: missing required key "${(error.params as { missingProperty: string }).missingProperty}"`;
     case 'format': {
+      if ((error.params as { format: string }).format === 'cidr') {
+        const parsed = typeof value === 'string' ? parseDocumentCidr(value) : null;
+        return `${path}: ${renderValue(value)} ${parsed !== null && !parsed.ok ? parsed.reason : 'is not a valid CIDR'}`;
+      }
       const parsed = typeof value === 'string' ? parseHostPort(value) : null;
       const why = parsed && 'error' in parsed ? parsed.error : 'expected host:port';
       return `${path}: ${renderValue(value)} is not a valid address (${why})`;
@@ -210,6 +221,18 @@ function flagAddress(flag: string, value: string): HostPort {
   return parsed;
 }
 
+/** The CIDR in canonical text (`10.0.0.0/8`, `fd00::/8`), or a usage error naming the flag and the value. */
+function flagCidr(flag: string, value: string): string {
+  const parsed = parseDocumentCidr(value);
+  if (!parsed.ok) throw new NeuwerkError('NW_ERR_USAGE', `--${flag}: "${value}" ${parsed.reason}`);
+  return `${formatIp(parsed.value)}/${parsed.value.prefixLength}`;
+}
+
+function fileCidr(value: string): string {
+  // Already validated by the schema's cidr format.
+  return flagCidr('(file)', value);
+}
+
 function fileAddress(value: string): HostPort {
   // Already validated by the schema's host-port format.
   return parseHostPort(value) as HostPort;
@@ -263,12 +286,17 @@ export function resolveNodeConfig(file: ConfigFile | null, configPath: string | 
   }
 
   const proxyBindText = pick(flags['proxy-bind'], f.proxy?.bind);
+  const proxyProtocolFrom =
+    flags['proxy-protocol-from'] !== undefined ? flags['proxy-protocol-from'].map((c) => flagCidr('proxy-protocol-from', c)) : (f.proxy?.proxy_protocol_from ?? []).map(fileCidr);
   let proxy: NodeConfig['proxy'] = null;
   if (proxyBindText !== undefined) {
     proxy = {
       bind: flags['proxy-bind'] !== undefined ? flagAddress('proxy-bind', flags['proxy-bind']) : fileAddress(proxyBindText),
       tunnelGraceMs: f.proxy?.tunnel_grace_ms ?? DEFAULT_TUNNEL_GRACE_MS,
+      proxyProtocolFrom,
     };
+  } else if (proxyProtocolFrom.length > 0) {
+    throw new NeuwerkError('NW_ERR_USAGE', '--proxy-protocol-from (proxy.proxy_protocol_from) needs --proxy-bind (or proxy.bind) too');
   }
 
   const httpBind = address('http-bind', flags['http-bind'], f.http?.bind, DEFAULT_HTTP_BIND);

@@ -7,12 +7,15 @@
 const hostPort = { type: 'string', format: 'host-port' } as const;
 const path = { type: 'string', minLength: 1 } as const;
 const positiveInt = { type: 'integer', minimum: 1 } as const;
+const cidr = { type: 'string', format: 'cidr' } as const;
 /**
  * Longest `proxy.tunnel_grace_ms`: the 2.5 s drain, this grace, a leadership transfer and closing
  * the store must fit the 10 s graceful-stop limit.
  */
 export const MAX_TUNNEL_GRACE_MS = 5_000;
 export const DEFAULT_TUNNEL_GRACE_MS = 3_000;
+/** Most address ranges `proxy.proxy_protocol_from` may list (a few balancers, not a client list). */
+export const MAX_PROXY_PROTOCOL_FROM = 64;
 
 export const CONFIG_SCHEMA = {
   $id: 'neuwerk-config-v1',
@@ -74,7 +77,11 @@ export const CONFIG_SCHEMA = {
     proxy: {
       type: 'object',
       additionalProperties: false,
-      properties: { bind: hostPort, tunnel_grace_ms: { type: 'integer', minimum: 0, maximum: MAX_TUNNEL_GRACE_MS } },
+      properties: {
+        bind: hostPort,
+        tunnel_grace_ms: { type: 'integer', minimum: 0, maximum: MAX_TUNNEL_GRACE_MS },
+        proxy_protocol_from: { type: 'array', items: cidr, maxItems: MAX_PROXY_PROTOCOL_FROM },
+      },
     },
     policy: {
       type: 'object',
@@ -112,7 +119,7 @@ export interface ConfigFile {
   http?: { bind?: string; advertise?: string; tls_dir?: string; cert_path?: string; key_path?: string };
   metrics?: { bind?: string };
   dns?: { bind?: string; upstreams?: string[] };
-  proxy?: { bind?: string; tunnel_grace_ms?: number };
+  proxy?: { bind?: string; tunnel_grace_ms?: number; proxy_protocol_from?: string[] };
   policy?: { default?: 'allow' | 'deny' };
   log?: { level?: LogLevel; format?: LogFormat };
 }

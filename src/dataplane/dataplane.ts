@@ -30,8 +30,11 @@ export interface DataplaneOptions {
   readonly metrics?: NodeMetrics;
   /** The DNS proxy (`--dns-bind`, `--dns-upstream`); null: no DNS proxy. */
   readonly dns: { readonly bind: HostPort; readonly upstreams: readonly HostPort[] } | null;
-  /** The forward proxy (`--proxy-bind`); null: no forward proxy. */
-  readonly proxy: { readonly bind: HostPort } | null;
+  /**
+   * The forward proxy (`--proxy-bind`); null: no forward proxy. `proxyProtocolFrom`: balancers whose
+   * connections must begin with a PROXY protocol header (`--proxy-protocol-from`; absent: none).
+   */
+  readonly proxy: { readonly bind: HostPort; readonly proxyProtocolFrom?: readonly string[] } | null;
   /**
    * Upstreams of the forward proxy's resolver; default: `dns.upstreams`, else the system's
    * name servers (`/etc/resolv.conf`).
@@ -178,6 +181,7 @@ export class Dataplane {
           logger,
           ownAddresses,
           ...(metrics ? { metrics } : {}),
+          ...(proxy.proxyProtocolFrom !== undefined ? { proxyProtocolFrom: proxy.proxyProtocolFrom } : {}),
           ...(this.options.proxyTuning ?? {}),
         });
         proxyAddress = await this.forwardProxyValue.start();

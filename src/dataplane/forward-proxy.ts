@@ -37,6 +37,11 @@
  * `503`. Lookup or dial failures: `502`; upstream silent beyond the idle timeout: `504`.
  * Malformed requests: `400`, oversized headers: `431`, headers not complete within
  * `headerTimeoutMs` (slowloris): `408` and close.
+ *
+ * ## Client address
+ * The socket's peer, except on a connection from a `proxyProtocolFrom` peer (a load balancer):
+ * there the PROXY protocol header names it (`ProxyProtocolGate`), and a connection without a valid
+ * header is closed before HTTP sees it.
  */
 import { Agent, createServer, request as httpRequest, STATUS_CODES, type IncomingHttpHeaders, type IncomingMessage, type OutgoingHttpHeaders, type Server, type ServerResponse } from 'node:http';
 import { connect, isIP, type Socket } from 'node:net';
@@ -53,6 +58,7 @@ import { DestinationGuard, ruleNamesDestination } from './destination-guard.js';
 import type { DenylistIndex } from './denylist.js';
 import type { PolicySource } from './dns-proxy.js';
 import type { FindingsStore, FindingType } from './findings.js';
+import { ProxyProtocolGate, type ProxyProtocolStats } from './proxy-protocol-gate.js';
 import type { HostnameResolver } from './resolver.js';
 import { parseClientHello, TLS_PEEK_MAX_BYTES, type ClientHelloResult } from './tls-sni.js';
 
@@ -116,6 +122,8 @@ export interface ForwardProxyOptions {
   readonly tlsPeekTimeoutMs?: number;
   readonly maxActiveFlowsPerGroup?: number;
   readonly maxClientConnections?: number;
+  /** CIDRs of balancers whose connections must begin with a PROXY protocol header (absent or empty: none). */
+  readonly proxyProtocolFrom?: readonly string[];
 }
 
 /** The `proxy` section of `GET /api/v1/stats`. */
@@ -127,6 +135,8 @@ export interface ForwardProxyStats {
   readonly upstream_connections: number;
   readonly decisions: Record<ProxyKind, Record<ProxyResult, number>>;
   readonly tunnel_bytes: { readonly client_to_upstream: number; readonly upstream_to_client: number };
+  /** Null when `proxyProtocolFrom` is empty. */
+  readonly proxy_protocol: ProxyProtocolStats | null;
 }
 
 /** The destination of a CONNECT or request. */
@@ -231,6 +241,7 @@ export class ForwardProxy {
   private readonly peekTimeoutMs: number;
   private readonly maxFlowsPerGroup: number;
   private readonly agent: Agent;
+  private readonly proxyProtocol: ProxyProtocolGate | null;
   private readonly clientSockets = new Set<Socket>();
   private readonly tunnelSockets = new Set<Socket>();
   private readonly activeByGroup = new Map<string, number>();
@@ -249,6 +260,11 @@ export class ForwardProxy {
     this.peekTimeoutMs = options.tlsPeekTimeoutMs ?? PROXY_TLS_PEEK_TIMEOUT_MS;
     this.maxFlowsPerGroup = options.maxActiveFlowsPerGroup ?? PROXY_MAX_ACTIVE_FLOWS_PER_GROUP;
     this.agent = new Agent({ keepAlive: true, timeout: this.idleMs, scheduling: 'lifo' });
+    const trustedFrom = options.proxyProtocolFrom ?? [];
+    this.proxyProtocol =
+      trustedFrom.length === 0
+        ? null
+        : new ProxyProtocolGate({ trustedFrom, headerTimeoutMs: options.headerTimeoutMs ?? PROXY_HEADER_TIMEOUT_MS, logger: options.logger, ...(options.metrics ? { metrics: options.metrics } : {}) });
     const counts = {} as Record<ProxyKind, Record<ProxyResult, number>>;
     const sinks = {} as Record<ProxyKind, Record<ProxyResult, () => void>>;
     for (const kind of PROXY_KINDS) {
@@ -278,6 +294,7 @@ export class ForwardProxy {
       connectionsCheckingInterval: Math.max(50, Math.min(1_000, Math.floor(headerTimeoutMs / 4))),
     });
     server.maxConnections = this.options.maxClientConnections ?? PROXY_MAX_CLIENT_CONNECTIONS;
+    this.proxyProtocol?.install(server);
     server.on('connection', (socket: Socket) => {
       this.clientSockets.add(socket);
       socket.on('close', () => this.clientSockets.delete(socket));
@@ -336,6 +353,7 @@ export class ForwardProxy {
       upstream_connections: this.upstreamConnections(),
       decisions,
       tunnel_bytes: { client_to_upstream: this.bytesUp, upstream_to_client: this.bytesDown },
+      proxy_protocol: this.proxyProtocol?.stats() ?? null,
     };
   }
 
@@ -349,6 +367,11 @@ export class ForwardProxy {
     for (const list of Object.values(this.agent.sockets)) pooled += list?.length ?? 0;
     for (const list of Object.values(this.agent.freeSockets)) pooled += list?.length ?? 0;
     return this.tunnelSockets.size + pooled;
+  }
+
+  /** The client's address: named by the PROXY header on a connection from a trusted balancer, else the socket's peer. */
+  private clientIp(socket: Socket): string {
+    return this.proxyProtocol === null ? (socket.remoteAddress ?? '') : this.proxyProtocol.clientIp(socket);
   }
 
   private onBug(err: unknown, cleanup: () => void): void {
@@ -625,7 +648,7 @@ export class ForwardProxy {
   }
 
   private async onConnect(req: IncomingMessage, socket: Socket, head: Buffer): Promise<void> {
-    const clientIp = socket.remoteAddress ?? '';
+    const clientIp = this.clientIp(socket);
     socket.on('error', () => undefined);
     const target = parseConnectAuthority(req.url ?? '');
     if (target === null) {
@@ -755,7 +778,7 @@ export class ForwardProxy {
   }
 
   private async onRequest(req: IncomingMessage, res: ServerResponse): Promise<void> {
-    const clientIp = req.socket.remoteAddress ?? '';
+    const clientIp = this.clientIp(req.socket);
     const hasBody = req.headers['content-length'] !== undefined ? req.headers['content-length'] !== '0' : req.headers['transfer-encoding'] !== undefined;
     const rawUrl = req.url ?? '';
     if (!/^http:\/\//i.test(rawUrl)) {

@@ -24,6 +24,11 @@ export interface HaproxyOptions {
   readonly proxyBind: string;
   readonly apiBind: string;
   readonly statsSocket: string;
+  /**
+   * Send the PROXY protocol (v2) to the forward-proxy servers (`default-server send-proxy-v2` in
+   * their backend), never to the management API; checks go to the management API without it.
+   */
+  readonly sendProxy: boolean;
 }
 
 /** HAProxy server names: letters, digits and `-_.:`. */
@@ -42,7 +47,8 @@ export function servingMembers(members: readonly MemberView[]): MemberView[] {
  * Renders the HAProxy configuration for `members` (servers sorted by node id, so the same
  * membership always gives byte-identical text). A member's forward proxy is its recorded
  * `proxy_addr`; a member that records none (an older node) is assumed at its management API host
- * with `proxyPort`. Health checks go to the member's management API (`/ready` over HTTPS).
+ * with `proxyPort`. Health checks go to the member's management API (`/ready` over HTTPS). With
+ * `sendProxy` the forward-proxy servers get the PROXY protocol v2 (the checks do not).
  */
 export function renderHaproxyConfig(members: readonly MemberView[], options: HaproxyOptions, template = loadHaproxyTemplate()): string {
   for (const [flag, bind] of [['--proxy-bind', options.proxyBind], ['--api-bind', options.apiBind]] as const) {
@@ -73,6 +79,8 @@ export function renderHaproxyConfig(members: readonly MemberView[], options: Hap
     proxy_bind: options.proxyBind,
     api_bind: options.apiBind,
     stats_socket: options.statsSocket,
+    // A block rendered once or not at all: the renderer's values hold no whitespace, so an optional line is a list.
+    send_proxy: options.sendProxy ? [{}] : [],
     servers,
   });
 }

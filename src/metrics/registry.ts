@@ -35,6 +35,11 @@ export class NodeMetrics {
   readonly proxyActiveFlows: Gauge;
   /** Bytes carried by CONNECT tunnels, by direction (client_to_upstream, upstream_to_client). */
   readonly proxyTunnelBytes: Counter<'direction'>;
+  /**
+   * Forward proxy connections from `proxy.proxy_protocol_from` peers by result: proxied (the PROXY
+   * header named the client), local (a header without an address), refused (closed: no valid header).
+   */
+  readonly proxyProtocolConnections: Counter<'result'>;
   /** Audit findings recorded, by type (dns, connect, http) and finding (deny, audit). */
   readonly auditFindings: Counter<'type' | 'finding'>;
   private readonly scrapeHooks: (() => void)[] = [];
@@ -100,6 +105,12 @@ export class NodeMetrics {
     this.proxyDecisions = new Counter({ name: 'neuwerk_proxy_decisions_total', help: 'Forward proxy decisions by kind and result.', labelNames: ['kind', 'result'], registers });
     this.proxyActiveFlows = new Gauge({ name: 'neuwerk_proxy_active_flows', help: 'Forward proxy flows currently admitted.', registers });
     this.proxyTunnelBytes = new Counter({ name: 'neuwerk_proxy_tunnel_bytes_total', help: 'Bytes carried by CONNECT tunnels.', labelNames: ['direction'], registers });
+    this.proxyProtocolConnections = new Counter({
+      name: 'neuwerk_proxy_protocol_connections_total',
+      help: 'Forward proxy connections from PROXY protocol peers by result (proxied, local, refused).',
+      labelNames: ['result'],
+      registers,
+    });
     this.auditFindings = new Counter({ name: 'neuwerk_audit_findings_total', help: 'Audit findings recorded by type and finding.', labelNames: ['type', 'finding'], registers });
   }
 

@@ -96,8 +96,25 @@ function repliesFor(stub: StubDns, records: Readonly<Record<string, StubDnsRecor
   }
 }
 
-/** Starts the stub DNS server for `records` (names lowercase, no trailing dot) on UDP and TCP. */
+/** Tries of `startStubDns` to find a port free for both UDP and TCP. */
+const STUB_DNS_BIND_ATTEMPTS = 20;
+
+/**
+ * Starts the stub DNS server for `records` (names lowercase, no trailing dot) on UDP and TCP. The
+ * UDP port is picked by the system; when some TCP socket already holds that port number (busy
+ * machines do), both are given up and another port is tried.
+ */
 export async function startStubDns(records: Readonly<Record<string, StubDnsRecord>>): Promise<StubDns> {
+  for (let attempt = 1; ; attempt++) {
+    try {
+      return await bindStubDns(records);
+    } catch (err) {
+      if ((err as NodeJS.ErrnoException).code !== 'EADDRINUSE' || attempt >= STUB_DNS_BIND_ATTEMPTS) throw err;
+    }
+  }
+}
+
+async function bindStubDns(records: Readonly<Record<string, StubDnsRecord>>): Promise<StubDns> {
   const udp = createSocket('udp4');
   await new Promise<void>((resolve) => udp.bind(0, '127.0.0.1', () => resolve()));
   const port = udp.address().port;
@@ -137,7 +154,10 @@ export async function startStubDns(records: Readonly<Record<string, StubDnsRecor
     });
   });
   await new Promise<void>((resolve, reject) => {
-    tcp.once('error', reject);
+    tcp.once('error', (err) => {
+      udp.close();
+      reject(err);
+    });
     tcp.listen(port, '127.0.0.1', () => resolve());
   });
   return stub;
@@ -366,4 +386,56 @@ export async function proxyConnect(proxyPort: number, authority: string, localAd
   socket.write(`CONNECT ${authority} HTTP/1.1\r\nHost: ${authority}\r\n\r\n`);
   const response = await reader.next(5_000, false);
   return { response, socket, reader };
+}
+
+/** A PROXY protocol v1 line for TCP (`PROXY TCP4|TCP6 src dst sport dport\r\n`), as HAProxy's `send-proxy` writes it. */
+export function proxyHeaderV1(sourceIp: string, destIp: string, sourcePort: number, destPort: number): Buffer {
+  return Buffer.from(`PROXY ${sourceIp.includes(':') ? 'TCP6' : 'TCP4'} ${sourceIp} ${destIp} ${sourcePort} ${destPort}\r\n`, 'latin1');
+}
+
+/** The 16 bytes of an IPv6 address in text form (`::` and an IPv4 tail allowed); written independently of src/policy/ip.ts. */
+function ipv6Bytes(text: string): Buffer {
+  let t = text;
+  let tail: number[] = [];
+  const lastColon = t.lastIndexOf(':');
+  if (t.slice(lastColon + 1).includes('.')) {
+    const [a, b, c, d] = t.slice(lastColon + 1).split('.').map(Number) as [number, number, number, number];
+    tail = [(a << 8) | b, (c << 8) | d];
+    t = `${t.slice(0, lastColon + 1)}0:0`; // two placeholder groups, replaced below
+  }
+  const parse = (part: string): number[] => (part === '' ? [] : part.split(':').map((g) => parseInt(g, 16)));
+  let groups: number[];
+  if (t.includes('::')) {
+    const [head, rest] = t.split('::').map(parse) as [number[], number[]];
+    groups = [...head, ...new Array<number>(8 - head.length - rest.length).fill(0), ...rest];
+  } else {
+    groups = parse(t);
+  }
+  if (tail.length > 0) groups = [...groups.slice(0, 6), ...tail];
+  const out = Buffer.alloc(16);
+  groups.forEach((g, i) => out.writeUInt16BE(g, i * 2));
+  return out;
+}
+
+/**
+ * A PROXY protocol v2 header (as HAProxy's `send-proxy-v2` writes it): `command` PROXY over
+ * TCP/IPv4 or TCP/IPv6 with optional TLVs appended, or LOCAL with no addresses.
+ */
+export function proxyHeaderV2(
+  header: { sourceIp: string; destIp: string; sourcePort: number; destPort: number } | 'local',
+  tlvs: readonly { type: number; value: Uint8Array }[] = [],
+): Buffer {
+  const signature = Buffer.from([0x0d, 0x0a, 0x0d, 0x0a, 0x00, 0x0d, 0x0a, 0x51, 0x55, 0x49, 0x54, 0x0a]);
+  const tlvBytes = tlvs.map((t) => Buffer.concat([Buffer.from([t.type, t.value.length >> 8, t.value.length & 0xff]), Buffer.from(t.value)]));
+  if (header === 'local') {
+    const body = Buffer.concat(tlvBytes);
+    return Buffer.concat([signature, Buffer.from([0x20, 0x00, body.length >> 8, body.length & 0xff]), body]);
+  }
+  const v6 = header.sourceIp.includes(':');
+  const address = (text: string): Buffer => (v6 ? ipv6Bytes(text) : Buffer.from(text.split('.').map(Number)));
+  const ports = Buffer.alloc(4);
+  ports.writeUInt16BE(header.sourcePort, 0);
+  ports.writeUInt16BE(header.destPort, 2);
+  const body = Buffer.concat([address(header.sourceIp), address(header.destIp), ports, ...tlvBytes]);
+  return Buffer.concat([signature, Buffer.from([0x21, v6 ? 0x21 : 0x11, body.length >> 8, body.length & 0xff]), body]);
 }

@@ -27,6 +27,9 @@ describe('config validation names the file, the path and the value', () => {
     { name: 'unknown top-level key', yaml: 'version: 1\nclsuter: {}\n', expected: [/clsuter: unknown key \(allowed: version, node, cluster, http, metrics, dns, proxy, policy, log\)/] },
     { name: 'unknown nested key', yaml: 'version: 1\nhttp:\n  bnd: x\n', expected: [/http\.bnd: unknown key \(allowed: bind, advertise, tls_dir, cert_path, key_path\)/] },
     { name: 'bad address', yaml: 'version: 1\nhttp:\n  bind: "127.0.0.1"\n', expected: [/http\.bind: "127\.0\.0\.1" is not a valid address \(expected host:port\)/] },
+    { name: 'PROXY protocol range that is not a CIDR', yaml: 'version: 1\nproxy:\n  proxy_protocol_from: [10.0.0.0/8, 10.0.0.5]\n', expected: [/proxy\.proxy_protocol_from\[1\]: "10\.0\.0\.5" is not a valid CIDR \(expected address\/prefix-length/] },
+    { name: 'PROXY protocol range with host bits', yaml: 'version: 1\nproxy:\n  proxy_protocol_from: ["10.0.0.5/8"]\n', expected: [/proxy\.proxy_protocol_from\[0\]: "10\.0\.0\.5\/8" has host bits set \(did you mean 10\.0\.0\.0\/8\?\)/] },
+    { name: 'PROXY protocol ranges not a list', yaml: 'version: 1\nproxy:\n  proxy_protocol_from: 10.0.0.0/8\n', expected: [/proxy\.proxy_protocol_from: "10\.0\.0\.0\/8" is not of type array/] },
     { name: 'tunnel grace beyond the stop budget', yaml: 'version: 1\nproxy:\n  tunnel_grace_ms: 9000\n', expected: [/proxy\.tunnel_grace_ms: 9000/, /5000/] },
     { name: 'port out of range', yaml: 'version: 1\nmetrics:\n  bind: "0.0.0.0:70000"\n', expected: [/metrics\.bind: "0\.0\.0\.0:70000" is not a valid address \(port 70000 is above 65535\)/] },
     { name: 'bad IPv6 form', yaml: 'version: 1\nhttp:\n  bind: "::1:8443"\n', expected: [/IPv6 addresses must be written as \[addr\]:port/] },
@@ -112,7 +115,7 @@ describe('resolving flags over the file over defaults', () => {
   it('DNS and proxy settings resolve from flags or the file; upstreams default to the system resolvers', () => {
     const fromFlags = resolveNodeConfig(null, null, { 'dns-bind': '127.0.0.1:5353', 'dns-upstream': ['10.0.0.2:53', '[::1]:53'], 'proxy-bind': '127.0.0.1:3128' });
     assert.deepEqual(fromFlags.dns, { bind: { host: '127.0.0.1', port: 5353 }, upstreams: [{ host: '10.0.0.2', port: 53 }, { host: '::1', port: 53 }] });
-    assert.deepEqual(fromFlags.proxy, { bind: { host: '127.0.0.1', port: 3128 }, tunnelGraceMs: 3000 });
+    assert.deepEqual(fromFlags.proxy, { bind: { host: '127.0.0.1', port: 3128 }, tunnelGraceMs: 3000, proxyProtocolFrom: [] });
     const graceful = validateConfig({ version: 1, proxy: { bind: '127.0.0.1:3128', tunnel_grace_ms: 0 } }, FILE);
     assert.equal(resolveNodeConfig(graceful, FILE, {}).proxy?.tunnelGraceMs, 0);
     const file = validateConfig({ version: 1, dns: { bind: '127.0.0.1:53' } }, FILE);
@@ -121,6 +124,23 @@ describe('resolving flags over the file over defaults', () => {
     assert.equal(error.exitCode, 2);
     assert.match(error.message, /--dns-upstream needs --dns-bind/);
     assert.match(errorOf(() => resolveNodeConfig(null, null, { 'dns-bind': '127.0.0.1:53', 'dns-upstream': ['nope'] })).message, /^--dns-upstream: "nope" is not a valid address/);
+  });
+
+  it('PROXY protocol ranges: off by default, from the file or the repeatable flag (a flag wins), canonical, and only with a proxy', () => {
+    const file = validateConfig({ version: 1, proxy: { bind: '127.0.0.1:3128', proxy_protocol_from: ['10.0.0.0/8', '2001:DB8:0::/32'] } }, FILE);
+    assert.deepEqual(resolveNodeConfig(file, FILE, {}).proxy?.proxyProtocolFrom, ['10.0.0.0/8', '2001:db8::/32']);
+    assert.deepEqual(resolveNodeConfig(file, FILE, { 'proxy-protocol-from': ['127.0.0.1/32', '192.168.0.0/16'] }).proxy?.proxyProtocolFrom, ['127.0.0.1/32', '192.168.0.0/16']);
+    assert.deepEqual(resolveNodeConfig(validateConfig({ version: 1, proxy: { bind: '127.0.0.1:3128', proxy_protocol_from: [] } }, FILE), FILE, {}).proxy?.proxyProtocolFrom, []);
+    assert.deepEqual(resolveNodeConfig(null, null, { 'proxy-bind': '127.0.0.1:3128' }).proxy?.proxyProtocolFrom, []);
+    const notCidr = errorOf(() => resolveNodeConfig(null, null, { 'proxy-bind': '127.0.0.1:3128', 'proxy-protocol-from': ['10.0.0.0/8', 'balancer'] }));
+    assert.equal(notCidr.exitCode, 2);
+    assert.match(notCidr.message, /^--proxy-protocol-from: "balancer" is not a valid CIDR/);
+    assert.match(errorOf(() => resolveNodeConfig(null, null, { 'proxy-bind': '127.0.0.1:3128', 'proxy-protocol-from': ['10.1.2.3/16'] })).message, /^--proxy-protocol-from: "10\.1\.2\.3\/16" has host bits set \(did you mean 10\.1\.0\.0\/16\?\)/);
+    assert.match(errorOf(() => resolveNodeConfig(null, null, { 'proxy-protocol-from': ['127.0.0.1/32'] })).message, /--proxy-protocol-from \(proxy\.proxy_protocol_from\) needs --proxy-bind/);
+    const withoutBind = validateConfig({ version: 1, proxy: { proxy_protocol_from: ['127.0.0.1/32'] } }, FILE);
+    assert.match(errorOf(() => resolveNodeConfig(withoutBind, FILE, {})).message, /needs --proxy-bind \(or proxy\.bind\)/);
+    const tooMany = Array.from({ length: 65 }, (_, i) => `10.${i}.0.0/16`);
+    assert.match(errorOf(() => validateConfig({ version: 1, proxy: { bind: '127.0.0.1:3128', proxy_protocol_from: tooMany } }, FILE)).message, /proxy\.proxy_protocol_from: .* must NOT have more than 64 items/);
   });
 
   it('--cluster-bind or --join enables cluster mode with the documented defaults', () => {

@@ -5,10 +5,18 @@ import { NeuwerkError } from '../../src/errors.js';
 import { renderHaproxyConfig, type HaproxyOptions } from '../../src/lb/haproxy.js';
 import { renderTemplate } from '../../src/lb/render.js';
 
-const OPTIONS: HaproxyOptions = { proxyPort: 3128, proxyBind: '*:3128', apiBind: '*:8443', statsSocket: '/run/haproxy/admin.sock' };
+const OPTIONS: HaproxyOptions = { proxyPort: 3128, proxyBind: '*:3128', apiBind: '*:8443', statsSocket: '/run/haproxy/admin.sock', sendProxy: false };
 
 function member(nodeId: string, httpAddr: string, extra: Partial<MemberView> = {}): MemberView {
   return { node_id: nodeId, cluster_addr: null, http_addr: httpAddr, role: 'follower', voter: true, status: 'healthy', joined_at: '2024-01-01T00:00:00Z', ...extra };
+}
+
+/** The lines of the section that starts with `header`, up to the next blank line. */
+function section(text: string, header: string): string {
+  const start = text.indexOf(`\n${header}\n`);
+  assert.ok(start >= 0, `no section ${header}`);
+  const end = text.indexOf('\n\n', start + 1);
+  return text.slice(start + 1, end < 0 ? undefined : end);
 }
 
 function serverLines(text: string): string[] {
@@ -64,6 +72,24 @@ describe('the HAProxy configuration', () => {
       'server n3 10.0.0.3:3128 check addr 10.0.0.3 port 8443',
     ]);
     assert.throws(() => renderHaproxyConfig([member('n1', '127.0.0.1:20001', { proxy_addr: 'nowhere' })], OPTIONS), /n1: proxy_addr "nowhere" is not host:port/);
+  });
+
+  it('--send-proxy: send-proxy-v2 for the forward-proxy servers only; checks still go to the management API without it', () => {
+    const plain = renderHaproxyConfig(members, OPTIONS);
+    assert.doesNotMatch(plain, /send-proxy/);
+    const text = renderHaproxyConfig(members, { ...OPTIONS, sendProxy: true });
+    const proxyBackend = section(text, 'backend neuwerk_proxy_nodes');
+    const defaultServer = proxyBackend.indexOf('\n    default-server send-proxy-v2\n');
+    assert.ok(defaultServer >= 0, proxyBackend);
+    assert.ok(defaultServer < proxyBackend.indexOf('\n    server '), 'default-server comes before the servers it applies to');
+    assert.doesNotMatch(section(text, 'backend neuwerk_api_nodes'), /send-proxy/);
+    assert.doesNotMatch(section(text, 'frontend neuwerk_proxy'), /accept-proxy|send-proxy/);
+    const directives = text.split('\n').filter((line) => !line.trim().startsWith('#')).join('\n');
+    assert.doesNotMatch(directives, /check-send-proxy/, 'HAProxy would then add the header to the HTTPS checks of the management API');
+    // HAProxy sends the PROXY protocol on checks only when the server line has neither "addr" nor "port" (or with check-send-proxy).
+    for (const line of serverLines(proxyBackend)) assert.match(line, / check addr \S+ port \d+ check-ssl /);
+    assert.deepEqual(serverLines(text), serverLines(plain), 'the server lines are the same');
+    assert.equal(text.split('\n').filter((line) => !plain.split('\n').includes(line)).filter((line) => !line.trim().startsWith('#')).join('\n'), '    default-server send-proxy-v2');
   });
 
   it('is deterministic: the same membership in any order gives byte-identical text', () => {
