@@ -60,11 +60,16 @@ export interface AllowlistOptions {
   readonly gcIntervalMs?: number;
 }
 
+/** Monotonic ms at which an address expires (a mutable holder: refreshing it allocates nothing). */
+interface Expiry {
+  atMs: number;
+}
+
 interface Entry {
   readonly group: string;
   readonly hostname: string;
-  /** Address text -> monotonic ms at which it expires. */
-  readonly ips: Map<string, number>;
+  /** Address text -> when it expires; the holder is updated in place on each answer. */
+  readonly ips: Map<string, Expiry>;
   lastSeenMonotonicMs: number;
   lastSeenWallMs: number;
   /** Neighbours in the recency list (`older` toward the least recently seen). */
@@ -162,8 +167,12 @@ export class DynamicAllowlist {
       const ttlMs = Math.min(Math.max(Math.max(0, ttlSeconds) * 1000, this.ttlFloorMs), this.ttlCeilingMs);
       const expires = now + ttlMs;
       const previous = entry.ips.get(canonical);
-      if (previous === undefined && entry.ips.size >= this.maxIpsPerEntry) this.evictSoonestIp(entry);
-      entry.ips.set(canonical, Math.max(previous ?? 0, expires));
+      if (previous !== undefined) {
+        previous.atMs = Math.max(previous.atMs, expires);
+        continue;
+      }
+      if (entry.ips.size >= this.maxIpsPerEntry) this.evictSoonestIp(entry);
+      entry.ips.set(canonical, { atMs: expires });
     }
   }
 
@@ -175,7 +184,7 @@ export class DynamicAllowlist {
     if (canonical === null) return false;
     const expires = entry.ips.get(canonical);
     const now = this.clock.monotonicMs();
-    if (expires === undefined || expires <= now) return false;
+    if (expires === undefined || expires.atMs <= now) return false;
     this.touch(entry, now);
     return true;
   }
@@ -188,7 +197,7 @@ export class DynamicAllowlist {
     const v4: string[] = [];
     const v6: string[] = [];
     for (const [ip, expires] of entry.ips) {
-      if (expires > now) (ip.includes(':') ? v6 : v4).push(ip);
+      if (expires.atMs > now) (ip.includes(':') ? v6 : v4).push(ip);
     }
     if (v4.length + v6.length > 0) this.touch(entry, now);
     return v6.length === 0 ? v4 : [...v4, ...v6];
@@ -212,7 +221,7 @@ export class DynamicAllowlist {
       if (now - entry.lastSeenMonotonicMs >= this.idleMs) {
         this.remove(entry);
       } else {
-        for (const [ip, expires] of entry.ips) if (expires <= now) entry.ips.delete(ip);
+        for (const [ip, expires] of entry.ips) if (expires.atMs <= now) entry.ips.delete(ip);
         if (entry.ips.size === 0) this.remove(entry);
       }
       entry = newer;
@@ -225,7 +234,7 @@ export class DynamicAllowlist {
     const out: DnsCacheEntryJson[] = [];
     for (let entry = this.newest; entry !== null; entry = entry.older) {
       if (now - entry.lastSeenMonotonicMs >= this.idleMs) continue;
-      const ips = [...entry.ips].filter(([, expires]) => expires > now).map(([ip]) => ip);
+      const ips = [...entry.ips].filter(([, expires]) => expires.atMs > now).map(([ip]) => ip);
       if (ips.length === 0) continue;
       out.push({ hostname: entry.hostname, source_group: entry.group, ips, last_seen: new Date(entry.lastSeenWallMs).toISOString() });
     }
@@ -291,8 +300,8 @@ export class DynamicAllowlist {
     let soonestIp: string | null = null;
     let soonest = Infinity;
     for (const [ip, expires] of entry.ips) {
-      if (expires < soonest) {
-        soonest = expires;
+      if (expires.atMs < soonest) {
+        soonest = expires.atMs;
         soonestIp = ip;
       }
     }

@@ -74,7 +74,7 @@ interface PendingTry {
   readonly id: number;
   /** `performance.now()` at which the try times out. */
   readonly deadlineMs: number;
-  readonly callback: (outcome: TryOutcome) => void;
+  readonly exchange: Exchange;
   done: boolean;
   previous: PendingTry | null;
   next: PendingTry | null;
@@ -202,24 +202,26 @@ export class DnsUpstreamClient {
       exchange.callback({ ok: false, reason: 'the DNS forwarder is closed' });
       return;
     }
-    const onOutcome = (outcome: TryOutcome): void => {
-      exchange.index++;
-      if (!outcome.ok) {
-        exchange.lastReason = `${target.label}: ${outcome.reason}`;
-        this.nextTry(exchange);
-        return;
-      }
-      const rcode = rcodeOf(outcome.packet);
-      if (rcode === RCODE.SERVFAIL || rcode === RCODE.REFUSED) {
-        exchange.fallback = { reply: outcome.reply, packet: outcome.packet, upstream: target.label };
-        exchange.lastReason = `${target.label}: answered rcode ${rcode}`;
-        this.nextTry(exchange);
-        return;
-      }
-      exchange.callback({ ok: true, reply: outcome.reply, packet: outcome.packet, upstream: target.label });
-    };
-    if (exchange.transport === 'udp') this.tryUdp(exchange.index, target, exchange.query, exchange.question, onOutcome);
-    else void this.tryTcp(target, exchange.query, exchange.question).then(onOutcome);
+    if (exchange.transport === 'udp') this.tryUdp(exchange.index, target, exchange);
+    else void this.tryTcp(target, exchange.query, exchange.question).then((outcome) => this.onTryOutcome(exchange, target, outcome));
+  }
+
+  /** One try of `exchange` ended: fail over, keep a SERVFAIL/REFUSED as the fallback, or finish. */
+  private onTryOutcome(exchange: Exchange, target: UpstreamTarget, outcome: TryOutcome): void {
+    exchange.index++;
+    if (!outcome.ok) {
+      exchange.lastReason = `${target.label}: ${outcome.reason}`;
+      this.nextTry(exchange);
+      return;
+    }
+    const rcode = rcodeOf(outcome.packet);
+    if (rcode === RCODE.SERVFAIL || rcode === RCODE.REFUSED) {
+      exchange.fallback = { reply: outcome.reply, packet: outcome.packet, upstream: target.label };
+      exchange.lastReason = `${target.label}: answered rcode ${rcode}`;
+      this.nextTry(exchange);
+      return;
+    }
+    exchange.callback({ ok: true, reply: outcome.reply, packet: outcome.packet, upstream: target.label });
   }
 
   /** Tries in flight now. */
@@ -293,10 +295,10 @@ export class DnsUpstreamClient {
     return out;
   }
 
-  private tryUdp(targetIndex: number, target: UpstreamTarget, query: Buffer, question: Question, callback: (outcome: TryOutcome) => void): void {
-    if (this.pendingCount >= this.maxPending) return callback({ ok: false, reason: 'too many queries in flight' });
+  private tryUdp(targetIndex: number, target: UpstreamTarget, exchange: Exchange): void {
+    if (this.pendingCount >= this.maxPending) return this.onTryOutcome(exchange, target, { ok: false, reason: 'too many queries in flight' });
     const channels = this.channels[targetIndex];
-    if (channels === undefined || channels.list.length === 0) return callback({ ok: false, reason: 'no socket for the upstream' });
+    if (channels === undefined || channels.list.length === 0) return this.onTryOutcome(exchange, target, { ok: false, reason: 'no socket for the upstream' });
     const channel = channels.list[channels.next] as UdpChannel;
     channels.next = (channels.next + 1) % channels.list.length;
     let id = -1;
@@ -307,8 +309,9 @@ export class DnsUpstreamClient {
         break;
       }
     }
-    if (id < 0) return callback({ ok: false, reason: 'no free message ID' });
-    const pending: PendingTry = { target, question, channel, id, deadlineMs: performance.now() + this.tryTimeoutMs, callback, done: false, previous: this.newest, next: null };
+    if (id < 0) return this.onTryOutcome(exchange, target, { ok: false, reason: 'no free message ID' });
+    const { query, question } = exchange;
+    const pending: PendingTry = { target, question, channel, id, deadlineMs: performance.now() + this.tryTimeoutMs, exchange, done: false, previous: this.newest, next: null };
     channel.pending.set(id, pending);
     this.pendingCount++;
     if (this.newest === null) this.oldest = pending;
@@ -335,7 +338,7 @@ export class DnsUpstreamClient {
     else pending.next.previous = pending.previous;
     pending.previous = null;
     pending.next = null;
-    pending.callback(outcome);
+    this.onTryOutcome(pending.exchange, pending.target, outcome);
   }
 
   /**
