@@ -218,6 +218,24 @@ function rawResponse(status: number, reason: string | null, extraHeaders = ''): 
   return `HTTP/1.1 ${status} ${STATUS_CODES[status] ?? 'Error'}\r\n${reasonHeader}${extraHeaders}Content-Type: text/plain; charset=utf-8\r\nContent-Length: ${Buffer.byteLength(body)}\r\nConnection: close\r\n\r\n${body}`;
 }
 
+/**
+ * Copies `from` into `to` with backpressure and passes the end of input on (a half-close), like
+ * `from.pipe(to)` but with three listeners instead of pipe's bookkeeping per tunnel. Errors and
+ * closes are the tunnel's business (`ForwardProxy.tunnel`). Resumes `from`, which the TLS peek
+ * may have left paused.
+ */
+function splice(from: Socket, to: Socket): void {
+  from.on('data', (chunk: Buffer) => {
+    if (!to.write(chunk)) from.pause();
+  });
+  to.on('drain', () => from.resume());
+  from.once('end', () => to.end());
+  from.resume();
+}
+
+/** The answer that opens a tunnel, encoded once. */
+const CONNECTION_ESTABLISHED = Buffer.from('HTTP/1.1 200 Connection Established\r\n\r\n', 'latin1');
+
 /** The forward proxy; see the module comment for the contract. */
 export class ForwardProxy {
   private server: Server | null = null;
@@ -563,8 +581,8 @@ export class ForwardProxy {
     client.setTimeout(this.idleMs, onTimeout);
     upstream.setTimeout(this.idleMs, onTimeout);
     if (firstBytes.length > 0) upstream.write(firstBytes);
-    client.pipe(upstream);
-    upstream.pipe(client);
+    splice(client, upstream);
+    splice(upstream, client);
   }
 
   /**
@@ -668,12 +686,12 @@ export class ForwardProxy {
     }
     const verdict = this.check(policy, clientIp, target, dialed.ip, undefined, undefined);
     this.noteAllowed('connect', clientIp, target, verdict);
-    socket.write('HTTP/1.1 200 Connection Established\r\n\r\n');
+    socket.write(CONNECTION_ESTABLISHED);
     this.tunnel(socket, dialed.socket, head, flow);
   }
 
   private async connectTls(policy: CompiledPolicy, clientIp: string, target: Target, candidates: readonly string[], socket: Socket, head: Buffer, flow: Flow): Promise<void> {
-    socket.write('HTTP/1.1 200 Connection Established\r\n\r\n');
+    socket.write(CONNECTION_ESTABLISHED);
     const { result, bytes } = await this.peekClientHello(socket, head);
     let sni: string | undefined;
     let refusal: string | null = null;
