@@ -2,6 +2,11 @@
  * DNS message handling shared by the DNS proxy and the proxy's resolver, on top of `dns-packet`
  * (no hand-written DNS parsing): classifying client queries, building the proxy's own answers
  * (NXDOMAIN, SERVFAIL, ...), validating upstream replies, and reading the addresses of an answer.
+ *
+ * Per-query cost: the common query is decoded section by section with dns-packet's own codecs
+ * (no full packet object), and the proxy's own answers are the client's header and question with
+ * the header patched (`buildAnswerFromQuery`) — the only hand-written byte handling here, limited
+ * to the fixed 12-byte header. Upstream replies are always decoded in full.
  */
 import { randomFillSync } from 'node:crypto';
 import dnsPacket from 'dns-packet';
