@@ -15,7 +15,7 @@
  * Expired data is removed lazily on lookup and by a periodic sweep every ALLOWLIST_GC_INTERVAL_MS.
  */
 import { normalizeHostname } from '../policy/hostname.js';
-import { formatIp, parseInputIp } from '../policy/ip.js';
+import { formatIp, parseInputIp, parseIpv4Word } from '../policy/ip.js';
 import { systemClock, type Clock } from '../platform/clock.js';
 import type { TimerHandle, Timers } from '../platform/timers.js';
 
@@ -60,13 +60,21 @@ export interface AllowlistOptions {
   readonly gcIntervalMs?: number;
 }
 
+/** Monotonic ms at which an address expires (a mutable holder: refreshing it allocates nothing). */
+interface Expiry {
+  atMs: number;
+}
+
 interface Entry {
   readonly group: string;
   readonly hostname: string;
-  /** Address text -> monotonic ms at which it expires. */
-  readonly ips: Map<string, number>;
+  /** Address text -> when it expires; the holder is updated in place on each answer. */
+  readonly ips: Map<string, Expiry>;
   lastSeenMonotonicMs: number;
   lastSeenWallMs: number;
+  /** Neighbours in the recency list (`older` toward the least recently seen). */
+  older: Entry | null;
+  newer: Entry | null;
 }
 
 /** Node timers that never keep the process alive (the sweep is housekeeping, not work). */
@@ -88,12 +96,10 @@ const unrefTimers: Timers = {
 
 /** Canonical text of an address (IPv4-mapped IPv6 as IPv4, IPv6 compressed), or null if not one. */
 export function canonicalIp(text: string): string | null {
+  // A dotted quad that parses strictly (no leading zeros, octets <= 255) is already canonical.
+  if (parseIpv4Word(text) >= 0) return text;
   const parsed = parseInputIp(text);
   return parsed === null ? null : formatIp(parsed);
-}
-
-function entryKey(group: string, hostname: string): string {
-  return `${group}\u0000${hostname}`;
 }
 
 /**
@@ -101,7 +107,12 @@ function entryKey(group: string, hostname: string): string {
  * proxy forwarded. All methods are synchronous and bounded by the constants above.
  */
 export class DynamicAllowlist {
-  private readonly entries = new Map<string, Entry>();
+  /** Source group -> hostname -> entry (two levels: no composite key string per lookup). */
+  private readonly groups = new Map<string, Map<string, Entry>>();
+  private entryCount = 0;
+  /** Recency list through the entries: least recently seen (answered or used) first. */
+  private oldest: Entry | null = null;
+  private newest: Entry | null = null;
   private readonly clock: Clock;
   private readonly ttlFloorMs: number;
   private readonly ttlCeilingMs: number;
@@ -128,26 +139,40 @@ export class DynamicAllowlist {
   insert(group: string, hostname: string, addresses: readonly AllowlistAddress[]): void {
     if (addresses.length === 0) return;
     const name = normalizeHostname(hostname);
-    const key = entryKey(group, name);
     const now = this.clock.monotonicMs();
-    let entry = this.entries.get(key);
+    const wallNow = this.clock.wallMs();
+    let entry = this.groups.get(group)?.get(name);
     if (entry === undefined) {
-      while (this.entries.size >= this.maxEntries) this.evictOldest();
-      entry = { group, hostname: name, ips: new Map(), lastSeenMonotonicMs: now, lastSeenWallMs: this.clock.wallMs() };
+      while (this.entryCount >= this.maxEntries && this.oldest !== null) {
+        this.remove(this.oldest);
+        this.evictedEntries++;
+      }
+      entry = { group, hostname: name, ips: new Map(), lastSeenMonotonicMs: now, lastSeenWallMs: wallNow, older: null, newer: null };
+      let byName = this.groups.get(group);
+      if (byName === undefined) {
+        byName = new Map();
+        this.groups.set(group, byName);
+      }
+      byName.set(name, entry);
+      this.entryCount++;
+      this.linkNewest(entry);
     } else {
-      this.entries.delete(key); // re-inserted below: Map order is least recently seen first
+      this.moveToNewest(entry);
     }
-    this.entries.set(key, entry);
     entry.lastSeenMonotonicMs = now;
-    entry.lastSeenWallMs = this.clock.wallMs();
+    entry.lastSeenWallMs = wallNow;
     for (const { ip, ttlSeconds } of addresses) {
       const canonical = canonicalIp(ip);
       if (canonical === null) continue;
       const ttlMs = Math.min(Math.max(Math.max(0, ttlSeconds) * 1000, this.ttlFloorMs), this.ttlCeilingMs);
       const expires = now + ttlMs;
       const previous = entry.ips.get(canonical);
-      if (previous === undefined && entry.ips.size >= this.maxIpsPerEntry) this.evictSoonestIp(entry);
-      entry.ips.set(canonical, Math.max(previous ?? 0, expires));
+      if (previous !== undefined) {
+        previous.atMs = Math.max(previous.atMs, expires);
+        continue;
+      }
+      if (entry.ips.size >= this.maxIpsPerEntry) this.evictSoonestIp(entry);
+      entry.ips.set(canonical, { atMs: expires });
     }
   }
 
@@ -159,7 +184,7 @@ export class DynamicAllowlist {
     if (canonical === null) return false;
     const expires = entry.ips.get(canonical);
     const now = this.clock.monotonicMs();
-    if (expires === undefined || expires <= now) return false;
+    if (expires === undefined || expires.atMs <= now) return false;
     this.touch(entry, now);
     return true;
   }
@@ -172,15 +197,15 @@ export class DynamicAllowlist {
     const v4: string[] = [];
     const v6: string[] = [];
     for (const [ip, expires] of entry.ips) {
-      if (expires > now) (ip.includes(':') ? v6 : v4).push(ip);
+      if (expires.atMs > now) (ip.includes(':') ? v6 : v4).push(ip);
     }
     if (v4.length + v6.length > 0) this.touch(entry, now);
-    return [...v4, ...v6];
+    return v6.length === 0 ? v4 : [...v4, ...v6];
   }
 
   /** Number of (group, hostname) entries currently held (expired ones until the next sweep). */
   get size(): number {
-    return this.entries.size;
+    return this.entryCount;
   }
 
   /** Entries evicted because the table was full, since start. */
@@ -191,13 +216,15 @@ export class DynamicAllowlist {
   /** Removes expired addresses and idle or empty entries. Runs periodically; callable directly. */
   sweep(): void {
     const now = this.clock.monotonicMs();
-    for (const [key, entry] of this.entries) {
+    for (let entry = this.oldest; entry !== null; ) {
+      const newer: Entry | null = entry.newer;
       if (now - entry.lastSeenMonotonicMs >= this.idleMs) {
-        this.entries.delete(key);
-        continue;
+        this.remove(entry);
+      } else {
+        for (const [ip, expires] of entry.ips) if (expires.atMs <= now) entry.ips.delete(ip);
+        if (entry.ips.size === 0) this.remove(entry);
       }
-      for (const [ip, expires] of entry.ips) if (expires <= now) entry.ips.delete(ip);
-      if (entry.ips.size === 0) this.entries.delete(key);
+      entry = newer;
     }
   }
 
@@ -205,13 +232,13 @@ export class DynamicAllowlist {
   view(): { entries: DnsCacheEntryJson[] } {
     const now = this.clock.monotonicMs();
     const out: DnsCacheEntryJson[] = [];
-    for (const entry of this.entries.values()) {
+    for (let entry = this.newest; entry !== null; entry = entry.older) {
       if (now - entry.lastSeenMonotonicMs >= this.idleMs) continue;
-      const ips = [...entry.ips].filter(([, expires]) => expires > now).map(([ip]) => ip);
+      const ips = [...entry.ips].filter(([, expires]) => expires.atMs > now).map(([ip]) => ip);
       if (ips.length === 0) continue;
       out.push({ hostname: entry.hostname, source_group: entry.group, ips, last_seen: new Date(entry.lastSeenWallMs).toISOString() });
     }
-    return { entries: out.reverse() };
+    return { entries: out };
   }
 
   /** Stops the periodic sweep; the data stays readable. Idempotent. */
@@ -220,11 +247,10 @@ export class DynamicAllowlist {
   }
 
   private liveEntry(group: string, hostname: string): Entry | null {
-    const key = entryKey(group, normalizeHostname(hostname));
-    const entry = this.entries.get(key);
+    const entry = this.groups.get(group)?.get(normalizeHostname(hostname));
     if (entry === undefined) return null;
     if (this.clock.monotonicMs() - entry.lastSeenMonotonicMs >= this.idleMs) {
-      this.entries.delete(key);
+      this.remove(entry);
       return null;
     }
     return entry;
@@ -233,24 +259,49 @@ export class DynamicAllowlist {
   private touch(entry: Entry, now: number): void {
     entry.lastSeenMonotonicMs = now;
     entry.lastSeenWallMs = this.clock.wallMs();
-    const key = entryKey(entry.group, entry.hostname);
-    this.entries.delete(key);
-    this.entries.set(key, entry);
+    this.moveToNewest(entry);
   }
 
-  private evictOldest(): void {
-    const oldest = this.entries.keys().next();
-    if (oldest.done === true) return;
-    this.entries.delete(oldest.value);
-    this.evictedEntries++;
+  private linkNewest(entry: Entry): void {
+    entry.older = this.newest;
+    entry.newer = null;
+    if (this.newest === null) this.oldest = entry;
+    else this.newest.newer = entry;
+    this.newest = entry;
+  }
+
+  private unlink(entry: Entry): void {
+    if (entry.older === null) this.oldest = entry.newer;
+    else entry.older.newer = entry.newer;
+    if (entry.newer === null) this.newest = entry.older;
+    else entry.newer.older = entry.older;
+    entry.older = null;
+    entry.newer = null;
+  }
+
+  private moveToNewest(entry: Entry): void {
+    if (this.newest === entry) return;
+    this.unlink(entry);
+    this.linkNewest(entry);
+  }
+
+  /** Drops an entry from both levels of the table and the recency list. */
+  private remove(entry: Entry): void {
+    this.unlink(entry);
+    const byName = this.groups.get(entry.group);
+    if (byName !== undefined && byName.get(entry.hostname) === entry) {
+      byName.delete(entry.hostname);
+      if (byName.size === 0) this.groups.delete(entry.group);
+    }
+    this.entryCount--;
   }
 
   private evictSoonestIp(entry: Entry): void {
     let soonestIp: string | null = null;
     let soonest = Infinity;
     for (const [ip, expires] of entry.ips) {
-      if (expires < soonest) {
-        soonest = expires;
+      if (expires.atMs < soonest) {
+        soonest = expires.atMs;
         soonestIp = ip;
       }
     }

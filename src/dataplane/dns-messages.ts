@@ -2,6 +2,11 @@
  * DNS message handling shared by the DNS proxy and the proxy's resolver, on top of `dns-packet`
  * (no hand-written DNS parsing): classifying client queries, building the proxy's own answers
  * (NXDOMAIN, SERVFAIL, ...), validating upstream replies, and reading the addresses of an answer.
+ *
+ * Per-query cost: the common query is decoded section by section with dns-packet's own codecs
+ * (no full packet object), and the proxy's own answers are the client's header and question with
+ * the header patched (`buildAnswerFromQuery`) — the only hand-written byte handling here, limited
+ * to the fixed 12-byte header. Upstream replies are always decoded in full.
  */
 import { randomFillSync } from 'node:crypto';
 import dnsPacket from 'dns-packet';
@@ -27,6 +32,15 @@ export const EDE = { OTHER: 0, BLOCKED: 15, NOT_READY: 14, NETWORK_ERROR: 23, NO
 
 const EDE_OPTION_CODE = 15;
 const EDE_TEXT_MAX_BYTES = 200;
+/** One of dns-packet's section codecs (exported by the library, not declared by @types/dns-packet). */
+interface SectionCodec<T> {
+  readonly encode: ((value: T, buf: Buffer, offset: number) => unknown) & { readonly bytes: number };
+  readonly decode: ((buf: Buffer, offset: number) => T) & { readonly bytes: number };
+  encodingLength(value: T): number;
+}
+const codecs = dnsPacket as unknown as { readonly question: SectionCodec<Question>; readonly answer: SectionCodec<Answer> };
+
+const FLAG_QR = 0x8000;
 const FLAG_RD = dnsPacket.RECURSION_DESIRED;
 const FLAG_RA = dnsPacket.RECURSION_AVAILABLE;
 const FLAG_CD = dnsPacket.CHECKING_DISABLED;
@@ -35,8 +49,16 @@ const OPCODE_MASK = 0x7800;
 
 /** A client query the proxy can decide: one question, opcode QUERY. */
 export interface ParsedQuery {
+  /**
+   * The decoded message: at least `id`, `flags`, `questions` and (when present) `additionals`,
+   * which is all `buildResponse` reads; the other header fields may be absent.
+   */
   readonly packet: DecodedPacket;
   readonly question: Question;
+  /** Offset just past the question in the raw message (header and question are canonical bytes). */
+  readonly questionEnd: number;
+  /** Whether the client sent an OPT record (speaks EDNS). */
+  readonly edns: boolean;
 }
 
 /** What a client message is. */
@@ -48,44 +70,95 @@ export type QueryClassification =
   | { readonly kind: 'malformed'; readonly reason: string };
 
 /**
- * Whether the question section of `raw` is exactly what `question` re-encodes to. Catches what
- * the decoded text hides: dots or invalid UTF-8 inside a label, compression pointers in the
- * question, unknown classes. The proxy decides on the decoded name and forwards the raw bytes, so
- * the two must denote the same name.
+ * Scratch space for re-encoding one question: a name decodes to at most 254 label bytes, each of
+ * which re-encodes to at most 3 bytes (invalid UTF-8 becomes U+FFFD), plus type and class.
  */
-function questionIsCanonical(raw: Buffer, question: Question): boolean {
-  let encoded: Buffer;
+const QUESTION_SCRATCH_BYTES = 1024;
+const questionScratch = Buffer.alloc(QUESTION_SCRATCH_BYTES);
+
+/**
+ * The length of the question section of `raw` when it is exactly what `question` re-encodes to,
+ * else -1. Catches what the decoded text hides: dots or invalid UTF-8 inside a label, compression
+ * pointers in the question, unknown classes. The proxy decides on the decoded name and forwards
+ * the raw bytes, so the two must denote the same name.
+ */
+function canonicalQuestionLength(raw: Buffer, question: Question): number {
+  let length: number;
   try {
-    encoded = dnsPacket.encode({ type: 'query', id: 0, flags: 0, questions: [question] });
+    codecs.question.encode(question, questionScratch, 0);
+    length = codecs.question.encode.bytes;
   } catch {
-    return false;
+    return -1;
   }
-  const length = encoded.length - DNS_HEADER_BYTES;
-  if (raw.length < DNS_HEADER_BYTES + length) return false;
-  return raw.compare(encoded, DNS_HEADER_BYTES, encoded.length, DNS_HEADER_BYTES, DNS_HEADER_BYTES + length) === 0;
+  if (raw.length < DNS_HEADER_BYTES + length) return -1;
+  return raw.compare(questionScratch, 0, length, DNS_HEADER_BYTES, DNS_HEADER_BYTES + length) === 0 ? length : -1;
+}
+
+function classifyDecoded(raw: Buffer, packet: DecodedPacket): QueryClassification {
+  if (packet.flag_qr) return { kind: 'malformed', reason: 'a response, not a query' };
+  if (opcodeOf(packet) !== OPCODE_QUERY) return { kind: 'unsupported', packet, rcode: RCODE.NOTIMP };
+  const questions = packet.questions ?? [];
+  if (questions.length !== 1) return { kind: 'unsupported', packet, rcode: RCODE.FORMERR };
+  const question = questions[0] as Question;
+  const length = canonicalQuestionLength(raw, question);
+  if (length < 0) return { kind: 'malformed', reason: 'non-canonical question name' };
+  return { kind: 'query', query: { packet, question, questionEnd: DNS_HEADER_BYTES + length, edns: optRecord(packet) !== null } };
+}
+
+/**
+ * The common client query — flags of a query with opcode QUERY, one question, no answer or
+ * authority records, at most one additional record — decoded section by section with the same
+ * dns-packet decoders `dnsPacket.decode` uses, without building the full packet object. Null
+ * for anything else, or when a section does not decode (the caller then takes the full path,
+ * so the classification is the same either way).
+ */
+function decodeCommonQuery(raw: Buffer): DecodedPacket | null {
+  const flags = raw.readUInt16BE(2);
+  if ((flags & (FLAG_QR | OPCODE_MASK)) !== 0 || raw.readUInt16BE(4) !== 1 || raw.readUInt16BE(6) !== 0 || raw.readUInt16BE(8) !== 0) return null;
+  const additionalCount = raw.readUInt16BE(10);
+  if (additionalCount > 1) return null;
+  try {
+    const question = codecs.question.decode(raw, DNS_HEADER_BYTES);
+    const packet: DecodedPacket = { id: raw.readUInt16BE(0), type: 'query', flags, flag_qr: false, questions: [question] } as DecodedPacket;
+    if (additionalCount === 1) {
+      const additional = codecs.answer.decode(raw, DNS_HEADER_BYTES + codecs.question.decode.bytes);
+      packet.additionals = [additional];
+    }
+    return packet;
+  } catch {
+    return null;
+  }
 }
 
 /** Classifies a client message. Never throws. */
 export function classifyQuery(raw: Buffer): QueryClassification {
   if (raw.length < DNS_HEADER_BYTES || raw.length > DNS_MESSAGE_MAX_BYTES) return { kind: 'malformed', reason: `length ${raw.length}` };
+  const common = decodeCommonQuery(raw);
+  if (common !== null) return classifyDecoded(raw, common);
   let packet: DecodedPacket;
   try {
     packet = dnsPacket.decode(raw);
   } catch (err) {
     return { kind: 'malformed', reason: err instanceof Error ? err.message : 'undecodable' };
   }
-  if (packet.flag_qr) return { kind: 'malformed', reason: 'a response, not a query' };
-  if (opcodeOf(packet) !== OPCODE_QUERY) return { kind: 'unsupported', packet, rcode: RCODE.NOTIMP };
-  const questions = packet.questions ?? [];
-  if (questions.length !== 1) return { kind: 'unsupported', packet, rcode: RCODE.FORMERR };
-  const question = questions[0] as Question;
-  if (!questionIsCanonical(raw, question)) return { kind: 'malformed', reason: 'non-canonical question name' };
-  return { kind: 'query', query: { packet, question } };
+  return classifyDecoded(raw, packet);
 }
 
 function optRecord(query: DecodedPacket): Answer | null {
   for (const record of query.additionals ?? []) if (record.type === 'OPT') return record;
   return null;
+}
+
+function optAnswer(ede: { code: number; text: string } | undefined): Answer {
+  const options = [];
+  if (ede !== undefined) {
+    const text = Buffer.from(ede.text.replace(/[^\x20-\x7e]/g, '?')).subarray(0, EDE_TEXT_MAX_BYTES);
+    const data = Buffer.alloc(2 + text.length);
+    data.writeUInt16BE(ede.code, 0);
+    text.copy(data, 2);
+    options.push({ code: EDE_OPTION_CODE, data });
+  }
+  return { type: 'OPT', name: '.', udpPayloadSize: DNS_EDNS_UDP_PAYLOAD_BYTES, flags: 0, options } as unknown as Answer;
 }
 
 /**
@@ -101,18 +174,44 @@ export function buildResponse(query: DecodedPacket, rcode: Rcode, ede?: { code: 
     flags: flags | FLAG_RA | rcode,
     questions: query.questions ?? [],
   };
-  if (optRecord(query) !== null) {
-    const options = [];
-    if (ede !== undefined) {
-      const text = Buffer.from(ede.text.replace(/[^\x20-\x7e]/g, '?')).subarray(0, EDE_TEXT_MAX_BYTES);
-      const data = Buffer.alloc(2 + text.length);
-      data.writeUInt16BE(ede.code, 0);
-      text.copy(data, 2);
-      options.push({ code: EDE_OPTION_CODE, data });
-    }
-    packet.additionals = [{ type: 'OPT', name: '.', udpPayloadSize: DNS_EDNS_UDP_PAYLOAD_BYTES, flags: 0, options } as unknown as Answer];
-  }
+  if (optRecord(query) !== null) packet.additionals = [optAnswer(ede)];
   return dnsPacket.encode(packet);
+}
+
+/** Encoded OPT records of the proxy's own answers, by EDE code and text (a policy has few reasons). */
+const optRecordCache = new Map<string, Buffer>();
+/** Bound of `optRecordCache`; it is emptied when full (denylist reasons name the hostname). */
+const OPT_RECORD_CACHE_MAX_ENTRIES = 1_024;
+
+function encodedOptRecord(ede: { code: number; text: string } | undefined): Buffer {
+  const key = ede === undefined ? '' : `${ede.code} ${ede.text}`;
+  let encoded = optRecordCache.get(key);
+  if (encoded === undefined) {
+    const answer = optAnswer(ede);
+    encoded = Buffer.alloc(codecs.answer.encodingLength(answer));
+    codecs.answer.encode(answer, encoded, 0);
+    if (optRecordCache.size >= OPT_RECORD_CACHE_MAX_ENTRIES) optRecordCache.clear();
+    optRecordCache.set(key, encoded);
+  }
+  return encoded;
+}
+
+/**
+ * `buildResponse` for a classified query, byte for byte, without encoding a packet: the header
+ * and question are the client's own bytes (`classifyQuery` checked they are canonical) with the
+ * header patched — QR and RA set, the rcode, AA/TC/AD/Z cleared, the record counts of an answer
+ * with no records — followed by the OPT record when the client speaks EDNS.
+ */
+export function buildAnswerFromQuery(raw: Buffer, query: ParsedQuery, rcode: Rcode, ede?: { code: number; text: string }): Buffer {
+  const opt = query.edns ? encodedOptRecord(ede) : null;
+  const out = Buffer.allocUnsafe(query.questionEnd + (opt === null ? 0 : opt.length));
+  raw.copy(out, 0, 0, query.questionEnd);
+  // Header (RFC 1035 §4.1.1): ID kept; flags; QDCOUNT stays 1; ANCOUNT, NSCOUNT 0; ARCOUNT 0 or 1.
+  out.writeUInt16BE(FLAG_QR | (raw.readUInt16BE(2) & (OPCODE_MASK | FLAG_RD | FLAG_CD)) | FLAG_RA | rcode, 2);
+  out.writeUInt32BE(0, 6);
+  out.writeUInt16BE(opt === null ? 0 : 1, 10);
+  if (opt !== null) opt.copy(out, query.questionEnd);
+  return out;
 }
 
 const OPCODE_QUERY = 0;

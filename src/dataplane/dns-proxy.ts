@@ -33,11 +33,11 @@ import { describeError, NeuwerkError } from '../errors.js';
 import type { Logger } from '../log/logger.js';
 import type { NodeMetrics } from '../metrics/registry.js';
 import { closeServer } from '../net/listen.js';
-import { decideDns, type CompiledPolicy } from '../policy/index.js';
+import { decideDns, type CompiledPolicy, type Decision } from '../policy/index.js';
 import { normalizeHostname } from '../policy/hostname.js';
 import type { DynamicAllowlist } from './allowlist.js';
-import { answerAddresses, buildResponse, classifyQuery, EDE, RCODE, rcodeOf } from './dns-messages.js';
-import type { DnsUpstreamClient, DnsUpstreamStats } from './dns-upstream.js';
+import { answerAddresses, buildAnswerFromQuery, buildResponse, classifyQuery, EDE, RCODE, rcodeOf, type ParsedQuery } from './dns-messages.js';
+import type { DnsUpstreamClient, DnsUpstreamStats, ExchangeOutcome } from './dns-upstream.js';
 import { DNS_UDP_RECEIVE_BUFFER_BYTES } from './dns-upstream.js';
 import type { DenylistIndex } from './denylist.js';
 import type { FindingsStore } from './findings.js';
@@ -93,6 +93,9 @@ export interface DnsProxyStats {
   readonly upstreams: string[];
   readonly upstream: DnsUpstreamStats;
 }
+
+/** What `DnsProxy.decide` made of a query: the proxy's own answer, or forward it. */
+type QueryStep = { readonly kind: 'own'; readonly result: DnsResult; readonly response: Buffer } | { readonly kind: 'forward'; readonly decision: Decision };
 
 interface ResultSinks {
   readonly inc: () => void;
@@ -237,88 +240,128 @@ export class DnsProxy {
    * Answers one query from `clientIp`; resolves with the answer to send, or null to drop the
    * message. Never rejects. Exposed for tests and the in-process benchmark.
    */
-  async answer(raw: Buffer, clientIp: string, transport: 'udp' | 'tcp'): Promise<Buffer | null> {
+  answer(raw: Buffer, clientIp: string, transport: 'udp' | 'tcp'): Promise<Buffer | null> {
+    return new Promise((resolve) => this.handle(raw, clientIp, transport, resolve));
+  }
+
+  /**
+   * The per-query path behind `answer`, with a callback instead of a promise: `reply` is called
+   * exactly once — synchronously for the proxy's own answers, later for forwarded ones — with
+   * the answer or null. Never throws: a bug is logged and the message dropped.
+   */
+  private handle(raw: Buffer, clientIp: string, transport: 'udp' | 'tcp', reply: (response: Buffer | null) => void): void {
     const started = performance.now();
     let result: DnsResult = 'servfail';
+    let response: Buffer | null = null;
     try {
       const classified = classifyQuery(raw);
       if (classified.kind === 'malformed') {
         result = 'malformed';
-        return null;
-      }
-      if (classified.kind === 'unsupported') {
+      } else if (classified.kind === 'unsupported') {
         try {
-          const response = buildResponse(classified.packet, classified.rcode);
+          response = buildResponse(classified.packet, classified.rcode);
           result = 'unsupported';
-          return response;
         } catch {
           result = 'malformed'; // its questions cannot even be echoed: drop it like garbage
-          return null;
         }
+      } else {
+        const query = classified.query;
+        const step = this.decide(raw, query, clientIp);
+        if (step.kind === 'forward') {
+          const { decision } = step;
+          this.options.upstream.exchangeWith(raw, query.question, transport, (outcome) => this.onUpstream(raw, query, decision, outcome, started, reply));
+          return;
+        }
+        result = step.result;
+        response = step.response;
       }
-      const { packet, question } = classified.query;
-      const denied = this.options.denylist?.check(clientIp, question.name) ?? null;
-      if (denied !== null) {
-        this.options.findings.record({
-          type: 'dns',
-          sourceGroup: null,
-          hostname: normalizeHostname(question.name),
-          destination: null,
-          port: null,
-          finding: 'deny',
-          ruleId: null,
-          reason: denied.reason,
-          clientIp,
-        });
-        result = 'denied';
-        return buildResponse(packet, RCODE.NXDOMAIN, { code: EDE.BLOCKED, text: denied.reason });
-      }
-      const policy = this.options.enforcement.active;
-      if (policy === null) return buildResponse(packet, RCODE.SERVFAIL, { code: EDE.NOT_READY, text: 'no policy is active on this node yet' });
-      const decision = decideDns(policy, { srcIp: clientIp, qname: question.name });
-      if (decision.finding !== null) {
-        this.options.findings.record({
-          type: 'dns',
-          sourceGroup: decision.sourceGroup,
-          hostname: normalizeHostname(question.name),
-          destination: null,
-          port: null,
-          finding: decision.finding,
-          ruleId: decision.ruleId,
-          reason: decision.reason,
-          clientIp,
-        });
-      }
-      if (decision.enforced === 'deny') {
-        result = 'denied';
-        return buildResponse(packet, RCODE.NXDOMAIN, { code: EDE.BLOCKED, text: decision.reason });
-      }
-      const outcome = await this.options.upstream.exchange(raw, question, transport);
-      if (!outcome.ok) {
-        this.options.logger.debug({ qname: question.name, reason: outcome.reason }, 'DNS upstreams failed; answering SERVFAIL');
-        return buildResponse(packet, RCODE.SERVFAIL, { code: EDE.NO_REACHABLE_AUTHORITY, text: 'no upstream answered' });
-      }
-      if (decision.sourceGroup !== null && rcodeOf(outcome.packet) === RCODE.NOERROR) {
-        const addresses = answerAddresses(question.name, outcome.packet);
-        if (addresses.length > 0) this.options.allowlist.insert(decision.sourceGroup, question.name, addresses);
-      }
-      outcome.reply.writeUInt16BE(packet.id ?? 0, 0);
-      result = decision.finding === 'audit' ? 'audit' : 'allowed';
-      return outcome.reply;
     } catch (err) {
       // A bug, not a client's fault: keep serving, answer nothing for this message.
       this.options.logger.error({ err: describeError(err) }, 'DNS proxy failed to handle a query');
-      return null;
-    } finally {
-      this.counts[result]++;
-      const sinks = this.sinks[result];
-      sinks.inc();
-      sinks.observe((performance.now() - started) / 1000);
+      result = 'servfail';
+      response = null;
     }
+    this.complete(result, started, response, reply);
+  }
+
+  /**
+   * The proxy's own answer to a query (denylisted, no policy, denied), or the decision to forward
+   * it with; records the finding of a deny or audit-mode deny. Own answers are the
+   * client's header and question patched (`buildAnswerFromQuery`), never an encoded packet.
+   */
+  private decide(raw: Buffer, query: ParsedQuery, clientIp: string): QueryStep {
+    const { question } = query;
+    const denied = this.options.denylist?.check(clientIp, question.name) ?? null;
+    if (denied !== null) {
+      this.options.findings.record({
+        type: 'dns',
+        sourceGroup: null,
+        hostname: normalizeHostname(question.name),
+        destination: null,
+        port: null,
+        finding: 'deny',
+        ruleId: null,
+        reason: denied.reason,
+        clientIp,
+      });
+      return { kind: 'own', result: 'denied', response: buildAnswerFromQuery(raw, query, RCODE.NXDOMAIN, { code: EDE.BLOCKED, text: denied.reason }) };
+    }
+    const policy = this.options.enforcement.active;
+    if (policy === null) return { kind: 'own', result: 'servfail', response: buildAnswerFromQuery(raw, query, RCODE.SERVFAIL, { code: EDE.NOT_READY, text: 'no policy is active on this node yet' }) };
+    const decision = decideDns(policy, { srcIp: clientIp, qname: question.name });
+    if (decision.finding !== null) {
+      this.options.findings.record({
+        type: 'dns',
+        sourceGroup: decision.sourceGroup,
+        hostname: normalizeHostname(question.name),
+        destination: null,
+        port: null,
+        finding: decision.finding,
+        ruleId: decision.ruleId,
+        reason: decision.reason,
+        clientIp,
+      });
+    }
+    if (decision.enforced === 'deny') return { kind: 'own', result: 'denied', response: buildAnswerFromQuery(raw, query, RCODE.NXDOMAIN, { code: EDE.BLOCKED, text: decision.reason }) };
+    return { kind: 'forward', decision };
+  }
+
+  private onUpstream(raw: Buffer, query: ParsedQuery, decision: Decision, outcome: ExchangeOutcome, started: number, reply: (response: Buffer | null) => void): void {
+    let result: DnsResult = 'servfail';
+    let response: Buffer | null = null;
+    try {
+      const { question } = query;
+      if (!outcome.ok) {
+        this.options.logger.debug({ qname: question.name, reason: outcome.reason }, 'DNS upstreams failed; answering SERVFAIL');
+        response = buildAnswerFromQuery(raw, query, RCODE.SERVFAIL, { code: EDE.NO_REACHABLE_AUTHORITY, text: 'no upstream answered' });
+      } else {
+        if (decision.sourceGroup !== null && rcodeOf(outcome.packet) === RCODE.NOERROR) {
+          const addresses = answerAddresses(question.name, outcome.packet);
+          if (addresses.length > 0) this.options.allowlist.insert(decision.sourceGroup, question.name, addresses);
+        }
+        outcome.reply.writeUInt16BE(raw.readUInt16BE(0), 0); // the client's ID back in place of ours
+        result = decision.finding === 'audit' ? 'audit' : 'allowed';
+        response = outcome.reply;
+      }
+    } catch (err) {
+      this.options.logger.error({ err: describeError(err) }, 'DNS proxy failed to handle a query');
+      result = 'servfail';
+      response = null;
+    }
+    this.complete(result, started, response, reply);
+  }
+
+  /** Counts the query's result, observes its latency, and hands the answer over. */
+  private complete(result: DnsResult, started: number, response: Buffer | null, reply: (response: Buffer | null) => void): void {
+    this.counts[result]++;
+    const sinks = this.sinks[result];
+    sinks.inc();
+    sinks.observe((performance.now() - started) / 1000);
+    reply(response);
   }
 
   private onUdpQuery(udp: UdpSocket, message: Buffer, address: string, port: number): void {
-    void this.answer(message, address, 'udp').then((response) => {
+    this.handle(message, address, 'udp', (response) => {
       if (response !== null && !this.stopped) udp.send(response, port, address);
     });
   }

@@ -13,10 +13,15 @@
  * Failover: a try that times out, fails to send, or answers SERVFAIL/REFUSED moves on to the next
  * upstream; when every upstream failed, the last SERVFAIL/REFUSED reply (if any) is returned,
  * otherwise a failure (the proxy answers SERVFAIL).
+ *
+ * Per-try timeouts share one timer: every UDP try gets the same timeout, so tries expire in the
+ * order they were sent, and a FIFO list of pending tries (removed from in O(1) when answered)
+ * with one timer armed for its head replaces a timer per query.
  */
 import { createSocket, type Socket as UdpSocket } from 'node:dgram';
 import { lookup } from 'node:dns/promises';
 import { connect, isIP, type Socket } from 'node:net';
+import { performance } from 'node:perf_hooks';
 import type { DecodedPacket, Question } from 'dns-packet';
 import { formatHostPort, type HostPort } from '../config/address.js';
 import { NeuwerkError } from '../errors.js';
@@ -61,11 +66,30 @@ export type ExchangeOutcome = ({ readonly ok: true } & UpstreamReply) | { readon
 
 type TryOutcome = ({ readonly ok: true } & Omit<UpstreamReply, 'upstream'>) | { readonly ok: false; readonly reason: string };
 
+/** A UDP try waiting for its reply; also a node of the client's deadline list. */
 interface PendingTry {
   readonly target: UpstreamTarget;
   readonly question: Question;
-  readonly timer: NodeJS.Timeout;
-  readonly finish: (outcome: TryOutcome) => void;
+  readonly channel: UdpChannel;
+  readonly id: number;
+  /** `performance.now()` at which the try times out. */
+  readonly deadlineMs: number;
+  readonly exchange: Exchange;
+  done: boolean;
+  previous: PendingTry | null;
+  next: PendingTry | null;
+}
+
+/** One `exchange` walking the upstreams in order. */
+interface Exchange {
+  readonly query: Buffer;
+  readonly question: Question;
+  readonly transport: 'udp' | 'tcp';
+  readonly callback: (outcome: ExchangeOutcome) => void;
+  /** Index of the upstream being tried. */
+  index: number;
+  fallback: UpstreamReply | null;
+  lastReason: string;
 }
 
 interface UdpChannel {
@@ -116,6 +140,12 @@ export class DnsUpstreamClient {
   private readonly socketsPerUpstream: number;
   private readonly metrics: NodeMetrics | undefined;
   private pendingCount = 0;
+  /** Pending UDP tries, oldest (soonest deadline) first: a doubly linked list through the tries. */
+  private oldest: PendingTry | null = null;
+  private newest: PendingTry | null = null;
+  private deadlineTimer: NodeJS.Timeout | null = null;
+  /** True while `expireTries` runs (it arms the timer itself when done). */
+  private expiring = false;
   private timeoutCount = 0;
   private droppedCount = 0;
   private sendErrorCount = 0;
@@ -149,26 +179,49 @@ export class DnsUpstreamClient {
    * asking `question` to the upstreams in order over `transport`; resolves with the first valid
    * reply or a failure. Never rejects.
    */
-  async exchange(query: Buffer, question: Question, transport: 'udp' | 'tcp'): Promise<ExchangeOutcome> {
-    let fallback: UpstreamReply | null = null;
-    let lastReason = 'no upstream configured';
-    for (const target of this.targets) {
-      if (this.closed) return { ok: false, reason: 'the DNS forwarder is closed' };
-      const outcome = transport === 'udp' ? await this.tryUdp(target, query, question) : await this.tryTcp(target, query, question);
-      if (!outcome.ok) {
-        lastReason = `${target.label}: ${outcome.reason}`;
-        continue;
-      }
-      const rcode = rcodeOf(outcome.packet);
-      if (rcode === RCODE.SERVFAIL || rcode === RCODE.REFUSED) {
-        fallback = { reply: outcome.reply, packet: outcome.packet, upstream: target.label };
-        lastReason = `${target.label}: answered rcode ${rcode}`;
-        continue;
-      }
-      return { ok: true, reply: outcome.reply, packet: outcome.packet, upstream: target.label };
+  exchange(query: Buffer, question: Question, transport: 'udp' | 'tcp'): Promise<ExchangeOutcome> {
+    return new Promise((resolve) => this.exchangeWith(query, question, transport, resolve));
+  }
+
+  /**
+   * `exchange` with a callback instead of a promise, for the DNS proxy's per-query path: `callback`
+   * is called exactly once, possibly synchronously (closed client, too many tries in flight).
+   */
+  exchangeWith(query: Buffer, question: Question, transport: 'udp' | 'tcp', callback: (outcome: ExchangeOutcome) => void): void {
+    this.nextTry({ query, question, transport, callback, index: 0, fallback: null, lastReason: 'no upstream configured' });
+  }
+
+  private nextTry(exchange: Exchange): void {
+    const target = this.targets[exchange.index];
+    if (target === undefined) {
+      if (exchange.fallback !== null) exchange.callback({ ok: true, ...exchange.fallback });
+      else exchange.callback({ ok: false, reason: exchange.lastReason });
+      return;
     }
-    if (fallback !== null) return { ok: true, ...fallback };
-    return { ok: false, reason: lastReason };
+    if (this.closed) {
+      exchange.callback({ ok: false, reason: 'the DNS forwarder is closed' });
+      return;
+    }
+    if (exchange.transport === 'udp') this.tryUdp(exchange.index, target, exchange);
+    else void this.tryTcp(target, exchange.query, exchange.question).then((outcome) => this.onTryOutcome(exchange, target, outcome));
+  }
+
+  /** One try of `exchange` ended: fail over, keep a SERVFAIL/REFUSED as the fallback, or finish. */
+  private onTryOutcome(exchange: Exchange, target: UpstreamTarget, outcome: TryOutcome): void {
+    exchange.index++;
+    if (!outcome.ok) {
+      exchange.lastReason = `${target.label}: ${outcome.reason}`;
+      this.nextTry(exchange);
+      return;
+    }
+    const rcode = rcodeOf(outcome.packet);
+    if (rcode === RCODE.SERVFAIL || rcode === RCODE.REFUSED) {
+      exchange.fallback = { reply: outcome.reply, packet: outcome.packet, upstream: target.label };
+      exchange.lastReason = `${target.label}: answered rcode ${rcode}`;
+      this.nextTry(exchange);
+      return;
+    }
+    exchange.callback({ ok: true, reply: outcome.reply, packet: outcome.packet, upstream: target.label });
   }
 
   /** Tries in flight now. */
@@ -189,10 +242,12 @@ export class DnsUpstreamClient {
     const closing: Promise<void>[] = [];
     for (const { list } of this.channels) {
       for (const channel of list) {
-        for (const pending of [...channel.pending.values()]) pending.finish({ ok: false, reason: 'the DNS forwarder is closed' });
+        for (const pending of [...channel.pending.values()]) this.finishTry(pending, { ok: false, reason: 'the DNS forwarder is closed' });
         closing.push(new Promise((resolve) => channel.socket.close(() => resolve())));
       }
     }
+    if (this.deadlineTimer !== null) clearTimeout(this.deadlineTimer);
+    this.deadlineTimer = null;
     await Promise.all(closing);
   }
 
@@ -220,7 +275,7 @@ export class DnsUpstreamClient {
     if (pending.target.port !== port || pending.target.ip !== (canonicalIp(address) ?? address)) return this.dropReply();
     const check = validateReply(message, id, pending.question);
     if (!check.ok) return this.dropReply();
-    pending.finish({ ok: true, reply: message, packet: check.packet });
+    this.finishTry(pending, { ok: true, reply: message, packet: check.packet });
   }
 
   private dropReply(): void {
@@ -240,10 +295,10 @@ export class DnsUpstreamClient {
     return out;
   }
 
-  private tryUdp(target: UpstreamTarget, query: Buffer, question: Question): Promise<TryOutcome> {
-    if (this.pendingCount >= this.maxPending) return Promise.resolve({ ok: false, reason: 'too many queries in flight' });
-    const channels = this.channels[this.targets.indexOf(target)];
-    if (channels === undefined || channels.list.length === 0) return Promise.resolve({ ok: false, reason: 'no socket for the upstream' });
+  private tryUdp(targetIndex: number, target: UpstreamTarget, exchange: Exchange): void {
+    if (this.pendingCount >= this.maxPending) return this.onTryOutcome(exchange, target, { ok: false, reason: 'too many queries in flight' });
+    const channels = this.channels[targetIndex];
+    if (channels === undefined || channels.list.length === 0) return this.onTryOutcome(exchange, target, { ok: false, reason: 'no socket for the upstream' });
     const channel = channels.list[channels.next] as UdpChannel;
     channels.next = (channels.next + 1) % channels.list.length;
     let id = -1;
@@ -254,30 +309,64 @@ export class DnsUpstreamClient {
         break;
       }
     }
-    if (id < 0) return Promise.resolve({ ok: false, reason: 'no free message ID' });
-    return new Promise((resolve) => {
-      let done = false;
-      const finish = (outcome: TryOutcome): void => {
-        if (done) return;
-        done = true;
-        clearTimeout(timer);
-        channel.pending.delete(id);
-        this.pendingCount--;
-        resolve(outcome);
-      };
-      const timer = setTimeout(() => {
-        this.noteTimeout(target);
-        finish({ ok: false, reason: `no answer within ${this.tryTimeoutMs} ms` });
-      }, this.tryTimeoutMs);
-      channel.pending.set(id, { target, question, timer, finish });
-      this.pendingCount++;
-      channel.socket.send(this.withId(query, id), (err) => {
-        if (err) {
-          this.sendErrorCount++;
-          finish({ ok: false, reason: `send failed (${(err as NodeJS.ErrnoException).code ?? err.message})` });
-        }
-      });
+    if (id < 0) return this.onTryOutcome(exchange, target, { ok: false, reason: 'no free message ID' });
+    const { query, question } = exchange;
+    const pending: PendingTry = { target, question, channel, id, deadlineMs: performance.now() + this.tryTimeoutMs, exchange, done: false, previous: this.newest, next: null };
+    channel.pending.set(id, pending);
+    this.pendingCount++;
+    if (this.newest === null) this.oldest = pending;
+    else this.newest.next = pending;
+    this.newest = pending;
+    if (this.deadlineTimer === null && !this.expiring) this.armDeadlineTimer(this.tryTimeoutMs);
+    channel.socket.send(this.withId(query, id), (err) => {
+      if (err) {
+        this.sendErrorCount++;
+        this.finishTry(pending, { ok: false, reason: `send failed (${(err as NodeJS.ErrnoException).code ?? err.message})` });
+      }
     });
+  }
+
+  /** Completes a UDP try once: unlinks it from its channel and the deadline list, then calls back. */
+  private finishTry(pending: PendingTry, outcome: TryOutcome): void {
+    if (pending.done) return;
+    pending.done = true;
+    pending.channel.pending.delete(pending.id);
+    this.pendingCount--;
+    if (pending.previous === null) this.oldest = pending.next;
+    else pending.previous.next = pending.next;
+    if (pending.next === null) this.newest = pending.previous;
+    else pending.next.previous = pending.previous;
+    pending.previous = null;
+    pending.next = null;
+    this.onTryOutcome(pending.exchange, pending.target, outcome);
+  }
+
+  /**
+   * The one deadline timer: not holding the process open (the sockets do while the client is
+   * open), armed only while tries are pending.
+   */
+  private armDeadlineTimer(delayMs: number): void {
+    const timer = setTimeout(() => this.expireTries(), Math.max(1, Math.ceil(delayMs)));
+    timer.unref();
+    this.deadlineTimer = timer;
+  }
+
+  /** Times out every try whose deadline passed (oldest first), then re-arms for the next one. */
+  private expireTries(): void {
+    this.deadlineTimer = null;
+    const now = performance.now();
+    // Failing over from an expired try sends the next one at once; the timer is armed after the
+    // loop, for whichever try is then the oldest.
+    this.expiring = true;
+    try {
+      for (let head = this.oldest; head !== null && head.deadlineMs <= now; head = this.oldest) {
+        this.noteTimeout(head.target);
+        this.finishTry(head, { ok: false, reason: `no answer within ${this.tryTimeoutMs} ms` });
+      }
+    } finally {
+      this.expiring = false;
+    }
+    if (this.oldest !== null && !this.closed) this.armDeadlineTimer(this.oldest.deadlineMs - now);
   }
 
   private tryTcp(target: UpstreamTarget, query: Buffer, question: Question): Promise<TryOutcome> {

@@ -158,7 +158,13 @@ interface Verdict {
 }
 
 type Plan =
-  | { readonly kind: 'allow'; readonly candidates: readonly string[]; readonly admitGroup: string | null }
+  | {
+      readonly kind: 'allow';
+      readonly candidates: readonly string[];
+      /** Per candidate, the verdict that allowed it (under the first hypothesis that did). */
+      readonly verdicts: readonly Verdict[];
+      readonly admitGroup: string | null;
+    }
   | { readonly kind: 'deny'; readonly verdict: Verdict | null; readonly decision: Decision; readonly reason: string }
   | { readonly kind: 'error'; readonly status: number; readonly reason: string };
 
@@ -229,6 +235,24 @@ function rawResponse(status: number, reason: string | null, extraHeaders = ''): 
   const reasonHeader = reason === null ? '' : `X-Neuwerk-Reason: ${reason}\r\n`;
   return `HTTP/1.1 ${status} ${STATUS_CODES[status] ?? 'Error'}\r\n${reasonHeader}${extraHeaders}Content-Type: text/plain; charset=utf-8\r\nContent-Length: ${Buffer.byteLength(body)}\r\nConnection: close\r\n\r\n${body}`;
 }
+
+/**
+ * Copies `from` into `to` with backpressure and passes the end of input on (a half-close), like
+ * `from.pipe(to)` but with three listeners instead of pipe's bookkeeping per tunnel. Errors and
+ * closes are the tunnel's business (`ForwardProxy.tunnel`). Resumes `from`, which the TLS peek
+ * may have left paused.
+ */
+function splice(from: Socket, to: Socket): void {
+  from.on('data', (chunk: Buffer) => {
+    if (!to.write(chunk)) from.pause();
+  });
+  to.on('drain', () => from.resume());
+  from.once('end', () => to.end());
+  from.resume();
+}
+
+/** The answer that opens a tunnel, encoded once. */
+const CONNECTION_ESTABLISHED = Buffer.from('HTTP/1.1 200 Connection Established\r\n\r\n', 'latin1');
 
 /** The forward proxy; see the module comment for the contract. */
 export class ForwardProxy {
@@ -505,6 +529,7 @@ export class ForwardProxy {
       }
     }
     const candidates: string[] = [];
+    const verdicts: Verdict[] = [];
     let firstDenied: Verdict | null = null;
     let admitGroup: string | null = null;
     for (const ip of addresses.slice(0, PROXY_MAX_CANDIDATE_IPS)) {
@@ -520,9 +545,10 @@ export class ForwardProxy {
       if (allowed !== null) {
         if (candidates.length === 0) admitGroup = allowed.decision.sourceGroup;
         candidates.push(ip);
+        verdicts.push(allowed);
       }
     }
-    if (candidates.length > 0) return { kind: 'allow', candidates, admitGroup };
+    if (candidates.length > 0) return { kind: 'allow', candidates, verdicts, admitGroup };
     const verdict = firstDenied as Verdict;
     return { kind: 'deny', verdict, decision: verdict.decision, reason: verdict.reason };
   }
@@ -599,8 +625,8 @@ export class ForwardProxy {
     client.setTimeout(this.idleMs, onTimeout);
     upstream.setTimeout(this.idleMs, onTimeout);
     if (firstBytes.length > 0) upstream.write(firstBytes);
-    client.pipe(upstream);
-    upstream.pipe(client);
+    splice(client, upstream);
+    splice(upstream, client);
   }
 
   /**
@@ -685,7 +711,7 @@ export class ForwardProxy {
       return this.refuseSocket(socket, 429, `source group ${plan.admitGroup ?? NO_GROUP} has ${this.maxFlowsPerGroup} active flows (the limit)`);
     }
     try {
-      if (!tls) await this.connectPlain(policy, clientIp, target, plan.candidates, socket, head, flow);
+      if (!tls) await this.connectPlain(clientIp, target, plan.candidates, plan.verdicts, socket, head, flow);
       else await this.connectTls(policy, clientIp, target, plan.candidates, socket, head, flow);
     } catch (err) {
       this.release(flow);
@@ -693,7 +719,8 @@ export class ForwardProxy {
     }
   }
 
-  private async connectPlain(policy: CompiledPolicy, clientIp: string, target: Target, candidates: readonly string[], socket: Socket, head: Buffer, flow: Flow): Promise<void> {
+  /** A tunnel without TLS: `plan` decided every candidate without SNI already, so its verdicts stand. */
+  private async connectPlain(clientIp: string, target: Target, candidates: readonly string[], verdicts: readonly Verdict[], socket: Socket, head: Buffer, flow: Flow): Promise<void> {
     const dialed = await this.dialAny(candidates, target.port, () => true);
     if (dialed === null || socket.destroyed) {
       dialed?.socket.destroy();
@@ -702,14 +729,14 @@ export class ForwardProxy {
       this.count('connect', 'error');
       return this.refuseSocket(socket, 502, `cannot connect to ${target.hostname ?? target.literalIp}:${target.port}`);
     }
-    const verdict = this.check(policy, clientIp, target, dialed.ip, undefined, undefined);
+    const verdict = verdicts[candidates.indexOf(dialed.ip)] as Verdict;
     this.noteAllowed('connect', clientIp, target, verdict);
-    socket.write('HTTP/1.1 200 Connection Established\r\n\r\n');
+    socket.write(CONNECTION_ESTABLISHED);
     this.tunnel(socket, dialed.socket, head, flow);
   }
 
   private async connectTls(policy: CompiledPolicy, clientIp: string, target: Target, candidates: readonly string[], socket: Socket, head: Buffer, flow: Flow): Promise<void> {
-    socket.write('HTTP/1.1 200 Connection Established\r\n\r\n');
+    socket.write(CONNECTION_ESTABLISHED);
     const { result, bytes } = await this.peekClientHello(socket, head);
     let sni: string | undefined;
     let refusal: string | null = null;
@@ -828,7 +855,7 @@ export class ForwardProxy {
       return this.respond(res, 429, `source group ${plan.admitGroup ?? NO_GROUP} has ${this.maxFlowsPerGroup} active flows (the limit)`, hasBody);
     }
     const ip = plan.candidates[0] as string;
-    this.noteAllowed('http', clientIp, target, this.check(policy, clientIp, target, ip, undefined, http));
+    this.noteAllowed('http', clientIp, target, plan.verdicts[0] as Verdict); // decided by `plan` with these very inputs
     this.forward(req, res, ip, target.port, url, path, flow);
   }
 
