@@ -87,7 +87,15 @@ describe('dynamic denylist, stats and cluster-wide findings on a three-node clus
   });
 
   it('GET /api/v1/stats describes the node: dataplane, dns, proxy, cluster with per-member match index and lag', async () => {
-    const answer = await cluster.api(follower, 'GET', '/api/v1/stats');
+    // A follower knows the other followers' progress from the leader's view, which it borrows
+    // every second (null until the first one arrives): ask until it has one, for at most 10 s.
+    let answer = await cluster.api(follower, 'GET', '/api/v1/stats');
+    for (const deadline = Date.now() + 10_000; Date.now() < deadline; ) {
+      const members = (answer.json as { cluster?: { members?: { match_index: unknown }[] } }).cluster?.members ?? [];
+      if (answer.status === 200 && members.length > 0 && members.every((m) => typeof m.match_index === 'number')) break;
+      await new Promise((r) => setTimeout(r, 200));
+      answer = await cluster.api(follower, 'GET', '/api/v1/stats');
+    }
     assert.equal(answer.status, 200, JSON.stringify(answer.json));
     assert.equal(answer.headers['x-neuwerk-served-by'] ?? follower.node.nodeId, follower.node.nodeId, 'served locally');
     const stats = answer.json as {
