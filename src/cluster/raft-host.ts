@@ -10,7 +10,8 @@
  *      their copies while we write ours (thesis §10.2.1); the core counts our own copy toward
  *      commit only after `advance()`;
  *   1. persist hard state, entries and a received snapshot — one SQLite transaction, so everything
- *      that became ready during the turn is one commit (group commit);
+ *      that became ready during the turn is one commit (group commit); a Ready that only raises the
+ *      commit index is written without an fsync of its own (`COMMIT_ONLY_WITHOUT_FSYNC`);
  *   2. only then send the messages (vote grants and append acks promise that durability);
  *   3. then apply the committed entries (after the snapshot, if one was installed), resolve the
  *      proposals and reads waiting on them;
@@ -418,7 +419,8 @@ export class RaftReplicator implements Replicator {
     if (ready.hardState !== undefined || ready.entries.length > 0 || ready.snapshot !== undefined) {
       const startedMs = this.clock.monotonicMs();
       const outcome = this.storage.persist(ready);
-      this.metrics?.appendLatency.observe(seconds(startedMs, this.clock.monotonicMs()));
+      // A commit-index-only write is not an append (and is not flushed): keep it out of the histogram.
+      if (outcome.flushed) this.metrics?.appendLatency.observe(seconds(startedMs, this.clock.monotonicMs()));
       if (outcome.snapshotInstalled && ready.snapshot !== undefined) {
         this.stateMachine.reload();
         this.settleProposalsThrough(ready.snapshot.meta.index);
