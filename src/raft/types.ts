@@ -216,7 +216,8 @@ export type MessageType = Message['type'];
  *    vote, which an earlier `Ready` made durable (the core puts nothing here when this `Ready`
  *    changes term or vote). The leader does not count its own copy of these entries toward a
  *    commit until `advance()` reports them durable, so a crash before the persist loses only
- *    entries that were never committed by its copy;
+ *    entries that were never committed by its copy. (A sole voter commits on append; while its
+ *    commit index is ahead of its durable log, this list stays empty.);
  * 2. persist `hardState`, `entries` (truncate the log from `entries[0].index`, then append) and
  *    `snapshot` (install it: replace the state machine and discard the WHOLE log, since the core
  *    only installs a snapshot whose last entry its log does not hold) — atomically if possible.
