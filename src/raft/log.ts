@@ -31,6 +31,13 @@ export class RaftLog {
   private entries: Entry[];
   /** First index not yet handed to the host for persistence. */
   private unstableFrom: number;
+  /**
+   * Every entry of this log up to here is durable on the host (its persisted log agrees with this
+   * one up to this index). Only `stableTo` (the host acknowledged a persist) raises it; rewriting
+   * the tail or restoring a snapshot lowers it. A leader counts its own copy toward a commit
+   * quorum only up to here (Raft thesis §10.2.1).
+   */
+  private stableIndexValue: number;
   /** Highest index known to be committed. */
   committed: number;
   /** Highest index the host has applied (as acknowledged by `advance`). */
@@ -50,6 +57,7 @@ export class RaftLog {
       this.entries.push(entry);
     }
     this.unstableFrom = this.lastIndex() + 1;
+    this.stableIndexValue = this.lastIndex();
     invariant(commit <= this.lastIndex(), () => `commit ${commit} beyond the persisted log (last ${this.lastIndex()})`);
     this.committed = commit;
     this.applied = applied;
@@ -137,6 +145,7 @@ export class RaftLog {
     if (first <= this.lastIndex()) {
       this.entries.length = first - this.offsetIndex - 1;
       if (this.unstableFrom > first) this.unstableFrom = first;
+      if (this.stableIndexValue >= first) this.stableIndexValue = first - 1;
     }
     for (let i = from; i < ents.length; i++) this.entries.push(ents[i]!);
   }
@@ -195,6 +204,23 @@ export class RaftLog {
     this.unstableFrom = this.lastIndex() + 1;
   }
 
+  /** Highest index up to which this log is known durable on the host (see `stableIndexValue`). */
+  stableIndex(): number {
+    return this.stableIndexValue;
+  }
+
+  /**
+   * The host made the entry at `index` with `term` durable (and everything before it, which it
+   * persisted earlier). Ignored when this log no longer holds that entry: the tail was rewritten
+   * or a snapshot restored after it was handed out, so what the host persisted is not this log.
+   * Same index and term means the same entry and the same prefix (Log Matching, §5.3).
+   */
+  stableTo(index: number, term: number): void {
+    if (index <= this.stableIndexValue || index > this.lastIndex()) return;
+    if (this.term(index) !== term) return;
+    this.stableIndexValue = index;
+  }
+
   /** First committed index not yet applied (a pending snapshot covers everything up to its index). */
   private firstUnapplied(): number {
     return Math.max(this.applied, this.offsetIndex) + 1;
@@ -242,6 +268,8 @@ export class RaftLog {
     this.offsetIndex = snapshot.meta.index;
     this.offsetTerm = snapshot.meta.term;
     this.unstableFrom = this.offsetIndex + 1;
+    // Nothing of the new log is durable until the host installed the snapshot (`stableTo`).
+    this.stableIndexValue = 0;
     this.committed = snapshot.meta.index;
     this.pendingSnapshot = snapshot;
   }

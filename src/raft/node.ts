@@ -77,6 +77,18 @@ interface IncomingSnapshot {
 interface HandedOut {
   committedTo: number;
   snapshotIndex: number;
+  /** The last entry (or, without entries, the snapshot point) handed out for persistence; index 0: none. */
+  persistIndex: number;
+  persistTerm: number;
+}
+
+/**
+ * Messages a leader may send before the `Ready` carrying them is durable: replication traffic,
+ * which depends only on the leader's term (durable since an earlier `Ready`), never on its own
+ * copy of the entries it carries.
+ */
+function isLeaderReplicationMessage(m: Message): boolean {
+  return m.type === 'append' || m.type === 'heartbeat' || m.type === 'snapshot';
 }
 
 function sameSoftState(a: SoftState, b: SoftState): boolean {
@@ -412,10 +424,23 @@ export class RaftNode {
       this.pendingReadHeartbeat = false;
       if (this.role === 'leader') this.bcastHeartbeat();
     }
+    const hard = this.hardState();
+    // Early messages depend on the term and vote (handed out by an earlier Ready, so durable by
+    // now) and carry the commit index, which a sole voter reaches before its entries are durable
+    // (`ownMatch`): while the commit is ahead of the durable log, everything waits for the persist.
+    const mayReplicateEarly =
+      hard.term === this.prevHardState.term && hard.vote === this.prevHardState.vote && this.log.committed <= this.log.stableIndex();
+    let messages = this.msgs;
+    let earlyMessages: Message[] = [];
+    if (mayReplicateEarly && messages.some(isLeaderReplicationMessage)) {
+      earlyMessages = messages.filter(isLeaderReplicationMessage);
+      messages = messages.filter((m) => !isLeaderReplicationMessage(m));
+    }
     const rd: Ready = {
       entries: this.log.unstableEntries(),
       committedEntries: this.log.nextCommitted(this.maxCommittedEntriesPerReady),
-      messages: this.msgs,
+      earlyMessages,
+      messages,
       readStates: this.readStates,
     };
     const soft = this.softState();
@@ -423,7 +448,6 @@ export class RaftNode {
       rd.softState = soft;
       this.prevSoftState = soft;
     }
-    const hard = this.hardState();
     if (!sameHardState(hard, this.prevHardState)) {
       rd.hardState = hard;
       this.prevHardState = hard;
@@ -431,7 +455,13 @@ export class RaftNode {
     const snap = this.log.pendingSnapshot;
     if (snap !== null) rd.snapshot = snap;
     const lastCommitted = rd.committedEntries.length > 0 ? rd.committedEntries[rd.committedEntries.length - 1]!.index : 0;
-    this.handedOut = { committedTo: lastCommitted, snapshotIndex: snap === null ? 0 : snap.meta.index };
+    const lastEntry = rd.entries.length > 0 ? rd.entries[rd.entries.length - 1]! : null;
+    this.handedOut = {
+      committedTo: lastCommitted,
+      snapshotIndex: snap === null ? 0 : snap.meta.index,
+      persistIndex: lastEntry !== null ? lastEntry.index : snap !== null ? snap.meta.index : 0,
+      persistTerm: lastEntry !== null ? lastEntry.term : snap !== null ? snap.meta.term : 0,
+    };
     this.log.markHandedOut();
     this.log.pendingSnapshot = null;
     this.msgs = [];
@@ -439,13 +469,19 @@ export class RaftNode {
     return rd;
   }
 
-  /** The host persisted, sent and applied the last `Ready`. */
+  /**
+   * The host persisted, sent and applied the last `Ready`. Its entries are now durable: a leader
+   * counts its own copy toward commit from here on (which may commit entries, surfacing in the
+   * next `Ready`).
+   */
   advance(): void {
     const handed = this.handedOut;
     invariant(handed !== null, 'advance() without ready()');
     this.handedOut = null;
     const appliedTo = Math.max(handed.committedTo, handed.snapshotIndex);
     if (appliedTo > 0) this.log.appliedTo(appliedTo);
+    if (handed.persistIndex > 0) this.log.stableTo(handed.persistIndex, handed.persistTerm);
+    this.onOwnEntriesDurable();
   }
 
   /** Role, term, leader and log positions, without copying configuration or progress. */
@@ -563,7 +599,8 @@ export class RaftNode {
     for (const id of conf.learners) this.progress.set(id, new Progress(last + 1, this.maxInflightMsgs, true));
     const self = this.progress.get(this.id);
     invariant(self !== undefined, 'leader is not a member');
-    self.match = last;
+    // Reported by `status()`; commit counting uses `ownMatch()`.
+    self.match = this.log.stableIndex();
     self.becomeReplicate();
     // The no-op lets the leader commit entries of earlier terms (§5.4.2, §8).
     this.appendLeaderEntry('normal', '');
@@ -848,21 +885,47 @@ export class RaftNode {
     return { ok: false, reason, leaderHint };
   }
 
+  /**
+   * Appends an entry of the current term to the leader's log. It does not count toward a commit
+   * quorum yet (see `ownMatch`): the host may replicate it before persisting it (thesis §10.2.1).
+   */
   private appendLeaderEntry(type: EntryType, data: string): Entry {
     const entry: Entry = { index: this.log.lastIndex() + 1, term: this.term, type, data };
     this.log.append(entry);
-    const self = this.progress.get(this.id);
-    if (self !== undefined) self.maybeUpdate(entry.index);
     if (type === 'conf-change') {
       this.confs.appendEntry(entry.index, data);
       this.syncProgressWithConf();
+      // A smaller quorum may already hold a longer prefix.
       this.maybeCommit();
-    } else if (this.confs.current().voters.length === 1) {
-      // Only a single-voter configuration can commit on the leader's own append.
+    } else if (this.isSoleVoter()) {
       this.maybeCommit();
     }
     this.pendingBroadcast = true;
     return entry;
+  }
+
+  private isSoleVoter(): boolean {
+    const voters = this.confs.current().voters;
+    return voters.length === 1 && voters[0] === this.id;
+  }
+
+  /**
+   * The leader's own match for commit counting: its durable log only, because its replication
+   * messages may leave before its entries are persisted (thesis §10.2.1) — a crash in between
+   * must not lose an entry that was counted. The sole voter is the exception: it has no
+   * followers to overlap with, so it commits on append (one `Ready` carries the entries and their
+   * commit, applied after the persist), and `ready()` sends nothing early while the commit index is
+   * ahead of the durable log, so no learner hears of a commit that a crash could undo.
+   */
+  private ownMatch(): number {
+    return this.isSoleVoter() ? this.log.lastIndex() : this.log.stableIndex();
+  }
+
+  /** Leader: the host made more of its log durable; its own copy now counts for commit. */
+  private onOwnEntriesDurable(): void {
+    if (this.role !== 'leader') return;
+    const self = this.progress.get(this.id);
+    if (self !== undefined && self.maybeUpdate(this.log.stableIndex())) this.maybeCommit();
   }
 
   /** Adds progress for new members, drops it for removed ones (the conf took effect on append). */
@@ -891,7 +954,7 @@ export class RaftNode {
   /** Commits the largest index matched by a quorum, if it is of the current term (§5.4.2). */
   private maybeCommit(): boolean {
     const voters = this.confs.current().voters;
-    const idx = committedIndex(voters, (id) => this.progress.get(id)?.match ?? 0);
+    const idx = committedIndex(voters, (id) => (id === this.id ? this.ownMatch() : (this.progress.get(id)?.match ?? 0)));
     if (idx <= this.log.committed || this.log.term(idx) !== this.term) return false;
     this.log.commitTo(idx);
     this.pendingBroadcast = true;

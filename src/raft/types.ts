@@ -210,21 +210,32 @@ export type MessageType = Message['type'];
 
 /**
  * What the host must do next, in this order:
- * 1. persist `hardState`, `entries` (truncate the log from `entries[0].index`, then append) and
+ * 1. `earlyMessages` may be sent at once — before, or while, persisting below (Raft thesis
+ *    §10.2.1: a leader writes its log in parallel with replicating it). They are a leader's
+ *    replication messages (append, heartbeat, snapshot chunks) and depend only on its term and
+ *    vote, which an earlier `Ready` made durable (the core puts nothing here when this `Ready`
+ *    changes term or vote). The leader does not count its own copy of these entries toward a
+ *    commit until `advance()` reports them durable, so a crash before the persist loses only
+ *    entries that were never committed by its copy. (A sole voter commits on append; while its
+ *    commit index is ahead of its durable log, this list stays empty.);
+ * 2. persist `hardState`, `entries` (truncate the log from `entries[0].index`, then append) and
  *    `snapshot` (install it: replace the state machine and discard the WHOLE log, since the core
  *    only installs a snapshot whose last entry its log does not hold) — atomically if possible.
  *    A snapshot at index 0 with an empty image is a fresh joiner's bootstrap: it carries the
  *    cluster's initial configuration, which the host must persist as its snapshot meta; the
- *    state machine is the empty one;
- * 2. only then send `messages` (vote grants and append acks depend on that durability);
- * 3. apply `committedEntries` in order (after the snapshot, if any);
- * 4. call `advance()`.
+ *    state machine is the empty one. A `hardState` that differs from the previous one only in
+ *    `commit` needs no flush of its own: no message depends on the commit index being durable
+ *    (it is volatile state in Raft, Figure 2), and a lost commit index is re-learned;
+ * 3. only then send `messages` (vote grants and append acks depend on that durability);
+ * 4. apply `committedEntries` in order (after the snapshot, if any; they may include entries of
+ *    this `Ready`, so only after step 2);
+ * 5. call `advance()` (it tells the core that the entries of this `Ready` are durable).
  * `ready()` must not be called again before `advance()`.
  */
 export interface Ready {
   /** Present when the leader or the role changed. */
   softState?: SoftState;
-  /** Present when term, vote or commit changed: persist before sending messages. */
+  /** Present when term, vote or commit changed: persist before sending `messages`. */
   hardState?: HardState;
   /** Entries to append durably; may start at or below the last persisted index (truncate from there). */
   entries: Entry[];
@@ -232,6 +243,8 @@ export interface Ready {
   snapshot?: Snapshot;
   /** Entries to apply in order, after the persistence above. */
   committedEntries: Entry[];
+  /** Leader replication messages that may be sent before this `Ready` is durable (step 1). */
+  earlyMessages: Message[];
   /** Messages to send after `hardState`/`entries`/`snapshot` are durable. */
   messages: Message[];
   /** ReadIndex results: a read with `ctx` is safe once the applied index is >= `index`. */

@@ -32,6 +32,13 @@ export const HARD_STATE_KEY = 'hard_state';
 export const SNAPSHOT_META_KEY = 'snapshot_meta';
 
 /**
+ * A persist that only raises the commit index commits with `synchronous=NORMAL` (no fsync of its
+ * own); see `RaftStorage.isCommitOnly` for why that is safe. On the leader it removes an fsync from
+ * every write's path (commit, then apply and answer); on followers one per commit update.
+ */
+export const COMMIT_ONLY_WITHOUT_FSYNC = true;
+
+/**
  * The error for a raft.db (or snapshot) that cannot be trusted: names the file and tells the
  * operator how to recover. neuwerk never resets Raft state by itself — a node that forgot its vote
  * or its log could break the safety of the whole cluster.
@@ -70,6 +77,8 @@ export interface RaftStorageOptions {
 export interface PersistOutcome {
   /** A received snapshot replaced the state-machine tables: the host must `StateMachine.reload()`. */
   readonly snapshotInstalled: boolean;
+  /** The transaction was flushed to stable storage (false: it carried only a new commit index). */
+  readonly flushed: boolean;
 }
 
 interface LogRow {
@@ -271,8 +280,46 @@ export class RaftStorage {
    *
    * A received snapshot is first written to its file and validated (before any live table is
    * touched); an invalid one throws `NW_ERR_STORE_CORRUPT` and changes nothing in the database.
+   *
+   * A `Ready` whose only durable change is a higher commit index commits WITHOUT its own fsync
+   * (`synchronous=NORMAL` for that transaction; see `COMMIT_ONLY_WITHOUT_FSYNC`).
    */
   persist(ready: Pick<Ready, 'hardState' | 'entries' | 'snapshot'>): PersistOutcome {
+    if (this.isCommitOnly(ready)) {
+      this.db.pragma('synchronous = NORMAL');
+      try {
+        this.persistFlushed(ready);
+      } finally {
+        this.db.pragma('synchronous = FULL');
+      }
+      return { snapshotInstalled: false, flushed: false };
+    }
+    return { snapshotInstalled: this.persistFlushed(ready), flushed: true };
+  }
+
+  /**
+   * Whether `ready` changes nothing durable but the commit index. Raft keeps the commit index in
+   * volatile state (Figure 2): no message promises it is durable, and a node that loses it
+   * re-learns it from the leader (or, as a sole voter, by committing its next entry); the state
+   * machine's applied index, recorded with every apply, bounds it from below at restart. In WAL
+   * mode a transaction committed without fsync is still ordered: a crash keeps a prefix of the
+   * transactions, and the next flushed commit makes it durable too.
+   */
+  private isCommitOnly(ready: Pick<Ready, 'hardState' | 'entries' | 'snapshot'>): boolean {
+    const hard = ready.hardState;
+    return (
+      COMMIT_ONLY_WITHOUT_FSYNC &&
+      this.metaPersisted &&
+      ready.snapshot === undefined &&
+      ready.entries.length === 0 &&
+      hard !== undefined &&
+      hard.term === this.hardStateValue.term &&
+      hard.vote === this.hardStateValue.vote
+    );
+  }
+
+  /** The transaction of `persist`; returns whether a snapshot image replaced the state-machine tables. */
+  private persistFlushed(ready: Pick<Ready, 'hardState' | 'entries' | 'snapshot'>): boolean {
     const snapshot = ready.snapshot;
     const image = snapshot !== undefined && snapshot.meta.index > 0;
     let file: SnapshotFile | null = null;
@@ -329,7 +376,7 @@ export class RaftStorage {
         this.logger?.info({ index: snapshot.meta.index, term: snapshot.meta.term, bytes: file.sizeBytes }, 'installed snapshot from the leader');
       }
     }
-    return { snapshotInstalled: image };
+    return image;
   }
 
   /**

@@ -67,7 +67,8 @@ function pump(nodes: Map<NodeId, CoreNode>): void {
       if (!node.raft.hasReady()) continue;
       progressed = true;
       const rd = node.raft.ready();
-      // "Persist" is a no-op in memory; then send, then apply.
+      // "Persist" is a no-op in memory; early messages may go before it, the rest after; then apply.
+      for (const m of rd.earlyMessages) queue.push(m);
       for (const m of rd.messages) queue.push(m);
       if (rd.committedEntries.length > 0) node.applied = rd.committedEntries[rd.committedEntries.length - 1]!.index;
       node.raft.advance();

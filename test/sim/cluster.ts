@@ -116,6 +116,8 @@ export interface TestNode {
   /** Every Ready this node produced, for assertions. */
   readies: Ready[];
   crashed: boolean;
+  /** A Ready whose early messages went out but whose persist is held back (`holdPersist`). */
+  held: Ready | null;
   /** Override of the random source: election timeout jitter for this node. */
   randomValue: number;
 }
@@ -148,6 +150,11 @@ export class TestCluster {
   readonly sent: Message[] = [];
   /** Called after a node persisted a Ready and before its messages are sent (contract checks). */
   onPersisted: ((node: TestNode, rd: Ready) => void) | null = null;
+  /**
+   * Nodes whose host sends a Ready's early messages but does not persist it until
+   * `releasePersist` (a slow disk): the core gets no `advance()` meanwhile.
+   */
+  readonly holdPersist = new Set<NodeId>();
   private readonly cut = new Set<string>();
   private readonly filters: Filter[] = [];
   private readonly options: Required<Omit<ClusterOptions, 'voters' | 'learners' | 'joiners' | 'jitter'>>;
@@ -189,6 +196,7 @@ export class TestCluster {
       readStates: [],
       readies: [],
       crashed: false,
+      held: null,
       randomValue: Math.min(this.jitter[id] ?? ordinal, this.options.electionTimeoutTicks - 1),
     };
     node.raft = new RaftNode(this.config(node), storage.initialState());
@@ -285,28 +293,50 @@ export class TestCluster {
     }
   }
 
-  /** Runs node `id`'s host loop until it has nothing ready. */
+  /** Runs node `id`'s host loop until it has nothing ready (or its persist is held). */
   processReady(id: NodeId): void {
     const n = this.node(id);
     if (n.crashed) return;
-    for (let guard = 0; guard < 1000 && n.raft.hasReady(); guard++) {
+    for (let guard = 0; guard < 1000 && n.held === null && n.raft.hasReady(); guard++) {
       const rd = n.raft.ready();
       n.readies.push(rd);
-      n.storage.persist(rd);
-      this.onPersisted?.(n, rd);
-      for (const m of rd.messages) this.send(m);
-      if (rd.snapshot !== undefined) {
-        n.applied = decodeAppliedImage(rd.snapshot.data);
-        n.appliedIndex = rd.snapshot.meta.index;
+      // A leader replicates while it persists (thesis §10.2.1).
+      for (const m of rd.earlyMessages) this.send(m);
+      if (this.holdPersist.has(id)) {
+        n.held = rd;
+        return;
       }
-      for (const e of rd.committedEntries) {
-        if (e.index !== n.appliedIndex + 1) throw new Error(`${id} applied ${e.index} after ${n.appliedIndex}`);
-        n.appliedIndex = e.index;
-        if (e.type === 'normal' && e.data !== '') n.applied.push(e.data);
-      }
-      for (const r of rd.readStates) n.readStates.push(r);
-      n.raft.advance();
+      this.finishReady(n, rd);
     }
+  }
+
+  /** Persists the Ready held for `id`, finishes its host cycle and resumes its loop. */
+  releasePersist(id: NodeId): void {
+    const n = this.node(id);
+    this.holdPersist.delete(id);
+    const rd = n.held;
+    if (rd === null || n.crashed) return;
+    n.held = null;
+    this.finishReady(n, rd);
+    this.processReady(id);
+  }
+
+  /** The rest of a host cycle: persist, send, apply, advance. */
+  private finishReady(n: TestNode, rd: Ready): void {
+    n.storage.persist(rd);
+    this.onPersisted?.(n, rd);
+    for (const m of rd.messages) this.send(m);
+    if (rd.snapshot !== undefined) {
+      n.applied = decodeAppliedImage(rd.snapshot.data);
+      n.appliedIndex = rd.snapshot.meta.index;
+    }
+    for (const e of rd.committedEntries) {
+      if (e.index !== n.appliedIndex + 1) throw new Error(`${n.id} applied ${e.index} after ${n.appliedIndex}`);
+      n.appliedIndex = e.index;
+      if (e.type === 'normal' && e.data !== '') n.applied.push(e.data);
+    }
+    for (const r of rd.readStates) n.readStates.push(r);
+    n.raft.advance();
   }
 
   private send(m: Message): void {
@@ -383,6 +413,8 @@ export class TestCluster {
   crash(id: NodeId): void {
     const n = this.node(id);
     n.crashed = true;
+    n.held = null;
+    this.holdPersist.delete(id);
     this.queue = this.queue.filter((m) => m.to !== id);
   }
 
@@ -390,6 +422,7 @@ export class TestCluster {
   restart(id: NodeId): void {
     const n = this.node(id);
     n.crashed = false;
+    n.held = null;
     n.applied = decodeAppliedImage(n.storage.snapshot.data);
     n.appliedIndex = n.storage.snapshot.meta.index;
     n.readStates = [];

@@ -142,7 +142,7 @@ function drawParams(prng: Prng): SimParams {
     dropRate: prng.pick([0, 0.01, 0.05, 0.1]),
     duplicateRate: prng.pick([0, 0.01, 0.05]),
     delayMaxUnits: prng.pick([2, 5, 10, 30]),
-    persistDelayMaxUnits: prng.pick([0, 1, 3, 8]),
+    persistDelayMaxUnits: prng.pick([0, 1, 3, 8, 25]),
     preVote: prng.chance(0.8),
     checkQuorum: prng.chance(0.8),
     heartbeatTicks: prng.pick([1, 1, 2, 3]),
@@ -265,6 +265,8 @@ interface SimNode {
   pendingProposals: Map<number, PendingProposal>;
   pendingReads: Map<string, PendingRead>;
   lastObservedLeaderTerm: number;
+  /** While leading: the commit index up to which the durable-quorum check has run. */
+  quorumCheckedCommit: number;
 }
 
 interface ClientOp {
@@ -578,6 +580,7 @@ class Simulation {
       pendingProposals: new Map(),
       pendingReads: new Map(),
       lastObservedLeaderTerm: 0,
+      quorumCheckedCommit: 0,
     };
     this.nodes.set(id, node);
     this.stats.nodesCreated++;
@@ -635,8 +638,13 @@ class Simulation {
     const raft = node.raft!;
     const bs = raft.basicStatus();
     if (bs.term > this.stats.maxTerm) this.stats.maxTerm = bs.term;
-    if (bs.role !== 'leader' || node.lastObservedLeaderTerm === bs.term) return;
+    if (bs.role !== 'leader') return;
+    if (node.lastObservedLeaderTerm === bs.term) {
+      if (bs.commit > node.quorumCheckedCommit) this.checkCommitDurableOnQuorum(node, bs.commit);
+      return;
+    }
     node.lastObservedLeaderTerm = bs.term;
+    node.quorumCheckedCommit = bs.commit;
     const other = this.leaderByTerm.get(bs.term);
     if (other !== undefined && other !== node.id) this.fail(`election safety: ${other} and ${node.id} both leaders of term ${bs.term}`);
     this.leaderByTerm.set(bs.term, node.id);
@@ -652,12 +660,42 @@ class Simulation {
     }
   }
 
-  /** Starts a host cycle: take a Ready and persist it after a simulated fsync delay. */
+  /**
+   * A leader commits an entry only once a majority of the voters hold it DURABLY (§5.3 with
+   * thesis §10.2.1): the leader's own copy counts only after its host persisted it. Checked
+   * against durable storage — what would survive if every node crashed right now.
+   */
+  private checkCommitDurableOnQuorum(node: SimNode, commit: number): void {
+    const raft = node.raft!;
+    const voters = raft.status().conf.voters;
+    const quorum = Math.floor(voters.length / 2) + 1;
+    for (let i = node.quorumCheckedCommit + 1; i <= commit; i++) {
+      const term = raft.termAt(i);
+      if (term === null) continue; // compacted: it was applied, hence checked when it committed
+      let holders = 0;
+      for (const id of voters) {
+        const st = this.nodes.get(id)?.storage;
+        if (st === undefined) continue;
+        if (st.snapshot.meta.index >= i || st.entryAt(i)?.term === term) holders++;
+      }
+      if (holders < quorum) {
+        this.fail(`${node.id} (leader, term ${raft.basicStatus().term}) committed ${i} while only ${holders} of ${voters.length} voters hold it durably`);
+      }
+    }
+    node.quorumCheckedCommit = commit;
+  }
+
+  /**
+   * Starts a host cycle: take a Ready, send its early messages at once (a leader replicates while
+   * it persists, thesis §10.2.1) and persist it after a simulated fsync delay, during which the
+   * core keeps stepping — and a crash loses the entries the leader already sent.
+   */
   private kick(node: SimNode): void {
     const raft = node.raft;
     if (raft === null || node.outstanding !== null || !raft.hasReady()) return;
     const rd = raft.ready();
     node.outstanding = rd;
+    for (const m of rd.earlyMessages) this.send(m);
     this.queue.push(this.now + this.prng.range(0, this.params.persistDelayMaxUnits), { kind: 'persist', node: node.id, epoch: node.epoch });
   }
 
@@ -673,6 +711,7 @@ class Simulation {
     if (node.epoch !== epoch || node.raft === null || node.outstanding === null) return;
     const rd = node.outstanding;
     const raft = node.raft;
+    if (rd.earlyMessages.length > 0 && this.maybeCrashInHostLoop(node)) return; // crashed after sending, before persisting
     this.persist(node, rd);
     if (this.maybeCrashInHostLoop(node)) return; // crashed after persist, before send
     for (const m of rd.messages) this.send(m);
@@ -697,6 +736,7 @@ class Simulation {
     this.digest.addNumber(rd.entries.length);
     this.digest.addNumber(rd.committedEntries.length);
     this.digest.addNumber(rd.messages.length);
+    this.digest.addNumber(rd.earlyMessages.length);
     this.maybeCompact(node);
     this.afterCoreCall(node);
   }

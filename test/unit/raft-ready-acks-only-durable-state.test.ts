@@ -1,7 +1,8 @@
 /**
  * The Ready contract (etcd's Ready; Raft Figure 2: persistent state is "updated on stable storage
  * before responding to RPCs"): every append acknowledgement and vote grant in a Ready is backed by
- * entries and hard state that are durable once that Ready is persisted.
+ * entries and hard state that are durable once that Ready is persisted; the messages a host may
+ * send before persisting are a leader's replication traffic in an already durable term.
  */
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
@@ -15,8 +16,20 @@ test('acks and vote grants only cover durable state, across random partitions, p
       const ids = ['n1', 'n2', 'n3'];
       const c = new TestCluster({ voters: ids, maxBytesPerAppend: 64, preVote });
       let checked = 0;
+      // The hard state each node had made durable before the Ready being checked.
+      const durableBefore = new Map<string, { term: number; vote: string | null }>();
       c.onPersisted = (node, rd) => {
         const st = node.storage;
+        const before = durableBefore.get(node.id) ?? { term: 0, vote: null };
+        // Early messages (sent before this Ready was durable) are a leader's replication traffic
+        // in a term and vote that were already durable.
+        for (const m of rd.earlyMessages) {
+          assert.ok(m.type === 'append' || m.type === 'heartbeat' || m.type === 'snapshot', `${node.id} sent ${m.type} before persisting`);
+          assert.equal(m.term, before.term, `${node.id} sent a ${m.type} of a term not yet durable`);
+          assert.ok(rd.hardState === undefined || (rd.hardState.term === before.term && rd.hardState.vote === before.vote));
+          checked++;
+        }
+        durableBefore.set(node.id, { term: st.hardState.term, vote: st.hardState.vote });
         for (const m of rd.messages) {
           if (m.type === 'append-resp' && !m.reject && m.term === st.hardState.term && m.index > 0) {
             const e = st.lastIndex() >= m.index ? st.entries.find((x) => x.index === m.index) : undefined;
