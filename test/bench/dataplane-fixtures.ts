@@ -379,6 +379,18 @@ export function openProxyConnection(proxyPort: number, localAddress?: string): P
   });
 }
 
+/** One absolute-form `GET url` through the proxy (optionally from `localAddress`) on its own connection. */
+export async function proxyGet(proxyPort: number, url: string, localAddress?: string): Promise<RawHttpResponse> {
+  const socket = await openProxyConnection(proxyPort, localAddress);
+  try {
+    const reader = new HttpResponseReader(socket);
+    socket.write(`GET ${url} HTTP/1.1\r\nHost: ${new URL(url).host}\r\nConnection: close\r\n\r\n`);
+    return await reader.next(5_000, false);
+  } finally {
+    socket.destroy();
+  }
+}
+
 /** Sends `CONNECT authority` and reads the proxy's answer; on 200 the socket is the tunnel. */
 export async function proxyConnect(proxyPort: number, authority: string, localAddress?: string): Promise<{ response: RawHttpResponse; socket: Socket; reader: HttpResponseReader }> {
   const socket = await openProxyConnection(proxyPort, localAddress);

@@ -1,22 +1,11 @@
 import assert from 'node:assert/strict';
 import { join } from 'node:path';
 import { after, before, describe, it } from 'node:test';
-import { HttpResponseReader, openProxyConnection, proxyConnect, startHttpOrigin, startStubDns, type StubDns, type TestServer } from '../bench/dataplane-fixtures.js';
+import { proxyConnect, proxyGet, startHttpOrigin, startStubDns, type StubDns, type TestServer } from '../bench/dataplane-fixtures.js';
 import { NodeProcess, runCli, tempDir } from './harness.js';
 
 function port(address: string): number {
   return Number(address.slice(address.lastIndexOf(':') + 1));
-}
-
-async function plainGet(proxyPort: number, url: string): Promise<{ status: number; headers: Readonly<Record<string, string>> }> {
-  const socket = await openProxyConnection(proxyPort);
-  try {
-    const reader = new HttpResponseReader(socket);
-    socket.write(`GET ${url} HTTP/1.1\r\nHost: ${new URL(url).host}\r\nConnection: close\r\n\r\n`);
-    return await reader.next(5_000, false);
-  } finally {
-    socket.destroy();
-  }
 }
 
 describe('denylist on the forward proxy, and the single-node stats and findings views', () => {
@@ -48,20 +37,20 @@ describe('denylist on the forward proxy, and the single-node stats and findings 
     tunnel.socket.destroy();
     assert.equal(tunnel.response.status, 403);
     assert.match(tunnel.response.headers['x-neuwerk-reason'] ?? '', /^denylisted/);
-    const below = await plainGet(proxyPort, `http://www.blocked.example.test:${origin.port}/x`);
+    const below = await proxyGet(proxyPort, `http://www.blocked.example.test:${origin.port}/x`);
     assert.equal(below.status, 403);
     assert.match(below.headers['x-neuwerk-reason'] ?? '', /^denylisted: www\.blocked\.example\.test is below blocked\.example\.test/);
-    const free = await plainGet(proxyPort, `http://free.example.test:${origin.port}/x`);
+    const free = await proxyGet(proxyPort, `http://free.example.test:${origin.port}/x`);
     assert.equal(free.status, 403, 'the default-deny policy still refuses');
     assert.doesNotMatch(free.headers['x-neuwerk-reason'] ?? '', /denylisted/, 'but not as denylisted');
 
     assert.equal((await node.api('PUT', '/api/v1/keyval/denylist/127.0.0.1', { value: 'client', ttl_secs: 600 }, headers)).status, 200);
-    const client = await plainGet(proxyPort, `http://free.example.test:${origin.port}/x`);
+    const client = await proxyGet(proxyPort, `http://free.example.test:${origin.port}/x`);
     assert.equal(client.status, 403);
     assert.match(client.headers['x-neuwerk-reason'] ?? '', /^denylisted: client 127\.0\.0\.1/);
 
     for (const key of ['127.0.0.1', 'blocked.example.test']) assert.equal((await node.api('DELETE', `/api/v1/keyval/denylist/${key}`, undefined, headers)).status, 204);
-    const lifted = await plainGet(proxyPort, `http://blocked.example.test:${origin.port}/x`);
+    const lifted = await proxyGet(proxyPort, `http://blocked.example.test:${origin.port}/x`);
     assert.doesNotMatch(lifted.headers['x-neuwerk-reason'] ?? '', /denylisted/);
 
     const findings = await node.api('GET', '/api/v1/audit/findings?limit=50', undefined, headers);

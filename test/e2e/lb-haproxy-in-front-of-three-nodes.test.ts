@@ -5,9 +5,8 @@ import type { Socket } from 'node:net';
 import { join } from 'node:path';
 import { after, before, describe, it, type TestContext } from 'node:test';
 import {
-  HttpResponseReader,
-  openProxyConnection,
   proxyConnect,
+  proxyGet,
   startEchoServer,
   startHttpOrigin,
   startStubDns,
@@ -46,18 +45,6 @@ async function tunnel(port: number, authority: string, source?: string): Promise
     return { ok: false, status: null, reason: (err as Error).message };
   } finally {
     socket?.destroy();
-  }
-}
-
-async function plainGet(port: number, url: string): Promise<{ status: number; reason: string; body: string }> {
-  const socket = await openProxyConnection(port);
-  try {
-    const reader = new HttpResponseReader(socket);
-    socket.write(`GET ${url} HTTP/1.1\r\nHost: ${new URL(url).host}\r\nConnection: close\r\n\r\n`);
-    const response = await reader.next(5_000, false);
-    return { status: response.status, reason: response.headers['x-neuwerk-reason'] ?? '', body: response.body };
-  } finally {
-    socket.destroy();
   }
 }
 
@@ -168,11 +155,11 @@ describe('HAProxy rendered by `neuwerk lb haproxy` in front of three real nodes'
     const otherPort = await tunnel(lbProxyPort, `origin.test:${origin.port}`);
     assert.equal(otherPort.status, 403, 'CONNECT to the web port is not allowed; only GET /ok over plain HTTP');
 
-    const ok = await plainGet(lbProxyPort, `http://origin.test:${origin.port}/ok/page`);
-    assert.equal(ok.status, 200, ok.reason);
-    const wrongPath = await plainGet(lbProxyPort, `http://origin.test:${origin.port}/admin`);
+    const ok = await proxyGet(lbProxyPort, `http://origin.test:${origin.port}/ok/page`);
+    assert.equal(ok.status, 200, ok.headers['x-neuwerk-reason']);
+    const wrongPath = await proxyGet(lbProxyPort, `http://origin.test:${origin.port}/admin`);
     assert.equal(wrongPath.status, 403);
-    assert.match(wrongPath.reason, /denied/);
+    assert.match(wrongPath.headers['x-neuwerk-reason'] ?? '', /denied/);
   });
 
   it('a client source address keeps landing on the same node; different sources spread over more than one node', async () => {

@@ -3,7 +3,7 @@ import { spawn, spawnSync, type ChildProcess } from 'node:child_process';
 import { connect } from 'node:net';
 import { join } from 'node:path';
 import { after, before, describe, it } from 'node:test';
-import { HttpResponseReader, openProxyConnection, startHttpOrigin, startStubDns, type StubDns, type TestServer } from '../bench/dataplane-fixtures.js';
+import { proxyGet, startHttpOrigin, startStubDns, type StubDns, type TestServer } from '../bench/dataplane-fixtures.js';
 import { freePort } from './cluster-harness.js';
 import { NodeProcess, runCli, tempDir } from './harness.js';
 
@@ -28,17 +28,6 @@ async function showStat(socketPath: string): Promise<Record<string, string>[]> {
 }
 
 /** A plain-HTTP request through HAProxy's forward-proxy frontend, from `localAddress`. */
-async function getThrough(frontendPort: number, localAddress: string, url: string): Promise<{ status: number; body: string }> {
-  const socket = await openProxyConnection(frontendPort, localAddress);
-  try {
-    const reader = new HttpResponseReader(socket);
-    socket.write(`GET ${url} HTTP/1.1\r\nHost: ${new URL(url).host}\r\nConnection: close\r\n\r\n`);
-    return await reader.next(5_000, false);
-  } finally {
-    socket.destroy();
-  }
-}
-
 describe('neuwerk lb haproxy --send-proxy through a real HAProxy', () => {
   const dir = tempDir('neuwerk-send-proxy-');
   let node: NodeProcess;
@@ -104,10 +93,10 @@ describe('neuwerk lb haproxy --send-proxy through a real HAProxy', () => {
 
   it("the node decides by the client's address, not HAProxy's: 127.0.0.2 is allowed, 127.0.0.3 denied, and the finding names 127.0.0.3", async () => {
     const url = `http://127.0.0.1:${origin.port}/through-haproxy`;
-    const allowed = await getThrough(frontendPort, '127.0.0.2', url);
+    const allowed = await proxyGet(frontendPort, url, '127.0.0.2');
     assert.equal(allowed.status, 200, `${JSON.stringify(allowed)}\n${haproxyLog}`);
     assert.match(allowed.body, /^origin GET \/through-haproxy/);
-    const denied = await getThrough(frontendPort, '127.0.0.3', url);
+    const denied = await proxyGet(frontendPort, url, '127.0.0.3');
     assert.equal(denied.status, 403);
     const findings = (await node.api('GET', '/api/v1/audit/findings/local?finding_type=http', undefined, headers)).json as { findings: { source_group: string | null; last_client_ip: string }[] };
     assert.ok(findings.findings.some((f) => f.source_group === 'lab' && f.last_client_ip === '127.0.0.3'), JSON.stringify(findings));
