@@ -101,6 +101,7 @@ export class StateMachine {
   /** Signing keys, service accounts and their tokens. */
   readonly auth: AuthTables;
   private readonly listeners: AppliedListener[] = [];
+  private readonly preparedBySql = new Map<string, Statement>();
 
   constructor(private readonly db: SqliteDatabase) {
     this.auth = new AuthTables(db);
@@ -132,6 +133,16 @@ export class StateMachine {
     this.appliedIndexValue = Number(this.statements.getMeta.get('applied_index')?.value ?? 0);
     this.appliedTermValue = Number(this.statements.getMeta.get('applied_term')?.value ?? 0);
   }
+  /** Prepares `sql` once per store connection (better-sqlite3 compiles on every `prepare`). */
+  private statement(sql: string): Statement {
+    let prepared = this.preparedBySql.get(sql);
+    if (prepared === undefined) {
+      prepared = this.db.prepare(sql);
+      this.preparedBySql.set(sql, prepared);
+    }
+    return prepared;
+  }
+
 
   /**
    * Re-reads the applied index and term from the database; call after the tables were replaced
@@ -238,7 +249,7 @@ export class StateMachine {
         return { type: 'policy.set', version: index };
       case 'ca.set':
         // The first CA wins: a second seed can never replace the cluster's trust root.
-        this.db.prepare('INSERT INTO cluster_ca (id, cluster_id, cert_pem, raft_index) VALUES (1, ?, ?, ?) ON CONFLICT (id) DO NOTHING').run(command.cluster_id, command.cert_pem, index);
+        this.statement('INSERT INTO cluster_ca (id, cluster_id, cert_pem, raft_index) VALUES (1, ?, ?, ?) ON CONFLICT (id) DO NOTHING').run(command.cluster_id, command.cert_pem, index);
         return { type: 'ca.set' };
       case 'ca.envelope.put':
         this.db
@@ -246,9 +257,9 @@ export class StateMachine {
           .run(command.node_id, JSON.stringify(command.envelope), index);
         return { type: 'ca.envelope.put' };
       case 'member.tombstone':
-        this.db.prepare('DELETE FROM members WHERE node_id = ?').run(command.node_id);
-        this.db.prepare('DELETE FROM ca_envelopes WHERE node_id = ?').run(command.node_id);
-        this.db.prepare('INSERT INTO removed_members (node_id, removed_at, raft_index) VALUES (?, ?, ?) ON CONFLICT (node_id) DO NOTHING').run(command.node_id, command.removed_at, index);
+        this.statement('DELETE FROM members WHERE node_id = ?').run(command.node_id);
+        this.statement('DELETE FROM ca_envelopes WHERE node_id = ?').run(command.node_id);
+        this.statement('INSERT INTO removed_members (node_id, removed_at, raft_index) VALUES (?, ?, ?) ON CONFLICT (node_id) DO NOTHING').run(command.node_id, command.removed_at, index);
         return { type: 'member.tombstone' };
       default:
         return assertNever(command);
@@ -264,8 +275,8 @@ export class StateMachine {
 
   /** Lists keys of a zone in key order after `after`, skipping expired ones. */
   listKeyval(zone: string, options: { prefix: string; after: string | null; limit: number; nowMs: number }): KeyvalRecord[] {
-    const rows = this.db
-      .prepare(
+    const rows = this
+      .statement(
         `SELECT zone, key, value, version, expires_at FROM keyval
          WHERE zone = ? AND key > ? AND substr(key, 1, ?) = ? AND (expires_at IS NULL OR expires_at > ?)
          ORDER BY key LIMIT ?`,
@@ -276,29 +287,29 @@ export class StateMachine {
 
   /** The earliest expiry among stored keys, or null; lets the leader schedule expiry commands. */
   nextExpiryMs(): number | null {
-    const row = this.db.prepare('SELECT MIN(expires_at) AS next FROM keyval WHERE expires_at IS NOT NULL').get() as { next: number | null };
+    const row = this.statement('SELECT MIN(expires_at) AS next FROM keyval WHERE expires_at IS NOT NULL').get() as { next: number | null };
     return row.next;
   }
 
   /** The cluster CA certificate and cluster id, or null before the seed recorded them. */
   clusterCa(): { cluster_id: string; cert_pem: string } | null {
-    return (this.db.prepare('SELECT cluster_id, cert_pem FROM cluster_ca WHERE id = 1').get() as { cluster_id: string; cert_pem: string } | undefined) ?? null;
+    return (this.statement('SELECT cluster_id, cert_pem FROM cluster_ca WHERE id = 1').get() as { cluster_id: string; cert_pem: string } | undefined) ?? null;
   }
 
   /** A node's encrypted copy of the CA key. */
   caEnvelope(nodeId: string): Record<string, string> | null {
-    const row = this.db.prepare('SELECT envelope FROM ca_envelopes WHERE node_id = ?').get(nodeId) as { envelope: string } | undefined;
+    const row = this.statement('SELECT envelope FROM ca_envelopes WHERE node_id = ?').get(nodeId) as { envelope: string } | undefined;
     return row === undefined ? null : (JSON.parse(row.envelope) as Record<string, string>);
   }
 
   /** True when the node id was removed from the cluster for good. */
   isRemoved(nodeId: string): boolean {
-    return this.db.prepare('SELECT 1 FROM removed_members WHERE node_id = ?').get(nodeId) !== undefined;
+    return this.statement('SELECT 1 FROM removed_members WHERE node_id = ?').get(nodeId) !== undefined;
   }
 
   /** The stored policy, or null before the first `policy.set`. */
   policy(): PolicyRecord | null {
-    const row = this.db.prepare('SELECT document, version, set_by, set_at FROM policy WHERE id = 1').get() as
+    const row = this.statement('SELECT document, version, set_by, set_at FROM policy WHERE id = 1').get() as
       | { document: string; version: number; set_by: string; set_at: string }
       | undefined;
     return row === undefined ? null : { document: JSON.parse(row.document) as Record<string, unknown>, version: row.version, set_by: row.set_by, set_at: row.set_at };
@@ -306,16 +317,16 @@ export class StateMachine {
 
   /** The version of the stored policy (0 before any): cheap, for readiness checks. */
   policyVersion(): number {
-    const row = this.db.prepare('SELECT version FROM policy WHERE id = 1').get() as { version: number } | undefined;
+    const row = this.statement('SELECT version FROM policy WHERE id = 1').get() as { version: number } | undefined;
     return row?.version ?? 0;
   }
 
   members(): MemberRecord[] {
-    return this.db.prepare(`SELECT ${MEMBER_COLUMNS} FROM members ORDER BY node_id`).all() as MemberRecord[];
+    return this.statement(`SELECT ${MEMBER_COLUMNS} FROM members ORDER BY node_id`).all() as MemberRecord[];
   }
 
   setting(key: string): string | null {
-    const row = this.db.prepare('SELECT value FROM settings WHERE key = ?').get(key) as { value: string } | undefined;
+    const row = this.statement('SELECT value FROM settings WHERE key = ?').get(key) as { value: string } | undefined;
     return row?.value ?? null;
   }
 }
