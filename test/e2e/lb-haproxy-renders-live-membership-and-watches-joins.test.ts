@@ -4,19 +4,18 @@ import { existsSync, readFileSync, statSync } from 'node:fs';
 import { join } from 'node:path';
 import { after, before, describe, it } from 'node:test';
 import { TestCluster, freePort, type ClusterMember } from './cluster-harness.js';
+import { haproxyBinary } from './haproxy-harness.js';
 import { NEUWERK_BIN, REPO_ROOT, runCli, tempDir } from './harness.js';
 
 const PROXY_PORT = 3999;
-const HAPROXY = spawnSync('/bin/sh', ['-c', 'command -v haproxy'], { encoding: 'utf8' }).stdout.trim();
 
 function servers(text: string): string[] {
   return text.split('\n').map((l) => l.trim()).filter((l) => l.startsWith('server '));
 }
 
-/** When haproxy is installed (CI installs it), the rendered file must pass `haproxy -c`. */
+/** The rendered file must pass `haproxy -c` (`.ci/run` installs haproxy). */
 function assertHaproxyAccepts(path: string): void {
-  if (HAPROXY === '') return;
-  const checked = spawnSync(HAPROXY, ['-c', '-f', path], { encoding: 'utf8' });
+  const checked = spawnSync(haproxyBinary(), ['-c', '-f', path], { encoding: 'utf8' });
   assert.equal(checked.status, 0, `haproxy -c -f ${path}:\n${checked.stdout}\n${checked.stderr}`);
 }
 

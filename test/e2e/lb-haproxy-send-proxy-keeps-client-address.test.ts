@@ -1,46 +1,23 @@
 import assert from 'node:assert/strict';
-import { spawn, spawnSync, type ChildProcess } from 'node:child_process';
-import { connect } from 'node:net';
+import { spawnSync } from 'node:child_process';
 import { join } from 'node:path';
 import { after, before, describe, it } from 'node:test';
 import { proxyGet, startHttpOrigin, startStubDns, type StubDns, type TestServer } from '../bench/dataplane-fixtures.js';
 import { freePort } from './cluster-harness.js';
+import { haproxyBinary, HaproxyProcess } from './haproxy-harness.js';
 import { NodeProcess, runCli, tempDir } from './harness.js';
 
-const HAPROXY = spawnSync('/bin/sh', ['-c', 'command -v haproxy'], { encoding: 'utf8' }).stdout.trim();
-
-/** One command on HAProxy's admin socket; resolves with the whole answer. */
-function adminCommand(socketPath: string, command: string): Promise<string> {
-  return new Promise((resolve, reject) => {
-    const socket = connect(socketPath, () => socket.end(`${command}\n`));
-    let text = '';
-    socket.on('data', (chunk: Buffer) => (text += chunk.toString()));
-    socket.on('close', () => resolve(text));
-    socket.on('error', reject);
-  });
-}
-
-/** `show stat` as records keyed by the CSV header. */
-async function showStat(socketPath: string): Promise<Record<string, string>[]> {
-  const [header, ...rows] = (await adminCommand(socketPath, 'show stat')).trim().split('\n');
-  const names = (header ?? '').replace(/^# /, '').split(',');
-  return rows.map((row) => Object.fromEntries(row.split(',').map((value, i) => [names[i] ?? String(i), value])));
-}
-
-/** A plain-HTTP request through HAProxy's forward-proxy frontend, from `localAddress`. */
 describe('neuwerk lb haproxy --send-proxy through a real HAProxy', () => {
   const dir = tempDir('neuwerk-send-proxy-');
   let node: NodeProcess;
   let origin: TestServer;
   let upstream: StubDns;
-  let haproxy: ChildProcess | null = null;
-  let haproxyLog = '';
+  let haproxy: HaproxyProcess | null = null;
   let frontendPort: number;
   let adminSocket: string;
   let headers: Record<string, string>;
 
   before(async () => {
-    assert.notEqual(HAPROXY, '', 'this test needs haproxy on the PATH (apt-get install haproxy)');
     origin = await startHttpOrigin();
     upstream = await startStubDns({});
     node = await NodeProcess.start(join(dir.path, 'data'), [
@@ -62,14 +39,12 @@ describe('neuwerk lb haproxy --send-proxy through a real HAProxy', () => {
     const rendered = await runCli(['lb', 'haproxy', '--http-addr', node.httpAddress, '--insecure', '--token', token, '--send-proxy', '--output', config,
       '--proxy-bind', `127.0.0.1:${frontendPort}`, '--api-bind', `127.0.0.1:${await freePort()}`, '--stats-socket', adminSocket]);
     assert.equal(rendered.code, 0, rendered.stderr);
-    const checked = spawnSync(HAPROXY, ['-c', '-f', config], { encoding: 'utf8' });
+    const checked = spawnSync(haproxyBinary(), ['-c', '-f', config], { encoding: 'utf8' });
     assert.equal(checked.status, 0, `haproxy -c:\n${checked.stdout}\n${checked.stderr}`);
-    haproxy = spawn(HAPROXY, ['-db', '-f', config], { stdio: ['ignore', 'pipe', 'pipe'] });
-    haproxy.stdout?.on('data', (chunk: Buffer) => (haproxyLog += chunk.toString()));
-    haproxy.stderr?.on('data', (chunk: Buffer) => (haproxyLog += chunk.toString()));
+    haproxy = await HaproxyProcess.start(config, adminSocket, dir.path);
   });
   after(async () => {
-    haproxy?.kill('SIGKILL');
+    await haproxy?.stop();
     await node?.stop('SIGKILL');
     await Promise.all([origin?.close(), upstream?.close()]);
     dir.cleanup();
@@ -80,21 +55,21 @@ describe('neuwerk lb haproxy --send-proxy through a real HAProxy', () => {
     let row: Record<string, string> | undefined;
     while (Date.now() < deadline) {
       try {
-        row = (await showStat(adminSocket)).find((r) => r.pxname === 'neuwerk_proxy_nodes' && r.svname === node.nodeId);
+        row = (await (haproxy as HaproxyProcess).stats()).find((r) => r.pxname === 'neuwerk_proxy_nodes' && r.svname === node.nodeId);
         if (row?.check_status === 'L7OK' && row.status === 'UP') break;
       } catch {
         // the admin socket is not there yet
       }
       await new Promise((resolve) => setTimeout(resolve, 200));
     }
-    assert.equal(row?.check_status, 'L7OK', `${JSON.stringify(row)}\n${haproxyLog}`);
+    assert.equal(row?.check_status, 'L7OK', `${JSON.stringify(row)}\n${haproxy?.log ?? ''}`);
     assert.equal(row?.status, 'UP');
   });
 
   it("the node decides by the client's address, not HAProxy's: 127.0.0.2 is allowed, 127.0.0.3 denied, and the finding names 127.0.0.3", async () => {
     const url = `http://127.0.0.1:${origin.port}/through-haproxy`;
     const allowed = await proxyGet(frontendPort, url, '127.0.0.2');
-    assert.equal(allowed.status, 200, `${JSON.stringify(allowed)}\n${haproxyLog}`);
+    assert.equal(allowed.status, 200, `${JSON.stringify(allowed)}\n${haproxy?.log ?? ''}`);
     assert.match(allowed.body, /^origin GET \/through-haproxy/);
     const denied = await proxyGet(frontendPort, url, '127.0.0.3');
     assert.equal(denied.status, 403);
