@@ -277,6 +277,18 @@ export class HttpResponseReader {
     socket.on('error', end);
   }
 
+  /** Resolves when more bytes arrive, the connection ends, or `ms` pass. */
+  private dataOrEnd(ms: number): Promise<void> {
+    return new Promise<void>((resolve) => {
+      const timer = setTimeout(resolve, ms);
+      this.wake = () => {
+        clearTimeout(timer);
+        this.wake = null;
+        resolve();
+      };
+    });
+  }
+
   /** Stops reading (before handing the socket to e.g. a TLS client); returns the bytes not yet consumed. */
   detach(): Buffer {
     this.socket.off('data', this.onData);
@@ -289,14 +301,7 @@ export class HttpResponseReader {
     while (this.buffered.length < minBytes && !this.ended) {
       const left = deadline - Date.now();
       if (left <= 0) break;
-      await new Promise<void>((resolve) => {
-        const timer = setTimeout(resolve, left);
-        this.wake = () => {
-          clearTimeout(timer);
-          this.wake = null;
-          resolve();
-        };
-      });
+      await this.dataOrEnd(left);
     }
     return this.takeRest();
   }
@@ -337,14 +342,7 @@ export class HttpResponseReader {
       if (this.ended) throw new Error(`connection ended before a complete response (${this.buffered.length} bytes buffered)`);
       const left = deadline - Date.now();
       if (left <= 0) throw new Error('no complete response in time');
-      await new Promise<void>((resolve) => {
-        const timer = setTimeout(resolve, left);
-        this.wake = () => {
-          clearTimeout(timer);
-          this.wake = null;
-          resolve();
-        };
-      });
+      await this.dataOrEnd(left);
     }
   }
 
@@ -354,14 +352,7 @@ export class HttpResponseReader {
     while (!this.ended) {
       const left = deadline - Date.now();
       if (left <= 0) return false;
-      await new Promise<void>((resolve) => {
-        const timer = setTimeout(resolve, left);
-        this.wake = () => {
-          clearTimeout(timer);
-          this.wake = null;
-          resolve();
-        };
-      });
+      await this.dataOrEnd(left);
     }
     return true;
   }

@@ -5,51 +5,10 @@ import { join } from 'node:path';
 import { after, before, describe, it } from 'node:test';
 import Database from 'better-sqlite3';
 import { NodeProcess, runCli, tempDir } from './harness.js';
-import { unpackArchive } from './archive-helpers.js';
+import { assertNoSecrets, jwtSecret, pemSecret, tokenSecret, unpackArchive, type Secret } from './archive-helpers.js';
 
 /** One sysdump run is bounded by the live probe, the snapshots and the command timeouts. */
 const SYSDUMP_RUN_TIMEOUT_MS = 25_000;
-/** Substrings shorter than this are not distinctive enough to search for. */
-const DISTINCTIVE_MIN_CHARS = 20;
-
-interface Secret {
-  readonly label: string;
-  /** The full secret and distinctive pieces of it (PEM body lines, JWT payload and signature). */
-  readonly needles: readonly string[];
-}
-
-function pemSecret(label: string, pem: string): Secret {
-  const body = pem.split('\n').filter((line) => line.length >= DISTINCTIVE_MIN_CHARS && !line.startsWith('-----'));
-  return { label, needles: [pem.trim(), body.join(''), ...body] };
-}
-
-function jwtSecret(label: string, jwt: string): Secret {
-  const [, payload, signature] = jwt.split('.') as [string, string, string];
-  return { label, needles: [jwt, payload, signature] };
-}
-
-function tokenSecret(label: string, token: string): Secret {
-  const hex = token.replace(/^hex:/, '');
-  const bytes = Buffer.from(hex, 'hex');
-  return { label, needles: [token, hex, hex.slice(0, 24), hex.slice(-24), bytes.toString('base64'), bytes.toString('base64url')] };
-}
-
-
-/** Byte search over every extracted file: no secret, no piece of one, no PEM marker, no JWT shape. */
-function assertNoSecrets(files: Map<string, Buffer>, secrets: readonly Secret[]): void {
-  assert.ok(files.size > 10, 'the archive has content to search');
-  for (const [path, content] of files) {
-    for (const secret of secrets) {
-      for (const needle of secret.needles) {
-        assert.ok(needle.length >= DISTINCTIVE_MIN_CHARS, `${secret.label}: needle long enough`);
-        assert.equal(content.indexOf(needle), -1, `${path} contains (part of) the ${secret.label}`);
-      }
-    }
-    assert.equal(content.indexOf('PRIVATE KEY'), -1, `${path} has a PEM private key marker`);
-    assert.ok(!/eyJ[A-Za-z0-9_-]+\.[A-Za-z0-9_-]+\.[A-Za-z0-9_-]*/.test(content.toString('latin1')), `${path} has a JWT-shaped string`);
-  }
-}
-
 describe('a sysdump never holds private keys, bootstrap tokens, JWTs or signing keys', () => {
   const dir = tempDir('neuwerk-sysdump-secrets-');
   const dataDir = join(dir.path, 'data');
