@@ -33,15 +33,6 @@ const HOP_BY_HOP = new Set(['connection', 'keep-alive', 'proxy-connection', 'tra
  */
 export class LeaderProxy {
   private readonly dispatcher: Agent;
-  /**
-   * The leader as looked up once in the current event-loop turn (undefined: not yet this turn):
-   * the lookup reads the members table, and under load many forwarded requests arrive in one turn.
-   * At worst a request that arrives in the turn leadership moves goes to the previous leader, which
-   * refuses a forwarded request it cannot serve (NW_ERR_NO_LEADER, retry) — as it would have a
-   * moment earlier.
-   */
-  private leaderThisTurn: { nodeId: string; address: string } | null | undefined = undefined;
-
   constructor(
     private readonly nodeId: string,
     caPem: string,
@@ -55,20 +46,10 @@ export class LeaderProxy {
   async waitForLeader(): Promise<{ nodeId: string; address: string } | null> {
     const deadline = Date.now() + NO_LEADER_WAIT_MS;
     for (;;) {
-      const leader = this.currentLeader();
+      const leader = this.leader();
       if (leader !== null || Date.now() >= deadline) return leader;
       await new Promise((resolve) => setTimeout(resolve, 50));
     }
-  }
-
-  private currentLeader(): { nodeId: string; address: string } | null {
-    if (this.leaderThisTurn === undefined) {
-      this.leaderThisTurn = this.leader();
-      setImmediate(() => {
-        this.leaderThisTurn = undefined;
-      });
-    }
-    return this.leaderThisTurn;
   }
 
   async forward(req: IncomingMessage, res: ServerResponse, leader: { nodeId: string; address: string }): Promise<void> {

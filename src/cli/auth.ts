@@ -69,7 +69,7 @@ function clusterTarget(addressing: LocalAddressing): ClusterTarget | null {
   const node = LocalNode.open(addressing);
   try {
     const nodeId = readFileSync(join(dataDir, 'node_id'), 'utf8').trim();
-    const self = node.stateMachine.members().find((m) => m.node_id === nodeId);
+    const self = node.stateMachine.member(nodeId);
     if (self === undefined || self.cluster_addr === null) throw new NeuwerkError('NW_ERR_AUTH_NO_CREDENTIALS', `node ${nodeId} has no cluster address in its store yet; pass --cluster-addr`);
     const address = parseHostPort(self.cluster_addr);
     if ('error' in address) throw new NeuwerkError('NW_ERR_AUTH_NO_CREDENTIALS', `stored cluster address ${self.cluster_addr} is not valid`);

@@ -62,7 +62,7 @@ export class LocalNode {
    */
   async adminConnection(purpose: string): Promise<ApiConnection> {
     const nodeId = readFileSync(join(this.dataDir, 'node_id'), 'utf8').trim();
-    const member = this.stateMachine.members().find((m) => m.node_id === nodeId);
+    const member = this.stateMachine.member(nodeId);
     if (member === undefined) throw new NeuwerkError('NW_ERR_AUTH_NO_CREDENTIALS', `node ${nodeId} has no management address in its store; start it once first`);
     const caPath = join(this.dataDir, 'http-tls', 'ca.crt');
     const ca = existsSync(caPath) ? readFileSync(caPath, 'utf8') : null;

@@ -69,7 +69,7 @@ export function registerAdvertiseRpc(cluster: ClusterRuntime, replicator: Replic
   cluster.rpc.handle(ADVERTISE_RPC, async (from, body) => {
     const addresses = validAddresses(body);
     if (replicator.status().role !== 'leader') throw new NeuwerkError('NW_ERR_NOT_LEADER', 'not the leader');
-    const existing = replicator.stateMachine.members().find((m) => m.node_id === from);
+    const existing = replicator.stateMachine.member(from);
     if (existing === undefined) throw new NeuwerkError('NW_ERR_VALIDATION', `node ${from} is not a member`);
     if (differs(existing, addresses)) await replicator.propose(upsertFor(from, existing, addresses, null));
     return { ok: true };
@@ -112,7 +112,7 @@ export class SelfAdvertiser {
   private async check(): Promise<void> {
     const { nodeId, replicator, cluster, addresses, logger } = this.options;
     if (this.busy) return;
-    const existing = replicator.stateMachine.members().find((m) => m.node_id === nodeId);
+    const existing = replicator.stateMachine.member(nodeId);
     if (!differs(existing, addresses)) return;
     const status = replicator.status();
     // A joiner's record comes with its admission; until then there is nothing to update.

@@ -237,7 +237,7 @@ export class ClusterRuntime {
   }
 
   private addressOf(nodeId: string): { host: string; port: number } | null {
-    const member = this.replicator?.stateMachine.members().find((m) => m.node_id === nodeId);
+    const member = this.replicator?.stateMachine.member(nodeId);
     const text = member?.cluster_addr ?? this.addressHints.get(nodeId) ?? null;
     if (text === null) return null;
     const parsed = parseHostPort(text);
@@ -321,7 +321,7 @@ export class ClusterRuntime {
     this.promoting = true;
     try {
       await this.replicator.proposeConfChange({ type: 'promote', nodeId: ready });
-      const member = this.replicator.stateMachine.members().find((m) => m.node_id === ready);
+      const member = this.replicator.stateMachine.member(ready);
       if (member !== undefined) await this.replicator.propose({ v: 1, type: 'member.upsert', node_id: member.node_id, cluster_addr: member.cluster_addr, http_addr: member.http_addr, role: 'voter', joined_at: member.joined_at });
       this.logger.info({ node: ready }, 'membership: promoted learner to voter');
     } catch (err) {
@@ -447,9 +447,9 @@ export class ClusterRuntime {
 
   /** The management address of the leader, for request routing; null when no leader is known. */
   leaderHttpAddress(): { nodeId: NodeId; address: string } | null {
-    const leader = this.replicator.raftStatus().leader;
+    const leader = this.replicator.status().leaderId;
     if (leader === null) return null;
-    const member = this.replicator.stateMachine.members().find((m) => m.node_id === leader);
+    const member = this.replicator.stateMachine.member(leader);
     return member === undefined ? null : { nodeId: leader, address: member.http_addr };
   }
 

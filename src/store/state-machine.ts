@@ -321,6 +321,11 @@ export class StateMachine {
     return row?.version ?? 0;
   }
 
+  /** One member's record (a keyed lookup, not a scan of the table). */
+  member(nodeId: string): MemberRecord | undefined {
+    return this.statements.getMember.get(nodeId);
+  }
+
   members(): MemberRecord[] {
     return this.statement(`SELECT ${MEMBER_COLUMNS} FROM members ORDER BY node_id`).all() as MemberRecord[];
   }
