@@ -40,6 +40,8 @@ const PROXY_DURATION_S = Number(process.env.BENCH_PROXY_DURATION_S ?? 4);
 const PROXY_WARMUP_S = 1;
 /** Repetitions per proxy mode and concurrency (who goes first alternates). */
 const PROXY_REPS = Number(process.env.BENCH_PROXY_REPS ?? 2);
+/** Which parts run: `dns`, `proxy` or both (default), comma-separated. */
+const PARTS = new Set((process.env.BENCH_DATAPLANE_PARTS ?? 'dns,proxy').split(',').map((part) => part.trim()));
 /** Upper bound of one `proxy/bench.mjs` invocation. */
 const PROXY_STEP_TIMEOUT_MS = (PROXY_DURATION_S + PROXY_WARMUP_S + 30) * 1000;
 /** Upper bound for a kit start/stop script and for a neuwerk child to listen or exit. */
@@ -389,6 +391,7 @@ export async function benchDataplaneVsPeers(): Promise<BenchTable[]> {
   if (!existsSync(PROXIES_CLI)) throw new Error(`${PROXIES_CLI} is missing: build first (npm run build)`);
   const tables: BenchTable[] = [];
   for (const [what, part] of [['DNS', benchDns], ['proxy', benchProxy]] as const) {
+    if (!PARTS.has(what.toLowerCase())) continue;
     try {
       tables.push(await part());
     } catch (err) {
