@@ -1,7 +1,7 @@
 /**
  * The reading side of a socket the forward proxy dialled (the upstream of a tunnel), copied into
  * the client socket without a Buffer and a stream 'data' event per chunk: libuv reads straight
- * into one buffer the relay owns (`net.connect`'s `onread` option), and each read is written on.
+ * into a buffer the relay owns (`net.connect`'s `onread` option), and each read is written on.
  *
  * The buffer is reused only while nothing refers to it: a write the kernel takes at once leaves
  * `to.writableLength` at 0 and the buffer free for the next read; a write that stays queued keeps
@@ -9,9 +9,15 @@
  * A write that fills `to` beyond its high-water mark stops reading until `to` drains
  * (backpressure). Bytes that arrive before `start` (between connect and the tunnel) are copied
  * and reading pauses until then. The end of input is passed on as a half-close.
+ *
+ * The buffer follows the traffic, so that an idle or chatty tunnel holds a small one: a read that
+ * fills the buffer moves to the bulk size, a read of at most the small size moves back.
  */
-/** Largest read of a dialled socket: the size of the buffer each one owns. */
+
+/** Largest read of a dialled socket in bulk (the buffer of a tunnel whose reads fill it). */
 export const UPSTREAM_READ_BYTES = 64 * 1024;
+/** The buffer of a tunnel whose reads are small (and of a new one). */
+export const UPSTREAM_SMALL_READ_BYTES = 4 * 1024;
 
 /** What the relay uses of the socket it writes to (the client's). */
 export interface RelaySink {
@@ -27,7 +33,7 @@ export interface RelaySource {
 }
 
 export class UpstreamRelay {
-  private buffer = Buffer.allocUnsafe(UPSTREAM_READ_BYTES);
+  private buffer = Buffer.allocUnsafe(UPSTREAM_SMALL_READ_BYTES);
   private to: RelaySink | null = null;
   private early: Buffer | null = null;
 
@@ -54,8 +60,9 @@ export class UpstreamRelay {
       return false;
     }
     const more = to.write(buffer.subarray(0, bytes));
+    const size = bytes === buffer.length ? UPSTREAM_READ_BYTES : bytes <= UPSTREAM_SMALL_READ_BYTES ? UPSTREAM_SMALL_READ_BYTES : buffer.length;
     // Still queued in `to`: that write owns the buffer now.
-    if (to.writableLength > 0) this.buffer = Buffer.allocUnsafe(UPSTREAM_READ_BYTES);
+    if (to.writableLength > 0 || size !== buffer.length) this.buffer = Buffer.allocUnsafe(size);
     return more;
   }
 }

@@ -7,7 +7,7 @@ import assert from 'node:assert/strict';
 import { describe, it } from 'node:test';
 import { Writable } from 'node:stream';
 import fc from 'fast-check';
-import { UPSTREAM_READ_BYTES, UpstreamRelay } from '../../src/dataplane/upstream-relay.js';
+import { UPSTREAM_READ_BYTES, UPSTREAM_SMALL_READ_BYTES, UpstreamRelay } from '../../src/dataplane/upstream-relay.js';
 
 /** A writable that stands for the client socket: each write completes at once or waits for `flush`. */
 class ModelSink extends Writable {
@@ -67,7 +67,8 @@ async function run(steps: readonly Step[], readsBeforeStart: number): Promise<vo
   let next = 0;
   const sent: Buffer[] = [];
   let buffer = relay.onread.buffer();
-  const read = (bytes: number): void => {
+  const read = (wanted: number): void => {
+    const bytes = Math.min(wanted, buffer.length); // libuv reads at most the buffer
     for (let i = 0; i < bytes; i++) buffer[i] = (next + i * 7) & 0xff;
     next += bytes;
     sent.push(Buffer.from(buffer.subarray(0, bytes)));
@@ -99,23 +100,34 @@ describe('UpstreamRelay', () => {
     );
   });
 
-  it('reads into the same buffer while every write is taken at once, and into a new one once a write is queued', () => {
+  it('reuses its buffer while writes are taken at once, grows for bulk reads, and reads elsewhere once a write is queued', () => {
     const relay = new UpstreamRelay();
     const sink = new ModelSink();
-    const source = new ModelSource();
-    relay.start(source, sink);
+    relay.start(new ModelSource(), sink);
     const first = relay.onread.buffer();
+    assert.equal(first.length, UPSTREAM_SMALL_READ_BYTES, 'a new tunnel starts small');
     first.fill(0x61, 0, 10);
     assert.equal(relay.onread.callback(10, first), true);
     assert.equal(relay.onread.buffer(), first, 'taken at once: reused');
+    first.fill(0x62);
+    assert.equal(relay.onread.callback(first.length, first), true);
+    const bulk = relay.onread.buffer();
+    assert.equal(bulk.length, UPSTREAM_READ_BYTES, 'a read that filled the buffer: bulk size next');
     sink.takeAtOnce = false;
-    first.fill(0x62, 0, 10);
-    assert.equal(relay.onread.callback(10, first), true, 'below the high-water mark: keep reading');
+    bulk.fill(0x63, 0, 8_000);
+    assert.equal(relay.onread.callback(8_000, bulk), true, 'below the high-water mark: keep reading');
     const second = relay.onread.buffer();
-    assert.notEqual(second, first, 'queued: the next read goes elsewhere');
-    second.fill(0x63, 0, 20_000);
+    assert.notEqual(second, bulk, 'queued: the next read goes elsewhere');
+    assert.equal(second.length, UPSTREAM_READ_BYTES);
+    second.fill(0x64, 0, 20_000);
     assert.equal(relay.onread.callback(20_000, second), false, 'beyond the high-water mark: stop reading');
+    sink.takeAtOnce = true;
+    const third = relay.onread.buffer();
+    third.fill(0x65, 0, 100);
+    relay.onread.callback(100, third);
+    assert.equal(relay.onread.buffer().length, UPSTREAM_SMALL_READ_BYTES, 'a small read: back to the small size');
     while (sink.flushOne());
-    assert.equal(Buffer.concat(sink.taken).toString('latin1'), `${'a'.repeat(10)}${'b'.repeat(10)}${'c'.repeat(20_000)}`);
+    const expected = `${'a'.repeat(10)}${'b'.repeat(UPSTREAM_SMALL_READ_BYTES)}${'c'.repeat(8_000)}${'d'.repeat(20_000)}${'e'.repeat(100)}`;
+    assert.equal(Buffer.concat(sink.taken).toString('latin1'), expected);
   });
 });
