@@ -877,8 +877,15 @@ export class ForwardProxy {
       const responseHeaders = stripHopByHop(upstreamRes.headers);
       responseHeaders.via = withVia(responseHeaders.via);
       res.writeHead(upstreamRes.statusCode ?? 502, upstreamRes.statusMessage, responseHeaders);
-      upstreamRes.pipe(res);
-      upstreamRes.on('end', done);
+      // upstreamRes.pipe(res) without pipe's bookkeeping; `res` closing destroys `upstream` (below).
+      upstreamRes.on('data', (chunk: Buffer) => {
+        if (!res.write(chunk)) upstreamRes.pause();
+      });
+      res.on('drain', () => upstreamRes.resume());
+      upstreamRes.on('end', () => {
+        res.end();
+        done();
+      });
       upstreamRes.on('error', () => {
         res.destroy();
         done();
@@ -894,6 +901,10 @@ export class ForwardProxy {
       if (!res.writableFinished) upstream.destroy();
       done();
     });
-    req.pipe(upstream);
+    // A request without a body (no Transfer-Encoding, no or zero Content-Length) is complete
+    // with its head: end the upstream request at once rather than piping an empty stream.
+    const length = req.headers['content-length'];
+    if (req.headers['transfer-encoding'] === undefined && (length === undefined || length === '0')) upstream.end();
+    else req.pipe(upstream);
   }
 }
