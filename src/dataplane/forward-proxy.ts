@@ -28,6 +28,13 @@
  * denies; `tls.sni` rules are decided with it. A client that sends nothing within the peek time
  * is decided without SNI (some protocols on TLS ports let the server speak first).
  *
+ * ## Copying
+ * A tunnel's upstream side reads into a buffer it owns (`UpstreamRelay`: no allocation per read
+ * while the client keeps up); the client side is copied with three listeners (`splice`). Both
+ * directions pause reading while the other socket's writes queue, and pass a half-close on. A
+ * plain-HTTP request without a body ends its upstream request at once; bodies stream both ways
+ * with backpressure; upstream connections are kept alive in a pool (`Agent`, most recent first).
+ *
  * ## Answers
  * Denylisted (the client IP, or the CONNECT/URL hostname or a parent domain of it, is in the
  * replicated `denylist` zone; checked before the policy, even before one is active): `403` with a
