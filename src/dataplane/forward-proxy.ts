@@ -28,6 +28,13 @@
  * denies; `tls.sni` rules are decided with it. A client that sends nothing within the peek time
  * is decided without SNI (some protocols on TLS ports let the server speak first).
  *
+ * ## Copying
+ * A tunnel's upstream side reads into a buffer it owns (`UpstreamRelay`: no allocation per read
+ * while the client keeps up); the client side is copied with three listeners (`splice`). Both
+ * directions pause reading while the other socket's writes queue, and pass a half-close on. A
+ * plain-HTTP request without a body ends its upstream request at once; bodies stream both ways
+ * with backpressure; upstream connections are kept alive in a pool (`Agent`, most recent first).
+ *
  * ## Answers
  * Denylisted (the client IP, or the CONNECT/URL hostname or a parent domain of it, is in the
  * replicated `denylist` zone; checked before the policy, even before one is active): `403` with a
@@ -59,6 +66,7 @@ import type { DenylistIndex } from './denylist.js';
 import type { PolicySource } from './dns-proxy.js';
 import type { FindingsStore, FindingType } from './findings.js';
 import { ProxyProtocolGate, type ProxyProtocolStats } from './proxy-protocol-gate.js';
+import { UpstreamRelay } from './upstream-relay.js';
 import type { HostnameResolver } from './resolver.js';
 import { parseClientHello, TLS_PEEK_MAX_BYTES, type ClientHelloResult } from './tls-sni.js';
 
@@ -240,7 +248,8 @@ function rawResponse(status: number, reason: string | null, extraHeaders = ''): 
  * Copies `from` into `to` with backpressure and passes the end of input on (a half-close), like
  * `from.pipe(to)` but with three listeners instead of pipe's bookkeeping per tunnel. Errors and
  * closes are the tunnel's business (`ForwardProxy.tunnel`). Resumes `from`, which the TLS peek
- * may have left paused.
+ * may have left paused. Used for the client side, whose socket the HTTP server made; the dialled
+ * side reads through an `UpstreamRelay` instead.
  */
 function splice(from: Socket, to: Socket): void {
   from.on('data', (chunk: Buffer) => {
@@ -553,9 +562,10 @@ export class ForwardProxy {
     return { kind: 'deny', verdict, decision: verdict.decision, reason: verdict.reason };
   }
 
-  private dial(ip: string, port: number): Promise<Socket | null> {
+  private dial(ip: string, port: number): Promise<{ socket: Socket; relay: UpstreamRelay } | null> {
     return new Promise((resolve) => {
-      const socket = connect({ host: ip, port, allowHalfOpen: true, noDelay: true });
+      const relay = new UpstreamRelay();
+      const socket = connect({ host: ip, port, allowHalfOpen: true, noDelay: true, onread: relay.onread });
       this.tunnelSockets.add(socket);
       const timer = setTimeout(() => socket.destroy(), this.connectTimeoutMs);
       const fail = (): void => {
@@ -570,24 +580,24 @@ export class ForwardProxy {
         clearTimeout(timer);
         socket.off('error', fail);
         socket.off('close', fail);
-        resolve(socket);
+        resolve({ socket, relay });
       });
     });
   }
 
-  private async dialAny(candidates: readonly string[], port: number, isAllowed: (ip: string) => boolean): Promise<{ socket: Socket; ip: string } | null> {
+  private async dialAny(candidates: readonly string[], port: number, isAllowed: (ip: string) => boolean): Promise<{ socket: Socket; relay: UpstreamRelay; ip: string } | null> {
     let attempts = 0;
     for (const ip of candidates) {
       if (!isAllowed(ip)) continue;
       if (attempts++ >= PROXY_DIAL_ATTEMPTS_MAX) break;
-      const socket = await this.dial(ip, port);
-      if (socket !== null) return { socket, ip };
+      const dialled = await this.dial(ip, port);
+      if (dialled !== null) return { ...dialled, ip };
     }
     return null;
   }
 
   /** Splices `client` and `upstream` until both directions ended, an error, or the idle timeout. */
-  private tunnel(client: Socket, upstream: Socket, firstBytes: Buffer, flow: Flow): void {
+  private tunnel(client: Socket, upstream: Socket, relay: UpstreamRelay, firstBytes: Buffer, flow: Flow): void {
     const startUp = upstream.bytesWritten;
     const startDown = upstream.bytesRead;
     let closed = 0;
@@ -626,7 +636,7 @@ export class ForwardProxy {
     upstream.setTimeout(this.idleMs, onTimeout);
     if (firstBytes.length > 0) upstream.write(firstBytes);
     splice(client, upstream);
-    splice(upstream, client);
+    relay.start(upstream, client);
   }
 
   /**
@@ -732,7 +742,7 @@ export class ForwardProxy {
     const verdict = verdicts[candidates.indexOf(dialed.ip)] as Verdict;
     this.noteAllowed('connect', clientIp, target, verdict);
     socket.write(CONNECTION_ESTABLISHED);
-    this.tunnel(socket, dialed.socket, head, flow);
+    this.tunnel(socket, dialed.socket, dialed.relay, head, flow);
   }
 
   private async connectTls(policy: CompiledPolicy, clientIp: string, target: Target, candidates: readonly string[], socket: Socket, head: Buffer, flow: Flow): Promise<void> {
@@ -792,7 +802,7 @@ export class ForwardProxy {
       return;
     }
     this.noteAllowed('connect', clientIp, target, allowed.find((v) => v.ip === dialed.ip) as Verdict);
-    this.tunnel(socket, dialed.socket, bytes, flow);
+    this.tunnel(socket, dialed.socket, dialed.relay, bytes, flow);
   }
 
   private noteAllowed(kind: ProxyKind, clientIp: string, target: Target, verdict: Verdict): void {
@@ -874,8 +884,15 @@ export class ForwardProxy {
       const responseHeaders = stripHopByHop(upstreamRes.headers);
       responseHeaders.via = withVia(responseHeaders.via);
       res.writeHead(upstreamRes.statusCode ?? 502, upstreamRes.statusMessage, responseHeaders);
-      upstreamRes.pipe(res);
-      upstreamRes.on('end', done);
+      // upstreamRes.pipe(res) without pipe's bookkeeping; `res` closing destroys `upstream` (below).
+      upstreamRes.on('data', (chunk: Buffer) => {
+        if (!res.write(chunk)) upstreamRes.pause();
+      });
+      res.on('drain', () => upstreamRes.resume());
+      upstreamRes.on('end', () => {
+        res.end();
+        done();
+      });
       upstreamRes.on('error', () => {
         res.destroy();
         done();
@@ -891,6 +908,10 @@ export class ForwardProxy {
       if (!res.writableFinished) upstream.destroy();
       done();
     });
-    req.pipe(upstream);
+    // A request without a body (no Transfer-Encoding, no or zero Content-Length) is complete
+    // with its head: end the upstream request at once rather than piping an empty stream.
+    const length = req.headers['content-length'];
+    if (req.headers['transfer-encoding'] === undefined && (length === undefined || length === '0')) upstream.end();
+    else req.pipe(upstream);
   }
 }
