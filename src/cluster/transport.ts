@@ -310,7 +310,15 @@ export class ClusterTransport extends EventEmitter {
     if (frame.kind !== 'rpc') return;
     const handler = this.handlers.get(frame.method);
     const reply = (answer: Frame): void => {
-      if (!socket.destroyed) socket.write(encodeFrame(answer));
+      if (socket.destroyed) return;
+      let encoded: Buffer;
+      try {
+        encoded = encodeFrame(answer);
+      } catch (err) {
+        // An answer too large for one frame: the caller gets an error instead of a silence until its timeout.
+        encoded = encodeFrame({ kind: 'rpc-error', id: frame.id, code: 'NW_ERR_RPC', message: `answer to cluster RPC ${frame.method} not sent: ${describeError(err)}` });
+      }
+      socket.write(encoded);
     };
     if (handler === undefined) {
       reply({ kind: 'rpc-error', id: frame.id, code: 'NW_ERR_RPC', message: `unknown cluster RPC ${frame.method}` });
