@@ -41,9 +41,27 @@ function reviver(_key: string, value: unknown): unknown {
   return value;
 }
 
+/** Below this depth a frame is searched for binary; deeper ones take the replacer regardless. */
+const BINARY_SEARCH_DEPTH_MAX = 32;
+
+/**
+ * Whether a value holds a Uint8Array (Buffers included). A walk costs less than a replacer call
+ * per value during JSON.stringify, and most frames (appends, their answers, RPCs) carry none.
+ */
+function holdsBinary(value: unknown, depth: number): boolean {
+  if (value === null || typeof value !== 'object') return false;
+  if (value instanceof Uint8Array || depth >= BINARY_SEARCH_DEPTH_MAX) return true;
+  if (Array.isArray(value)) {
+    for (const item of value) if (holdsBinary(item, depth + 1)) return true;
+    return false;
+  }
+  for (const key in value) if (holdsBinary((value as Record<string, unknown>)[key], depth + 1)) return true;
+  return false;
+}
+
 /** Encodes one frame: 4-byte big-endian length, then JSON. */
 export function encodeFrame(frame: Frame): Buffer {
-  const body = Buffer.from(JSON.stringify(frame, replacer), 'utf8');
+  const body = Buffer.from(holdsBinary(frame, 0) ? JSON.stringify(frame, replacer) : JSON.stringify(frame), 'utf8');
   if (body.length > MAX_FRAME_BYTES) throw new NeuwerkError('NW_ERR_RPC', `frame of ${body.length} bytes exceeds ${MAX_FRAME_BYTES}`);
   const header = Buffer.alloc(4);
   header.writeUInt32BE(body.length);
