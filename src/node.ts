@@ -14,7 +14,8 @@ import { Authenticator } from './auth/authenticator.js';
 import { LoginLimiter } from './auth/login-limiter.js';
 import { AuthService } from './auth/service.js';
 import { Router } from './api/router.js';
-import { createApiServer } from './api/server.js';
+import { createApiServer, createForwardedRequestHandler, type ApiServerOptions } from './api/server.js';
+import { FORWARD_RPC_METHOD } from './api/forwarded-request.js';
 import { ensureHttpTls } from './api/tls.js';
 import type { Replicator } from './cluster/replicator.js';
 import { openRaftReplicator } from './cluster/raft-host.js';
@@ -201,9 +202,19 @@ export async function startNode(config: NodeConfig, logger: Logger, ring?: LogRi
     opened.push(() => closeServer(metricsServer, 500));
 
     const clusterForProxy = cluster;
-    const proxy = clusterForProxy === null ? null : new LeaderProxy(nodeId, clusterForProxy.tls.caPem, () => clusterForProxy.leaderHttpAddress(), logger);
+    const proxy =
+      clusterForProxy === null
+        ? null
+        : new LeaderProxy(
+            nodeId,
+            clusterForProxy.tls.caPem,
+            () => clusterForProxy.leaderHttpAddress(),
+            logger,
+            (to, method, body, timeoutMs) => clusterForProxy.rpc.call(to, method, body, timeoutMs),
+            (path) => metrics.apiForwarded.inc({ via: path.via, reason: path.via === 'rpc' ? 'none' : path.reason }),
+          );
     if (proxy !== null) opened.push(() => proxy.close());
-    const apiServer = createApiServer({
+    const apiOptions: ApiServerOptions = {
       tls,
       router,
       logger,
@@ -212,7 +223,18 @@ export async function startNode(config: NodeConfig, logger: Logger, ring?: LogRi
       authenticate: (token) => authenticator.authenticate(token),
       onAuthenticated: (identity) => auth.noteUse(identity),
       ...(proxy !== null ? { routing: { isLeader, proxy } } : {}),
-    });
+    };
+    const apiServer = createApiServer(apiOptions);
+    if (cluster !== null) {
+      // A follower's forwarded requests run here through the same router and auth as HTTPS ones.
+      cluster.rpc.handle(
+        FORWARD_RPC_METHOD,
+        createForwardedRequestHandler(apiOptions, {
+          isMember: (id) => replicator.stateMachine.member(id) !== undefined && !replicator.stateMachine.isRemoved(id),
+          isLeader,
+        }),
+      );
+    }
     const httpAddress = await listen(apiServer as unknown as Server, config.http.bind, '--http-bind');
     opened.push(() => closeServer(apiServer as unknown as Server, API_CLOSE_GRACE_MS));
 

@@ -1,8 +1,18 @@
 import type { IncomingMessage, ServerResponse } from 'node:http';
 import { Agent, request } from 'undici';
-import { NeuwerkError } from '../errors.js';
+import { NeuwerkError, describeError } from '../errors.js';
 import type { Logger } from '../log/logger.js';
-import { readBody } from './router.js';
+import {
+  ANSWER_HOP_BY_HOP,
+  FORWARD_RPC_BODY_BYTES_MAX,
+  FORWARD_RPC_METHOD,
+  FORWARD_RPC_TIMEOUT_MS,
+  chooseForwardPath,
+  encodeForwardedRequest,
+  parseForwardedAnswer,
+  type ForwardPath,
+} from './forwarded-request.js';
+import { readBody, type Method, type Route } from './router.js';
 
 /** A routed request waits at most this long for a leader to be known (DESIGN §6: within 2 s). */
 export const NO_LEADER_WAIT_MS = 2_000;
@@ -26,24 +36,41 @@ export const PROXY_BUFFERED_BODY_BYTES_MAX = 64 * 1024;
 
 const HOP_BY_HOP = new Set(['connection', 'keep-alive', 'proxy-connection', 'transfer-encoding', 'upgrade', 'te', 'trailer', 'host', 'content-length']);
 
+/** Calls a cluster RPC on a member (the cluster transport's `call`). */
+export type ClusterRpcCall = (nodeId: string, method: string, body: unknown, timeoutMs: number) => Promise<unknown>;
+
+/** The leader as routing sees it: its node id (for the cluster RPC) and management address (for HTTPS). */
+export interface LeaderAddress {
+  readonly nodeId: string;
+  readonly address: string;
+}
+
 /**
- * Forwards management requests from a follower to the leader over HTTPS verified with the cluster
- * CA (every node's management certificate is issued by it), streaming both bodies. The caller's
- * credentials travel unchanged and are checked by the leader.
+ * Forwards management requests from a follower to the leader. A request whose route returns its
+ * answer and whose body is declared and small runs on the leader over the cluster RPC
+ * `api.forward` (the members' persistent mutual-TLS connection); the rest, and a GET whose answer
+ * turned out too large for one RPC answer, are re-sent over HTTPS verified with the cluster CA
+ * (every node's management certificate is issued by it), streaming both bodies. Either way the
+ * caller's credentials travel unchanged and are checked by the leader, and a request is sent to
+ * the leader once (only a GET may be sent again, over HTTPS, when the leader says its answer is
+ * too large for the RPC).
  */
 export class LeaderProxy {
   private readonly dispatcher: Agent;
+  private rpcInFlight = 0;
   constructor(
     private readonly nodeId: string,
     caPem: string,
-    private readonly leader: () => { nodeId: string; address: string } | null,
+    private readonly leader: () => LeaderAddress | null,
     private readonly logger: Logger,
+    private readonly rpc: ClusterRpcCall | null = null,
+    private readonly onForwarded: (path: ForwardPath) => void = () => undefined,
   ) {
     this.dispatcher = new Agent({ connect: { ca: caPem, rejectUnauthorized: true }, connections: PROXY_CONNECTIONS_MAX, keepAliveTimeout: 10_000 });
   }
 
   /** Waits up to NO_LEADER_WAIT_MS for a known leader; null when there is none. */
-  async waitForLeader(): Promise<{ nodeId: string; address: string } | null> {
+  async waitForLeader(): Promise<LeaderAddress | null> {
     const deadline = Date.now() + NO_LEADER_WAIT_MS;
     for (;;) {
       const leader = this.leader();
@@ -52,7 +79,57 @@ export class LeaderProxy {
     }
   }
 
-  async forward(req: IncomingMessage, res: ServerResponse, leader: { nodeId: string; address: string }): Promise<void> {
+  /** Forwards one request the follower must not serve itself and writes the leader's answer to `res`. */
+  async forward(req: IncomingMessage, res: ServerResponse, leader: LeaderAddress, route: Pick<Route, 'forwarding'>): Promise<void> {
+    const path = this.rpc === null ? ({ via: 'https', reason: 'leader-without-rpc' } as const) : chooseForwardPath(route, req.headers, this.rpcInFlight);
+    if (path.via === 'https') {
+      this.onForwarded(path);
+      await this.forwardHttps(req, res, leader, undefined);
+      return;
+    }
+    // The declared length is at most FORWARD_RPC_BODY_BYTES_MAX; readBody still enforces it.
+    const body = await readBody(req, FORWARD_RPC_BODY_BYTES_MAX);
+    const payload = encodeForwardedRequest({
+      method: (req.method ?? 'GET') as Method,
+      url: req.url ?? '/',
+      headers: req.headers,
+      clientAddress: req.socket.remoteAddress ?? 'unknown',
+      body,
+    });
+    let raw: unknown;
+    this.rpcInFlight += 1;
+    try {
+      raw = await (this.rpc as ClusterRpcCall)(leader.nodeId, FORWARD_RPC_METHOD, payload, FORWARD_RPC_TIMEOUT_MS);
+    } catch (err) {
+      if (err instanceof NeuwerkError && err.code === 'NW_ERR_RPC' && err.message.startsWith(`unknown cluster RPC ${FORWARD_RPC_METHOD}`)) {
+        // A leader of an older version: it never ran the request, so HTTPS is safe.
+        this.onForwarded({ via: 'https', reason: 'leader-without-rpc' });
+        await this.forwardHttps(req, res, leader, body);
+        return;
+      }
+      this.logger.warn({ leader: leader.nodeId, via: 'rpc', err: describeError(err) }, 'forwarding to the leader failed');
+      throw new NeuwerkError('NW_ERR_NO_LEADER', `no cluster leader reachable (leader ${leader.nodeId} did not answer over cluster RPC: ${(err as Error).message})`);
+    } finally {
+      this.rpcInFlight -= 1;
+    }
+    const answer = parseForwardedAnswer(raw);
+    if (answer.kind === 'use-https') {
+      // Only a GET gets this answer: running it again is harmless.
+      this.onForwarded({ via: 'https', reason: answer.reason });
+      await this.forwardHttps(req, res, leader, body);
+      return;
+    }
+    this.onForwarded(path);
+    const headers: Record<string, string> = {};
+    for (const [name, value] of Object.entries(answer.headers)) if (!ANSWER_HOP_BY_HOP.has(name)) headers[name] = value;
+    const bytes = typeof answer.body === 'string' ? Buffer.from(answer.body, 'utf8') : Buffer.from(answer.body.buffer, answer.body.byteOffset, answer.body.byteLength);
+    if (answer.status !== 204 && answer.status !== 304) headers['content-length'] = String(bytes.length);
+    res.writeHead(answer.status, headers);
+    res.end(bytes);
+  }
+
+  /** Re-sends the request over HTTPS; `body` is the already read body, or undefined to read (or stream) it here. */
+  private async forwardHttps(req: IncomingMessage, res: ServerResponse, leader: LeaderAddress, readAlready: Buffer | undefined): Promise<void> {
     const headers: Record<string, string> = {};
     for (const [name, value] of Object.entries(req.headers)) {
       if (value === undefined || HOP_BY_HOP.has(name)) continue;
@@ -62,7 +139,7 @@ export class LeaderProxy {
     const hasBody = req.method !== 'GET' && req.method !== 'HEAD';
     // A small declared body is read whole (the limit matches the leader's, which answers 413 too).
     const declaredBytes = Number(req.headers['content-length'] ?? Number.NaN);
-    const body = !hasBody ? null : declaredBytes <= PROXY_BUFFERED_BODY_BYTES_MAX ? await readBody(req, PROXY_BUFFERED_BODY_BYTES_MAX) : req;
+    const body = !hasBody ? null : readAlready !== undefined ? readAlready : declaredBytes <= PROXY_BUFFERED_BODY_BYTES_MAX ? await readBody(req, PROXY_BUFFERED_BODY_BYTES_MAX) : req;
     let upstream;
     try {
       upstream = await request(`https://${leader.address}${req.url ?? '/'}`, {
@@ -74,7 +151,7 @@ export class LeaderProxy {
         bodyTimeout: PROXY_TIMEOUT_MS,
       });
     } catch (err) {
-      this.logger.warn({ leader: leader.nodeId, err: (err as Error).message }, 'forwarding to the leader failed');
+      this.logger.warn({ leader: leader.nodeId, via: 'https', err: (err as Error).message }, 'forwarding to the leader failed');
       throw new NeuwerkError('NW_ERR_NO_LEADER', `no cluster leader reachable (leader ${leader.nodeId} at ${leader.address} did not answer)`);
     }
     const responseHeaders: Record<string, string | string[]> = {};

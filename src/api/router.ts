@@ -1,4 +1,4 @@
-import type { IncomingMessage, ServerResponse } from 'node:http';
+import type { IncomingHttpHeaders, IncomingMessage, ServerResponse } from 'node:http';
 import type { Identity } from '../auth/tokens.js';
 import { NeuwerkError } from '../errors.js';
 
@@ -11,8 +11,14 @@ export type Method = 'GET' | 'PUT' | 'POST' | 'DELETE';
 export type Access = 'public' | 'read' | 'admin';
 
 export interface RequestContext {
-  readonly req: IncomingMessage;
-  readonly res: ServerResponse;
+  /** The request headers (on a leader running a follower's forwarded request: the ones it forwarded). */
+  readonly headers: IncomingHttpHeaders;
+  /**
+   * The HTTP response, for a handler that writes it itself (and returns `undefined`); null when the
+   * leader runs a request a follower forwarded over cluster RPC. Such a route must be declared
+   * `forwarding: 'https'`.
+   */
+  readonly res: ServerResponse | null;
   readonly params: Readonly<Record<string, string>>;
   readonly query: URLSearchParams;
   /** The caller's verified identity; null only on public routes. */
@@ -38,6 +44,16 @@ export interface Route {
    * (default for authenticated routes); `local` routes always run on the node that got them.
    */
   readonly routing?: 'leader' | 'local';
+  /**
+   * How a follower forwards a leader-routed request (DESIGN §6). `rpc` (the default): the request,
+   * its body buffered, runs on the leader through the cluster RPC `api.forward` and its answer
+   * comes back whole in one RPC answer. A GET whose answer is larger than
+   * FORWARD_RPC_ANSWER_BYTES_MAX is sent again over HTTPS (a read may run twice); any other
+   * method's answer must stay small, since it cannot run twice. `https`: the request is re-sent
+   * over HTTPS and both bodies are streamed, for handlers that write the response themselves or
+   * answer with large bodies.
+   */
+  readonly forwarding?: 'rpc' | 'https';
   readonly summary: string;
   readonly handler: (ctx: RequestContext) => Promise<HandlerResult> | HandlerResult;
 }

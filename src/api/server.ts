@@ -1,11 +1,12 @@
 import { createServer, type Server } from 'node:https';
-import type { IncomingMessage, ServerResponse } from 'node:http';
+import type { IncomingHttpHeaders, IncomingMessage, ServerResponse } from 'node:http';
 import type { Logger } from '../log/logger.js';
 import type { Identity } from '../auth/tokens.js';
 import { NeuwerkError, describeError } from '../errors.js';
 import type { NodeMetrics } from '../metrics/registry.js';
-import { readBody, type HandlerResult, type RequestContext, type Router } from './router.js';
+import { readBody, type HandlerResult, type RequestContext, type Route, type RouteMatch, type Router } from './router.js';
 import { FORWARDED_HEADER, type LeaderProxy } from './leader-proxy.js';
+import { encodeForwardedAnswer, parseForwardedRequest, type ForwardedAnswer } from './forwarded-request.js';
 import type { TlsMaterial } from './tls.js';
 
 /** How long a request may take to send its headers before the socket is closed. */
@@ -34,13 +35,13 @@ export interface ApiServerOptions {
 export const AUTH_COOKIE = 'neuwerk_auth';
 
 /** The bearer token of a request, from `Authorization: Bearer` or the auth cookie. */
-export function requestToken(req: IncomingMessage): string | null {
-  const header = req.headers.authorization;
+export function requestToken(headers: IncomingHttpHeaders): string | null {
+  const header = headers.authorization;
   if (typeof header === 'string') {
     const match = /^Bearer\s+(\S+)\s*$/i.exec(header);
     return match ? (match[1] as string) : null;
   }
-  const cookies = req.headers.cookie;
+  const cookies = headers.cookie;
   if (typeof cookies === 'string') {
     for (const part of cookies.split(';')) {
       const [name, ...rest] = part.trim().split('=');
@@ -55,6 +56,74 @@ export function sendJson(res: ServerResponse, status: number, body: unknown, hea
   const text = JSON.stringify(body);
   res.writeHead(status, { 'content-type': 'application/json; charset=utf-8', 'content-length': Buffer.byteLength(text), ...headers });
   res.end(text);
+}
+
+/** An HTTP answer as the server writes it: the same for its own socket and for a follower's forwarded request. */
+interface RenderedAnswer {
+  readonly status: number;
+  readonly headers: Record<string, string>;
+  readonly body: string | Buffer;
+}
+
+function renderResult(result: NonNullable<HandlerResult>): RenderedAnswer {
+  if (result.raw !== undefined) return { status: result.status, headers: result.headers ?? {}, body: result.raw };
+  if (result.body === undefined) return { status: result.status, headers: result.headers ?? {}, body: '' };
+  const text = JSON.stringify(result.body);
+  return { status: result.status, headers: { 'content-type': 'application/json; charset=utf-8', 'content-length': String(Buffer.byteLength(text)), ...result.headers }, body: text };
+}
+
+/** Whether a follower hands this request to the leader (DESIGN §6): authenticated, leader-routed, not a stale or local read. */
+function routedToLeader(route: Route, url: URL): boolean {
+  return route.access !== 'public' && (route.routing ?? 'leader') === 'leader' && url.searchParams.get('stale') !== 'true' && url.searchParams.get('local') !== 'true';
+}
+
+/** The request as the route's handler sees it, from a socket or from a follower's RPC. */
+interface ApiInput {
+  readonly method: string;
+  readonly url: URL;
+  readonly headers: IncomingHttpHeaders;
+  readonly clientAddress: string;
+  readonly readRaw: () => Promise<Buffer>;
+  readonly res: ServerResponse | null;
+}
+
+/** Authenticates and authorises the caller, then runs the route's handler. */
+async function execute(options: Pick<ApiServerOptions, 'authenticate' | 'onAuthenticated'>, match: RouteMatch, input: ApiInput): Promise<HandlerResult> {
+  let identity: Identity | null = null;
+  if (match.route.access !== 'public') {
+    const token = requestToken(input.headers);
+    if (token === null) throw new NeuwerkError('NW_ERR_AUTH_MISSING', 'authentication required: send Authorization: Bearer <token>');
+    identity = await options.authenticate(token);
+    if (match.route.access === 'admin' && !identity.roles.includes('admin')) {
+      throw new NeuwerkError('NW_ERR_AUTH_FORBIDDEN', `${input.method} ${match.route.path} needs the admin role`);
+    }
+    options.onAuthenticated?.(identity);
+  }
+  const ctx: RequestContext = {
+    headers: input.headers,
+    res: input.res,
+    params: match.params,
+    query: input.url.searchParams,
+    identity,
+    clientAddress: input.clientAddress,
+    readText: async () => (await input.readRaw()).toString('utf8'),
+    readJson: async () => {
+      const text = (await input.readRaw()).toString('utf8');
+      if (text.trim() === '') throw new NeuwerkError('NW_ERR_HTTP_BAD_REQUEST', 'request body is empty; expected JSON');
+      try {
+        return JSON.parse(text) as unknown;
+      } catch (err) {
+        throw new NeuwerkError('NW_ERR_HTTP_BAD_REQUEST', `request body is not valid JSON: ${(err as Error).message}`);
+      }
+    },
+  };
+  return match.route.handler(ctx);
+}
+
+function asNeuwerkError(err: unknown, logger: Logger, route: string, method: string): NeuwerkError {
+  const error = err instanceof NeuwerkError ? err : new NeuwerkError('NW_ERR_INTERNAL', 'internal error', { cause: err });
+  if (error.code === 'NW_ERR_INTERNAL') logger.error({ err: describeError(err), route, method }, 'management API handler failed');
+  return error;
 }
 
 /** The HTTPS management API. Every error is `{"error", "code"}` with the catalogue's status. */
@@ -79,9 +148,7 @@ export function createApiServer(options: ApiServerOptions): Server {
       if (match instanceof NeuwerkError) throw match;
       routeLabel = match.route.path;
       const routing = options.routing;
-      const routed =
-        match.route.access !== 'public' && (match.route.routing ?? 'leader') === 'leader' && url.searchParams.get('stale') !== 'true' && url.searchParams.get('local') !== 'true';
-      if (routing !== undefined && routed && !routing.isLeader()) {
+      if (routing !== undefined && routedToLeader(match.route, url) && !routing.isLeader()) {
         if (req.headers[FORWARDED_HEADER] !== undefined) {
           throw new NeuwerkError('NW_ERR_NO_LEADER', 'no cluster leader (leadership moved while the request was forwarded; retry)');
         }
@@ -89,55 +156,26 @@ export function createApiServer(options: ApiServerOptions): Server {
         if (leader === null) throw new NeuwerkError('NW_ERR_NO_LEADER', 'no cluster leader');
         if (leader.nodeId !== options.nodeId) {
           res.removeHeader('x-neuwerk-served-by');
-          await routing.proxy.forward(req, res, leader);
+          await routing.proxy.forward(req, res, leader, match.route);
           return;
         }
       }
-      let identity: Identity | null = null;
-      if (match.route.access !== 'public') {
-        const token = requestToken(req);
-        if (token === null) throw new NeuwerkError('NW_ERR_AUTH_MISSING', 'authentication required: send Authorization: Bearer <token>');
-        identity = await options.authenticate(token);
-        if (match.route.access === 'admin' && !identity.roles.includes('admin')) {
-          throw new NeuwerkError('NW_ERR_AUTH_FORBIDDEN', `${method} ${match.route.path} needs the admin role`);
-        }
-        options.onAuthenticated?.(identity);
-      }
       let bodyCache: Buffer | null = null;
-      const readRaw = async (): Promise<Buffer> => (bodyCache ??= await readBody(req));
-      const ctx: RequestContext = {
-        req,
-        res,
-        params: match.params,
-        query: url.searchParams,
-        identity,
+      const result = await execute(options, match, {
+        method,
+        url,
+        headers: req.headers,
         clientAddress: req.socket.remoteAddress ?? 'unknown',
-        readText: async () => (await readRaw()).toString('utf8'),
-        readJson: async () => {
-          const text = (await readRaw()).toString('utf8');
-          if (text.trim() === '') throw new NeuwerkError('NW_ERR_HTTP_BAD_REQUEST', 'request body is empty; expected JSON');
-          try {
-            return JSON.parse(text) as unknown;
-          } catch (err) {
-            throw new NeuwerkError('NW_ERR_HTTP_BAD_REQUEST', `request body is not valid JSON: ${(err as Error).message}`);
-          }
-        },
-      };
-      const result: HandlerResult = await match.route.handler(ctx);
+        readRaw: async () => (bodyCache ??= await readBody(req)),
+        res,
+      });
       if (result !== undefined) {
-        if (result.raw !== undefined) {
-          res.writeHead(result.status, result.headers ?? {});
-          res.end(result.raw);
-        } else if (result.body === undefined) {
-          res.writeHead(result.status, result.headers ?? {});
-          res.end();
-        } else {
-          sendJson(res, result.status, result.body, result.headers);
-        }
+        const answer = renderResult(result);
+        res.writeHead(answer.status, answer.headers);
+        res.end(answer.body);
       }
     } catch (err) {
-      const error = err instanceof NeuwerkError ? err : new NeuwerkError('NW_ERR_INTERNAL', 'internal error', { cause: err });
-      if (error.code === 'NW_ERR_INTERNAL') logger.error({ err: describeError(err), route: routeLabel, method }, 'management API handler failed');
+      const error = asNeuwerkError(err, logger, routeLabel, method);
       if (!res.headersSent) sendJson(res, error.httpStatus, error.toJSON());
       else res.destroy();
     } finally {
@@ -148,4 +186,58 @@ export function createApiServer(options: ApiServerOptions): Server {
   }
 
   return server;
+}
+
+/** Who may send forwarded requests, and whether this node still leads. */
+export interface ForwardedRequestOptions {
+  /** True when `nodeId` (the mTLS identity of the calling peer) is a current member. */
+  readonly isMember: (nodeId: string) => boolean;
+  readonly isLeader: () => boolean;
+}
+
+/**
+ * The leader's side of cluster RPC `api.forward`: runs a request a follower forwarded through the
+ * same router, authentication and handlers as the HTTPS server (the caller's credentials travel
+ * unchanged and are checked here) and returns the answer the HTTPS server would have written.
+ * A peer that is not a member, or a malformed or oversized payload, gets an RPC error; everything
+ * that happens while serving the request is an HTTP answer, as over HTTPS.
+ */
+export function createForwardedRequestHandler(options: ApiServerOptions, forwarded: ForwardedRequestOptions): (from: string, body: unknown) => Promise<ForwardedAnswer> {
+  const { router, logger, metrics } = options;
+  return async (from, body) => {
+    if (!forwarded.isMember(from)) throw new NeuwerkError('NW_ERR_AUTH_FORBIDDEN', `node ${from} is not a member of this cluster; it may not forward API requests`);
+    const request = parseForwardedRequest(body);
+    const started = process.hrtime.bigint();
+    let routeLabel = 'unmatched';
+    let answer: RenderedAnswer;
+    try {
+      const url = new URL(request.url, 'https://neuwerk.invalid');
+      const match = router.match(request.method, url.pathname);
+      if (match instanceof NeuwerkError) throw match;
+      routeLabel = match.route.path;
+      if (!routedToLeader(match.route, url) || (match.route.forwarding ?? 'rpc') !== 'rpc') {
+        throw new NeuwerkError('NW_ERR_RPC', `${request.method} ${match.route.path} is not forwarded over cluster RPC`);
+      }
+      if (!forwarded.isLeader()) throw new NeuwerkError('NW_ERR_NO_LEADER', 'no cluster leader (leadership moved while the request was forwarded; retry)');
+      const result = await execute(options, match, {
+        method: request.method,
+        url,
+        headers: request.headers,
+        clientAddress: request.client_address,
+        readRaw: async () => request.bodyBytes,
+        res: null,
+      });
+      if (result === undefined) throw new NeuwerkError('NW_ERR_INTERNAL', `${match.route.path} writes its own response; it must be declared forwarding: 'https'`);
+      answer = renderResult(result);
+    } catch (err) {
+      const error = asNeuwerkError(err, logger, routeLabel, request.method);
+      const text = JSON.stringify(error.toJSON());
+      answer = { status: error.httpStatus, headers: { 'content-type': 'application/json; charset=utf-8', 'content-length': String(Buffer.byteLength(text)) }, body: text };
+    } finally {
+      const seconds = Number(process.hrtime.bigint() - started) / 1e9;
+      metrics.apiLatency.observe({ route: routeLabel, method: request.method }, seconds);
+    }
+    metrics.apiRequests.inc({ route: routeLabel, method: request.method, status: String(answer.status) });
+    return encodeForwardedAnswer(request.method, { status: answer.status, headers: { ...answer.headers, 'x-neuwerk-served-by': options.nodeId }, body: answer.body });
+  };
 }

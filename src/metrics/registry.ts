@@ -8,6 +8,13 @@ export class NodeMetrics {
   readonly registry = new Registry();
   readonly apiRequests: Counter<'route' | 'method' | 'status'>;
   readonly apiLatency: Histogram<'route' | 'method'>;
+  /**
+   * Requests a follower forwarded to the leader, counted once by the path that brought the answer
+   * back (`rpc`: cluster RPC `api.forward`; `https`: re-sent over HTTPS) and why HTTPS (`route`,
+   * `body-undeclared`, `body-large`, `rpc-busy`, `answer-too-large`, `leader-without-rpc`; `none`
+   * for the RPC). A forward that failed (503) is not counted here.
+   */
+  readonly apiForwarded: Counter<'via' | 'reason'>;
   readonly raftTerm: Gauge;
   readonly raftCommitIndex: Gauge;
   readonly raftAppliedIndex: Gauge;
@@ -52,6 +59,12 @@ export class NodeMetrics {
       name: 'neuwerk_api_requests_total',
       help: 'Management API requests by route template, method and status code.',
       labelNames: ['route', 'method', 'status'],
+      registers,
+    });
+    this.apiForwarded = new Counter({
+      name: 'neuwerk_api_forwarded_total',
+      help: 'Management API requests this follower forwarded to the leader and got an answer for, by path (rpc, https) and the reason for https.',
+      labelNames: ['via', 'reason'],
       registers,
     });
     this.apiLatency = new Histogram({

@@ -104,4 +104,17 @@ describe('cluster transport over mutual TLS', () => {
     huge.writeUInt32BE(MAX_FRAME_BYTES + 1);
     assert.throws(() => new FrameDecoder().push(huge), /exceeds|limit/);
   });
+
+  it('the frame codec round-trips binary at any depth and text that merely mentions the binary marker', () => {
+    const frames = [
+      { kind: 'raft', body: { type: 'snapshot', data: new Uint8Array([0, 255, 7]), meta: { index: 4 } } },
+      { kind: 'rpc-ok', id: 3, body: { items: [{ archive: new Uint8Array(0) }, { archive: new Uint8Array([1]) }], note: '"$b64" is the marker' } },
+      { kind: 'rpc', id: 4, method: 'echo', body: { text: '{"$b64":"AAE="}', nested: { $b64: 'AAE=', other: 1 } } },
+      { kind: 'raft', body: { type: 'append', entries: [{ index: 1, term: 1, data: { value: 'plain' } }] } },
+    ] as const;
+    for (const frame of frames) {
+      const decoded = new FrameDecoder().push(encodeFrame(frame as never));
+      assert.deepEqual(decoded, [frame]);
+    }
+  });
 });

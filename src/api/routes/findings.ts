@@ -137,7 +137,7 @@ export function addClusterFindingsRoutes(router: Router, deps: ClusterFindingsDe
       const local = deps.dataplane.findingsView(ctx.query);
       const others = deps.members === null || dispatcher === null ? [] : deps.members().filter((m) => m.node_id !== deps.nodeId);
       const headers: Record<string, string> = { accept: 'application/json' };
-      const { authorization, cookie } = ctx.req.headers;
+      const { authorization, cookie } = ctx.headers;
       if (typeof authorization === 'string') headers.authorization = authorization;
       if (typeof cookie === 'string') headers.cookie = cookie;
       const search = ctx.query.toString() === '' ? '' : `?${ctx.query.toString()}`;

@@ -51,7 +51,7 @@ export function addPolicyRoutes(router: Router, replicator: Replicator, enforcem
     access: 'admin',
     summary: 'Validate, compile and commit a policy (JSON, or YAML with Content-Type application/yaml); answers once it is active on this node.',
     handler: async (ctx) => {
-      const contentType = String(ctx.req.headers['content-type'] ?? 'application/json');
+      const contentType = String(ctx.headers['content-type'] ?? 'application/json');
       const document = /yaml/i.test(contentType) ? parsePolicyYaml(await ctx.readText()) : parsePolicy(await ctx.readJson());
       const compiled = compilePolicy(document);
       const identity = ctx.identity;

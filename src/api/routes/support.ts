@@ -50,6 +50,8 @@ export function addSupportRoutes(router: Router, deps: SupportRouteDeps): void {
       path: SUPPORT_CLUSTER_SYSDUMP_PATH,
       access: 'admin',
       routing: 'leader',
+      // Archives run to megabytes and take seconds to build: never buffered into one RPC answer.
+      forwarding: 'https',
       summary: 'Cluster-wide diagnostic archive (gzip tar): every member\'s node archive under nodes/<node_id>/, cluster/summary.json, manifest.json with partial/node_errors. Single-node mode: a one-node archive.',
       handler: async (ctx) => {
         const identity = ctx.identity;
