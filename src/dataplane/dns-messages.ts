@@ -25,6 +25,8 @@ import type { AllowlistAddress } from './allowlist.js';
 export const DNS_MESSAGE_MAX_BYTES = 65_535;
 /** DNS header size. */
 export const DNS_HEADER_BYTES = 12;
+/** Longest name on the wire (RFC 1035 §2.3.4), length octets included. */
+const NAME_MAX_BYTES = 255;
 /** UDP payload size the proxy advertises in its own EDNS answers (the DNS flag day 2020 value). */
 export const DNS_EDNS_UDP_PAYLOAD_BYTES = 1232;
 /** Longest CNAME chain followed when reading the addresses of an answer. */
@@ -94,6 +96,8 @@ const questionScratch = Buffer.alloc(QUESTION_SCRATCH_BYTES);
  * the raw bytes, so the two must denote the same name.
  */
 function canonicalQuestionLength(raw: Buffer, question: Question): number {
+  const printable = printableQuestionLength(raw);
+  if (printable >= 0) return printable;
   let length: number;
   try {
     codecs.question.encode(question, questionScratch, 0);
@@ -103,6 +107,56 @@ function canonicalQuestionLength(raw: Buffer, question: Question): number {
   }
   if (raw.length < DNS_HEADER_BYTES + length) return -1;
   return raw.compare(questionScratch, 0, length, DNS_HEADER_BYTES, DNS_HEADER_BYTES + length) === 0 ? length : -1;
+}
+
+/**
+ * Whether the 16-bit type (`table` 0) or class (`table` 1) `value` comes back as itself when
+ * dns-packet decodes and re-encodes a question: 0 not yet known, 1 yes, 2 no. Filled on demand by
+ * asking dns-packet itself.
+ */
+const roundTrips = [new Uint8Array(65_536), new Uint8Array(65_536)] as const;
+
+function roundTripsAs(table: 0 | 1, value: number): boolean {
+  const known = roundTrips[table];
+  if (known[value] === 0) {
+    const probe = Buffer.from([0, 0, 1, 0, 1]); // root name, type A, class IN
+    probe.writeUInt16BE(value, table === 0 ? 1 : 3);
+    let same = false;
+    try {
+      codecs.question.encode(codecs.question.decode(probe, 0), questionScratch, 0);
+      same = codecs.question.encode.bytes === probe.length && probe.compare(questionScratch, 0, probe.length) === 0;
+    } catch {
+      same = false;
+    }
+    known[value] = same ? 1 : 2;
+  }
+  return known[value] === 1;
+}
+
+/**
+ * `canonicalQuestionLength` without re-encoding, for the common question whose labels hold only
+ * printable ASCII other than the dot (0x21-0x7e): dns-packet decodes such labels to the same
+ * characters and re-encodes the joined name to the same labels, so the question is canonical
+ * exactly when its type and class round-trip (`roundTripsAs`). -1 when this shortcut cannot
+ * tell (a pointer, another byte, a cut-short section): the caller then re-encodes.
+ */
+function printableQuestionLength(raw: Buffer): number {
+  let offset = DNS_HEADER_BYTES;
+  for (;;) {
+    if (offset >= raw.length) return -1;
+    const length = raw[offset] as number;
+    if (length === 0) break;
+    if (length > 63 || offset + 1 + length > raw.length) return -1;
+    for (let i = offset + 1; i <= offset + length; i++) {
+      const byte = raw[i] as number;
+      if (byte < 0x21 || byte > 0x7e || byte === 0x2e) return -1;
+    }
+    offset += 1 + length;
+  }
+  const end = offset + 5;
+  if (end > raw.length || end - DNS_HEADER_BYTES > NAME_MAX_BYTES + 4) return -1;
+  if (!roundTripsAs(0, raw.readUInt16BE(offset + 1)) || !roundTripsAs(1, raw.readUInt16BE(offset + 3))) return -1;
+  return end - DNS_HEADER_BYTES;
 }
 
 function classifyDecoded(raw: Buffer, packet: DecodedPacket): QueryClassification {
@@ -240,8 +294,6 @@ export function rcodeOf(packet: DecodedPacket): number {
 /** Outcome of `checkReply`: the reply's response code and TC bit, or why it was refused. */
 export type ReplyCheck = { readonly ok: true; readonly rcode: number; readonly truncated: boolean } | { readonly ok: false; readonly reason: string };
 
-/** Longest name on the wire (RFC 1035 §2.3.4), length octets included. */
-const NAME_MAX_BYTES = 255;
 /** Fixed part of a resource record after its owner name: type, class, TTL, RDLENGTH. */
 const RECORD_FIXED_BYTES = 10;
 const TYPE_A = 1;
