@@ -304,22 +304,22 @@ const CLASS_IN = 1;
 const CLASS_FLUSH_BIT = 0x8000;
 
 /**
- * The question section of an outgoing `query` (name, type, class) as a view of its bytes, or null
- * when the query does not hold exactly one question with an uncompressed, well-formed name.
+ * Offset just past the question section of an outgoing `query` (name, type, class), or -1 when
+ * the query does not hold exactly one question with an uncompressed, well-formed name.
  */
-export function questionSection(query: Buffer): Buffer | null {
-  if (query.length < DNS_HEADER_BYTES || query.readUInt16BE(4) !== 1) return null;
+export function questionEnd(query: Buffer): number {
+  if (query.length < DNS_HEADER_BYTES || query.readUInt16BE(4) !== 1) return -1;
   let offset = DNS_HEADER_BYTES;
   for (;;) {
-    if (offset >= query.length || offset - DNS_HEADER_BYTES >= NAME_MAX_BYTES) return null;
+    if (offset >= query.length || offset - DNS_HEADER_BYTES >= NAME_MAX_BYTES) return -1;
     const length = query[offset] as number;
     if (length === 0) break;
-    if (length > 63) return null;
+    if (length > 63) return -1;
     offset += 1 + length;
   }
   offset += 1;
-  if (offset + 4 > query.length || offset - DNS_HEADER_BYTES > NAME_MAX_BYTES) return null;
-  return query.subarray(DNS_HEADER_BYTES, offset + 4);
+  if (offset + 4 > query.length || offset - DNS_HEADER_BYTES > NAME_MAX_BYTES) return -1;
+  return offset + 4;
 }
 
 function asciiLower(byte: number): number {
@@ -327,18 +327,19 @@ function asciiLower(byte: number): number {
 }
 
 /**
- * Whether `raw` holds `question` (a `questionSection`) at `offset`: the same labels, letters
- * compared case-insensitively, and the same type and class.
+ * Whether `raw` repeats the question of `query` (bytes DNS_HEADER_BYTES..`end`, see `questionEnd`)
+ * at the same offset: the same labels, letters compared case-insensitively, and the same type and
+ * class.
  */
-function holdsQuestion(raw: Buffer, offset: number, question: Buffer): boolean {
-  if (raw.length < offset + question.length) return false;
-  let i = 0;
-  for (let length = question[0] as number; length !== 0; length = question[i] as number) {
-    if (raw[offset + i] !== length) return false;
-    for (let j = i + 1; j <= i + length; j++) if (asciiLower(raw[offset + j] as number) !== asciiLower(question[j] as number)) return false;
+function repeatsQuestion(raw: Buffer, query: Buffer, end: number): boolean {
+  if (raw.length < end) return false;
+  let i = DNS_HEADER_BYTES;
+  for (let length = query[i] as number; length !== 0; length = query[i] as number) {
+    if (raw[i] !== length) return false;
+    for (let j = i + 1; j <= i + length; j++) if (asciiLower(raw[j] as number) !== asciiLower(query[j] as number)) return false;
     i += 1 + length;
   }
-  for (; i < question.length; i++) if (raw[offset + i] !== question[i]) return false;
+  for (; i < end; i++) if (raw[i] !== query[i]) return false;
   return true;
 }
 
@@ -365,14 +366,14 @@ function skipName(raw: Buffer, offset: number): number {
 /**
  * Checks that `raw` is the reply to the query the proxy sent, without decoding it into objects: it
  * carries `expectedId` (the fresh ID the proxy chose, not the client's), is a response with opcode
- * QUERY and exactly one question equal to `question` (the query's `questionSection`; names compared
- * case-insensitively, type and class exactly), and every record of its three sections is framed
+ * QUERY and exactly one question equal to the one `query` asked (its bytes up to `questionEnd`;
+ * names compared case-insensitively, type and class exactly), and every record of its three sections is framed
  * within the message (owner name well formed, RDLENGTH in bounds). Record data is not decoded
  * here: the reply goes to the client byte for byte, and `replyAddresses` reads only the answer
  * records it needs. Anything else is dropped by the caller, who keeps waiting for the genuine
  * reply until its timeout. Never throws.
  */
-export function checkReply(raw: Buffer, expectedId: number, question: Buffer): ReplyCheck {
+export function checkReply(raw: Buffer, expectedId: number, query: Buffer, questionEnd: number): ReplyCheck {
   if (raw.length < DNS_HEADER_BYTES) return { ok: false, reason: 'shorter than a DNS header' };
   if (raw.readUInt16BE(0) !== expectedId) return { ok: false, reason: 'unexpected ID' };
   const flags = raw.readUInt16BE(2);
@@ -381,9 +382,9 @@ export function checkReply(raw: Buffer, expectedId: number, question: Buffer): R
   if (opcode !== OPCODE_QUERY) return { ok: false, reason: `opcode ${opcode}` };
   const questions = raw.readUInt16BE(4);
   if (questions !== 1) return { ok: false, reason: `${questions} questions in the reply` };
-  if (!holdsQuestion(raw, DNS_HEADER_BYTES, question)) return { ok: false, reason: 'the reply answers a different question' };
+  if (!repeatsQuestion(raw, query, questionEnd)) return { ok: false, reason: 'the reply answers a different question' };
   const records = raw.readUInt16BE(6) + raw.readUInt16BE(8) + raw.readUInt16BE(10);
-  let offset = DNS_HEADER_BYTES + question.length;
+  let offset = questionEnd;
   for (let i = 0; i < records; i++) {
     offset = skipName(raw, offset);
     if (offset < 0 || offset + RECORD_FIXED_BYTES > raw.length) return { ok: false, reason: `record ${i + 1} of ${records} is cut short or malformed` };
@@ -422,8 +423,9 @@ export function replyAddresses(raw: Buffer, qname: string): AllowlistAddress[] {
   if (question < 0) return [];
   const first = question + 4;
   const asked = normalizeHostname(qname);
-  // Names the answer may give addresses for: the qname and the CNAME targets reached from it.
-  const names = new Set<string>([asked]);
+  // Names the answer may give addresses for: the qname and the CNAME targets reached from it
+  // (null while no CNAME was seen: then the qname alone).
+  let names: Set<string> | null = null;
   for (let hop = 0, grew = true; grew && hop < DNS_CNAME_CHAIN_MAX_HOPS; hop++) {
     grew = false;
     for (let i = 0, offset = first; i < answerCount; i++) {
@@ -433,6 +435,7 @@ export function replyAddresses(raw: Buffer, qname: string): AllowlistAddress[] {
       const next = data + raw.readUInt16BE(fixed + 8);
       if (next > raw.length) break;
       if (raw.readUInt16BE(fixed) === TYPE_CNAME) {
+        names ??= new Set<string>([asked]);
         const owner = ownerName(raw, offset, asked);
         if (owner !== null && names.has(owner)) {
           const target = ownerName(raw, data, asked);
@@ -457,7 +460,7 @@ export function replyAddresses(raw: Buffer, qname: string): AllowlistAddress[] {
     const type = raw.readUInt16BE(fixed);
     if (((type === TYPE_A && length === 4) || (type === TYPE_AAAA && length === 16)) && (raw.readUInt16BE(fixed + 2) & ~CLASS_FLUSH_BIT) === CLASS_IN) {
       const owner = ownerName(raw, offset, asked);
-      if (owner !== null && names.has(owner)) {
+      if (owner !== null && (names === null ? owner === asked : names.has(owner))) {
         const ttlSeconds = raw.readUInt32BE(fixed + 4);
         if (type === TYPE_A) v4.push({ ip: `${raw[data]}.${raw[data + 1]}.${raw[data + 2]}.${raw[data + 3]}`, ttlSeconds });
         else v6.push({ ip: ipv6Text(raw, data), ttlSeconds });

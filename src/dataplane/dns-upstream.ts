@@ -25,7 +25,7 @@ import { formatHostPort, type HostPort } from '../config/address.js';
 import { NeuwerkError } from '../errors.js';
 import type { NodeMetrics } from '../metrics/registry.js';
 import { canonicalIp } from './allowlist.js';
-import { checkReply, DNS_HEADER_BYTES, DNS_MESSAGE_MAX_BYTES, questionSection, RandomIds, RCODE } from './dns-messages.js';
+import { checkReply, DNS_HEADER_BYTES, DNS_MESSAGE_MAX_BYTES, questionEnd, RandomIds, RCODE } from './dns-messages.js';
 
 /** How long one upstream gets to answer one try before the next upstream is asked. */
 export const DNS_UPSTREAM_TRY_TIMEOUT_MS = 2_000;
@@ -83,8 +83,8 @@ interface PendingTry {
 /** One `exchange` walking the upstreams in order. */
 interface Exchange {
   readonly query: Buffer;
-  /** The query's question section (`questionSection`), which a reply must repeat. */
-  readonly question: Buffer;
+  /** Offset just past the query's question (`questionEnd`), which a reply must repeat. */
+  readonly questionEnd: number;
   readonly transport: 'udp' | 'tcp';
   readonly callback: (outcome: ExchangeOutcome) => void;
   /** Index of the upstream being tried. */
@@ -189,12 +189,12 @@ export class DnsUpstreamClient {
    * is called exactly once, possibly synchronously (closed client, too many tries in flight).
    */
   exchangeWith(query: Buffer, transport: 'udp' | 'tcp', callback: (outcome: ExchangeOutcome) => void): void {
-    const question = questionSection(query);
-    if (question === null) {
+    const end = questionEnd(query);
+    if (end < 0) {
       callback({ ok: false, reason: 'the query does not hold exactly one uncompressed question' });
       return;
     }
-    this.nextTry({ query, question, transport, callback, index: 0, fallback: null, lastReason: 'no upstream configured' });
+    this.nextTry({ query, questionEnd: end, transport, callback, index: 0, fallback: null, lastReason: 'no upstream configured' });
   }
 
   private nextTry(exchange: Exchange): void {
@@ -209,7 +209,7 @@ export class DnsUpstreamClient {
       return;
     }
     if (exchange.transport === 'udp') this.tryUdp(exchange.index, target, exchange);
-    else void this.tryTcp(target, exchange.query, exchange.question).then((outcome) => this.onTryOutcome(exchange, target, outcome));
+    else void this.tryTcp(target, exchange.query, exchange.questionEnd).then((outcome) => this.onTryOutcome(exchange, target, outcome));
   }
 
   /** One try of `exchange` ended: fail over, keep a SERVFAIL/REFUSED as the fallback, or finish. */
@@ -279,7 +279,7 @@ export class DnsUpstreamClient {
     const pending = channel.pending.get(id);
     if (pending === undefined) return this.dropReply();
     if (pending.target.port !== port || pending.target.ip !== (canonicalIp(address) ?? address)) return this.dropReply();
-    const check = checkReply(message, id, pending.exchange.question);
+    const check = checkReply(message, id, pending.exchange.query, pending.exchange.questionEnd);
     if (!check.ok) return this.dropReply();
     this.finishTry(pending, { ok: true, reply: message, rcode: check.rcode, truncated: check.truncated });
   }
@@ -375,7 +375,7 @@ export class DnsUpstreamClient {
     if (this.oldest !== null && !this.closed) this.armDeadlineTimer(this.oldest.deadlineMs - now);
   }
 
-  private tryTcp(target: UpstreamTarget, query: Buffer, question: Buffer): Promise<TryOutcome> {
+  private tryTcp(target: UpstreamTarget, query: Buffer, end: number): Promise<TryOutcome> {
     if (this.pendingCount >= this.maxPending) return Promise.resolve({ ok: false, reason: 'too many queries in flight' });
     const id = this.ids.next();
     return new Promise((resolve) => {
@@ -411,7 +411,7 @@ export class DnsUpstreamClient {
           if (buffered.length < 2 + length) break;
           const message = Buffer.from(buffered.subarray(2, 2 + length));
           buffered = buffered.subarray(2 + length);
-          const check = checkReply(message, id, question);
+          const check = checkReply(message, id, query, end);
           if (check.ok) return finish({ ok: true, reply: message, rcode: check.rcode, truncated: check.truncated });
           this.dropReply();
         }
