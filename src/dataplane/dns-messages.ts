@@ -1,12 +1,19 @@
 /**
- * DNS message handling shared by the DNS proxy and the proxy's resolver, on top of `dns-packet`
- * (no hand-written DNS parsing): classifying client queries, building the proxy's own answers
- * (NXDOMAIN, SERVFAIL, ...), validating upstream replies, and reading the addresses of an answer.
+ * DNS message handling shared by the DNS proxy and the proxy's resolver: classifying client
+ * queries, building the proxy's own answers (NXDOMAIN, SERVFAIL, ...), validating upstream
+ * replies, and reading the addresses of an answer.
  *
- * Per-query cost: the common query is decoded section by section with dns-packet's own codecs
- * (no full packet object), and the proxy's own answers are the client's header and question with
- * the header patched (`buildAnswerFromQuery`) — the only hand-written byte handling here, limited
- * to the fixed 12-byte header. Upstream replies are always decoded in full.
+ * Client queries are parsed with `dns-packet` (no hand-written query parsing): the common query
+ * is decoded section by section with dns-packet's own codecs (no full packet object). The proxy's
+ * own answers are the client's header and question with the fixed 12-byte header patched
+ * (`buildAnswerFromQuery`).
+ *
+ * Upstream replies are not decoded into objects: a full decode cost more than the rest of the
+ * reply's path. `checkReply` reads the header, compares the question with the bytes the proxy
+ * sent, and checks that every record is framed within the message; `replyAddresses` walks only
+ * the answer section for the A/AAAA records of the qname and its CNAME chain, decoding names other
+ * than the usual pointer to the question with dns-packet. Both are small bounds-checked readers:
+ * a malformed reply is refused (`checkReply`) or yields no addresses, never an exception.
  */
 import { randomFillSync } from 'node:crypto';
 import dnsPacket from 'dns-packet';
@@ -18,6 +25,8 @@ import type { AllowlistAddress } from './allowlist.js';
 export const DNS_MESSAGE_MAX_BYTES = 65_535;
 /** DNS header size. */
 export const DNS_HEADER_BYTES = 12;
+/** Longest name on the wire (RFC 1035 §2.3.4), length octets included. */
+const NAME_MAX_BYTES = 255;
 /** UDP payload size the proxy advertises in its own EDNS answers (the DNS flag day 2020 value). */
 export const DNS_EDNS_UDP_PAYLOAD_BYTES = 1232;
 /** Longest CNAME chain followed when reading the addresses of an answer. */
@@ -32,13 +41,17 @@ export const EDE = { OTHER: 0, BLOCKED: 15, NOT_READY: 14, NETWORK_ERROR: 23, NO
 
 const EDE_OPTION_CODE = 15;
 const EDE_TEXT_MAX_BYTES = 200;
-/** One of dns-packet's section codecs (exported by the library, not declared by @types/dns-packet). */
+/** One of dns-packet's section codecs (exported by the library, not declared by @types/dns-packet; nor is its name codec). */
 interface SectionCodec<T> {
   readonly encode: ((value: T, buf: Buffer, offset: number) => unknown) & { readonly bytes: number };
   readonly decode: ((buf: Buffer, offset: number) => T) & { readonly bytes: number };
   encodingLength(value: T): number;
 }
-const codecs = dnsPacket as unknown as { readonly question: SectionCodec<Question>; readonly answer: SectionCodec<Answer> };
+const codecs = dnsPacket as unknown as {
+  readonly question: SectionCodec<Question>;
+  readonly answer: SectionCodec<Answer>;
+  readonly name: { readonly decode: (buf: Buffer, offset: number) => string };
+};
 
 const FLAG_QR = 0x8000;
 const FLAG_RD = dnsPacket.RECURSION_DESIRED;
@@ -83,6 +96,8 @@ const questionScratch = Buffer.alloc(QUESTION_SCRATCH_BYTES);
  * the raw bytes, so the two must denote the same name.
  */
 function canonicalQuestionLength(raw: Buffer, question: Question): number {
+  const printable = printableQuestionLength(raw);
+  if (printable >= 0) return printable;
   let length: number;
   try {
     codecs.question.encode(question, questionScratch, 0);
@@ -92,6 +107,56 @@ function canonicalQuestionLength(raw: Buffer, question: Question): number {
   }
   if (raw.length < DNS_HEADER_BYTES + length) return -1;
   return raw.compare(questionScratch, 0, length, DNS_HEADER_BYTES, DNS_HEADER_BYTES + length) === 0 ? length : -1;
+}
+
+/**
+ * Whether the 16-bit type (`table` 0) or class (`table` 1) `value` comes back as itself when
+ * dns-packet decodes and re-encodes a question: 0 not yet known, 1 yes, 2 no. Filled on demand by
+ * asking dns-packet itself.
+ */
+const roundTrips = [new Uint8Array(65_536), new Uint8Array(65_536)] as const;
+
+function roundTripsAs(table: 0 | 1, value: number): boolean {
+  const known = roundTrips[table];
+  if (known[value] === 0) {
+    const probe = Buffer.from([0, 0, 1, 0, 1]); // root name, type A, class IN
+    probe.writeUInt16BE(value, table === 0 ? 1 : 3);
+    let same = false;
+    try {
+      codecs.question.encode(codecs.question.decode(probe, 0), questionScratch, 0);
+      same = codecs.question.encode.bytes === probe.length && probe.compare(questionScratch, 0, probe.length) === 0;
+    } catch {
+      same = false;
+    }
+    known[value] = same ? 1 : 2;
+  }
+  return known[value] === 1;
+}
+
+/**
+ * `canonicalQuestionLength` without re-encoding, for the common question whose labels hold only
+ * printable ASCII other than the dot (0x21-0x7e): dns-packet decodes such labels to the same
+ * characters and re-encodes the joined name to the same labels, so the question is canonical
+ * exactly when its type and class round-trip (`roundTripsAs`). -1 when this shortcut cannot
+ * tell (a pointer, another byte, a cut-short section): the caller then re-encodes.
+ */
+function printableQuestionLength(raw: Buffer): number {
+  let offset = DNS_HEADER_BYTES;
+  for (;;) {
+    if (offset >= raw.length) return -1;
+    const length = raw[offset] as number;
+    if (length === 0) break;
+    if (length > 63 || offset + 1 + length > raw.length) return -1;
+    for (let i = offset + 1; i <= offset + length; i++) {
+      const byte = raw[i] as number;
+      if (byte < 0x21 || byte > 0x7e || byte === 0x2e) return -1;
+    }
+    offset += 1 + length;
+  }
+  const end = offset + 5;
+  if (end > raw.length || end - DNS_HEADER_BYTES > NAME_MAX_BYTES + 4) return -1;
+  if (!roundTripsAs(0, raw.readUInt16BE(offset + 1)) || !roundTripsAs(1, raw.readUInt16BE(offset + 3))) return -1;
+  return end - DNS_HEADER_BYTES;
 }
 
 function classifyDecoded(raw: Buffer, packet: DecodedPacket): QueryClassification {
@@ -226,71 +291,191 @@ export function rcodeOf(packet: DecodedPacket): number {
   return (packet.flags ?? 0) & 0xf;
 }
 
-/** Whether a decoded reply has the TC (truncated) bit. */
-export function isTruncated(packet: DecodedPacket): boolean {
-  return ((packet.flags ?? 0) & FLAG_TC) !== 0;
+/** Outcome of `checkReply`: the reply's response code and TC bit, or why it was refused. */
+export type ReplyCheck = { readonly ok: true; readonly rcode: number; readonly truncated: boolean } | { readonly ok: false; readonly reason: string };
+
+/** Fixed part of a resource record after its owner name: type, class, TTL, RDLENGTH. */
+const RECORD_FIXED_BYTES = 10;
+const TYPE_A = 1;
+const TYPE_CNAME = 5;
+const TYPE_AAAA = 28;
+const CLASS_IN = 1;
+/** The mDNS cache-flush bit of a record's class (dns-packet masks it off as well). */
+const CLASS_FLUSH_BIT = 0x8000;
+
+/**
+ * Offset just past the question section of an outgoing `query` (name, type, class), or -1 when
+ * the query does not hold exactly one question with an uncompressed, well-formed name.
+ */
+export function questionEnd(query: Buffer): number {
+  if (query.length < DNS_HEADER_BYTES || query.readUInt16BE(4) !== 1) return -1;
+  let offset = DNS_HEADER_BYTES;
+  for (;;) {
+    if (offset >= query.length || offset - DNS_HEADER_BYTES >= NAME_MAX_BYTES) return -1;
+    const length = query[offset] as number;
+    if (length === 0) break;
+    if (length > 63) return -1;
+    offset += 1 + length;
+  }
+  offset += 1;
+  if (offset + 4 > query.length || offset - DNS_HEADER_BYTES > NAME_MAX_BYTES) return -1;
+  return offset + 4;
 }
 
-/** Outcome of `validateReply`. */
-export type ReplyCheck = { readonly ok: true; readonly packet: DecodedPacket } | { readonly ok: false; readonly reason: string };
-
-function sameName(a: string, b: string): boolean {
-  return normalizeHostname(a === '.' ? '' : a) === normalizeHostname(b === '.' ? '' : b);
+function asciiLower(byte: number): number {
+  return byte >= 65 && byte <= 90 ? byte | 0x20 : byte;
 }
 
 /**
- * Checks that `raw` is the reply to the query the proxy sent: decodes, is a response, carries
- * `expectedId` (the fresh ID the proxy chose, not the client's), opcode QUERY and exactly the
- * question asked (name compared case-insensitively, type and class exactly). Anything else is
- * dropped by the caller, who keeps waiting for the genuine reply until its timeout.
+ * Whether `raw` repeats the question of `query` (bytes DNS_HEADER_BYTES..`end`, see `questionEnd`)
+ * at the same offset: the same labels, letters compared case-insensitively, and the same type and
+ * class.
  */
-export function validateReply(raw: Buffer, expectedId: number, question: Question): ReplyCheck {
+function repeatsQuestion(raw: Buffer, query: Buffer, end: number): boolean {
+  if (raw.length < end) return false;
+  let i = DNS_HEADER_BYTES;
+  for (let length = query[i] as number; length !== 0; length = query[i] as number) {
+    if (raw[i] !== length) return false;
+    for (let j = i + 1; j <= i + length; j++) if (asciiLower(raw[j] as number) !== asciiLower(query[j] as number)) return false;
+    i += 1 + length;
+  }
+  for (; i < end; i++) if (raw[i] !== query[i]) return false;
+  return true;
+}
+
+/**
+ * Offset just past the name at `offset` — its labels up to the root label or to one compression
+ * pointer, which must point before the name — or -1 when the name runs past the message, uses a
+ * reserved label type or is longer than NAME_MAX_BYTES. Pointers are not followed.
+ */
+function skipName(raw: Buffer, offset: number): number {
+  const start = offset;
+  for (;;) {
+    if (offset >= raw.length || offset - start >= NAME_MAX_BYTES) return -1;
+    const length = raw[offset] as number;
+    if (length === 0) return offset + 1;
+    if (length >= 0xc0) {
+      if (offset + 2 > raw.length) return -1;
+      return (raw.readUInt16BE(offset) & 0x3fff) < start ? offset + 2 : -1;
+    }
+    if (length > 63) return -1;
+    offset += 1 + length;
+  }
+}
+
+/**
+ * Checks that `raw` is the reply to the query the proxy sent, without decoding it into objects: it
+ * carries `expectedId` (the fresh ID the proxy chose, not the client's), is a response with opcode
+ * QUERY and exactly one question equal to the one `query` asked (its bytes up to `questionEnd`;
+ * names compared case-insensitively, type and class exactly), and every record of its three sections is framed
+ * within the message (owner name well formed, RDLENGTH in bounds). Record data is not decoded
+ * here: the reply goes to the client byte for byte, and `replyAddresses` reads only the answer
+ * records it needs. Anything else is dropped by the caller, who keeps waiting for the genuine
+ * reply until its timeout. Never throws.
+ */
+export function checkReply(raw: Buffer, expectedId: number, query: Buffer, questionEnd: number): ReplyCheck {
   if (raw.length < DNS_HEADER_BYTES) return { ok: false, reason: 'shorter than a DNS header' };
   if (raw.readUInt16BE(0) !== expectedId) return { ok: false, reason: 'unexpected ID' };
-  let packet: DecodedPacket;
-  try {
-    packet = dnsPacket.decode(raw);
-  } catch (err) {
-    return { ok: false, reason: `undecodable reply (${err instanceof Error ? err.message : 'error'})` };
+  const flags = raw.readUInt16BE(2);
+  if ((flags & FLAG_QR) === 0) return { ok: false, reason: 'not a response' };
+  const opcode = (flags & OPCODE_MASK) >> 11;
+  if (opcode !== OPCODE_QUERY) return { ok: false, reason: `opcode ${opcode}` };
+  const questions = raw.readUInt16BE(4);
+  if (questions !== 1) return { ok: false, reason: `${questions} questions in the reply` };
+  if (!repeatsQuestion(raw, query, questionEnd)) return { ok: false, reason: 'the reply answers a different question' };
+  const records = raw.readUInt16BE(6) + raw.readUInt16BE(8) + raw.readUInt16BE(10);
+  let offset = questionEnd;
+  for (let i = 0; i < records; i++) {
+    offset = skipName(raw, offset);
+    if (offset < 0 || offset + RECORD_FIXED_BYTES > raw.length) return { ok: false, reason: `record ${i + 1} of ${records} is cut short or malformed` };
+    offset += RECORD_FIXED_BYTES + raw.readUInt16BE(offset + 8);
+    if (offset > raw.length) return { ok: false, reason: `record ${i + 1} of ${records} runs past the message` };
   }
-  if (!packet.flag_qr) return { ok: false, reason: 'not a response' };
-  if (opcodeOf(packet) !== OPCODE_QUERY) return { ok: false, reason: `opcode ${opcodeOf(packet)}` };
-  const questions = packet.questions ?? [];
-  if (questions.length !== 1) return { ok: false, reason: `${questions.length} questions in the reply` };
-  const q = questions[0] as Question;
-  if (!sameName(q.name, question.name) || q.type !== question.type || (q.class ?? 'IN') !== (question.class ?? 'IN')) {
-    return { ok: false, reason: 'the reply answers a different question' };
-  }
-  return { ok: true, packet };
+  return { ok: true, rcode: flags & 0xf, truncated: (flags & FLAG_TC) !== 0 };
 }
 
 /**
- * The A and AAAA addresses `packet` gives for `qname`, following the CNAME chain from `qname`
- * (at most DNS_CNAME_CHAIN_MAX_HOPS hops) so that records for unrelated names in the answer
- * section are ignored. IPv4 first. Each address carries its record's TTL.
+ * The normalized owner name of the record at `offset`: a pointer to the question's name (the
+ * usual encoding) is `qname` itself without decoding; any other name is decoded with dns-packet.
+ * Null when it does not decode.
  */
-export function answerAddresses(qname: string, packet: DecodedPacket): AllowlistAddress[] {
-  const answers = packet.answers ?? [];
-  const names = new Set<string>([normalizeHostname(qname)]);
-  for (let hop = 0; hop < DNS_CNAME_CHAIN_MAX_HOPS; hop++) {
-    let grew = false;
-    for (const record of answers) {
-      if (record.type !== 'CNAME' || typeof record.data !== 'string') continue;
-      if (names.has(normalizeHostname(record.name)) && !names.has(normalizeHostname(record.data))) {
-        names.add(normalizeHostname(record.data));
-        grew = true;
+function ownerName(raw: Buffer, offset: number, qname: string): string | null {
+  if (raw[offset] === 0xc0 && raw[offset + 1] === DNS_HEADER_BYTES) return qname;
+  try {
+    return normalizeHostname(codecs.name.decode(raw, offset));
+  } catch {
+    return null;
+  }
+}
+
+/**
+ * The A and AAAA addresses a reply that passed `checkReply` gives for `qname` (the name asked),
+ * following the CNAME chain from `qname` (at most DNS_CNAME_CHAIN_MAX_HOPS hops) so that records
+ * for unrelated names in the answer section are ignored. IPv4 first, each with its record's TTL;
+ * only class IN records with the RDLENGTH of their type count. Walks the answer section only and
+ * bounds-checks every read: a message that does not frame returns what was found before the
+ * fault. Never throws.
+ */
+export function replyAddresses(raw: Buffer, qname: string): AllowlistAddress[] {
+  if (raw.length < DNS_HEADER_BYTES || raw.readUInt16BE(4) !== 1) return [];
+  const answerCount = raw.readUInt16BE(6);
+  const question = skipName(raw, DNS_HEADER_BYTES);
+  if (question < 0) return [];
+  const first = question + 4;
+  const asked = normalizeHostname(qname);
+  // Names the answer may give addresses for: the qname and the CNAME targets reached from it
+  // (null while no CNAME was seen: then the qname alone).
+  let names: Set<string> | null = null;
+  for (let hop = 0, grew = true; grew && hop < DNS_CNAME_CHAIN_MAX_HOPS; hop++) {
+    grew = false;
+    for (let i = 0, offset = first; i < answerCount; i++) {
+      const fixed = skipName(raw, offset);
+      if (fixed < 0 || fixed + RECORD_FIXED_BYTES > raw.length) break;
+      const data = fixed + RECORD_FIXED_BYTES;
+      const next = data + raw.readUInt16BE(fixed + 8);
+      if (next > raw.length) break;
+      if (raw.readUInt16BE(fixed) === TYPE_CNAME) {
+        names ??= new Set<string>([asked]);
+        const owner = ownerName(raw, offset, asked);
+        if (owner !== null && names.has(owner)) {
+          const target = ownerName(raw, data, asked);
+          if (target !== null && !names.has(target)) {
+            names.add(target);
+            grew = true;
+          }
+        }
       }
+      offset = next;
     }
-    if (!grew) break;
   }
   const v4: AllowlistAddress[] = [];
   const v6: AllowlistAddress[] = [];
-  for (const record of answers) {
-    if ((record.type !== 'A' && record.type !== 'AAAA') || (record.class ?? 'IN') !== 'IN') continue;
-    if (typeof record.data !== 'string' || !names.has(normalizeHostname(record.name))) continue;
-    (record.type === 'A' ? v4 : v6).push({ ip: record.data, ttlSeconds: record.ttl ?? 0 });
+  for (let i = 0, offset = first; i < answerCount; i++) {
+    const fixed = skipName(raw, offset);
+    if (fixed < 0 || fixed + RECORD_FIXED_BYTES > raw.length) break;
+    const data = fixed + RECORD_FIXED_BYTES;
+    const length = raw.readUInt16BE(fixed + 8);
+    const next = data + length;
+    if (next > raw.length) break;
+    const type = raw.readUInt16BE(fixed);
+    if (((type === TYPE_A && length === 4) || (type === TYPE_AAAA && length === 16)) && (raw.readUInt16BE(fixed + 2) & ~CLASS_FLUSH_BIT) === CLASS_IN) {
+      const owner = ownerName(raw, offset, asked);
+      if (owner !== null && (names === null ? owner === asked : names.has(owner))) {
+        const ttlSeconds = raw.readUInt32BE(fixed + 4);
+        if (type === TYPE_A) v4.push({ ip: `${raw[data]}.${raw[data + 1]}.${raw[data + 2]}.${raw[data + 3]}`, ttlSeconds });
+        else v6.push({ ip: ipv6Text(raw, data), ttlSeconds });
+      }
+    }
+    offset = next;
   }
-  return [...v4, ...v6];
+  return v6.length === 0 ? v4 : [...v4, ...v6];
+}
+
+/** The 16 bytes at `offset` as IPv6 text (eight uncompressed groups; the allowlist canonicalizes). */
+function ipv6Text(raw: Buffer, offset: number): string {
+  const groups: string[] = [];
+  for (let i = 0; i < 16; i += 2) groups.push(raw.readUInt16BE(offset + i).toString(16));
+  return groups.join(':');
 }
 
 /** Random bytes are drawn in blocks of this size (one system call per 2048 IDs). */

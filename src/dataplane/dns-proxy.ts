@@ -36,7 +36,7 @@ import { closeServer } from '../net/listen.js';
 import { decideDns, type CompiledPolicy, type Decision } from '../policy/index.js';
 import { normalizeHostname } from '../policy/hostname.js';
 import type { DynamicAllowlist } from './allowlist.js';
-import { answerAddresses, buildAnswerFromQuery, buildResponse, classifyQuery, EDE, RCODE, rcodeOf, type ParsedQuery } from './dns-messages.js';
+import { buildAnswerFromQuery, buildResponse, classifyQuery, EDE, RCODE, replyAddresses, type ParsedQuery } from './dns-messages.js';
 import type { DnsUpstreamClient, DnsUpstreamStats, ExchangeOutcome } from './dns-upstream.js';
 import { DNS_UDP_RECEIVE_BUFFER_BYTES } from './dns-upstream.js';
 import type { DenylistIndex } from './denylist.js';
@@ -269,7 +269,7 @@ export class DnsProxy {
         const step = this.decide(raw, query, clientIp);
         if (step.kind === 'forward') {
           const { decision } = step;
-          this.options.upstream.exchangeWith(raw, query.question, transport, (outcome) => this.onUpstream(raw, query, decision, outcome, started, reply));
+          this.options.upstream.exchangeWith(raw, transport, (outcome) => this.onUpstream(raw, query, decision, outcome, started, reply));
           return;
         }
         result = step.result;
@@ -335,8 +335,8 @@ export class DnsProxy {
         this.options.logger.debug({ qname: question.name, reason: outcome.reason }, 'DNS upstreams failed; answering SERVFAIL');
         response = buildAnswerFromQuery(raw, query, RCODE.SERVFAIL, { code: EDE.NO_REACHABLE_AUTHORITY, text: 'no upstream answered' });
       } else {
-        if (decision.sourceGroup !== null && rcodeOf(outcome.packet) === RCODE.NOERROR) {
-          const addresses = answerAddresses(question.name, outcome.packet);
+        if (decision.sourceGroup !== null && outcome.rcode === RCODE.NOERROR) {
+          const addresses = replyAddresses(outcome.reply, question.name);
           if (addresses.length > 0) this.options.allowlist.insert(decision.sourceGroup, question.name, addresses);
         }
         outcome.reply.writeUInt16BE(raw.readUInt16BE(0), 0); // the client's ID back in place of ours

@@ -5,10 +5,9 @@
  *
  * Every try uses a fresh random message ID (mapped back by the caller, who keeps the client's ID)
  * and, over UDP, one of several sockets connected to that upstream from OS-chosen ports; a reply is
- * accepted only from the upstream's address and port, with that ID and the same question
- * (`validateReply`). Anything
- * else is dropped and counted while the try keeps waiting, so a spoofed or late reply can neither
- * answer nor cancel a query.
+ * accepted only from the upstream's address and port, with that ID, the same question and every
+ * record framed within the message (`checkReply`). Anything else is dropped and counted while the
+ * try keeps waiting, so a spoofed or late reply can neither answer nor cancel a query.
  *
  * Failover: a try that times out, fails to send, or answers SERVFAIL/REFUSED moves on to the next
  * upstream; when every upstream failed, the last SERVFAIL/REFUSED reply (if any) is returned,
@@ -22,12 +21,11 @@ import { createSocket, type Socket as UdpSocket } from 'node:dgram';
 import { lookup } from 'node:dns/promises';
 import { connect, isIP, type Socket } from 'node:net';
 import { performance } from 'node:perf_hooks';
-import type { DecodedPacket, Question } from 'dns-packet';
 import { formatHostPort, type HostPort } from '../config/address.js';
 import { NeuwerkError } from '../errors.js';
 import type { NodeMetrics } from '../metrics/registry.js';
 import { canonicalIp } from './allowlist.js';
-import { DNS_HEADER_BYTES, DNS_MESSAGE_MAX_BYTES, RandomIds, RCODE, rcodeOf, validateReply } from './dns-messages.js';
+import { checkReply, DNS_HEADER_BYTES, DNS_MESSAGE_MAX_BYTES, questionEnd, RandomIds, RCODE } from './dns-messages.js';
 
 /** How long one upstream gets to answer one try before the next upstream is asked. */
 export const DNS_UPSTREAM_TRY_TIMEOUT_MS = 2_000;
@@ -57,7 +55,10 @@ export interface UpstreamTarget {
 export interface UpstreamReply {
   /** The raw reply; its first two bytes are the upstream ID (the caller rewrites them). */
   readonly reply: Buffer;
-  readonly packet: DecodedPacket;
+  /** The reply's response code (header bits; `replyAddresses` reads its answers). */
+  readonly rcode: number;
+  /** The reply's TC bit. */
+  readonly truncated: boolean;
   readonly upstream: string;
 }
 
@@ -69,7 +70,6 @@ type TryOutcome = ({ readonly ok: true } & Omit<UpstreamReply, 'upstream'>) | { 
 /** A UDP try waiting for its reply; also a node of the client's deadline list. */
 interface PendingTry {
   readonly target: UpstreamTarget;
-  readonly question: Question;
   readonly channel: UdpChannel;
   readonly id: number;
   /** `performance.now()` at which the try times out. */
@@ -83,7 +83,8 @@ interface PendingTry {
 /** One `exchange` walking the upstreams in order. */
 interface Exchange {
   readonly query: Buffer;
-  readonly question: Question;
+  /** Offset just past the query's question (`questionEnd`), which a reply must repeat. */
+  readonly questionEnd: number;
   readonly transport: 'udp' | 'tcp';
   readonly callback: (outcome: ExchangeOutcome) => void;
   /** Index of the upstream being tried. */
@@ -175,20 +176,25 @@ export class DnsUpstreamClient {
   }
 
   /**
-   * Sends `query` (a complete DNS message; its ID is replaced per try, the buffer is not modified)
-   * asking `question` to the upstreams in order over `transport`; resolves with the first valid
-   * reply or a failure. Never rejects.
+   * Sends `query` (a complete DNS message with one uncompressed question; its ID is replaced per
+   * try, the buffer is not modified) to the upstreams in order over `transport`; resolves with the
+   * first valid reply or a failure. Never rejects.
    */
-  exchange(query: Buffer, question: Question, transport: 'udp' | 'tcp'): Promise<ExchangeOutcome> {
-    return new Promise((resolve) => this.exchangeWith(query, question, transport, resolve));
+  exchange(query: Buffer, transport: 'udp' | 'tcp'): Promise<ExchangeOutcome> {
+    return new Promise((resolve) => this.exchangeWith(query, transport, resolve));
   }
 
   /**
    * `exchange` with a callback instead of a promise, for the DNS proxy's per-query path: `callback`
    * is called exactly once, possibly synchronously (closed client, too many tries in flight).
    */
-  exchangeWith(query: Buffer, question: Question, transport: 'udp' | 'tcp', callback: (outcome: ExchangeOutcome) => void): void {
-    this.nextTry({ query, question, transport, callback, index: 0, fallback: null, lastReason: 'no upstream configured' });
+  exchangeWith(query: Buffer, transport: 'udp' | 'tcp', callback: (outcome: ExchangeOutcome) => void): void {
+    const end = questionEnd(query);
+    if (end < 0) {
+      callback({ ok: false, reason: 'the query does not hold exactly one uncompressed question' });
+      return;
+    }
+    this.nextTry({ query, questionEnd: end, transport, callback, index: 0, fallback: null, lastReason: 'no upstream configured' });
   }
 
   private nextTry(exchange: Exchange): void {
@@ -203,7 +209,7 @@ export class DnsUpstreamClient {
       return;
     }
     if (exchange.transport === 'udp') this.tryUdp(exchange.index, target, exchange);
-    else void this.tryTcp(target, exchange.query, exchange.question).then((outcome) => this.onTryOutcome(exchange, target, outcome));
+    else void this.tryTcp(target, exchange.query, exchange.questionEnd).then((outcome) => this.onTryOutcome(exchange, target, outcome));
   }
 
   /** One try of `exchange` ended: fail over, keep a SERVFAIL/REFUSED as the fallback, or finish. */
@@ -214,14 +220,14 @@ export class DnsUpstreamClient {
       this.nextTry(exchange);
       return;
     }
-    const rcode = rcodeOf(outcome.packet);
+    const { rcode } = outcome;
     if (rcode === RCODE.SERVFAIL || rcode === RCODE.REFUSED) {
-      exchange.fallback = { reply: outcome.reply, packet: outcome.packet, upstream: target.label };
+      exchange.fallback = { reply: outcome.reply, rcode, truncated: outcome.truncated, upstream: target.label };
       exchange.lastReason = `${target.label}: answered rcode ${rcode}`;
       this.nextTry(exchange);
       return;
     }
-    exchange.callback({ ok: true, reply: outcome.reply, packet: outcome.packet, upstream: target.label });
+    exchange.callback({ ok: true, reply: outcome.reply, rcode, truncated: outcome.truncated, upstream: target.label });
   }
 
   /** Tries in flight now. */
@@ -273,9 +279,9 @@ export class DnsUpstreamClient {
     const pending = channel.pending.get(id);
     if (pending === undefined) return this.dropReply();
     if (pending.target.port !== port || pending.target.ip !== (canonicalIp(address) ?? address)) return this.dropReply();
-    const check = validateReply(message, id, pending.question);
+    const check = checkReply(message, id, pending.exchange.query, pending.exchange.questionEnd);
     if (!check.ok) return this.dropReply();
-    this.finishTry(pending, { ok: true, reply: message, packet: check.packet });
+    this.finishTry(pending, { ok: true, reply: message, rcode: check.rcode, truncated: check.truncated });
   }
 
   private dropReply(): void {
@@ -310,8 +316,8 @@ export class DnsUpstreamClient {
       }
     }
     if (id < 0) return this.onTryOutcome(exchange, target, { ok: false, reason: 'no free message ID' });
-    const { query, question } = exchange;
-    const pending: PendingTry = { target, question, channel, id, deadlineMs: performance.now() + this.tryTimeoutMs, exchange, done: false, previous: this.newest, next: null };
+    const { query } = exchange;
+    const pending: PendingTry = { target, channel, id, deadlineMs: performance.now() + this.tryTimeoutMs, exchange, done: false, previous: this.newest, next: null };
     channel.pending.set(id, pending);
     this.pendingCount++;
     if (this.newest === null) this.oldest = pending;
@@ -369,7 +375,7 @@ export class DnsUpstreamClient {
     if (this.oldest !== null && !this.closed) this.armDeadlineTimer(this.oldest.deadlineMs - now);
   }
 
-  private tryTcp(target: UpstreamTarget, query: Buffer, question: Question): Promise<TryOutcome> {
+  private tryTcp(target: UpstreamTarget, query: Buffer, end: number): Promise<TryOutcome> {
     if (this.pendingCount >= this.maxPending) return Promise.resolve({ ok: false, reason: 'too many queries in flight' });
     const id = this.ids.next();
     return new Promise((resolve) => {
@@ -405,8 +411,8 @@ export class DnsUpstreamClient {
           if (buffered.length < 2 + length) break;
           const message = Buffer.from(buffered.subarray(2, 2 + length));
           buffered = buffered.subarray(2 + length);
-          const check = validateReply(message, id, question);
-          if (check.ok) return finish({ ok: true, reply: message, packet: check.packet });
+          const check = checkReply(message, id, query, end);
+          if (check.ok) return finish({ ok: true, reply: message, rcode: check.rcode, truncated: check.truncated });
           this.dropReply();
         }
         if (buffered.length > 2 + DNS_MESSAGE_MAX_BYTES) finish({ ok: false, reason: 'oversized TCP frame' });

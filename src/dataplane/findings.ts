@@ -93,6 +93,10 @@ interface Aggregate {
   ruleId: string | null;
   reason: string;
   clientIp: string;
+  readonly key: string;
+  /** Neighbours in the recency list (`older` toward the least recently seen). */
+  older: Aggregate | null;
+  newer: Aggregate | null;
 }
 
 /** RFC 3339 date-time with a mandatory zone (`Z` or `±hh:mm`), fractional seconds optional. */
@@ -180,9 +184,16 @@ export interface FindingsStoreOptions {
   readonly onRecord?: (event: FindingEvent) => void;
 }
 
-/** The node's aggregated findings. Synchronous; `record` is O(1). */
+/**
+ * The node's aggregated findings. Synchronous; `record` is O(1): one Map lookup by the aggregate
+ * key, and an intrusive recency list instead of deleting and re-inserting the Map entry (which
+ * left a hole per event and made V8 compact the table every few thousand events).
+ */
 export class FindingsStore {
   private readonly aggregates = new Map<string, Aggregate>();
+  /** Recency list through the aggregates: least recently seen first. */
+  private oldest: Aggregate | null = null;
+  private newest: Aggregate | null = null;
   private readonly clock: Clock;
   private readonly maxEntries: number;
   private readonly onRecord: ((event: FindingEvent) => void) | undefined;
@@ -202,10 +213,10 @@ export class FindingsStore {
     const reason = event.reason.length > FINDINGS_REASON_MAX_CHARS ? event.reason.slice(0, FINDINGS_REASON_MAX_CHARS) : event.reason;
     let aggregate = this.aggregates.get(key);
     if (aggregate === undefined) {
-      while (this.aggregates.size >= this.maxEntries) {
-        const oldest = this.aggregates.keys().next();
-        if (oldest.done === true) break;
-        this.aggregates.delete(oldest.value);
+      while (this.aggregates.size >= this.maxEntries && this.oldest !== null) {
+        const evicted = this.oldest;
+        this.unlink(evicted);
+        this.aggregates.delete(evicted.key);
         this.evictedEntries++;
       }
       aggregate = {
@@ -221,11 +232,16 @@ export class FindingsStore {
         ruleId: event.ruleId,
         reason,
         clientIp: event.clientIp,
+        key,
+        older: null,
+        newer: null,
       };
-    } else {
-      this.aggregates.delete(key); // re-inserted below: Map order is least recently seen first
+      this.aggregates.set(key, aggregate);
+      this.linkNewest(aggregate);
+    } else if (this.newest !== aggregate) {
+      this.unlink(aggregate);
+      this.linkNewest(aggregate);
     }
-    this.aggregates.set(key, aggregate);
     aggregate.count++;
     aggregate.lastSeenMs = Math.max(aggregate.lastSeenMs, now);
     aggregate.finding = event.finding;
@@ -240,9 +256,7 @@ export class FindingsStore {
   query(filter: FindingsFilter): FindingsView {
     const findings: FindingJson[] = [];
     let total = 0;
-    const all = [...this.aggregates.values()];
-    for (let i = all.length - 1; i >= 0; i--) {
-      const a = all[i] as Aggregate;
+    for (let a = this.newest; a !== null; a = a.older) {
       if (filter.type !== undefined && a.type !== filter.type) continue;
       if (filter.sourceGroup !== undefined && a.sourceGroup !== filter.sourceGroup) continue;
       if (filter.sinceMs !== undefined && a.lastSeenMs < filter.sinceMs) continue;
@@ -274,5 +288,22 @@ export class FindingsStore {
   /** Events recorded since start. */
   get recorded(): number {
     return this.recordedEvents;
+  }
+
+  private linkNewest(aggregate: Aggregate): void {
+    aggregate.older = this.newest;
+    aggregate.newer = null;
+    if (this.newest === null) this.oldest = aggregate;
+    else this.newest.newer = aggregate;
+    this.newest = aggregate;
+  }
+
+  private unlink(aggregate: Aggregate): void {
+    if (aggregate.older === null) this.oldest = aggregate.newer;
+    else aggregate.older.newer = aggregate.newer;
+    if (aggregate.newer === null) this.newest = aggregate.older;
+    else aggregate.newer.older = aggregate.older;
+    aggregate.older = null;
+    aggregate.newer = null;
   }
 }

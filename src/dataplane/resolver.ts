@@ -11,7 +11,7 @@ import dnsPacket from 'dns-packet';
 import type { Question } from 'dns-packet';
 import { normalizeHostname } from '../policy/hostname.js';
 import { systemClock, type Clock } from '../platform/clock.js';
-import { DNS_EDNS_UDP_PAYLOAD_BYTES, RCODE, answerAddresses, isTruncated, rcodeOf } from './dns-messages.js';
+import { DNS_EDNS_UDP_PAYLOAD_BYTES, RCODE, replyAddresses } from './dns-messages.js';
 import type { DnsUpstreamClient } from './dns-upstream.js';
 
 /** Upper bound on cached names; the oldest entry is evicted beyond it. */
@@ -103,12 +103,12 @@ export class UpstreamResolver implements HostnameResolver {
       questions: [question],
       additionals: [{ type: 'OPT', name: '.', udpPayloadSize: DNS_EDNS_UDP_PAYLOAD_BYTES, flags: 0, options: [] } as unknown as dnsPacket.Answer],
     });
-    let outcome = await this.client.exchange(message, question, 'udp');
-    if (outcome.ok && isTruncated(outcome.packet)) outcome = await this.client.exchange(message, question, 'tcp');
+    let outcome = await this.client.exchange(message, 'udp');
+    if (outcome.ok && outcome.truncated) outcome = await this.client.exchange(message, 'tcp');
     if (!outcome.ok) return { ok: false, reason: outcome.reason };
-    const rcode = rcodeOf(outcome.packet);
+    const { rcode } = outcome;
     if (rcode === RCODE.NXDOMAIN) return { ok: true, addresses: [] };
     if (rcode !== RCODE.NOERROR) return { ok: false, reason: `upstream ${outcome.upstream} answered rcode ${rcode} for ${type} ${name}` };
-    return { ok: true, addresses: answerAddresses(name, outcome.packet).filter((a) => (type === 'A') === !a.ip.includes(':')) };
+    return { ok: true, addresses: replyAddresses(outcome.reply, name).filter((a) => (type === 'A') === !a.ip.includes(':')) };
   }
 }

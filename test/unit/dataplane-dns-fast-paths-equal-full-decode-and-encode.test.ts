@@ -2,7 +2,9 @@
  * The DNS proxy's fast paths give what the full dns-packet round trip gives:
  * - `classifyQuery` decodes the common query (one question, at most one additional record)
  *   section by section; property: its classification equals the one obtained from the full
- *   `dnsPacket.decode` of the message — for valid queries of every shape and for mutated bytes;
+ *   `dnsPacket.decode` of the message — for valid queries of every shape, for mutated bytes, and
+ *   for questions of raw label bytes with any type and class (the printable-ASCII shortcut of the
+ *   canonical-question check must agree with re-encoding);
  * - `buildAnswerFromQuery` patches the client's header instead of encoding a packet; property:
  *   its bytes equal `buildResponse` on the fully decoded query, with and without EDNS and EDE.
  */
@@ -73,6 +75,31 @@ test('classifyQuery decides every message like the full decode', () => {
         if (got.kind === 'unsupported') assert.equal(got.rcode, want.rcode);
       }
     }),
+    { numRuns: 5_000 },
+  );
+});
+
+test('classifyQuery decides questions of raw label bytes, types and classes like the full decode', () => {
+  const labelByte = fc.oneof(fc.integer({ min: 0x21, max: 0x7e }), fc.constantFrom(0x2e, 0x0a, 0x0d, 0x20, 0x00, 0x7f, 0x80, 0xc3, 0xff));
+  const rawLabel = fc.array(labelByte, { minLength: 1, maxLength: 12 });
+  fc.assert(
+    fc.property(
+      fc.array(rawLabel, { maxLength: 4 }),
+      fc.oneof(fc.constantFrom(1, 28, 16, 255, 65, 0, 999), fc.nat(65_535)),
+      fc.oneof(fc.constantFrom(1, 3, 255, 0x8001, 0), fc.nat(65_535)),
+      fc.boolean(),
+      (labels, type, klass, edns) => {
+        const name = Buffer.from(labels.flatMap((label) => [label.length, ...label]).concat([0]));
+        const tail = Buffer.alloc(4);
+        tail.writeUInt16BE(type, 0);
+        tail.writeUInt16BE(klass, 2);
+        const opt = edns ? Buffer.from([0, 0, 41, 0x04, 0xd0, 0, 0, 0, 0, 0, 0]) : Buffer.alloc(0);
+        const raw = Buffer.concat([Buffer.from([0x12, 0x34, 0x01, 0x00, 0, 1, 0, 0, 0, 0, 0, edns ? 1 : 0]), name, tail, opt]);
+        const got = classifyQuery(raw);
+        assert.equal(got.kind, referenceClassify(raw).kind, raw.toString('hex'));
+        if (got.kind === 'query') assert.equal(got.query.questionEnd, 12 + name.length + 4);
+      },
+    ),
     { numRuns: 5_000 },
   );
 });

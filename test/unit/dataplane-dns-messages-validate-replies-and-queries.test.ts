@@ -3,7 +3,7 @@ import { describe, it } from 'node:test';
 import dnsPacket from 'dns-packet';
 import type { Answer, Packet } from 'dns-packet';
 import fc from 'fast-check';
-import { answerAddresses, buildResponse, classifyQuery, EDE, RCODE, rcodeOf, validateReply } from '../../src/dataplane/dns-messages.js';
+import { buildResponse, checkReply, classifyQuery, EDE, questionEnd, RCODE, rcodeOf, replyAddresses } from '../../src/dataplane/dns-messages.js';
 
 function query(name: string, options: Partial<Packet> = {}): Buffer {
   return dnsPacket.encode({ type: 'query', id: 4321, flags: dnsPacket.RECURSION_DESIRED, questions: [{ type: 'A', name, class: 'IN' }], ...options });
@@ -14,18 +14,32 @@ function response(id: number, name: string, answers: Answer[] = [], type: 'A' | 
 }
 
 describe('DNS message handling', () => {
-  it('validateReply accepts only the reply with our ID, response flag and the same question', () => {
-    const question = { type: 'A' as const, name: 'Example.test', class: 'IN' as const };
-    assert.equal(validateReply(response(777, 'example.TEST.'), 777, question).ok, true, 'name compared case-insensitively, trailing dot ignored');
-    assert.deepEqual(validateReply(response(778, 'example.test'), 777, question), { ok: false, reason: 'unexpected ID' });
-    assert.equal(validateReply(response(777, 'other.test'), 777, question).ok, false);
-    assert.equal(validateReply(response(777, 'example.test', [], 'AAAA'), 777, question).ok, false);
+  it('checkReply accepts only the reply with our ID, response flag and the same question', () => {
+    const sent = query('Example.test');
+    const end = questionEnd(sent);
+    assert.equal(end, sent.length);
+    assert.deepEqual(checkReply(response(777, 'example.TEST.'), 777, sent, end), { ok: true, rcode: 0, truncated: false }, 'name compared case-insensitively, trailing dot ignored');
+    assert.deepEqual(checkReply(response(778, 'example.test'), 777, sent, end), { ok: false, reason: 'unexpected ID' });
+    assert.equal(checkReply(response(777, 'other.test'), 777, sent, end).ok, false);
+    assert.equal(checkReply(response(777, 'example.test', [], 'AAAA'), 777, sent, end).ok, false);
     const asQuery = Buffer.from(query('example.test'));
     asQuery.writeUInt16BE(777, 0);
-    assert.deepEqual(validateReply(asQuery, 777, question), { ok: false, reason: 'not a response' });
-    assert.equal(validateReply(Buffer.from([3, 9, 0x81]), 777, question).ok, false, 'shorter than a header');
+    assert.deepEqual(checkReply(asQuery, 777, sent, end), { ok: false, reason: 'not a response' });
+    assert.equal(checkReply(Buffer.from([3, 9, 0x81]), 777, sent, end).ok, false, 'shorter than a header');
     const truncated = response(777, 'example.test', [{ type: 'A', name: 'example.test', ttl: 5, data: '192.0.2.1' }]).subarray(0, 40);
-    assert.equal(validateReply(truncated, 777, question).ok, false, 'undecodable');
+    assert.equal(checkReply(truncated, 777, sent, end).ok, false, 'a record cut short');
+    const tc = response(777, 'example.test');
+    tc.writeUInt16BE(tc.readUInt16BE(2) | dnsPacket.TRUNCATED_RESPONSE | RCODE.SERVFAIL, 2);
+    assert.deepEqual(checkReply(tc, 777, sent, end), { ok: true, rcode: RCODE.SERVFAIL, truncated: true });
+  });
+
+  it('questionEnd is the end of the one uncompressed question of a query, else -1', () => {
+    const raw = query('www.example.test');
+    assert.equal(questionEnd(raw), raw.length);
+    assert.equal(questionEnd(dnsPacket.encode({ type: 'query', id: 1, questions: [{ type: 'A', name: 'a.test' }, { type: 'A', name: 'b.test' }] })), -1);
+    assert.equal(questionEnd(raw.subarray(0, raw.length - 1)), -1, 'type and class cut short');
+    const pointer = Buffer.concat([raw.subarray(0, 12), Buffer.from([0xc0, 0x0c, 0, 1, 0, 1])]);
+    assert.equal(questionEnd(pointer), -1, 'a compressed question name');
   });
 
   it('classifyQuery: one canonical question is a query; responses, garbage and odd names are malformed', () => {
@@ -78,8 +92,8 @@ describe('DNS message handling', () => {
     assert.equal(opt.options[0]?.data.subarray(2).toString(), 'denied?by rule');
   });
 
-  it('answerAddresses follows the CNAME chain from the qname and ignores unrelated records', () => {
-    const packet = dnsPacket.decode(
+  it('replyAddresses follows the CNAME chain from the qname and ignores unrelated records', () => {
+    const reply = Buffer.from(
       dnsPacket.encode({
         type: 'response',
         id: 1,
@@ -93,9 +107,9 @@ describe('DNS message handling', () => {
         ],
       }),
     );
-    assert.deepEqual(answerAddresses('WWW.example.test.', packet), [
+    assert.deepEqual(replyAddresses(reply, 'WWW.example.test.'), [
       { ip: '192.0.2.7', ttlSeconds: 30 },
-      { ip: '2001:db8::7', ttlSeconds: 20 },
+      { ip: '2001:db8:0:0:0:0:0:7', ttlSeconds: 20 },
     ]);
   });
 });
