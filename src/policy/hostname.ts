@@ -62,19 +62,19 @@ export function hasLabelSuffix(hostname: string, suffix: string): boolean {
 }
 
 /**
- * Matches one label against one glob label where `*` is any run of characters. The classic
- * two-pointer algorithm: O(label × pattern) in the worst case, no backtracking blow-up.
+ * Matches the label `text[start, end)` against one glob label where `*` is any run of characters.
+ * The classic two-pointer algorithm: O(label × pattern) in the worst case, no backtracking blow-up.
  */
-function globLabelMatches(pattern: string, label: string): boolean {
+function globLabelMatches(pattern: string, text: string, start: number, end: number): boolean {
   let p = 0;
-  let t = 0;
+  let t = start;
   let starP = -1;
-  let starT = 0;
-  while (t < label.length) {
+  let starT = start;
+  while (t < end) {
     if (p < pattern.length && pattern.charCodeAt(p) === 42) {
       starP = p++;
       starT = t;
-    } else if (p < pattern.length && pattern.charCodeAt(p) === label.charCodeAt(t)) {
+    } else if (p < pattern.length && pattern.charCodeAt(p) === text.charCodeAt(t)) {
       p++;
       t++;
     } else if (starP >= 0) {
@@ -104,8 +104,7 @@ export class HostnameGlob {
       const dot = hostname.indexOf('.', start);
       const last = i === labels.length - 1;
       if (last !== (dot < 0)) return false;
-      const label = last ? hostname.slice(start) : hostname.slice(start, dot);
-      if (!globLabelMatches(labels[i] as string, label)) return false;
+      if (!globLabelMatches(labels[i] as string, hostname, start, last ? hostname.length : dot)) return false;
       start = dot + 1;
     }
     return true;
@@ -187,77 +186,308 @@ function addTo(list: number[] | null, order: number): number[] {
   return list;
 }
 
-/** The rules keyed on one name: those matching exactly it, and those matching it and its subdomains. */
-interface NameEntry {
-  exact: number[] | null;
-  suffix: number[] | null;
+/** Most labels a name within `MAX_HOSTNAME_CHARS` can have (one character and one dot each). */
+const MAX_LABELS = (MAX_HOSTNAME_CHARS + 1) / 2;
+const HASH_SEED = 0x811c9dc5 | 0;
+const HASH_PRIME = 0x01000193;
+
+/** FNV-1a step: the running hash of a string read one character at a time. */
+function hashStep(hash: number, code: number): number {
+  return Math.imul(hash ^ code, HASH_PRIME);
+}
+
+/** Hash of `key` read right to left: equals `NameProbe.tailHashes[key.length]` of any name ending with `key`. */
+function tailHashOf(key: string): number {
+  let hash = HASH_SEED;
+  for (let i = key.length - 1; i >= 0; i--) hash = hashStep(hash, key.charCodeAt(i));
+  return hash;
+}
+
+/** Hash of `key` read left to right: equals `NameProbe.headHash(key.length)` of any name starting with `key`. */
+function headHashOf(key: string): number {
+  let hash = HASH_SEED;
+  for (let i = 0; i < key.length; i++) hash = hashStep(hash, key.charCodeAt(i));
+  return hash;
+}
+
+/** Spreads a string hash over the low bits used as a table slot. */
+function slotOf(hash: number, mask: number): number {
+  let h = hash ^ (hash >>> 16);
+  h = Math.imul(h, 0x85ebca6b);
+  return (h ^ (h >>> 13)) & mask;
+}
+
+/**
+ * One normalised name (at most `MAX_HOSTNAME_CHARS`), prepared once per decision for the hostname
+ * indexes of every group it is looked up in: the hash of each of its suffixes and the start of
+ * each label, so that a lookup probes a table per label without slicing (allocating) the parent
+ * domains or hashing them again. Reused: `set` overwrites it.
+ */
+export class NameProbe {
+  name = '';
+  /** `tailHashes[k]`: the hash of the last `k` characters, for k = 0..name.length. */
+  readonly tailHashes = new Int32Array(MAX_HOSTNAME_CHARS + 1);
+  /** Offsets where the labels after the first begin (one past each dot), right to left. */
+  readonly parentStarts = new Int32Array(MAX_LABELS);
+  parentCount = 0;
+  /** `headHashes[k]`: the hash of the first `k` characters, valid up to `headsComputed`. */
+  private readonly headHashes = new Int32Array(MAX_HOSTNAME_CHARS + 1).fill(HASH_SEED, 0, 1);
+  private headsComputed = 0;
+
+  /** Prepares `name`, which must be normalised and at most `MAX_HOSTNAME_CHARS` long. */
+  set(name: string): void {
+    const length = name.length;
+    if (length > MAX_HOSTNAME_CHARS) throw new Error(`NameProbe: name longer than ${MAX_HOSTNAME_CHARS} characters`);
+    this.name = name;
+    const tails = this.tailHashes;
+    const starts = this.parentStarts;
+    let hash = HASH_SEED;
+    let parents = 0;
+    tails[0] = hash;
+    for (let k = 1; k <= length; k++) {
+      const code = name.charCodeAt(length - k);
+      if (code === 46) starts[parents++] = length - k + 1;
+      hash = hashStep(hash, code);
+      tails[k] = hash;
+    }
+    this.parentCount = parents;
+    this.headsComputed = 0;
+  }
+
+  /** The hash of the first `length` characters (computed on first use: only prefix tables need it). */
+  headHash(length: number): number {
+    const heads = this.headHashes;
+    if (length > this.headsComputed) {
+      const name = this.name;
+      let hash = heads[this.headsComputed] as number;
+      for (let k = this.headsComputed + 1; k <= length; k++) {
+        hash = hashStep(hash, name.charCodeAt(k - 1));
+        heads[k] = hash;
+      }
+      this.headsComputed = length;
+    }
+    return heads[length] as number;
+  }
+}
+
+/**
+ * An open-addressing hash table from strings to dense ids, probed with precomputed hashes so that
+ * lookups never allocate. Slots hold `[hash, id + 1]` pairs side by side (one cache line per
+ * probe); a hit is confirmed by comparing the key.
+ */
+class KeyTable {
+  readonly keys: string[] = [];
+  private slots = new Int32Array(0);
+  private mask = 0;
+  private readonly building = new Map<string, number>();
+
+  /** The id of `key`, adding it if new (while building). */
+  idOf(key: string): number {
+    let id = this.building.get(key);
+    if (id === undefined) {
+      id = this.keys.length;
+      this.keys.push(key);
+      this.building.set(key, id);
+    }
+    return id;
+  }
+
+  /** Builds the slot array from the keys and their hashes; lookups work only after this. */
+  seal(hashOf: (key: string) => number): void {
+    const keys = this.keys;
+    let capacity = 8;
+    while (capacity < keys.length * 2) capacity *= 2;
+    const slots = new Int32Array(capacity * 2);
+    const mask = capacity - 1;
+    for (let id = 0; id < keys.length; id++) {
+      const hash = hashOf(keys[id] as string);
+      let slot = slotOf(hash, mask);
+      while (slots[slot * 2 + 1] !== 0) slot = (slot + 1) & mask;
+      slots[slot * 2] = hash;
+      slots[slot * 2 + 1] = id + 1;
+    }
+    this.slots = slots;
+    this.mask = mask;
+    this.building.clear();
+  }
+
+  get size(): number {
+    return this.keys.length;
+  }
+
+  /** The id of the key equal to the last `length` characters of `name` (whose tail hash is `hash`), or -1. */
+  findTail(name: string, length: number, hash: number): number {
+    const slots = this.slots;
+    const mask = this.mask;
+    for (let slot = slotOf(hash, mask); ; slot = (slot + 1) & mask) {
+      const id = (slots[slot * 2 + 1] as number) - 1;
+      if (id < 0) return -1;
+      if (slots[slot * 2] === hash) {
+        const key = this.keys[id] as string;
+        if (key.length === length && name.endsWith(key)) return id;
+      }
+    }
+  }
+
+  /** The id of the key equal to the first `length` characters of `name` (whose head hash is `hash`), or -1. */
+  findHead(name: string, length: number, hash: number): number {
+    const slots = this.slots;
+    const mask = this.mask;
+    for (let slot = slotOf(hash, mask); ; slot = (slot + 1) & mask) {
+      const id = (slots[slot * 2 + 1] as number) - 1;
+      if (id < 0) return -1;
+      if (slots[slot * 2] === hash) {
+        const key = this.keys[id] as string;
+        if (key.length === length && name.startsWith(key)) return id;
+      }
+    }
+  }
+}
+
+function insertSortedUnique(list: number[], value: number): void {
+  if (list.includes(value)) return;
+  list.push(value);
+  list.sort((a, b) => a - b);
 }
 
 /**
  * Hash tables from hostname keys to ascending lists of rule orders. A lookup costs one probe per
- * label of the hostname plus one per distinct literal-suffix length, however many rules there are
- * (exact and label-suffix keys share one table, so the full name is probed once for both).
- * Rules must be added in ascending order.
+ * label of the hostname, plus one per distinct length of literal string suffixes and prefixes,
+ * however many rules there are; exact, label-suffix and string-suffix keys share one table
+ * (probed with the `NameProbe`'s suffix hashes, so the full name is probed once for all three).
+ * Lists from `exact` and `suffix` entries prove the rule's selector matches; the others (glob
+ * and regex keys) only make the rule a candidate.
+ *
+ * Add rules in ascending order, then `seal()` once before the first `collect`.
  */
 export class HostnameIndex {
-  private readonly names = new Map<string, NameEntry>();
-  private readonly stringSuffix = new Map<string, number[]>();
-  private stringSuffixLengths: number[] = [];
+  private readonly names = new KeyTable();
+  /** Per name id: rules matching exactly that name (proven). */
+  private readonly exact: (number[] | null)[] = [];
+  /** Per name id: rules matching that domain and its subdomains (proven). */
+  private readonly suffix: (number[] | null)[] = [];
+  /** Per name id: rules that can match only that domain or its subdomains (glob and regex keys). */
+  private readonly suffixCandidates: (number[] | null)[] = [];
+  /** Per name id: rules that can match only names ending with those characters. */
+  private readonly stringSuffix: (number[] | null)[] = [];
+  private readonly stringSuffixLengths: number[] = [];
+  private readonly prefixes = new KeyTable();
+  /** Per prefix id: rules that can match only names starting with those characters. */
+  private readonly prefix: number[][] = [];
+  private readonly prefixLengths: number[] = [];
+  /** Whether any name key has a parent-domain list (else parents need no probe). */
+  private hasSuffixKeys = false;
+  private sealed = false;
 
-  private entry(name: string): NameEntry {
-    let entry = this.names.get(name);
-    if (entry === undefined) {
-      entry = { exact: null, suffix: null };
-      this.names.set(name, entry);
+  private nameId(name: string): number {
+    if (this.sealed) throw new Error('HostnameIndex: add after seal');
+    const id = this.names.idOf(name);
+    if (id === this.exact.length) {
+      this.exact.push(null);
+      this.suffix.push(null);
+      this.suffixCandidates.push(null);
+      this.stringSuffix.push(null);
     }
-    return entry;
+    return id;
   }
 
-  /** The rule matches only hostnames equal to `hostname`. */
+  /** The rule matches exactly the hostnames equal to `hostname` (and no others through this entry). */
   addExact(hostname: string, order: number): void {
-    const entry = this.entry(hostname);
-    entry.exact = addTo(entry.exact, order);
+    const id = this.nameId(hostname);
+    this.exact[id] = addTo(this.exact[id] ?? null, order);
   }
 
-  /** The rule matches only `domain` or its subdomains. */
+  /** The rule matches `domain` and its subdomains. */
   addLabelSuffix(domain: string, order: number): void {
-    const entry = this.entry(domain);
-    entry.suffix = addTo(entry.suffix, order);
+    const id = this.nameId(domain);
+    this.suffix[id] = addTo(this.suffix[id] ?? null, order);
+    this.hasSuffixKeys = true;
   }
 
-  /** The rule matches only hostnames ending with the characters `suffix`. */
+  /** The rule can match only `domain` or its subdomains. */
+  addLabelSuffixCandidate(domain: string, order: number): void {
+    const id = this.nameId(domain);
+    this.suffixCandidates[id] = addTo(this.suffixCandidates[id] ?? null, order);
+    this.hasSuffixKeys = true;
+  }
+
+  /** The rule can match only hostnames ending with the characters `suffix`. */
   addStringSuffix(suffix: string, order: number): void {
-    const existing = this.stringSuffix.get(suffix);
-    if (existing === undefined && !this.stringSuffixLengths.includes(suffix.length)) {
-      this.stringSuffixLengths.push(suffix.length);
-      this.stringSuffixLengths.sort((a, b) => a - b);
-    }
-    this.stringSuffix.set(suffix, addTo(existing ?? null, order));
+    const id = this.nameId(suffix);
+    this.stringSuffix[id] = addTo(this.stringSuffix[id] ?? null, order);
+    insertSortedUnique(this.stringSuffixLengths, suffix.length);
+  }
+
+  /** The rule can match only hostnames starting with the characters `prefix`. */
+  addStringPrefix(prefix: string, order: number): void {
+    if (this.sealed) throw new Error('HostnameIndex: add after seal');
+    const id = this.prefixes.idOf(prefix);
+    if (id === this.prefix.length) this.prefix.push([]);
+    this.prefix[id] = addTo(this.prefix[id] ?? null, order);
+    insertSortedUnique(this.prefixLengths, prefix.length);
+  }
+
+  /** Freezes the keys into their lookup tables. */
+  seal(): void {
+    this.names.seal(tailHashOf);
+    this.prefixes.seal(headHashOf);
+    this.sealed = true;
+  }
+
+  /** Number of distinct keys (names, string suffixes and prefixes). */
+  get size(): number {
+    return this.names.size + this.prefixes.size;
   }
 
   /**
-   * Stores every list whose key fits `hostname` (normalised) from `out[count]` on and returns the
-   * new count (`out` is a reused scratch array).
+   * Stores every list whose key fits `probe`'s name from `out[count]` on, with `proofs[n]` set to
+   * `proof` for lists that prove the selector matches (exact and suffix entries) and to 0 for
+   * lists of mere candidates, and returns the new count (`out` and `proofs` are reused scratch
+   * arrays; entries past the returned count are stale).
    */
-  collect(hostname: string, out: number[][], count: number): number {
+  collect(probe: NameProbe, out: number[][], proofs: number[], count: number, proof: number): number {
+    if (!this.sealed) throw new Error('HostnameIndex: collect before seal');
     let n = count;
-    if (this.names.size > 0) {
-      const whole = this.names.get(hostname);
-      if (whole !== undefined) {
-        if (whole.exact !== null) out[n++] = whole.exact;
-        if (whole.suffix !== null) out[n++] = whole.suffix;
+    const name = probe.name;
+    const length = name.length;
+    const tails = probe.tailHashes;
+    const names = this.names;
+    if (names.size > 0) {
+      const whole = names.findTail(name, length, tails[length] as number);
+      if (whole >= 0) {
+        n = this.push(this.exact[whole] ?? null, proof, out, proofs, n);
+        n = this.push(this.suffix[whole] ?? null, proof, out, proofs, n);
+        n = this.push(this.suffixCandidates[whole] ?? null, 0, out, proofs, n);
       }
-      for (let dot = hostname.indexOf('.'); dot >= 0; dot = hostname.indexOf('.', dot + 1)) {
-        const parent = this.names.get(hostname.slice(dot + 1));
-        if (parent !== undefined && parent.suffix !== null) out[n++] = parent.suffix;
+      if (this.hasSuffixKeys) {
+        const starts = probe.parentStarts;
+        for (let i = 0; i < probe.parentCount; i++) {
+          const parentLength = length - (starts[i] as number);
+          const parent = names.findTail(name, parentLength, tails[parentLength] as number);
+          if (parent >= 0) {
+            n = this.push(this.suffix[parent] ?? null, proof, out, proofs, n);
+            n = this.push(this.suffixCandidates[parent] ?? null, 0, out, proofs, n);
+          }
+        }
+      }
+      for (const suffixLength of this.stringSuffixLengths) {
+        if (suffixLength > length) break;
+        const id = names.findTail(name, suffixLength, tails[suffixLength] as number);
+        if (id >= 0) n = this.push(this.stringSuffix[id] ?? null, 0, out, proofs, n);
       }
     }
-    const length = hostname.length;
-    for (const suffixLength of this.stringSuffixLengths) {
-      if (suffixLength > length) break;
-      const hits = this.stringSuffix.get(suffixLength === length ? hostname : hostname.slice(length - suffixLength));
-      if (hits !== undefined) out[n++] = hits;
+    for (const prefixLength of this.prefixLengths) {
+      if (prefixLength > length) break;
+      const id = this.prefixes.findHead(name, prefixLength, probe.headHash(prefixLength));
+      if (id >= 0) n = this.push(this.prefix[id] ?? null, 0, out, proofs, n);
     }
     return n;
+  }
+
+  private push(list: number[] | null, proof: number, out: number[][], proofs: number[], n: number): number {
+    if (list === null) return n;
+    out[n] = list;
+    proofs[n] = proof;
+    return n + 1;
   }
 }

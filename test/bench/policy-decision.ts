@@ -7,8 +7,8 @@
  * priorities and a catch-all /8 with `default_action: deny`) sharing the rules, which are a mix of
  * exact (40 %), suffix (20 %), glob (8 %) and regex (5 %) hostname rules, destination CIDR rules
  * with port ranges (17 %), destination IP rules (8 %) and SNI rules (2 %), plus per group a
- * regex no index can hold (checked on every query), one indexed only under its top-level labels,
- * and a port-only rule. The workload alternates DNS queries and
+ * regex without a literal tail (indexed only by its literal head `host`), one indexed only under its
+ * top-level labels, and a port-only rule. The workload alternates DNS queries and
  * connections; about 60 % of names and destinations hit a rule, the rest miss and fall through
  * to the group defaults (the slow path, since every hit list is exhausted).
  */
