@@ -6,7 +6,7 @@
  * - one CIDR trie from client prefixes to source groups (by rank = evaluation order);
  * - per group, rules sorted into evaluation order (their `order`), and indexes from flow features
  *   to ascending lists of rule orders: the hostname index (exact and label-suffix hash tables, and
- *   literal suffixes of regexes), a destination CIDR trie (`dst_ips` and `dst_cidrs`), an SNI
+ *   literal suffixes of regexes), a destination prefix index (`dst_ips` and `dst_cidrs`), an SNI
  *   index, an HTTP Host index and a port table, plus a short list of rules no index can hold.
  *
  * Each rule is filed under ONE selector — the first indexable of dns_hostname, dst_ips,
@@ -21,6 +21,7 @@
 import { createHash } from 'node:crypto';
 import { CidrTrie } from './cidr-trie.js';
 import { PolicyCompileError } from './errors.js';
+import { PrefixIndex } from './prefix-index.js';
 import { HostnameGlob, HostnameIndex, HostnameMatcher, normalizeHostname } from './hostname.js';
 import { parseDocumentCidr, parseDocumentIp } from './ip.js';
 import type { IpAddress, IpPrefix } from './ip.js';
@@ -154,7 +155,8 @@ export interface CompiledGroup {
   readonly hostIndex: HostnameIndex;
   /** Rules with a `dns_hostname` no index holds: checked on every DNS query of the group. */
   readonly dnsUnindexed: readonly number[];
-  readonly dstTrie: CidrTrie<number>;
+  /** Rules filed under `dst_ips` / `dst_cidrs`, by prefix. */
+  readonly dstIndex: PrefixIndex;
   readonly sniIndex: HostnameIndex;
   readonly httpHostIndex: HostnameIndex;
   readonly portIndex: ReadonlyMap<number, number[]>;
@@ -496,7 +498,7 @@ function compileGroup(group: SourceGroup, groupIndex: number, rank: number, issu
   const compiledRules: CompiledRule[] = [];
   const hostIndex = new HostnameIndex();
   const dnsUnindexed: number[] = [];
-  const dstTrie = new CidrTrie<number>();
+  const dstIndex = new PrefixIndex();
   const sniIndex = new HostnameIndex();
   const httpHostIndex = new HostnameIndex();
   const portIndex = new Map<number, number[]>();
@@ -515,9 +517,9 @@ function compileGroup(group: SourceGroup, groupIndex: number, rank: number, issu
     if (plan.hostKeys !== null) {
       addHostKeys(hostIndex, plan.hostKeys, order);
     } else if (plan.dstIpPrefixes !== null) {
-      for (const p of plan.dstIpPrefixes) dstTrie.insert(p, order);
+      for (const p of plan.dstIpPrefixes) dstIndex.insert(p, order);
     } else if (plan.dstCidrPrefixes !== null) {
-      for (const p of plan.dstCidrPrefixes) dstTrie.insert(p, order);
+      for (const p of plan.dstCidrPrefixes) dstIndex.insert(p, order);
     } else if (plan.sniKeys !== null) {
       addHostKeys(sniIndex, plan.sniKeys, order);
     } else if (plan.httpHosts !== null) {
@@ -536,6 +538,7 @@ function compileGroup(group: SourceGroup, groupIndex: number, rank: number, issu
   }
 
   hostIndex.seal();
+  dstIndex.seal();
   sniIndex.seal();
   httpHostIndex.seal();
   return {
@@ -544,7 +547,7 @@ function compileGroup(group: SourceGroup, groupIndex: number, rank: number, issu
     rules: compiledRules,
     hostIndex,
     dnsUnindexed,
-    dstTrie,
+    dstIndex,
     sniIndex,
     httpHostIndex,
     portIndex,

@@ -160,7 +160,7 @@ function firstConnectionRule(group: CompiledGroup, flow: NormalizedFlow): Compil
   if (flow.hostname !== null) count = group.hostIndex.collect(hostnameProbe, ruleHits, hitProofs, count, PROVES_HOST);
   if (flow.dst !== null) {
     const before = count;
-    count = group.dstTrie.collect(flow.dst, ruleHits, count);
+    count = group.dstIndex.collect(flow.dst, ruleHits, count);
     for (let i = before; i < count; i++) hitProofs[i] = 0;
   }
   if (flow.sni !== null) count = group.sniIndex.collect(sniProbe, ruleHits, hitProofs, count, PROVES_SNI);
