@@ -180,12 +180,6 @@ export class HostnameMatcher {
   }
 }
 
-function addTo(list: number[] | null, order: number): number[] {
-  if (list === null) return [order];
-  if (list[list.length - 1] !== order) list.push(order);
-  return list;
-}
-
 /** Most labels a name within `MAX_HOSTNAME_CHARS` can have (one character and one dot each). */
 const MAX_LABELS = (MAX_HOSTNAME_CHARS + 1) / 2;
 const HASH_SEED = 0x811c9dc5 | 0;
@@ -276,82 +270,86 @@ function fingerprintOf(hash: number): number {
 }
 
 /**
- * An open-addressing hash table from strings to dense ids, probed with precomputed hashes so that
+ * An open-addressing hash table from strings to entries, probed with precomputed hashes so that
  * lookups never allocate. A probe reads a one-byte fingerprint per slot from a compact array
  * (64 slots per cache line, so the tables of a 100k-rule policy stay cache-resident) and loads
- * the id and the key only when the fingerprint matches; a hit is confirmed by comparing the key.
+ * the entry, which sits in the slot's place of a parallel array, only when the fingerprint
+ * matches; a hit is confirmed by comparing the entry's key.
  */
-class KeyTable {
-  readonly keys: string[] = [];
+class KeyTable<E extends { readonly key: string }> {
   private fingerprints = new Uint8Array(0);
-  private ids = new Int32Array(0);
+  private slotEntries: (E | null)[] = [];
   private mask = 0;
-  private readonly building = new Map<string, number>();
+  private building: Map<string, E> | null = new Map();
+  private count = 0;
 
-  /** The id of `key`, adding it if new (while building). */
-  idOf(key: string): number {
-    let id = this.building.get(key);
-    if (id === undefined) {
-      id = this.keys.length;
-      this.keys.push(key);
-      this.building.set(key, id);
+  /** The entry of `key`, made by `make` if new (before `seal`). */
+  entry(key: string, make: (key: string) => E): E {
+    if (this.building === null) throw new Error('KeyTable: add after seal');
+    let entry = this.building.get(key);
+    if (entry === undefined) {
+      entry = make(key);
+      this.building.set(key, entry);
+      this.count++;
     }
-    return id;
+    return entry;
   }
 
-  /** Builds the slot arrays from the keys and their hashes; lookups work only after this. */
+  /** Places the entries in their slots by `hashOf(key)`; lookups work only after this. */
   seal(hashOf: (key: string) => number): void {
-    const keys = this.keys;
+    if (this.building === null) return;
+    const entries = [...this.building.values()];
     let capacity = 8;
-    while (capacity < keys.length * 2) capacity *= 2;
+    while (capacity < entries.length * 2) capacity *= 2;
     const fingerprints = new Uint8Array(capacity);
-    const ids = new Int32Array(capacity);
+    const slotEntries = new Array<E | null>(capacity).fill(null);
     const mask = capacity - 1;
-    for (let id = 0; id < keys.length; id++) {
-      const hash = hashOf(keys[id] as string);
+    for (const entry of entries) {
+      const hash = hashOf(entry.key);
       let slot = slotOf(hash, mask);
       while (fingerprints[slot] !== 0) slot = (slot + 1) & mask;
       fingerprints[slot] = fingerprintOf(hash);
-      ids[slot] = id;
+      slotEntries[slot] = entry;
     }
     this.fingerprints = fingerprints;
-    this.ids = ids;
+    this.slotEntries = slotEntries;
     this.mask = mask;
-    this.building.clear();
+    this.building = null;
   }
 
+  /** Number of keys. */
   get size(): number {
-    return this.keys.length;
+    return this.count;
   }
 
-  /** The id of the key equal to the last `length` characters of `name` (whose tail hash is `hash`), or -1. */
-  findTail(name: string, length: number, hash: number): number {
+  /** The entry whose key equals the last `length` characters of `name` (whose tail hash is `hash`), or null. */
+  findTail(name: string, length: number, hash: number): E | null {
     const fingerprints = this.fingerprints;
     const mask = this.mask;
     const fingerprint = fingerprintOf(hash);
     for (let slot = slotOf(hash, mask); ; slot = (slot + 1) & mask) {
       const found = fingerprints[slot] as number;
-      if (found === 0) return -1;
+      if (found === 0) return null;
       if (found === fingerprint) {
-        const id = this.ids[slot] as number;
-        const key = this.keys[id] as string;
-        if (key.length === length && name.endsWith(key)) return id;
+        const entry = this.slotEntries[slot] as E;
+        const key = entry.key;
+        if (key.length === length && name.endsWith(key)) return entry;
       }
     }
   }
 
-  /** The id of the key equal to the first `length` characters of `name` (whose head hash is `hash`), or -1. */
-  findHead(name: string, length: number, hash: number): number {
+  /** The entry whose key equals the first `length` characters of `name` (whose head hash is `hash`), or null. */
+  findHead(name: string, length: number, hash: number): E | null {
     const fingerprints = this.fingerprints;
     const mask = this.mask;
     const fingerprint = fingerprintOf(hash);
     for (let slot = slotOf(hash, mask); ; slot = (slot + 1) & mask) {
       const found = fingerprints[slot] as number;
-      if (found === 0) return -1;
+      if (found === 0) return null;
       if (found === fingerprint) {
-        const id = this.ids[slot] as number;
-        const key = this.keys[id] as string;
-        if (key.length === length && name.startsWith(key)) return id;
+        const entry = this.slotEntries[slot] as E;
+        const key = entry.key;
+        if (key.length === length && name.startsWith(key)) return entry;
       }
     }
   }
@@ -361,6 +359,70 @@ function insertSortedUnique(list: number[], value: number): void {
   if (list.includes(value)) return;
   list.push(value);
   list.sort((a, b) => a - b);
+}
+
+/**
+ * An ascending list of rule orders kept inline while it has one element (`one`), so that the
+ * common single-rule hit costs no load of a separate array.
+ */
+class RuleList {
+  /** The only order while the list has one element, else -1. */
+  one = -1;
+  /** All orders once there are two or more, else null. */
+  many: number[] | null = null;
+
+  add(order: number): void {
+    if (this.many !== null) {
+      if (this.many[this.many.length - 1] !== order) this.many.push(order);
+    } else if (this.one < 0) {
+      this.one = order;
+    } else if (this.one !== order) {
+      this.many = [this.one, order];
+      this.one = -1;
+    }
+  }
+}
+
+/** The rule lists keyed on one name (or one literal suffix). */
+class NameEntry {
+  /** Rules matching exactly this name (proven). */
+  exact: RuleList | null = null;
+  /** Rules matching this domain and its subdomains (proven). */
+  suffix: RuleList | null = null;
+  /** Rules that can match only this domain or its subdomains (glob and regex keys). */
+  suffixCandidates: RuleList | null = null;
+  /** Rules that can match only names ending with these characters. */
+  stringSuffix: RuleList | null = null;
+
+  constructor(readonly key: string) {}
+}
+
+/** The rules whose matches all start with one literal prefix. */
+class PrefixEntry {
+  readonly rules = new RuleList();
+
+  constructor(readonly key: string) {}
+}
+
+// One-element lists handed to the evaluator for inline singletons, one per output position.
+// Valid until the next `collect` writes the same position; decisions consume them first.
+const singletons: number[][] = [];
+
+function push(list: RuleList | null, proof: number, out: number[][], proofs: number[], n: number): number {
+  if (list === null) return n;
+  if (list.many !== null) {
+    out[n] = list.many;
+  } else {
+    let single = singletons[n];
+    if (single === undefined) {
+      single = [0];
+      singletons[n] = single;
+    }
+    single[0] = list.one;
+    out[n] = single;
+  }
+  proofs[n] = proof;
+  return n + 1;
 }
 
 /**
@@ -374,69 +436,50 @@ function insertSortedUnique(list: number[], value: number): void {
  * Add rules in ascending order, then `seal()` once before the first `collect`.
  */
 export class HostnameIndex {
-  private readonly names = new KeyTable();
-  /** Per name id: rules matching exactly that name (proven). */
-  private readonly exact: (number[] | null)[] = [];
-  /** Per name id: rules matching that domain and its subdomains (proven). */
-  private readonly suffix: (number[] | null)[] = [];
-  /** Per name id: rules that can match only that domain or its subdomains (glob and regex keys). */
-  private readonly suffixCandidates: (number[] | null)[] = [];
-  /** Per name id: rules that can match only names ending with those characters. */
-  private readonly stringSuffix: (number[] | null)[] = [];
+  private readonly names = new KeyTable<NameEntry>();
   private readonly stringSuffixLengths: number[] = [];
-  private readonly prefixes = new KeyTable();
-  /** Per prefix id: rules that can match only names starting with those characters. */
-  private readonly prefix: number[][] = [];
+  private readonly prefixes = new KeyTable<PrefixEntry>();
   private readonly prefixLengths: number[] = [];
   /** Whether any name key has a parent-domain list (else parents need no probe). */
   private hasSuffixKeys = false;
+  private hasNames = false;
   private sealed = false;
 
-  private nameId(name: string): number {
-    if (this.sealed) throw new Error('HostnameIndex: add after seal');
-    const id = this.names.idOf(name);
-    if (id === this.exact.length) {
-      this.exact.push(null);
-      this.suffix.push(null);
-      this.suffixCandidates.push(null);
-      this.stringSuffix.push(null);
-    }
-    return id;
+  private nameEntry(name: string): NameEntry {
+    this.hasNames = true;
+    return this.names.entry(name, (key) => new NameEntry(key));
   }
 
   /** The rule matches exactly the hostnames equal to `hostname` (and no others through this entry). */
   addExact(hostname: string, order: number): void {
-    const id = this.nameId(hostname);
-    this.exact[id] = addTo(this.exact[id] ?? null, order);
+    const entry = this.nameEntry(hostname);
+    (entry.exact ??= new RuleList()).add(order);
   }
 
   /** The rule matches `domain` and its subdomains. */
   addLabelSuffix(domain: string, order: number): void {
-    const id = this.nameId(domain);
-    this.suffix[id] = addTo(this.suffix[id] ?? null, order);
+    const entry = this.nameEntry(domain);
+    (entry.suffix ??= new RuleList()).add(order);
     this.hasSuffixKeys = true;
   }
 
   /** The rule can match only `domain` or its subdomains. */
   addLabelSuffixCandidate(domain: string, order: number): void {
-    const id = this.nameId(domain);
-    this.suffixCandidates[id] = addTo(this.suffixCandidates[id] ?? null, order);
+    const entry = this.nameEntry(domain);
+    (entry.suffixCandidates ??= new RuleList()).add(order);
     this.hasSuffixKeys = true;
   }
 
   /** The rule can match only hostnames ending with the characters `suffix`. */
   addStringSuffix(suffix: string, order: number): void {
-    const id = this.nameId(suffix);
-    this.stringSuffix[id] = addTo(this.stringSuffix[id] ?? null, order);
+    const entry = this.nameEntry(suffix);
+    (entry.stringSuffix ??= new RuleList()).add(order);
     insertSortedUnique(this.stringSuffixLengths, suffix.length);
   }
 
   /** The rule can match only hostnames starting with the characters `prefix`. */
   addStringPrefix(prefix: string, order: number): void {
-    if (this.sealed) throw new Error('HostnameIndex: add after seal');
-    const id = this.prefixes.idOf(prefix);
-    if (id === this.prefix.length) this.prefix.push([]);
-    this.prefix[id] = addTo(this.prefix[id] ?? null, order);
+    this.prefixes.entry(prefix, (key) => new PrefixEntry(key)).rules.add(order);
     insertSortedUnique(this.prefixLengths, prefix.length);
   }
 
@@ -456,7 +499,8 @@ export class HostnameIndex {
    * Stores every list whose key fits `probe`'s name from `out[count]` on, with `proofs[n]` set to
    * `proof` for lists that prove the selector matches (exact and suffix entries) and to 0 for
    * lists of mere candidates, and returns the new count (`out` and `proofs` are reused scratch
-   * arrays; entries past the returned count are stale).
+   * arrays; entries past the returned count are stale, and a one-rule list stays valid only until
+   * the next `collect` writes its position).
    */
   collect(probe: NameProbe, out: number[][], proofs: number[], count: number, proof: number): number {
     if (!this.sealed) throw new Error('HostnameIndex: collect before seal');
@@ -464,43 +508,37 @@ export class HostnameIndex {
     const name = probe.name;
     const length = name.length;
     const tails = probe.tailHashes;
-    const names = this.names;
-    if (names.size > 0) {
+    if (this.hasNames) {
+      const names = this.names;
       const whole = names.findTail(name, length, tails[length] as number);
-      if (whole >= 0) {
-        n = this.push(this.exact[whole] ?? null, proof, out, proofs, n);
-        n = this.push(this.suffix[whole] ?? null, proof, out, proofs, n);
-        n = this.push(this.suffixCandidates[whole] ?? null, 0, out, proofs, n);
+      if (whole !== null) {
+        n = push(whole.exact, proof, out, proofs, n);
+        n = push(whole.suffix, proof, out, proofs, n);
+        n = push(whole.suffixCandidates, 0, out, proofs, n);
+        n = push(whole.stringSuffix, 0, out, proofs, n);
       }
       if (this.hasSuffixKeys) {
         const starts = probe.parentStarts;
         for (let i = 0; i < probe.parentCount; i++) {
           const parentLength = length - (starts[i] as number);
           const parent = names.findTail(name, parentLength, tails[parentLength] as number);
-          if (parent >= 0) {
-            n = this.push(this.suffix[parent] ?? null, proof, out, proofs, n);
-            n = this.push(this.suffixCandidates[parent] ?? null, 0, out, proofs, n);
+          if (parent !== null) {
+            n = push(parent.suffix, proof, out, proofs, n);
+            n = push(parent.suffixCandidates, 0, out, proofs, n);
           }
         }
       }
       for (const suffixLength of this.stringSuffixLengths) {
-        if (suffixLength > length) break;
-        const id = names.findTail(name, suffixLength, tails[suffixLength] as number);
-        if (id >= 0) n = this.push(this.stringSuffix[id] ?? null, 0, out, proofs, n);
+        if (suffixLength >= length) break;
+        const entry = names.findTail(name, suffixLength, tails[suffixLength] as number);
+        if (entry !== null) n = push(entry.stringSuffix, 0, out, proofs, n);
       }
     }
     for (const prefixLength of this.prefixLengths) {
       if (prefixLength > length) break;
-      const id = this.prefixes.findHead(name, prefixLength, probe.headHash(prefixLength));
-      if (id >= 0) n = this.push(this.prefix[id] ?? null, 0, out, proofs, n);
+      const entry = this.prefixes.findHead(name, prefixLength, probe.headHash(prefixLength));
+      if (entry !== null) n = push(entry.rules, 0, out, proofs, n);
     }
     return n;
-  }
-
-  private push(list: number[] | null, proof: number, out: number[][], proofs: number[], n: number): number {
-    if (list === null) return n;
-    out[n] = list;
-    proofs[n] = proof;
-    return n + 1;
   }
 }
