@@ -151,6 +151,8 @@ export interface CompiledGroup {
   /** Position in the evaluation order of groups. */
   readonly rank: number;
   readonly rules: readonly CompiledRule[];
+  /** `rules[order].decision` by order: a rule an index alone proves is decided without loading the rule. */
+  readonly decisions: readonly Decision[];
   /** Rules with an indexable `dns_hostname`; serves DNS and connection decisions. */
   readonly hostIndex: HostnameIndex;
   /** Rules with a `dns_hostname` no index holds: checked on every DNS query of the group. */
@@ -545,6 +547,7 @@ function compileGroup(group: SourceGroup, groupIndex: number, rank: number, issu
     id: group.id,
     rank,
     rules: compiledRules,
+    decisions: compiledRules.map((r) => r.decision),
     hostIndex,
     dnsUnindexed,
     dstIndex,

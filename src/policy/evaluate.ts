@@ -127,18 +127,20 @@ function resetPositions(count: number): void {
   for (let i = 0; i < count; i++) positions[i] = 0;
 }
 
-function firstDnsRule(group: CompiledGroup, probe: NameProbe): CompiledRule | null {
+/** The decision of the group's first DNS rule matching the probed name, or null. */
+function firstDnsDecision(group: CompiledGroup, probe: NameProbe): Decision | null {
   let count = group.hostIndex.collect(probe, ruleHits, hitProofs, 0, PROVES_HOST);
   if (group.dnsUnindexed.length > 0) {
     ruleHits[count] = group.dnsUnindexed as number[];
     hitProofs[count++] = 0;
   }
   if (count === 0) return null;
-  if (count === 1 && hitProofs[0] === PROVES_HOST) return group.rules[(ruleHits[0] as number[])[0] as number] as CompiledRule;
+  if (count === 1 && hitProofs[0] === PROVES_HOST) return group.decisions[(ruleHits[0] as number[])[0] as number] as Decision;
   resetPositions(count);
   for (let order = nextCandidate(count); order >= 0; order = nextCandidate(count)) {
+    if ((candidateProof & PROVES_HOST) !== 0) return group.decisions[order] as Decision;
     const rule = group.rules[order] as CompiledRule;
-    if ((candidateProof & PROVES_HOST) !== 0 || (rule.host as NonNullable<CompiledRule['host']>).matches(probe.name)) return rule;
+    if ((rule.host as NonNullable<CompiledRule['host']>).matches(probe.name)) return rule.decision;
   }
   return null;
 }
@@ -198,8 +200,8 @@ export function decideDns(policy: CompiledPolicy, query: DnsQuery): Decision {
   const firstRank = ranks[0] as number;
   for (const rank of ranks) {
     const group = policy.groups[rank] as CompiledGroup;
-    const rule = matchable ? firstDnsRule(group, hostnameProbe) : null;
-    if (rule !== null) return rule.decision;
+    const decision = matchable ? firstDnsDecision(group, hostnameProbe) : null;
+    if (decision !== null) return decision;
     if (group.defaultDecision !== null) return group.dnsFallbackDecision;
   }
   return (policy.groups[firstRank] as CompiledGroup).dnsFallbackDecision;
