@@ -82,6 +82,16 @@ const positions: number[] = [];
 /** The proof bits of the lists that held the candidate `nextCandidate` returned last. */
 let candidateProof = 0;
 const NO_GROUPS: readonly number[] = Object.freeze([]);
+let candidatesExamined = 0;
+
+/**
+ * How many candidate rules decisions have examined since the process started (a rule an index
+ * alone proves counts too). A benchmark reads it before and after a run to report candidates per
+ * decision, which grows with the rule count only if an index falls back to a scan.
+ */
+export function candidatesExaminedTotal(): number {
+  return candidatesExamined;
+}
 const hostnameProbe = new NameProbe();
 const sniProbe = new NameProbe();
 const httpHostProbe = new NameProbe();
@@ -135,9 +145,13 @@ function firstDnsDecision(group: CompiledGroup, probe: NameProbe): Decision | nu
     hitProofs[count++] = 0;
   }
   if (count === 0) return null;
-  if (count === 1 && hitProofs[0] === PROVES_HOST) return group.decisions[(ruleHits[0] as number[])[0] as number] as Decision;
+  if (count === 1 && hitProofs[0] === PROVES_HOST) {
+    candidatesExamined++;
+    return group.decisions[(ruleHits[0] as number[])[0] as number] as Decision;
+  }
   resetPositions(count);
   for (let order = nextCandidate(count); order >= 0; order = nextCandidate(count)) {
+    candidatesExamined++;
     if ((candidateProof & PROVES_HOST) !== 0) return group.decisions[order] as Decision;
     const rule = group.rules[order] as CompiledRule;
     if ((rule.host as NonNullable<CompiledRule['host']>).matches(probe.name)) return rule.decision;
@@ -182,6 +196,7 @@ function firstConnectionRule(group: CompiledGroup, flow: NormalizedFlow): Compil
   if (count === 0) return null;
   resetPositions(count);
   for (let order = nextCandidate(count); order >= 0; order = nextCandidate(count)) {
+    candidatesExamined++;
     const rule = group.rules[order] as CompiledRule;
     if (ruleMatchesConnection(rule, flow, candidateProof)) return rule;
   }
