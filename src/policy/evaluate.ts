@@ -83,6 +83,12 @@ const positions: number[] = [];
 let candidateProof = 0;
 const NO_GROUPS: readonly number[] = Object.freeze([]);
 let candidatesExamined = 0;
+const hostnameProbe = new NameProbe();
+const sniProbe = new NameProbe();
+const httpHostProbe = new NameProbe();
+const srcScratch = ipv4Scratch();
+const dstScratch = ipv4Scratch();
+const flowScratch: NormalizedFlow = { hostname: null, dst: null, port: 0, proto: 'tcp', sni: null, http: null };
 
 /**
  * How many candidate rules decisions have examined since the process started (a rule an index
@@ -92,12 +98,6 @@ let candidatesExamined = 0;
 export function candidatesExaminedTotal(): number {
   return candidatesExamined;
 }
-const hostnameProbe = new NameProbe();
-const sniProbe = new NameProbe();
-const httpHostProbe = new NameProbe();
-const srcScratch = ipv4Scratch();
-const dstScratch = ipv4Scratch();
-const flowScratch: NormalizedFlow = { hostname: null, dst: null, port: 0, proto: 'tcp', sni: null, http: null };
 
 /** Ranks of the groups containing `src`, ascending (the source trie holds them accumulated). */
 function groupsOf(policy: CompiledPolicy, src: IpAddress): readonly number[] {

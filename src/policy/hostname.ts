@@ -180,8 +180,6 @@ export class HostnameMatcher {
   }
 }
 
-/** Most labels a name within `MAX_HOSTNAME_CHARS` can have (one character and one dot each). */
-const MAX_LABELS = (MAX_HOSTNAME_CHARS + 1) / 2;
 const HASH_SEED = 0x811c9dc5 | 0;
 const HASH_PRIME = 0x01000193;
 
@@ -221,8 +219,11 @@ export class NameProbe {
   name = '';
   /** `tailHashes[k]`: the hash of the last `k` characters, for k = 0..name.length. */
   readonly tailHashes = new Int32Array(MAX_HOSTNAME_CHARS + 1);
-  /** Offsets where the labels after the first begin (one past each dot), right to left. */
-  readonly parentStarts = new Int32Array(MAX_LABELS);
+  /**
+   * Offsets where the labels after the first begin (one past each dot), right to left. One slot
+   * per character: decision inputs are not validated names, so every character may be a dot.
+   */
+  readonly parentStarts = new Int32Array(MAX_HOSTNAME_CHARS);
   parentCount = 0;
   /** `headHashes[k]`: the hash of the first `k` characters, valid up to `headsComputed`. */
   private readonly headHashes = new Int32Array(MAX_HOSTNAME_CHARS + 1).fill(HASH_SEED, 0, 1);

@@ -152,6 +152,7 @@ export interface Ipv4Scratch {
   readonly words: [number];
 }
 
+/** A new scratch address for `parseInputIpReusing` (one per role, e.g. client and destination). */
 export function ipv4Scratch(): Ipv4Scratch {
   return { v6: false, words: [0] };
 }
