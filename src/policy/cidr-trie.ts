@@ -12,6 +12,14 @@ import type { IpAddress, IpPrefix } from './ip.js';
 interface TrieNode<T> {
   /** The node's prefix, masked to `length` bits. */
   readonly key: readonly number[];
+  /**
+   * The same words inline as int32 (0 past the address), so a lookup compares a node without
+   * loading its key array: one memory access per node visited instead of two.
+   */
+  readonly w0: number;
+  readonly w1: number;
+  readonly w2: number;
+  readonly w3: number;
   readonly length: number;
   zero: TrieNode<T> | null;
   one: TrieNode<T> | null;
@@ -43,7 +51,42 @@ function maskTo(words: readonly number[], length: number): number[] {
 }
 
 function newNode<T>(key: readonly number[], length: number, value: T | undefined): TrieNode<T> {
-  return { key: maskTo(key, length), length, zero: null, one: null, values: value === undefined ? null : [value] };
+  const masked = maskTo(key, length);
+  return {
+    key: masked,
+    w0: (masked[0] ?? 0) | 0,
+    w1: (masked[1] ?? 0) | 0,
+    w2: (masked[2] ?? 0) | 0,
+    w3: (masked[3] ?? 0) | 0,
+    length,
+    zero: null,
+    one: null,
+    values: value === undefined ? null : [value],
+  };
+}
+
+/** The int32 mask of the first `bits` (1–32) bits of a word. */
+function leadingMask(bits: number): number {
+  return -1 << (32 - bits);
+}
+
+/** Whether `node`'s prefix contains the address whose int32 words are a0..a3 (a1..a3 0 for IPv4). */
+function nodeContains<T>(node: TrieNode<T>, a0: number, a1: number, a2: number, a3: number): boolean {
+  const length = node.length;
+  if (length <= 32) return length === 0 || ((node.w0 ^ a0) & leadingMask(length)) === 0;
+  if (node.w0 !== a0) return false;
+  if (length <= 64) return ((node.w1 ^ a1) & leadingMask(length - 32)) === 0;
+  if (node.w1 !== a1) return false;
+  if (length <= 96) return ((node.w2 ^ a2) & leadingMask(length - 64)) === 0;
+  if (node.w2 !== a2) return false;
+  return ((node.w3 ^ a3) & leadingMask(length - 96)) === 0;
+}
+
+/** The child of `node` on the side of the address's bit at `node.length`. */
+function childToward<T>(node: TrieNode<T>, a0: number, a1: number, a2: number, a3: number): TrieNode<T> | null {
+  const index = node.length;
+  const word = index < 32 ? a0 : index < 64 ? a1 : index < 96 ? a2 : a3;
+  return ((word >>> (31 - (index & 31))) & 1) === 0 ? node.zero : node.one;
 }
 
 function addValue<T>(node: TrieNode<T>, value: T): void {
@@ -110,14 +153,18 @@ export class CidrTrie<T> {
    */
   collect(address: IpAddress, out: T[][], count: number): number {
     const words = address.words;
-    const maxLength = address.v6 ? 128 : 32;
+    const v6 = address.v6;
+    const a0 = (words[0] as number) | 0;
+    const a1 = v6 ? (words[1] as number) | 0 : 0;
+    const a2 = v6 ? (words[2] as number) | 0 : 0;
+    const a3 = v6 ? (words[3] as number) | 0 : 0;
+    const maxLength = v6 ? 128 : 32;
     let n = count;
-    let node = address.v6 ? this.v6Root : this.v4Root;
+    let node = v6 ? this.v6Root : this.v4Root;
     if (node.values !== null) out[n++] = node.values;
     while (node.length < maxLength) {
-      const child: TrieNode<T> | null = bitAt(words, node.length) === 0 ? node.zero : node.one;
-      if (child === null) break;
-      if (commonPrefixLength(child.key, words, child.length) < child.length) break;
+      const child = childToward(node, a0, a1, a2, a3);
+      if (child === null || !nodeContains(child, a0, a1, a2, a3)) break;
       if (child.values !== null) out[n++] = child.values;
       node = child;
     }
@@ -127,13 +174,17 @@ export class CidrTrie<T> {
   /** The value list of the longest prefix containing `address`, or null. */
   longestMatch(address: IpAddress): readonly T[] | null {
     const words = address.words;
-    const maxLength = address.v6 ? 128 : 32;
-    let node = address.v6 ? this.v6Root : this.v4Root;
+    const v6 = address.v6;
+    const a0 = (words[0] as number) | 0;
+    const a1 = v6 ? (words[1] as number) | 0 : 0;
+    const a2 = v6 ? (words[2] as number) | 0 : 0;
+    const a3 = v6 ? (words[3] as number) | 0 : 0;
+    const maxLength = v6 ? 128 : 32;
+    let node = v6 ? this.v6Root : this.v4Root;
     let found = node.values;
     while (node.length < maxLength) {
-      const child: TrieNode<T> | null = bitAt(words, node.length) === 0 ? node.zero : node.one;
-      if (child === null) break;
-      if (commonPrefixLength(child.key, words, child.length) < child.length) break;
+      const child = childToward(node, a0, a1, a2, a3);
+      if (child === null || !nodeContains(child, a0, a1, a2, a3)) break;
       if (child.values !== null) found = child.values;
       node = child;
     }
@@ -163,13 +214,17 @@ export class CidrTrie<T> {
   /** Whether any inserted prefix contains `address`. */
   contains(address: IpAddress): boolean {
     const words = address.words;
-    const maxLength = address.v6 ? 128 : 32;
-    let node = address.v6 ? this.v6Root : this.v4Root;
+    const v6 = address.v6;
+    const a0 = (words[0] as number) | 0;
+    const a1 = v6 ? (words[1] as number) | 0 : 0;
+    const a2 = v6 ? (words[2] as number) | 0 : 0;
+    const a3 = v6 ? (words[3] as number) | 0 : 0;
+    const maxLength = v6 ? 128 : 32;
+    let node = v6 ? this.v6Root : this.v4Root;
     if (node.values !== null) return true;
     while (node.length < maxLength) {
-      const child: TrieNode<T> | null = bitAt(words, node.length) === 0 ? node.zero : node.one;
-      if (child === null) return false;
-      if (commonPrefixLength(child.key, words, child.length) < child.length) return false;
+      const child = childToward(node, a0, a1, a2, a3);
+      if (child === null || !nodeContains(child, a0, a1, a2, a3)) return false;
       if (child.values !== null) return true;
       node = child;
     }

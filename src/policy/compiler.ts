@@ -6,7 +6,7 @@
  * - one CIDR trie from client prefixes to source groups (by rank = evaluation order);
  * - per group, rules sorted into evaluation order (their `order`), and indexes from flow features
  *   to ascending lists of rule orders: the hostname index (exact and label-suffix hash tables, and
- *   literal suffixes of regexes), a destination CIDR trie (`dst_ips` and `dst_cidrs`), an SNI
+ *   literal suffixes of regexes), a destination prefix index (`dst_ips` and `dst_cidrs`), an SNI
  *   index, an HTTP Host index and a port table, plus a short list of rules no index can hold.
  *
  * Each rule is filed under ONE selector — the first indexable of dns_hostname, dst_ips,
@@ -21,6 +21,7 @@
 import { createHash } from 'node:crypto';
 import { CidrTrie } from './cidr-trie.js';
 import { PolicyCompileError } from './errors.js';
+import { PrefixIndex } from './prefix-index.js';
 import { HostnameGlob, HostnameIndex, HostnameMatcher, normalizeHostname } from './hostname.js';
 import { parseDocumentCidr, parseDocumentIp } from './ip.js';
 import type { IpAddress, IpPrefix } from './ip.js';
@@ -150,11 +151,14 @@ export interface CompiledGroup {
   /** Position in the evaluation order of groups. */
   readonly rank: number;
   readonly rules: readonly CompiledRule[];
+  /** `rules[order].decision` by order: a rule an index alone proves is decided without loading the rule. */
+  readonly decisions: readonly Decision[];
   /** Rules with an indexable `dns_hostname`; serves DNS and connection decisions. */
   readonly hostIndex: HostnameIndex;
   /** Rules with a `dns_hostname` no index holds: checked on every DNS query of the group. */
   readonly dnsUnindexed: readonly number[];
-  readonly dstTrie: CidrTrie<number>;
+  /** Rules filed under `dst_ips` / `dst_cidrs`, by prefix. */
+  readonly dstIndex: PrefixIndex;
   readonly sniIndex: HostnameIndex;
   readonly httpHostIndex: HostnameIndex;
   readonly portIndex: ReadonlyMap<number, number[]>;
@@ -250,15 +254,24 @@ export function policyFingerprint(doc: PolicyDocument): string {
 
 /** Where index keys of a hostname-like selector go; null when one entry cannot be indexed. */
 interface HostKeys {
+  /** Names the selector matches exactly (`exact`, globs without `*`): a hit proves a match. */
   exact: string[];
+  /** Domains the selector matches with their subdomains (`suffix`): a hit proves a match. */
   labelSuffix: string[];
+  /** Domains every match lies in (globs, regex tails): a hit makes the rule a candidate. */
+  labelSuffixCandidates: string[];
+  /** Characters every match of some entry ends with (regex tails off label boundaries). */
   stringSuffix: string[];
+  /** Characters every match of some entry starts with (regex heads, when it has no tail). */
+  stringPrefix: string[];
 }
 
 function addHostKeys(index: HostnameIndex, keys: HostKeys, order: number): void {
   for (const k of keys.exact) index.addExact(k, order);
   for (const k of keys.labelSuffix) index.addLabelSuffix(k, order);
+  for (const k of keys.labelSuffixCandidates) index.addLabelSuffixCandidate(k, order);
   for (const k of keys.stringSuffix) index.addStringSuffix(k, order);
+  for (const k of keys.stringPrefix) index.addStringPrefix(k, order);
 }
 
 interface RuleContext {
@@ -277,14 +290,23 @@ function refuse(ctx: RuleContext, message: string): void {
   });
 }
 
+interface RegexKeys {
+  readonly labelSuffix: string[];
+  readonly stringSuffix: string[];
+  readonly stringPrefix: string[];
+}
+
 /**
  * Index keys for a regex from its literal tails. Label-aligned keys go to the label-suffix table,
  * which a lookup probes once per label anyway: a tail `.github.com` or a label-aligned tail
  * `github.com` (as in `(.*\.)?github\.com`) is the key `github.com`; a tail `-internal.corp`
  * falls back to its whole labels (`corp`). Only a dot-less, unaligned tail needs the string-suffix
- * table, which costs one probe per distinct key length.
+ * table, which costs one probe per distinct key length. A regex without literal tails is keyed by
+ * its literal heads (`host[0-9]+\..+` -> `host`) in the string-prefix table, one probe per
+ * distinct head length; with neither it is unindexed (tried on every lookup of its group).
  */
-function regexKeys(tails: readonly LiteralTail[]): { labelSuffix: string[]; stringSuffix: string[] } {
+function regexKeys(tails: readonly LiteralTail[] | null, heads: readonly string[] | null): RegexKeys | null {
+  if (tails === null) return heads === null ? null : { labelSuffix: [], stringSuffix: [], stringPrefix: [...heads] };
   const labelSuffix: string[] = [];
   const stringSuffix: string[] = [];
   for (const { text, labelStart } of tails) {
@@ -294,7 +316,7 @@ function regexKeys(tails: readonly LiteralTail[]): { labelSuffix: string[]; stri
     else if (dot > 0 && dot < text.length - 1) labelSuffix.push(text.slice(dot + 1));
     else stringSuffix.push(text);
   }
-  return { labelSuffix, stringSuffix };
+  return { labelSuffix, stringSuffix, stringPrefix: [] };
 }
 
 function compileRegex(
@@ -302,7 +324,7 @@ function compileRegex(
   where: string,
   source: string,
   subject: 'hostname' | 'path',
-): { regex: RegExp; keys: { labelSuffix: string[]; stringSuffix: string[] } | null } | null {
+): { regex: RegExp; keys: RegexKeys | null } | null {
   ctx.regexes++;
   const analysis =
     subject === 'hostname'
@@ -312,7 +334,7 @@ function compileRegex(
     refuse(ctx, `${where} regex ${showValue(source)} ${analysis.reason}`);
     return null;
   }
-  return { regex: analysis.regex, keys: analysis.literalTails === null ? null : regexKeys(analysis.literalTails) };
+  return { regex: analysis.regex, keys: regexKeys(analysis.literalTails, analysis.literalHeads) };
 }
 
 interface CompiledHostSelector {
@@ -325,7 +347,7 @@ function compileHostSelector(
   where: string,
   spec: { exact?: readonly string[]; suffix?: readonly string[]; glob?: readonly string[]; regex?: string },
 ): CompiledHostSelector | null {
-  const keys: HostKeys = { exact: [], labelSuffix: [], stringSuffix: [] };
+  const keys: HostKeys = { exact: [], labelSuffix: [], labelSuffixCandidates: [], stringSuffix: [], stringPrefix: [] };
   let indexable = true;
   const exact = spec.exact === undefined ? null : new Set(spec.exact.map(normalizeHostname));
   if (exact !== null) keys.exact.push(...exact);
@@ -340,7 +362,7 @@ function compileHostSelector(
       const key = glob.indexKey();
       if (key === null) indexable = false;
       else if (key.kind === 'exact') keys.exact.push(key.key);
-      else keys.labelSuffix.push(key.key);
+      else keys.labelSuffixCandidates.push(key.key);
     }
   }
   let regex: RegExp | null = null;
@@ -351,8 +373,9 @@ function compileHostSelector(
     if (compiled.keys === null) {
       indexable = false;
     } else {
-      keys.labelSuffix.push(...compiled.keys.labelSuffix);
+      keys.labelSuffixCandidates.push(...compiled.keys.labelSuffix);
       keys.stringSuffix.push(...compiled.keys.stringSuffix);
+      keys.stringPrefix.push(...compiled.keys.stringPrefix);
     }
   }
   return { matcher: new HostnameMatcher(exact, suffixes, globs, regex), keys: indexable ? keys : null };
@@ -477,7 +500,7 @@ function compileGroup(group: SourceGroup, groupIndex: number, rank: number, issu
   const compiledRules: CompiledRule[] = [];
   const hostIndex = new HostnameIndex();
   const dnsUnindexed: number[] = [];
-  const dstTrie = new CidrTrie<number>();
+  const dstIndex = new PrefixIndex();
   const sniIndex = new HostnameIndex();
   const httpHostIndex = new HostnameIndex();
   const portIndex = new Map<number, number[]>();
@@ -496,9 +519,9 @@ function compileGroup(group: SourceGroup, groupIndex: number, rank: number, issu
     if (plan.hostKeys !== null) {
       addHostKeys(hostIndex, plan.hostKeys, order);
     } else if (plan.dstIpPrefixes !== null) {
-      for (const p of plan.dstIpPrefixes) dstTrie.insert(p, order);
+      for (const p of plan.dstIpPrefixes) dstIndex.insert(p, order);
     } else if (plan.dstCidrPrefixes !== null) {
-      for (const p of plan.dstCidrPrefixes) dstTrie.insert(p, order);
+      for (const p of plan.dstCidrPrefixes) dstIndex.insert(p, order);
     } else if (plan.sniKeys !== null) {
       addHostKeys(sniIndex, plan.sniKeys, order);
     } else if (plan.httpHosts !== null) {
@@ -516,13 +539,18 @@ function compileGroup(group: SourceGroup, groupIndex: number, rank: number, issu
     }
   }
 
+  hostIndex.seal();
+  dstIndex.seal();
+  sniIndex.seal();
+  httpHostIndex.seal();
   return {
     id: group.id,
     rank,
     rules: compiledRules,
+    decisions: compiledRules.map((r) => r.decision),
     hostIndex,
     dnsUnindexed,
-    dstTrie,
+    dstIndex,
     sniIndex,
     httpHostIndex,
     portIndex,

@@ -54,25 +54,50 @@
  * the first `?` or `#`.
  */
 import type { CompiledGroup, CompiledPolicy, CompiledRule, NormalizedHttp } from './compiler.js';
-import { MAX_HOSTNAME_CHARS, normalizeHostname } from './hostname.js';
+import { MAX_HOSTNAME_CHARS, NameProbe, normalizeHostname } from './hostname.js';
 import type { IpAddress } from './ip.js';
-import { parseInputIp } from './ip.js';
+import { ipv4Scratch, parseInputIp, parseInputIpReusing } from './ip.js';
 import type { ConnectionFlow, Decision, DnsQuery, HttpRequestInfo } from './types.js';
 
 interface NormalizedFlow {
-  readonly hostname: string | null;
-  readonly dst: IpAddress | null;
-  readonly port: number;
-  readonly proto: 'tcp' | 'udp';
-  readonly sni: string | null;
-  readonly http: NormalizedHttp | null;
+  hostname: string | null;
+  dst: IpAddress | null;
+  port: number;
+  proto: 'tcp' | 'udp';
+  sni: string | null;
+  http: NormalizedHttp | null;
 }
 
-// Scratch lists reused by every decision; decisions are synchronous and never re-entrant.
-// Only the first `count` entries of `ruleHits` are live; the rest are stale.
+/** Selectors a hit list can prove (the index entry alone decides them), as bits of a proof mask. */
+const PROVES_HOST = 1;
+const PROVES_SNI = 2;
+const PROVES_PORTS = 4;
+
+// Scratch state reused by every decision; decisions are synchronous and never re-entrant.
+// Only the first `count` entries of `ruleHits` and `hitProofs` are live; the rest are stale.
 const ruleHits: number[][] = [];
+/** Per hit list, the selectors its entries prove (`PROVES_*` bits). */
+const hitProofs: number[] = [];
 const positions: number[] = [];
+/** The proof bits of the lists that held the candidate `nextCandidate` returned last. */
+let candidateProof = 0;
 const NO_GROUPS: readonly number[] = Object.freeze([]);
+let candidatesExamined = 0;
+const hostnameProbe = new NameProbe();
+const sniProbe = new NameProbe();
+const httpHostProbe = new NameProbe();
+const srcScratch = ipv4Scratch();
+const dstScratch = ipv4Scratch();
+const flowScratch: NormalizedFlow = { hostname: null, dst: null, port: 0, proto: 'tcp', sni: null, http: null };
+
+/**
+ * How many candidate rules decisions have examined since the process started (a rule an index
+ * alone proves counts too). A benchmark reads it before and after a run to report candidates per
+ * decision, which grows with the rule count only if an index falls back to a scan.
+ */
+export function candidatesExaminedTotal(): number {
+  return candidatesExamined;
+}
 
 /** Ranks of the groups containing `src`, ascending (the source trie holds them accumulated). */
 function groupsOf(policy: CompiledPolicy, src: IpAddress): readonly number[] {
@@ -81,7 +106,8 @@ function groupsOf(policy: CompiledPolicy, src: IpAddress): readonly number[] {
 
 /**
  * The next smallest rule order over the first `count` hit lists (each ascending), advancing every
- * list past it; -1 when all are exhausted. A k-way merge with k = number of lists (a handful).
+ * list past it and setting `candidateProof` to the union of their proofs; -1 when all are
+ * exhausted. A k-way merge with k = number of lists (a handful).
  */
 function nextCandidate(count: number): number {
   let best = -1;
@@ -94,11 +120,16 @@ function nextCandidate(count: number): number {
     }
   }
   if (best < 0) return -1;
+  let proof = 0;
   for (let i = 0; i < count; i++) {
     const list = ruleHits[i] as number[];
     const p = positions[i] as number;
-    if (p < list.length && list[p] === best) positions[i] = p + 1;
+    if (p < list.length && list[p] === best) {
+      positions[i] = p + 1;
+      proof |= hitProofs[i] as number;
+    }
   }
+  candidateProof = proof;
   return best;
 }
 
@@ -106,60 +137,86 @@ function resetPositions(count: number): void {
   for (let i = 0; i < count; i++) positions[i] = 0;
 }
 
-function firstDnsRule(group: CompiledGroup, qname: string): CompiledRule | null {
-  let count = group.hostIndex.collect(qname, ruleHits, 0);
-  if (group.dnsUnindexed.length > 0) ruleHits[count++] = group.dnsUnindexed as number[];
+/** The decision of the group's first DNS rule matching the probed name, or null. */
+function firstDnsDecision(group: CompiledGroup, probe: NameProbe): Decision | null {
+  let count = group.hostIndex.collect(probe, ruleHits, hitProofs, 0, PROVES_HOST);
+  if (group.dnsUnindexed.length > 0) {
+    ruleHits[count] = group.dnsUnindexed as number[];
+    hitProofs[count++] = 0;
+  }
   if (count === 0) return null;
+  if (count === 1 && hitProofs[0] === PROVES_HOST) {
+    candidatesExamined++;
+    return group.decisions[(ruleHits[0] as number[])[0] as number] as Decision;
+  }
   resetPositions(count);
   for (let order = nextCandidate(count); order >= 0; order = nextCandidate(count)) {
+    candidatesExamined++;
+    if ((candidateProof & PROVES_HOST) !== 0) return group.decisions[order] as Decision;
     const rule = group.rules[order] as CompiledRule;
-    if ((rule.host as NonNullable<CompiledRule['host']>).matches(qname)) return rule;
+    if ((rule.host as NonNullable<CompiledRule['host']>).matches(probe.name)) return rule.decision;
   }
   return null;
 }
 
-function ruleMatchesConnection(rule: CompiledRule, flow: NormalizedFlow): boolean {
+/** Whether `rule` matches `flow`, skipping the selectors in `proof` that an index already proved. */
+function ruleMatchesConnection(rule: CompiledRule, flow: NormalizedFlow, proof: number): boolean {
   if (rule.proto !== null && rule.proto !== flow.proto) return false;
-  if (rule.ports !== null && !rule.ports.matches(flow.port)) return false;
+  if (rule.ports !== null && (proof & PROVES_PORTS) === 0 && !rule.ports.matches(flow.port)) return false;
   if (rule.dstIps !== null && (flow.dst === null || !rule.dstIps.matches(flow.dst))) return false;
   if (rule.dstCidrs !== null && (flow.dst === null || !rule.dstCidrs.matches(flow.dst))) return false;
-  if (rule.host !== null && (flow.hostname === null || !rule.host.matches(flow.hostname))) return false;
-  if (rule.sni !== null && (flow.sni === null || !rule.sni.matches(flow.sni))) return false;
+  if (rule.host !== null && (proof & PROVES_HOST) === 0 && (flow.hostname === null || !rule.host.matches(flow.hostname))) return false;
+  if (rule.sni !== null && (proof & PROVES_SNI) === 0 && (flow.sni === null || !rule.sni.matches(flow.sni))) return false;
   if (rule.http !== null && (flow.http === null || !rule.http.matches(flow.http))) return false;
   return true;
 }
 
 function firstConnectionRule(group: CompiledGroup, flow: NormalizedFlow): CompiledRule | null {
   let count = 0;
-  if (flow.hostname !== null) count = group.hostIndex.collect(flow.hostname, ruleHits, count);
-  if (flow.dst !== null) count = group.dstTrie.collect(flow.dst, ruleHits, count);
-  if (flow.sni !== null) count = group.sniIndex.collect(flow.sni, ruleHits, count);
-  if (flow.http !== null) count = group.httpHostIndex.collect(flow.http.host, ruleHits, count);
+  if (flow.hostname !== null) count = group.hostIndex.collect(hostnameProbe, ruleHits, hitProofs, count, PROVES_HOST);
+  if (flow.dst !== null) {
+    const before = count;
+    count = group.dstIndex.collect(flow.dst, ruleHits, count);
+    for (let i = before; i < count; i++) hitProofs[i] = 0;
+  }
+  if (flow.sni !== null) count = group.sniIndex.collect(sniProbe, ruleHits, hitProofs, count, PROVES_SNI);
+  // Document Host entries are valid hostnames (at most MAX_HOSTNAME_CHARS), so a longer Host hits none.
+  if (flow.http !== null && flow.http.host.length <= MAX_HOSTNAME_CHARS) {
+    count = group.httpHostIndex.collect(httpHostProbe, ruleHits, hitProofs, count, 0);
+  }
   const portHits = group.portIndex.get(flow.port);
-  if (portHits !== undefined) ruleHits[count++] = portHits;
-  if (group.connectionUnindexed.length > 0) ruleHits[count++] = group.connectionUnindexed as number[];
+  if (portHits !== undefined) {
+    ruleHits[count] = portHits;
+    hitProofs[count++] = PROVES_PORTS;
+  }
+  if (group.connectionUnindexed.length > 0) {
+    ruleHits[count] = group.connectionUnindexed as number[];
+    hitProofs[count++] = 0;
+  }
   if (count === 0) return null;
   resetPositions(count);
   for (let order = nextCandidate(count); order >= 0; order = nextCandidate(count)) {
+    candidatesExamined++;
     const rule = group.rules[order] as CompiledRule;
-    if (ruleMatchesConnection(rule, flow)) return rule;
+    if (ruleMatchesConnection(rule, flow, candidateProof)) return rule;
   }
   return null;
 }
 
 /** Decides a DNS query; see the module comment for the exact semantics. */
 export function decideDns(policy: CompiledPolicy, query: DnsQuery): Decision {
-  const src = parseInputIp(query.srcIp);
+  const src = parseInputIpReusing(query.srcIp, srcScratch);
   if (src === null) return policy.dnsNoGroupDecision;
   const ranks = groupsOf(policy, src);
   if (ranks.length === 0) return policy.dnsNoGroupDecision;
   const qname = normalizeHostname(query.qname);
   const matchable = qname.length <= MAX_HOSTNAME_CHARS;
+  if (matchable) hostnameProbe.set(qname);
   const firstRank = ranks[0] as number;
   for (const rank of ranks) {
     const group = policy.groups[rank] as CompiledGroup;
-    const rule = matchable ? firstDnsRule(group, qname) : null;
-    if (rule !== null) return rule.decision;
+    const decision = matchable ? firstDnsDecision(group, hostnameProbe) : null;
+    if (decision !== null) return decision;
     if (group.defaultDecision !== null) return group.dnsFallbackDecision;
   }
   return (policy.groups[firstRank] as CompiledGroup).dnsFallbackDecision;
@@ -198,18 +255,20 @@ function normalizeHttp(http: HttpRequestInfo): NormalizedHttp {
 
 /** Decides a proxied connection or plain-HTTP request; see the module comment for the exact semantics. */
 export function decideConnection(policy: CompiledPolicy, flow: ConnectionFlow): Decision {
-  const src = parseInputIp(flow.srcIp);
+  const src = parseInputIpReusing(flow.srcIp, srcScratch);
   if (src === null) return policy.defaultDecision;
   const ranks = groupsOf(policy, src);
   if (ranks.length === 0) return policy.defaultDecision;
-  const normalized: NormalizedFlow = {
-    hostname: normalizeConnectionHostname(flow.hostname),
-    dst: parseInputIp(flow.dstIp),
-    port: flow.dstPort,
-    proto: flow.proto,
-    sni: normalizeSni(flow.sni),
-    http: flow.http === undefined ? null : normalizeHttp(flow.http),
-  };
+  const normalized = flowScratch;
+  normalized.hostname = normalizeConnectionHostname(flow.hostname);
+  normalized.dst = parseInputIpReusing(flow.dstIp, dstScratch);
+  normalized.port = flow.dstPort;
+  normalized.proto = flow.proto;
+  normalized.sni = normalizeSni(flow.sni);
+  normalized.http = flow.http === undefined ? null : normalizeHttp(flow.http);
+  if (normalized.hostname !== null) hostnameProbe.set(normalized.hostname);
+  if (normalized.sni !== null) sniProbe.set(normalized.sni);
+  if (normalized.http !== null && normalized.http.host.length <= MAX_HOSTNAME_CHARS) httpHostProbe.set(normalized.http.host);
   for (const rank of ranks) {
     const group = policy.groups[rank] as CompiledGroup;
     const rule = firstConnectionRule(group, normalized);

@@ -62,19 +62,19 @@ export function hasLabelSuffix(hostname: string, suffix: string): boolean {
 }
 
 /**
- * Matches one label against one glob label where `*` is any run of characters. The classic
- * two-pointer algorithm: O(label × pattern) in the worst case, no backtracking blow-up.
+ * Matches the label `text[start, end)` against one glob label where `*` is any run of characters.
+ * The classic two-pointer algorithm: O(label × pattern) in the worst case, no backtracking blow-up.
  */
-function globLabelMatches(pattern: string, label: string): boolean {
+function globLabelMatches(pattern: string, text: string, start: number, end: number): boolean {
   let p = 0;
-  let t = 0;
+  let t = start;
   let starP = -1;
-  let starT = 0;
-  while (t < label.length) {
+  let starT = start;
+  while (t < end) {
     if (p < pattern.length && pattern.charCodeAt(p) === 42) {
       starP = p++;
       starT = t;
-    } else if (p < pattern.length && pattern.charCodeAt(p) === label.charCodeAt(t)) {
+    } else if (p < pattern.length && pattern.charCodeAt(p) === text.charCodeAt(t)) {
       p++;
       t++;
     } else if (starP >= 0) {
@@ -104,8 +104,7 @@ export class HostnameGlob {
       const dot = hostname.indexOf('.', start);
       const last = i === labels.length - 1;
       if (last !== (dot < 0)) return false;
-      const label = last ? hostname.slice(start) : hostname.slice(start, dot);
-      if (!globLabelMatches(labels[i] as string, label)) return false;
+      if (!globLabelMatches(labels[i] as string, hostname, start, last ? hostname.length : dot)) return false;
       start = dot + 1;
     }
     return true;
@@ -181,82 +180,365 @@ export class HostnameMatcher {
   }
 }
 
-function addTo(list: number[] | null, order: number): number[] {
-  if (list === null) return [order];
-  if (list[list.length - 1] !== order) list.push(order);
-  return list;
+const HASH_SEED = 0x811c9dc5 | 0;
+const HASH_PRIME = 0x01000193;
+
+/** FNV-1a step: the running hash of a string read one character at a time. */
+function hashStep(hash: number, code: number): number {
+  return Math.imul(hash ^ code, HASH_PRIME);
 }
 
-/** The rules keyed on one name: those matching exactly it, and those matching it and its subdomains. */
-interface NameEntry {
-  exact: number[] | null;
-  suffix: number[] | null;
+/** Hash of `key` read right to left: equals `NameProbe.tailHashes[key.length]` of any name ending with `key`. */
+function tailHashOf(key: string): number {
+  let hash = HASH_SEED;
+  for (let i = key.length - 1; i >= 0; i--) hash = hashStep(hash, key.charCodeAt(i));
+  return hash;
+}
+
+/** Hash of `key` read left to right: equals `NameProbe.headHash(key.length)` of any name starting with `key`. */
+function headHashOf(key: string): number {
+  let hash = HASH_SEED;
+  for (let i = 0; i < key.length; i++) hash = hashStep(hash, key.charCodeAt(i));
+  return hash;
+}
+
+/** Spreads a string hash over the low bits used as a table slot. */
+function slotOf(hash: number, mask: number): number {
+  let h = hash ^ (hash >>> 16);
+  h = Math.imul(h, 0x85ebca6b);
+  return (h ^ (h >>> 13)) & mask;
 }
 
 /**
- * Hash tables from hostname keys to ascending lists of rule orders. A lookup costs one probe per
- * label of the hostname plus one per distinct literal-suffix length, however many rules there are
- * (exact and label-suffix keys share one table, so the full name is probed once for both).
- * Rules must be added in ascending order.
+ * One normalised name (at most `MAX_HOSTNAME_CHARS`), prepared once per decision for the hostname
+ * indexes of every group it is looked up in: the hash of each of its suffixes and the start of
+ * each label, so that a lookup probes a table per label without slicing (allocating) the parent
+ * domains or hashing them again. Reused: `set` overwrites it.
  */
-export class HostnameIndex {
-  private readonly names = new Map<string, NameEntry>();
-  private readonly stringSuffix = new Map<string, number[]>();
-  private stringSuffixLengths: number[] = [];
+export class NameProbe {
+  name = '';
+  /** `tailHashes[k]`: the hash of the last `k` characters, for k = 0..name.length. */
+  readonly tailHashes = new Int32Array(MAX_HOSTNAME_CHARS + 1);
+  /**
+   * Offsets where the labels after the first begin (one past each dot), right to left. One slot
+   * per character: decision inputs are not validated names, so every character may be a dot.
+   */
+  readonly parentStarts = new Int32Array(MAX_HOSTNAME_CHARS);
+  parentCount = 0;
+  /** `headHashes[k]`: the hash of the first `k` characters, valid up to `headsComputed`. */
+  private readonly headHashes = new Int32Array(MAX_HOSTNAME_CHARS + 1).fill(HASH_SEED, 0, 1);
+  private headsComputed = 0;
 
-  private entry(name: string): NameEntry {
-    let entry = this.names.get(name);
+  /** Prepares `name`, which must be normalised and at most `MAX_HOSTNAME_CHARS` long. */
+  set(name: string): void {
+    const length = name.length;
+    if (length > MAX_HOSTNAME_CHARS) throw new Error(`NameProbe: name longer than ${MAX_HOSTNAME_CHARS} characters`);
+    this.name = name;
+    const tails = this.tailHashes;
+    const starts = this.parentStarts;
+    let hash = HASH_SEED;
+    let parents = 0;
+    tails[0] = hash;
+    for (let k = 1; k <= length; k++) {
+      const code = name.charCodeAt(length - k);
+      if (code === 46) starts[parents++] = length - k + 1;
+      hash = hashStep(hash, code);
+      tails[k] = hash;
+    }
+    this.parentCount = parents;
+    this.headsComputed = 0;
+  }
+
+  /** The hash of the first `length` characters (computed on first use: only prefix tables need it). */
+  headHash(length: number): number {
+    const heads = this.headHashes;
+    if (length > this.headsComputed) {
+      const name = this.name;
+      let hash = heads[this.headsComputed] as number;
+      for (let k = this.headsComputed + 1; k <= length; k++) {
+        hash = hashStep(hash, name.charCodeAt(k - 1));
+        heads[k] = hash;
+      }
+      this.headsComputed = length;
+    }
+    return heads[length] as number;
+  }
+}
+
+/** The nonzero one-byte fingerprint of a hash kept per slot (0 marks an empty slot). */
+function fingerprintOf(hash: number): number {
+  return (hash >>> 24) | 1;
+}
+
+/**
+ * An open-addressing hash table from strings to entries, probed with precomputed hashes so that
+ * lookups never allocate. A probe reads a one-byte fingerprint per slot from a compact array
+ * (64 slots per cache line, so the tables of a 100k-rule policy stay cache-resident) and loads
+ * the entry, which sits in the slot's place of a parallel array, only when the fingerprint
+ * matches; a hit is confirmed by comparing the entry's key.
+ */
+class KeyTable<E extends { readonly key: string }> {
+  private fingerprints = new Uint8Array(0);
+  private slotEntries: (E | null)[] = [];
+  private mask = 0;
+  private building: Map<string, E> | null = new Map();
+  private count = 0;
+
+  /** The entry of `key`, made by `make` if new (before `seal`). */
+  entry(key: string, make: (key: string) => E): E {
+    if (this.building === null) throw new Error('KeyTable: add after seal');
+    let entry = this.building.get(key);
     if (entry === undefined) {
-      entry = { exact: null, suffix: null };
-      this.names.set(name, entry);
+      entry = make(key);
+      this.building.set(key, entry);
+      this.count++;
     }
     return entry;
   }
 
-  /** The rule matches only hostnames equal to `hostname`. */
-  addExact(hostname: string, order: number): void {
-    const entry = this.entry(hostname);
-    entry.exact = addTo(entry.exact, order);
-  }
-
-  /** The rule matches only `domain` or its subdomains. */
-  addLabelSuffix(domain: string, order: number): void {
-    const entry = this.entry(domain);
-    entry.suffix = addTo(entry.suffix, order);
-  }
-
-  /** The rule matches only hostnames ending with the characters `suffix`. */
-  addStringSuffix(suffix: string, order: number): void {
-    const existing = this.stringSuffix.get(suffix);
-    if (existing === undefined && !this.stringSuffixLengths.includes(suffix.length)) {
-      this.stringSuffixLengths.push(suffix.length);
-      this.stringSuffixLengths.sort((a, b) => a - b);
+  /** Places the entries in their slots by `hashOf(key)`; lookups work only after this. */
+  seal(hashOf: (key: string) => number): void {
+    if (this.building === null) return;
+    const entries = [...this.building.values()];
+    let capacity = 8;
+    while (capacity < entries.length * 2) capacity *= 2;
+    const fingerprints = new Uint8Array(capacity);
+    const slotEntries = new Array<E | null>(capacity).fill(null);
+    const mask = capacity - 1;
+    for (const entry of entries) {
+      const hash = hashOf(entry.key);
+      let slot = slotOf(hash, mask);
+      while (fingerprints[slot] !== 0) slot = (slot + 1) & mask;
+      fingerprints[slot] = fingerprintOf(hash);
+      slotEntries[slot] = entry;
     }
-    this.stringSuffix.set(suffix, addTo(existing ?? null, order));
+    this.fingerprints = fingerprints;
+    this.slotEntries = slotEntries;
+    this.mask = mask;
+    this.building = null;
+  }
+
+  /** Number of keys. */
+  get size(): number {
+    return this.count;
+  }
+
+  /** The entry whose key equals the last `length` characters of `name` (whose tail hash is `hash`), or null. */
+  findTail(name: string, length: number, hash: number): E | null {
+    const fingerprints = this.fingerprints;
+    const mask = this.mask;
+    const fingerprint = fingerprintOf(hash);
+    for (let slot = slotOf(hash, mask); ; slot = (slot + 1) & mask) {
+      const found = fingerprints[slot] as number;
+      if (found === 0) return null;
+      if (found === fingerprint) {
+        const entry = this.slotEntries[slot] as E;
+        const key = entry.key;
+        if (key.length === length && name.endsWith(key)) return entry;
+      }
+    }
+  }
+
+  /** The entry whose key equals the first `length` characters of `name` (whose head hash is `hash`), or null. */
+  findHead(name: string, length: number, hash: number): E | null {
+    const fingerprints = this.fingerprints;
+    const mask = this.mask;
+    const fingerprint = fingerprintOf(hash);
+    for (let slot = slotOf(hash, mask); ; slot = (slot + 1) & mask) {
+      const found = fingerprints[slot] as number;
+      if (found === 0) return null;
+      if (found === fingerprint) {
+        const entry = this.slotEntries[slot] as E;
+        const key = entry.key;
+        if (key.length === length && name.startsWith(key)) return entry;
+      }
+    }
+  }
+}
+
+function insertSortedUnique(list: number[], value: number): void {
+  if (list.includes(value)) return;
+  list.push(value);
+  list.sort((a, b) => a - b);
+}
+
+/**
+ * An ascending list of rule orders kept inline while it has one element (`one`), so that the
+ * common single-rule hit costs no load of a separate array.
+ */
+class RuleList {
+  /** The only order while the list has one element, else -1. */
+  one = -1;
+  /** All orders once there are two or more, else null. */
+  many: number[] | null = null;
+
+  add(order: number): void {
+    if (this.many !== null) {
+      if (this.many[this.many.length - 1] !== order) this.many.push(order);
+    } else if (this.one < 0) {
+      this.one = order;
+    } else if (this.one !== order) {
+      this.many = [this.one, order];
+      this.one = -1;
+    }
+  }
+}
+
+/** The rule lists keyed on one name (or one literal suffix). */
+class NameEntry {
+  /** Rules matching exactly this name (proven). */
+  exact: RuleList | null = null;
+  /** Rules matching this domain and its subdomains (proven). */
+  suffix: RuleList | null = null;
+  /** Rules that can match only this domain or its subdomains (glob and regex keys). */
+  suffixCandidates: RuleList | null = null;
+  /** Rules that can match only names ending with these characters. */
+  stringSuffix: RuleList | null = null;
+
+  constructor(readonly key: string) {}
+}
+
+/** The rules whose matches all start with one literal prefix. */
+class PrefixEntry {
+  readonly rules = new RuleList();
+
+  constructor(readonly key: string) {}
+}
+
+// One-element lists handed to the evaluator for inline singletons, one per output position.
+// Valid until the next `collect` writes the same position; decisions consume them first.
+const singletons: number[][] = [];
+
+function push(list: RuleList | null, proof: number, out: number[][], proofs: number[], n: number): number {
+  if (list === null) return n;
+  if (list.many !== null) {
+    out[n] = list.many;
+  } else {
+    let single = singletons[n];
+    if (single === undefined) {
+      single = [0];
+      singletons[n] = single;
+    }
+    single[0] = list.one;
+    out[n] = single;
+  }
+  proofs[n] = proof;
+  return n + 1;
+}
+
+/**
+ * Hash tables from hostname keys to ascending lists of rule orders. A lookup costs one probe per
+ * label of the hostname, plus one per distinct length of literal string suffixes and prefixes,
+ * however many rules there are; exact, label-suffix and string-suffix keys share one table
+ * (probed with the `NameProbe`'s suffix hashes, so the full name is probed once for all three).
+ * Lists from `exact` and `suffix` entries prove the rule's selector matches; the others (glob
+ * and regex keys) only make the rule a candidate.
+ *
+ * Add rules in ascending order, then `seal()` once before the first `collect`.
+ */
+export class HostnameIndex {
+  private readonly names = new KeyTable<NameEntry>();
+  private readonly stringSuffixLengths: number[] = [];
+  private readonly prefixes = new KeyTable<PrefixEntry>();
+  private readonly prefixLengths: number[] = [];
+  /** Whether any name key has a parent-domain list (else parents need no probe). */
+  private hasSuffixKeys = false;
+  private hasNames = false;
+  private sealed = false;
+
+  private nameEntry(name: string): NameEntry {
+    this.hasNames = true;
+    return this.names.entry(name, (key) => new NameEntry(key));
+  }
+
+  /** The rule matches exactly the hostnames equal to `hostname` (and no others through this entry). */
+  addExact(hostname: string, order: number): void {
+    const entry = this.nameEntry(hostname);
+    (entry.exact ??= new RuleList()).add(order);
+  }
+
+  /** The rule matches `domain` and its subdomains. */
+  addLabelSuffix(domain: string, order: number): void {
+    const entry = this.nameEntry(domain);
+    (entry.suffix ??= new RuleList()).add(order);
+    this.hasSuffixKeys = true;
+  }
+
+  /** The rule can match only `domain` or its subdomains. */
+  addLabelSuffixCandidate(domain: string, order: number): void {
+    const entry = this.nameEntry(domain);
+    (entry.suffixCandidates ??= new RuleList()).add(order);
+    this.hasSuffixKeys = true;
+  }
+
+  /** The rule can match only hostnames ending with the characters `suffix`. */
+  addStringSuffix(suffix: string, order: number): void {
+    const entry = this.nameEntry(suffix);
+    (entry.stringSuffix ??= new RuleList()).add(order);
+    insertSortedUnique(this.stringSuffixLengths, suffix.length);
+  }
+
+  /** The rule can match only hostnames starting with the characters `prefix`. */
+  addStringPrefix(prefix: string, order: number): void {
+    this.prefixes.entry(prefix, (key) => new PrefixEntry(key)).rules.add(order);
+    insertSortedUnique(this.prefixLengths, prefix.length);
+  }
+
+  /** Freezes the keys into their lookup tables. */
+  seal(): void {
+    this.names.seal(tailHashOf);
+    this.prefixes.seal(headHashOf);
+    this.sealed = true;
+  }
+
+  /** Number of distinct keys (names, string suffixes and prefixes). */
+  get size(): number {
+    return this.names.size + this.prefixes.size;
   }
 
   /**
-   * Stores every list whose key fits `hostname` (normalised) from `out[count]` on and returns the
-   * new count (`out` is a reused scratch array).
+   * Stores every list whose key fits `probe`'s name from `out[count]` on, with `proofs[n]` set to
+   * `proof` for lists that prove the selector matches (exact and suffix entries) and to 0 for
+   * lists of mere candidates, and returns the new count (`out` and `proofs` are reused scratch
+   * arrays; entries past the returned count are stale, and a one-rule list stays valid only until
+   * the next `collect` writes its position).
    */
-  collect(hostname: string, out: number[][], count: number): number {
+  collect(probe: NameProbe, out: number[][], proofs: number[], count: number, proof: number): number {
+    if (!this.sealed) throw new Error('HostnameIndex: collect before seal');
     let n = count;
-    if (this.names.size > 0) {
-      const whole = this.names.get(hostname);
-      if (whole !== undefined) {
-        if (whole.exact !== null) out[n++] = whole.exact;
-        if (whole.suffix !== null) out[n++] = whole.suffix;
+    const name = probe.name;
+    const length = name.length;
+    const tails = probe.tailHashes;
+    if (this.hasNames) {
+      const names = this.names;
+      const whole = names.findTail(name, length, tails[length] as number);
+      if (whole !== null) {
+        n = push(whole.exact, proof, out, proofs, n);
+        n = push(whole.suffix, proof, out, proofs, n);
+        n = push(whole.suffixCandidates, 0, out, proofs, n);
+        n = push(whole.stringSuffix, 0, out, proofs, n);
       }
-      for (let dot = hostname.indexOf('.'); dot >= 0; dot = hostname.indexOf('.', dot + 1)) {
-        const parent = this.names.get(hostname.slice(dot + 1));
-        if (parent !== undefined && parent.suffix !== null) out[n++] = parent.suffix;
+      if (this.hasSuffixKeys) {
+        const starts = probe.parentStarts;
+        for (let i = 0; i < probe.parentCount; i++) {
+          const parentLength = length - (starts[i] as number);
+          const parent = names.findTail(name, parentLength, tails[parentLength] as number);
+          if (parent !== null) {
+            n = push(parent.suffix, proof, out, proofs, n);
+            n = push(parent.suffixCandidates, 0, out, proofs, n);
+          }
+        }
+      }
+      for (const suffixLength of this.stringSuffixLengths) {
+        if (suffixLength >= length) break;
+        const entry = names.findTail(name, suffixLength, tails[suffixLength] as number);
+        if (entry !== null) n = push(entry.stringSuffix, 0, out, proofs, n);
       }
     }
-    const length = hostname.length;
-    for (const suffixLength of this.stringSuffixLengths) {
-      if (suffixLength > length) break;
-      const hits = this.stringSuffix.get(suffixLength === length ? hostname : hostname.slice(length - suffixLength));
-      if (hits !== undefined) out[n++] = hits;
+    for (const prefixLength of this.prefixLengths) {
+      if (prefixLength > length) break;
+      const entry = this.prefixes.findHead(name, prefixLength, probe.headHash(prefixLength));
+      if (entry !== null) n = push(entry.rules, 0, out, proofs, n);
     }
     return n;
   }

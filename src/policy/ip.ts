@@ -146,6 +146,30 @@ export function parseInputIp(text: string): IpAddress | null {
   return { v6: true, words };
 }
 
+/** A reusable IPv4 address for `parseInputIpReusing`. */
+export interface Ipv4Scratch {
+  readonly v6: false;
+  readonly words: [number];
+}
+
+/** A new scratch address for `parseInputIpReusing` (one per role, e.g. client and destination). */
+export function ipv4Scratch(): Ipv4Scratch {
+  return { v6: false, words: [0] };
+}
+
+/**
+ * `parseInputIp` without allocating in the common case: a plain dotted-quad IPv4 address is
+ * written into `scratch`, which is returned and stays valid only until the next call with it.
+ */
+export function parseInputIpReusing(text: string, scratch: Ipv4Scratch): IpAddress | null {
+  const word = parseIpv4Word(text);
+  if (word >= 0) {
+    scratch.words[0] = word;
+    return scratch;
+  }
+  return parseInputIp(text);
+}
+
 /** Formats an address in its usual text form (IPv6 with the longest zero run compressed). */
 export function formatIp(address: IpAddress): string {
   if (!address.v6) {

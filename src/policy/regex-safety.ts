@@ -574,6 +574,30 @@ function literalTails(seq: readonly RegexNode[], atTop: boolean): { tails: Liter
   return { tails: texts.map((text) => ({ text, labelStart: atTop })), complete: true };
 }
 
+/**
+ * The literal heads of `seq` (`host[0-9]+\..+` -> `host`, `(api|www)\.x` -> `api.x`, `www.x`);
+ * `complete` when each head is the entire match of `seq`. Zero-width assertions consume nothing,
+ * so they neither end nor extend a head.
+ */
+function literalHeads(seq: readonly RegexNode[]): { heads: string[]; complete: boolean } {
+  let texts = [''];
+  for (const node of seq) {
+    if (node.kind === 'assert') continue;
+    if (node.kind === 'chars' && node.literal !== null) {
+      const literal = node.literal;
+      texts = texts.map((t) => t + literal);
+      continue;
+    }
+    if (node.kind !== 'group') return { heads: texts, complete: false };
+    const parts = node.alternatives.map(literalHeads);
+    if (parts.reduce((n, p) => n + p.heads.length, 0) * texts.length > MAX_LITERAL_SUFFIXES) return { heads: texts, complete: false };
+    const joined = texts.flatMap((t) => parts.flatMap((p) => p.heads.map((head) => t + head)));
+    if (!parts.every((p) => p.complete)) return { heads: joined, complete: false };
+    texts = joined;
+  }
+  return { heads: texts, complete: true };
+}
+
 export type RegexAnalysis =
   | {
       readonly ok: true;
@@ -582,6 +606,11 @@ export type RegexAnalysis =
        * some way of matching ends in something other than a literal.
        */
       readonly literalTails: readonly LiteralTail[] | null;
+      /**
+       * Every match starts with one of these heads (lowercased when case-insensitive); null when
+       * some way of matching starts with something other than a literal.
+       */
+      readonly literalHeads: readonly string[] | null;
       readonly regex: RegExp;
     }
   | { readonly ok: false; readonly reason: string };
@@ -626,7 +655,9 @@ export function analyzeRegex(
     const tails = alternatives.flatMap((alt) => literalTails(alt, true).tails);
     const unique = new Map(tails.map((t) => [`${t.labelStart ? 1 : 0}${t.text}`, t]));
     const literalTailsFound = tails.some((t) => t.text === '') ? null : [...unique.values()];
-    return { ok: true, literalTails: literalTailsFound, regex };
+    const heads = alternatives.flatMap((alt) => literalHeads(alt).heads);
+    const literalHeadsFound = heads.includes('') ? null : [...new Set(heads)];
+    return { ok: true, literalTails: literalTailsFound, literalHeads: literalHeadsFound, regex };
   } catch (err) {
     if (err instanceof Refusal) return { ok: false, reason: `is refused: ${err.message}` };
     throw err;

@@ -202,6 +202,29 @@ describe('literal tails used as index keys are sound', () => {
     assert.ok(indexed > 250 && matched > 500, `only ${indexed} indexable regexes and ${matched} matches generated`);
   });
 
+  test('every string an accepted regex matches starts with one of its literal heads', () => {
+    let indexed = 0;
+    let matched = 0;
+    fc.assert(
+      fc.property(regexArb, fc.array(subjectArb, { minLength: 60, maxLength: 80 }), (source, subjects) => {
+        const analysis = analyzeRegex(source, { caseInsensitive: true });
+        if (!analysis.ok || analysis.literalHeads === null) return;
+        indexed++;
+        const heads = analysis.literalHeads;
+        for (const subject of subjects) {
+          if (!analysis.regex.test(subject)) continue;
+          matched++;
+          assert.ok(
+            heads.some((h) => subject.startsWith(h)),
+            `${source} matched ${JSON.stringify(subject)} but its heads are ${JSON.stringify(heads)}`,
+          );
+        }
+      }),
+      { numRuns: 4000 },
+    );
+    assert.ok(indexed > 250 && matched > 500, `only ${indexed} regexes with literal heads and ${matched} matches generated`);
+  });
+
   test('the analyser never throws on arbitrary input and agrees with the JS parser about validity', () => {
     fc.assert(
       fc.property(fc.string({ unit: fc.constantFrom(...'ab.()[]{}|*+?^$\\-,0123dDwWsSbBk<>=!:'.split('')), maxLength: 16 }), (source) => {
