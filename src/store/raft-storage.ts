@@ -8,7 +8,8 @@
  * transaction here is on stable storage when `persist` returns.
  */
 import type { Statement } from 'better-sqlite3';
-import { existsSync } from 'node:fs';
+import { existsSync, rmSync } from 'node:fs';
+import { rm } from 'node:fs/promises';
 import { invariant, NeuwerkError } from '../errors.js';
 import type { Logger } from '../log/logger.js';
 import type { Entry, EntryType, HardState, InitialState, Ready, Snapshot, SnapshotMeta } from '../raft/index.js';
@@ -16,7 +17,7 @@ import type { SqliteDatabase } from './database.js';
 import {
   attachSnapshot,
   copyAttachedSnapshotIntoLiveTables,
-  createStateMachineSnapshot,
+  copyStateMachineSnapshot,
   detachSnapshot,
   pruneSnapshots,
   readSnapshotData,
@@ -24,6 +25,7 @@ import {
   validateAttachedSnapshot,
   writeSnapshotFile,
   type SnapshotFile,
+  type UnpublishedSnapshot,
 } from './snapshot.js';
 
 /** `raft_meta` key of the hard state (`{term, vote, commit}` as JSON). */
@@ -108,6 +110,11 @@ export class RaftStorage {
   /** False only for a fresh joiner that has persisted nothing yet: `raft_meta` holds both keys or neither. */
   private metaPersisted: boolean;
   private lastIndexValue: number;
+  /**
+   * Snapshots replaced by a compaction recorded without an fsync of its own (`recordCompaction`):
+   * their files are removed after the next flushed commit makes that record durable.
+   */
+  private supersededSnapshots: SnapshotMeta[] = [];
   private readonly statements: {
     setMeta: Statement<[string, string]>;
     insertEntry: Statement<[number, number, string, string]>;
@@ -294,7 +301,9 @@ export class RaftStorage {
       }
       return { snapshotInstalled: false, flushed: false };
     }
-    return { snapshotInstalled: this.persistFlushed(ready), flushed: true };
+    const snapshotInstalled = this.persistFlushed(ready);
+    this.removeSupersededSnapshots();
+    return { snapshotInstalled, flushed: true };
   }
 
   /**
@@ -380,25 +389,66 @@ export class RaftStorage {
   }
 
   /**
-   * Log compaction after applying: writes a snapshot of the state machine at `meta.index` (which
-   * must be the state machine's applied index), records it as the snapshot metadata and deletes
-   * `raft_log` rows below `retainFromIndex` in one transaction, then deletes older snapshot files.
-   * Returns the `Snapshot` for `RaftNode.compact`. Rows at or below the snapshot that are kept
-   * serve slow followers until the next compaction; after a restart the log starts after the
-   * snapshot.
+   * Log compaction, step 1 of 2, right after applying: copies the state machine at `meta.index`
+   * (which must be the state machine's applied index) to a temporary snapshot file. The caller
+   * makes it durable with `publishSnapshot` (off the event loop) and then calls
+   * `recordCompaction`; the log and the current snapshot are untouched until then.
    */
-  compact(meta: SnapshotMeta, retainFromIndex: number): Snapshot {
+  beginCompaction(meta: SnapshotMeta): UnpublishedSnapshot {
     invariant(meta.index > this.snapshotMetaValue.index, () => `snapshot at ${meta.index} is not newer than ${this.snapshotMetaValue.index}`);
     invariant(meta.index <= this.lastIndexValue, () => `snapshot at ${meta.index} beyond the log (last ${this.lastIndexValue})`);
-    const file = createStateMachineSnapshot(this.db, this.snapshotsDir, meta);
+    return copyStateMachineSnapshot(this.db, this.snapshotsDir, meta);
+  }
+
+  /**
+   * Log compaction, step 2 of 2, once the snapshot file of `meta` is durable: records it as the
+   * snapshot metadata and deletes `raft_log` rows below `retainFromIndex` in one transaction,
+   * committed WITHOUT an fsync of its own (`synchronous=NORMAL`). That is safe because nothing
+   * depends on the record being durable: a crash that loses it (WAL keeps a prefix of the
+   * transactions) restarts from the previous snapshot and the full log, so the previous snapshot
+   * file is removed only after the next flushed commit (`removeSupersededSnapshots`); the prune
+   * at start removes whatever a crash left behind. Returns the `Snapshot` for
+   * `RaftNode.compact`, or null — after deleting the file — when a snapshot at or beyond
+   * `meta.index` was installed from the leader meanwhile. Rows at or below the snapshot that are
+   * kept serve slow followers until the next compaction; after a restart the log starts after
+   * the snapshot.
+   */
+  recordCompaction(meta: SnapshotMeta, file: SnapshotFile, retainFromIndex: number): Snapshot | null {
+    const previous = this.snapshotMetaValue;
+    if (meta.index <= previous.index) {
+      if (file.path !== snapshotFilePath(this.snapshotsDir, previous)) rmSync(file.path, { force: true });
+      return null;
+    }
+    invariant(meta.index <= this.lastIndexValue, () => `snapshot at ${meta.index} beyond the log (last ${this.lastIndexValue})`);
     const keepFrom = Math.min(retainFromIndex, meta.index + 1);
-    this.db.transaction(() => {
-      this.statements.setMeta.run(SNAPSHOT_META_KEY, JSON.stringify(meta));
-      this.statements.deleteBelow.run(keepFrom);
-    })();
+    this.db.pragma('synchronous = NORMAL');
+    try {
+      this.db.transaction(() => {
+        this.statements.setMeta.run(SNAPSHOT_META_KEY, JSON.stringify(meta));
+        this.statements.deleteBelow.run(keepFrom);
+      })();
+    } finally {
+      this.db.pragma('synchronous = FULL');
+    }
     this.snapshotMetaValue = meta;
-    pruneSnapshots(this.snapshotsDir, meta);
+    if (previous.index > 0) this.supersededSnapshots.push(previous);
     return { meta, data: readSnapshotData(file.path) };
+  }
+
+  /**
+   * Removes, in the background, the snapshot files superseded by compactions whose record is now
+   * durable: called after every flushed commit. Until then a crash could bring back the previous
+   * snapshot metadata, whose file must still be there.
+   */
+  private removeSupersededSnapshots(): void {
+    if (this.supersededSnapshots.length === 0) return;
+    const superseded = this.supersededSnapshots;
+    this.supersededSnapshots = [];
+    for (const position of superseded) {
+      rm(snapshotFilePath(this.snapshotsDir, position), { force: true }).catch((err: unknown) =>
+        this.logger?.warn({ err, index: position.index }, 'could not remove a superseded snapshot file; it is removed at the next start'),
+      );
+    }
   }
 
   /** The file of the current snapshot, or null while the snapshot is the index-0 bootstrap one. */
