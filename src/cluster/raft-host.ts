@@ -406,6 +406,8 @@ export class RaftReplicator implements Replicator {
       this.handleReady(ready);
       this.node.advance();
       this.maybeCompact();
+      // One bounded batch of the log prefix a compaction left behind (see `RaftStorage.trimLog`).
+      if (this.storage.logTrimPending) this.storage.trimLog();
     } catch (err) {
       this.fail(err);
       return;

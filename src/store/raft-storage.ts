@@ -41,6 +41,13 @@ export const SNAPSHOT_META_KEY = 'snapshot_meta';
 export const COMMIT_ONLY_WITHOUT_FSYNC = true;
 
 /**
+ * Log rows a compaction deletes per transaction (`trimLog`): the rows below a new snapshot go in
+ * bounded batches, one per processing pass, instead of all ~`snapshotThresholdEntries` rows in
+ * one turn of the event loop.
+ */
+export const LOG_TRIM_BATCH_ENTRIES = 1_000;
+
+/**
  * The error for a raft.db (or snapshot) that cannot be trusted: names the file and tells the
  * operator how to recover. neuwerk never resets Raft state by itself — a node that forgot its vote
  * or its log could break the safety of the whole cluster.
@@ -115,11 +122,17 @@ export class RaftStorage {
    * their files are removed after the next flushed commit makes that record durable.
    */
   private supersededSnapshots: SnapshotMeta[] = [];
+  /**
+   * Rows of `raft_log` below this index are left over from a compaction and still to be deleted
+   * (`trimLog`); 0 when none. They are at or below the recorded snapshot, so nothing reads them:
+   * `open` loads only the log after the snapshot, and no row below it is ever written again.
+   */
+  private trimBelowIndex = 0;
   private readonly statements: {
     setMeta: Statement<[string, string]>;
     insertEntry: Statement<[number, number, string, string]>;
     deleteFrom: Statement<[number]>;
-    deleteBelow: Statement<[number]>;
+    deleteBelowBatch: Statement<[number, number]>;
     deleteAll: Statement<[]>;
   };
 
@@ -145,7 +158,7 @@ export class RaftStorage {
       setMeta: db.prepare('INSERT INTO raft_meta (key, value) VALUES (?, ?) ON CONFLICT (key) DO UPDATE SET value = excluded.value'),
       insertEntry: db.prepare('INSERT INTO raft_log (idx, term, type, data) VALUES (?, ?, ?, ?)'),
       deleteFrom: db.prepare('DELETE FROM raft_log WHERE idx >= ?'),
-      deleteBelow: db.prepare('DELETE FROM raft_log WHERE idx < ?'),
+      deleteBelowBatch: db.prepare('DELETE FROM raft_log WHERE idx IN (SELECT idx FROM raft_log WHERE idx < ? ORDER BY idx LIMIT ?)'),
       deleteAll: db.prepare('DELETE FROM raft_log'),
     };
   }
@@ -344,6 +357,7 @@ export class RaftStorage {
           if (image) {
             copyAttachedSnapshotIntoLiveTables(this.db);
             this.statements.deleteAll.run();
+            this.trimBelowIndex = 0;
           }
           this.statements.setMeta.run(SNAPSHOT_META_KEY, JSON.stringify(snapshot.meta));
           last = snapshot.meta.index;
@@ -402,7 +416,8 @@ export class RaftStorage {
 
   /**
    * Log compaction, step 2 of 2, once the snapshot file of `meta` is durable: records it as the
-   * snapshot metadata and deletes `raft_log` rows below `retainFromIndex` in one transaction,
+   * snapshot metadata and deletes the first LOG_TRIM_BATCH_ENTRIES `raft_log` rows below
+   * `retainFromIndex` in one transaction (`trimLog` deletes the rest, a batch per call),
    * committed WITHOUT an fsync of its own (`synchronous=NORMAL`). That is safe because nothing
    * depends on the record being durable: a crash that loses it (WAL keeps a prefix of the
    * transactions) restarts from the previous snapshot and the full log, so the previous snapshot
@@ -425,7 +440,7 @@ export class RaftStorage {
     try {
       this.db.transaction(() => {
         this.statements.setMeta.run(SNAPSHOT_META_KEY, JSON.stringify(meta));
-        this.statements.deleteBelow.run(keepFrom);
+        this.trimBelowIndex = this.trimOneBatch(keepFrom);
       })();
     } finally {
       this.db.pragma('synchronous = FULL');
@@ -433,6 +448,34 @@ export class RaftStorage {
     this.snapshotMetaValue = meta;
     if (previous.index > 0) this.supersededSnapshots.push(previous);
     return { meta, data: readSnapshotData(file.path) };
+  }
+
+  /** Deletes up to LOG_TRIM_BATCH_ENTRIES rows below `below`; returns `below` while more remain, else 0. */
+  private trimOneBatch(below: number): number {
+    const deleted = this.statements.deleteBelowBatch.run(below, LOG_TRIM_BATCH_ENTRIES).changes;
+    return deleted < LOG_TRIM_BATCH_ENTRIES ? 0 : below;
+  }
+
+  /** Whether rows below the snapshot are still to be deleted by `trimLog`. */
+  get logTrimPending(): boolean {
+    return this.trimBelowIndex > 0;
+  }
+
+  /**
+   * Deletes the next batch of log rows left below the snapshot by `recordCompaction`, in a
+   * transaction without an fsync of its own (a crash that loses it leaves rows nothing reads; the
+   * next compaction deletes everything below its own snapshot). Returns whether more remain.
+   */
+  trimLog(): boolean {
+    if (this.trimBelowIndex === 0) return false;
+    const below = this.trimBelowIndex;
+    this.db.pragma('synchronous = NORMAL');
+    try {
+      this.trimBelowIndex = this.db.transaction(() => this.trimOneBatch(below))();
+    } finally {
+      this.db.pragma('synchronous = FULL');
+    }
+    return this.trimBelowIndex > 0;
   }
 
   /**

@@ -6,7 +6,7 @@ import { after, describe, it } from 'node:test';
 import type { Entry, SnapshotMeta } from '../../src/raft/index.js';
 import { encodeCommand } from '../../src/store/commands.js';
 import { openStoreDatabase, type SqliteDatabase } from '../../src/store/database.js';
-import { RaftStorage } from '../../src/store/raft-storage.js';
+import { LOG_TRIM_BATCH_ENTRIES, RaftStorage } from '../../src/store/raft-storage.js';
 import { publishSnapshot, snapshotFileName } from '../../src/store/snapshot.js';
 import { StateMachine } from '../../src/store/state-machine.js';
 
@@ -67,6 +67,30 @@ describe('raft storage compaction in two steps (copy, then record once the file 
     assert.deepEqual(again.storage.initialState.snapshotMeta, meta);
     assert.equal(again.storage.initialState.entries.length, 0, 'the log after the snapshot is empty');
     assert.equal(again.sm.getKeyval('z', 'k30', 0)?.value, 'v30');
+    again.db.close();
+  });
+
+  it('deletes the log prefix in bounded batches, and a restart in between ignores the rows left below the snapshot', async () => {
+    const store = open('batches');
+    const last = 2 * LOG_TRIM_BATCH_ENTRIES + 500;
+    write(store, 1, last);
+    const meta: SnapshotMeta = { index: last, term: 1, conf: CONF };
+    const retainFrom = last - 99;
+    store.storage.recordCompaction(meta, await publishSnapshot(store.storage.beginCompaction(meta)), retainFrom);
+    assert.equal(firstLogIndex(store.db), LOG_TRIM_BATCH_ENTRIES + 1, 'the record deleted one batch');
+    assert.equal(store.storage.logTrimPending, true);
+    assert.equal(store.storage.trimLog(), true, 'a full batch: more may remain');
+    assert.equal(firstLogIndex(store.db), 2 * LOG_TRIM_BATCH_ENTRIES + 1);
+    store.db.close();
+
+    const again = open('batches');
+    assert.deepEqual(again.storage.initialState.snapshotMeta, meta);
+    assert.equal(again.storage.initialState.entries.length, 0, 'rows below the snapshot are not loaded');
+    write(again, last + 1, last + 2);
+    const next: SnapshotMeta = { index: last + 2, term: 1, conf: CONF };
+    again.storage.recordCompaction(next, await publishSnapshot(again.storage.beginCompaction(next)), last + 2);
+    assert.equal(again.storage.logTrimPending, false, 'the leftovers and the new prefix fit in one batch');
+    assert.equal(firstLogIndex(again.db), last + 2);
     again.db.close();
   });
 
