@@ -16,7 +16,7 @@
  *   3. then apply the committed entries (after the snapshot, if one was installed), resolve the
  *      proposals and reads waiting on them;
  *   4. `advance()`, then compact the log when it is long enough (the snapshot copy is taken in the
- *      pass; its fsyncs run off the loop and the log is trimmed when they are done).
+ *      pass, its fsyncs run off the loop, then it is recorded and the log trimmed in batches).
  * A committed entry that cannot be applied, or any failure of the store, stops the loop and goes
  * to `onFatal`: continuing could diverge the replicated state.
  */
@@ -537,7 +537,8 @@ export class RaftReplicator implements Replicator {
    * The copy is taken here, synchronously right after applying, so it is exactly the state at
    * `applied`; making the file durable (fsync, rename, directory fsync — the I/O wait that used to
    * stall the loop for tens of milliseconds under load) runs on libuv's thread pool while writes
-   * go on; `finishCompaction` then records it, trims the log and hands it to the core. At most one
+   * go on; `finishCompaction` then records it (deleting the first batch of the log prefix; later
+   * passes delete the rest) and hands it to the core. At most one
    * compaction is in flight. Until it is recorded the previous snapshot and the whole log stay
    * valid, so a crash at any point restarts from the previous snapshot.
    */
