@@ -15,7 +15,8 @@
  *   2. only then send the messages (vote grants and append acks promise that durability);
  *   3. then apply the committed entries (after the snapshot, if one was installed), resolve the
  *      proposals and reads waiting on them;
- *   4. `advance()`, then compact the log when it is long enough.
+ *   4. `advance()`, then compact the log when it is long enough (the snapshot copy is taken in the
+ *      pass, its fsyncs run off the loop, then it is recorded and the log trimmed in batches).
  * A committed entry that cannot be applied, or any failure of the store, stops the loop and goes
  * to `onFatal`: continuing could diverge the replicated state.
  */
@@ -27,10 +28,11 @@ import { systemClock, type Clock } from '../platform/clock.js';
 import { systemRandomInt, type RandomIntSource } from '../platform/random.js';
 import { systemTimers, type TimerHandle, type Timers } from '../platform/timers.js';
 import { isLearner, RaftNode } from '../raft/index.js';
-import type { ConfChange, Entry, Message, NodeId, ProposeRejection, RaftStatus, Ready, Role, SoftState, TransferResult } from '../raft/index.js';
+import type { ConfChange, Entry, Message, NodeId, ProposeRejection, RaftStatus, Ready, Role, SnapshotMeta, SoftState, TransferResult } from '../raft/index.js';
 import { encodeCommand, validateCommand, type Command } from '../store/commands.js';
 import type { SqliteDatabase } from '../store/database.js';
 import { RaftStorage } from '../store/raft-storage.js';
+import { publishSnapshot, type SnapshotFile } from '../store/snapshot.js';
 import { StateMachine, type AppliedEntry, type ApplyResult } from '../store/state-machine.js';
 import type { ReplicationStatus, Replicator } from './replicator.js';
 
@@ -149,6 +151,8 @@ export class RaftReplicator implements Replicator {
 
   private ticker: TimerHandle | null = null;
   private passScheduled = false;
+  /** A snapshot file is being made durable (`maybeCompact`); no second compaction starts meanwhile. */
+  private compacting = false;
   private closed = false;
   private fatalError: Error | null = null;
   private role: Role = 'follower';
@@ -402,6 +406,8 @@ export class RaftReplicator implements Replicator {
       this.handleReady(ready);
       this.node.advance();
       this.maybeCompact();
+      // One bounded batch of the log prefix a compaction left behind (see `RaftStorage.trimLog`).
+      if (this.storage.logTrimPending) this.storage.trimLog();
     } catch (err) {
       this.fail(err);
       return;
@@ -527,8 +533,17 @@ export class RaftReplicator implements Replicator {
    * Log compaction: once `snapshotThresholdEntries` entries were applied since the last snapshot,
    * snapshot the state machine at the applied index, keep `snapshotTrailingEntries` entries before
    * it for slow followers, and drop the rest from the core and from SQLite.
+   *
+   * The copy is taken here, synchronously right after applying, so it is exactly the state at
+   * `applied`; making the file durable (fsync, rename, directory fsync — the I/O wait that used to
+   * stall the loop for tens of milliseconds under load) runs on libuv's thread pool while writes
+   * go on; `finishCompaction` then records it (deleting the first batch of the log prefix; later
+   * passes delete the rest) and hands it to the core. At most one
+   * compaction is in flight. Until it is recorded the previous snapshot and the whole log stay
+   * valid, so a crash at any point restarts from the previous snapshot.
    */
   private maybeCompact(): void {
+    if (this.compacting) return;
     const applied = this.stateMachine.appliedIndex;
     const snapshotIndex = this.storage.snapshotMeta.index;
     if (applied <= snapshotIndex || applied - snapshotIndex < this.settings.snapshotThresholdEntries) return;
@@ -537,12 +552,48 @@ export class RaftReplicator implements Replicator {
     if (meta === null) return;
     const startedMs = this.clock.monotonicMs();
     const retainFromIndex = Math.max(1, applied - this.settings.snapshotTrailingEntries + 1);
-    const snapshot = this.storage.compact(meta, retainFromIndex);
-    this.node.compact(snapshot, retainFromIndex);
-    this.logger?.info(
-      { index: applied, term: snapshot.meta.term, bytes: snapshot.data.length, ms: Math.round(this.clock.monotonicMs() - startedMs) },
-      'created raft snapshot and compacted the log',
+    const unpublished = this.storage.beginCompaction(meta);
+    const copyMs = this.clock.monotonicMs() - startedMs;
+    this.compacting = true;
+    publishSnapshot(unpublished).then(
+      (file) => this.finishCompaction(meta, file, retainFromIndex, startedMs, copyMs),
+      (err: unknown) => {
+        this.compacting = false;
+        if (this.closed) return;
+        // The file was removed under us by the install of a newer snapshot from the leader: nothing lost.
+        if (this.storage.snapshotMeta.index >= meta.index) return;
+        this.fail(err);
+      },
     );
+  }
+
+  /** Step 2 of `maybeCompact`, once the snapshot file is durable. */
+  private finishCompaction(meta: SnapshotMeta, file: SnapshotFile, retainFromIndex: number, startedMs: number, copyMs: number): void {
+    this.compacting = false;
+    // After close the database may be closed: the unrecorded file is pruned at the next start.
+    if (this.closed) return;
+    try {
+      const recordStartedMs = this.clock.monotonicMs();
+      const snapshot = this.storage.recordCompaction(meta, file, retainFromIndex);
+      if (snapshot === null) return;
+      this.node.compact(snapshot, retainFromIndex);
+      const nowMs = this.clock.monotonicMs();
+      this.logger?.info(
+        {
+          index: meta.index,
+          term: meta.term,
+          bytes: snapshot.data.length,
+          ms: Math.round(nowMs - startedMs),
+          copyMs: Math.round(copyMs),
+          recordMs: Math.round(nowMs - recordStartedMs),
+        },
+        'created raft snapshot and compacted the log',
+      );
+    } catch (err) {
+      this.fail(err);
+      return;
+    }
+    this.schedulePass();
   }
 
   private stop(reason: Error): void {

@@ -8,7 +8,8 @@
  * transaction here is on stable storage when `persist` returns.
  */
 import type { Statement } from 'better-sqlite3';
-import { existsSync } from 'node:fs';
+import { existsSync, rmSync } from 'node:fs';
+import { rm } from 'node:fs/promises';
 import { invariant, NeuwerkError } from '../errors.js';
 import type { Logger } from '../log/logger.js';
 import type { Entry, EntryType, HardState, InitialState, Ready, Snapshot, SnapshotMeta } from '../raft/index.js';
@@ -16,7 +17,7 @@ import type { SqliteDatabase } from './database.js';
 import {
   attachSnapshot,
   copyAttachedSnapshotIntoLiveTables,
-  createStateMachineSnapshot,
+  copyStateMachineSnapshot,
   detachSnapshot,
   pruneSnapshots,
   readSnapshotData,
@@ -24,6 +25,7 @@ import {
   validateAttachedSnapshot,
   writeSnapshotFile,
   type SnapshotFile,
+  type UnpublishedSnapshot,
 } from './snapshot.js';
 
 /** `raft_meta` key of the hard state (`{term, vote, commit}` as JSON). */
@@ -37,6 +39,13 @@ export const SNAPSHOT_META_KEY = 'snapshot_meta';
  * every write's path (commit, then apply and answer); on followers one per commit update.
  */
 export const COMMIT_ONLY_WITHOUT_FSYNC = true;
+
+/**
+ * Log rows a compaction deletes per transaction (`trimLog`): the rows below a new snapshot go in
+ * bounded batches, one per processing pass, instead of all ~`snapshotThresholdEntries` rows in
+ * one turn of the event loop.
+ */
+export const LOG_TRIM_BATCH_ENTRIES = 1_000;
 
 /**
  * The error for a raft.db (or snapshot) that cannot be trusted: names the file and tells the
@@ -108,11 +117,22 @@ export class RaftStorage {
   /** False only for a fresh joiner that has persisted nothing yet: `raft_meta` holds both keys or neither. */
   private metaPersisted: boolean;
   private lastIndexValue: number;
+  /**
+   * Snapshots replaced by a compaction recorded without an fsync of its own (`recordCompaction`):
+   * their files are removed after the next flushed commit makes that record durable.
+   */
+  private supersededSnapshots: SnapshotMeta[] = [];
+  /**
+   * Rows of `raft_log` below this index are left over from a compaction and still to be deleted
+   * (`trimLog`); 0 when none. They are at or below the recorded snapshot, so nothing reads them:
+   * `open` loads only the log after the snapshot, and no row below it is ever written again.
+   */
+  private trimBelowIndex = 0;
   private readonly statements: {
     setMeta: Statement<[string, string]>;
     insertEntry: Statement<[number, number, string, string]>;
     deleteFrom: Statement<[number]>;
-    deleteBelow: Statement<[number]>;
+    deleteBelowBatch: Statement<[number, number]>;
     deleteAll: Statement<[]>;
   };
 
@@ -138,7 +158,7 @@ export class RaftStorage {
       setMeta: db.prepare('INSERT INTO raft_meta (key, value) VALUES (?, ?) ON CONFLICT (key) DO UPDATE SET value = excluded.value'),
       insertEntry: db.prepare('INSERT INTO raft_log (idx, term, type, data) VALUES (?, ?, ?, ?)'),
       deleteFrom: db.prepare('DELETE FROM raft_log WHERE idx >= ?'),
-      deleteBelow: db.prepare('DELETE FROM raft_log WHERE idx < ?'),
+      deleteBelowBatch: db.prepare('DELETE FROM raft_log WHERE idx IN (SELECT idx FROM raft_log WHERE idx < ? ORDER BY idx LIMIT ?)'),
       deleteAll: db.prepare('DELETE FROM raft_log'),
     };
   }
@@ -294,7 +314,9 @@ export class RaftStorage {
       }
       return { snapshotInstalled: false, flushed: false };
     }
-    return { snapshotInstalled: this.persistFlushed(ready), flushed: true };
+    const snapshotInstalled = this.persistFlushed(ready);
+    this.removeSupersededSnapshots();
+    return { snapshotInstalled, flushed: true };
   }
 
   /**
@@ -335,6 +357,7 @@ export class RaftStorage {
           if (image) {
             copyAttachedSnapshotIntoLiveTables(this.db);
             this.statements.deleteAll.run();
+            this.trimBelowIndex = 0;
           }
           this.statements.setMeta.run(SNAPSHOT_META_KEY, JSON.stringify(snapshot.meta));
           last = snapshot.meta.index;
@@ -380,25 +403,95 @@ export class RaftStorage {
   }
 
   /**
-   * Log compaction after applying: writes a snapshot of the state machine at `meta.index` (which
-   * must be the state machine's applied index), records it as the snapshot metadata and deletes
-   * `raft_log` rows below `retainFromIndex` in one transaction, then deletes older snapshot files.
-   * Returns the `Snapshot` for `RaftNode.compact`. Rows at or below the snapshot that are kept
-   * serve slow followers until the next compaction; after a restart the log starts after the
-   * snapshot.
+   * Log compaction, step 1 of 2, right after applying: copies the state machine at `meta.index`
+   * (which must be the state machine's applied index) to a temporary snapshot file. The caller
+   * makes it durable with `publishSnapshot` (off the event loop) and then calls
+   * `recordCompaction`; the log and the current snapshot are untouched until then.
    */
-  compact(meta: SnapshotMeta, retainFromIndex: number): Snapshot {
+  beginCompaction(meta: SnapshotMeta): UnpublishedSnapshot {
     invariant(meta.index > this.snapshotMetaValue.index, () => `snapshot at ${meta.index} is not newer than ${this.snapshotMetaValue.index}`);
     invariant(meta.index <= this.lastIndexValue, () => `snapshot at ${meta.index} beyond the log (last ${this.lastIndexValue})`);
-    const file = createStateMachineSnapshot(this.db, this.snapshotsDir, meta);
+    return copyStateMachineSnapshot(this.db, this.snapshotsDir, meta);
+  }
+
+  /**
+   * Log compaction, step 2 of 2, once the snapshot file of `meta` is durable: records it as the
+   * snapshot metadata and deletes the first LOG_TRIM_BATCH_ENTRIES `raft_log` rows below
+   * `retainFromIndex` in one transaction (`trimLog` deletes the rest, a batch per call),
+   * committed WITHOUT an fsync of its own (`synchronous=NORMAL`). That is safe because nothing
+   * depends on the record being durable: a crash that loses it (WAL keeps a prefix of the
+   * transactions) restarts from the previous snapshot and the full log, so the previous snapshot
+   * file is removed only after the next flushed commit (`removeSupersededSnapshots`); the prune
+   * at start removes whatever a crash left behind. Returns the `Snapshot` for
+   * `RaftNode.compact`, or null — after deleting the file — when a snapshot at or beyond
+   * `meta.index` was installed from the leader meanwhile. Rows at or below the snapshot that are
+   * kept serve slow followers until the next compaction; after a restart the log starts after
+   * the snapshot.
+   */
+  recordCompaction(meta: SnapshotMeta, file: SnapshotFile, retainFromIndex: number): Snapshot | null {
+    const previous = this.snapshotMetaValue;
+    if (meta.index <= previous.index) {
+      if (file.path !== snapshotFilePath(this.snapshotsDir, previous)) rmSync(file.path, { force: true });
+      return null;
+    }
+    invariant(meta.index <= this.lastIndexValue, () => `snapshot at ${meta.index} beyond the log (last ${this.lastIndexValue})`);
     const keepFrom = Math.min(retainFromIndex, meta.index + 1);
-    this.db.transaction(() => {
-      this.statements.setMeta.run(SNAPSHOT_META_KEY, JSON.stringify(meta));
-      this.statements.deleteBelow.run(keepFrom);
-    })();
+    this.db.pragma('synchronous = NORMAL');
+    try {
+      this.db.transaction(() => {
+        this.statements.setMeta.run(SNAPSHOT_META_KEY, JSON.stringify(meta));
+        this.trimBelowIndex = this.trimOneBatch(keepFrom);
+      })();
+    } finally {
+      this.db.pragma('synchronous = FULL');
+    }
     this.snapshotMetaValue = meta;
-    pruneSnapshots(this.snapshotsDir, meta);
+    if (previous.index > 0) this.supersededSnapshots.push(previous);
     return { meta, data: readSnapshotData(file.path) };
+  }
+
+  /** Deletes up to LOG_TRIM_BATCH_ENTRIES rows below `below`; returns `below` while more remain, else 0. */
+  private trimOneBatch(below: number): number {
+    const deleted = this.statements.deleteBelowBatch.run(below, LOG_TRIM_BATCH_ENTRIES).changes;
+    return deleted < LOG_TRIM_BATCH_ENTRIES ? 0 : below;
+  }
+
+  /** Whether rows below the snapshot are still to be deleted by `trimLog`. */
+  get logTrimPending(): boolean {
+    return this.trimBelowIndex > 0;
+  }
+
+  /**
+   * Deletes the next batch of log rows left below the snapshot by `recordCompaction`, in a
+   * transaction without an fsync of its own (a crash that loses it leaves rows nothing reads; the
+   * next compaction deletes everything below its own snapshot). Returns whether more remain.
+   */
+  trimLog(): boolean {
+    if (this.trimBelowIndex === 0) return false;
+    const below = this.trimBelowIndex;
+    this.db.pragma('synchronous = NORMAL');
+    try {
+      this.trimBelowIndex = this.db.transaction(() => this.trimOneBatch(below))();
+    } finally {
+      this.db.pragma('synchronous = FULL');
+    }
+    return this.trimBelowIndex > 0;
+  }
+
+  /**
+   * Removes, in the background, the snapshot files superseded by compactions whose record is now
+   * durable: called after every flushed commit. Until then a crash could bring back the previous
+   * snapshot metadata, whose file must still be there.
+   */
+  private removeSupersededSnapshots(): void {
+    if (this.supersededSnapshots.length === 0) return;
+    const superseded = this.supersededSnapshots;
+    this.supersededSnapshots = [];
+    for (const position of superseded) {
+      rm(snapshotFilePath(this.snapshotsDir, position), { force: true }).catch((err: unknown) =>
+        this.logger?.warn({ err, index: position.index }, 'could not remove a superseded snapshot file; it is removed at the next start'),
+      );
+    }
   }
 
   /** The file of the current snapshot, or null while the snapshot is the index-0 bootstrap one. */

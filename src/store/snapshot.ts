@@ -15,6 +15,7 @@
  * them as it inserts into the live tables.
  */
 import { closeSync, existsSync, fsyncSync, openSync, readdirSync, readFileSync, readSync, renameSync, rmSync, statSync, writeFileSync, writeSync } from 'node:fs';
+import { open as openAsync, rename as renameAsync } from 'node:fs/promises';
 import { join } from 'node:path';
 import Database from 'better-sqlite3';
 import { invariant, NeuwerkError } from '../errors.js';
@@ -99,17 +100,35 @@ function appliedIndexOf(db: SqliteDatabase, schema: string): number | null {
   return row === undefined ? null : Number(row.value);
 }
 
+/** Flushes a file's (or directory's) data and metadata to stable storage off the event loop. */
+async function fsyncPathAsync(path: string): Promise<void> {
+  const handle = await openAsync(path, 'r');
+  try {
+    await handle.sync();
+  } finally {
+    await handle.close();
+  }
+}
+
+/** A snapshot copied to its temporary file but not yet durable under its final name. */
+export interface UnpublishedSnapshot {
+  readonly temporary: string;
+  readonly final: string;
+  readonly snapshotsDir: string;
+}
+
 /**
- * Writes a consistent copy of the state-machine tables at `position` to
- * `snapshotsDir/snap-<term>-<index>.db` and returns it once durable.
+ * Writes a consistent copy of the state-machine tables at `position` to a temporary file beside
+ * `snapshotsDir/snap-<term>-<index>.db`, WITHOUT flushing it: `publishSnapshot` (or
+ * `publishSnapshotSync`) makes it durable under its final name.
  *
  * Contract: the live state machine's applied index is exactly `position.index` (the caller
  * snapshots right after applying, before applying more) — checked inside the copy's read
  * transaction. Runs synchronously on the caller's connection, so nothing can write between the
- * tables; the temporary file skips SQLite's journal and fsyncs (it is fsynced once, whole, before
- * the rename).
+ * tables; the temporary file skips SQLite's journal and fsyncs (it is fsynced once, whole, when
+ * published). This is the CPU part of a snapshot; the I/O wait is in the publish.
  */
-export function createStateMachineSnapshot(db: SqliteDatabase, snapshotsDir: string, position: SnapshotPosition): SnapshotFile {
+export function copyStateMachineSnapshot(db: SqliteDatabase, snapshotsDir: string, position: SnapshotPosition): UnpublishedSnapshot {
   makeDirectory(snapshotsDir, SNAPSHOTS_DIR_MODE);
   const final = snapshotFilePath(snapshotsDir, position);
   const temporary = `${final}${SNAPSHOT_TEMP_SUFFIX}`;
@@ -119,6 +138,7 @@ export function createStateMachineSnapshot(db: SqliteDatabase, snapshotsDir: str
     const out = new Database(temporary);
     try {
       out.pragma('journal_mode = OFF');
+      out.pragma('synchronous = OFF');
       for (const table of STATE_MACHINE_TABLES) {
         const row = db.prepare("SELECT sql FROM main.sqlite_master WHERE type = 'table' AND name = ?").get(table) as { sql: string } | undefined;
         invariant(row !== undefined, () => `state-machine table ${table} is missing from the store`);
@@ -142,12 +162,49 @@ export function createStateMachineSnapshot(db: SqliteDatabase, snapshotsDir: str
     } finally {
       db.exec(`DETACH DATABASE ${SNAPSHOT_SCHEMA}`);
     }
-    publish(temporary, final, snapshotsDir);
   } catch (err) {
     rmSync(temporary, { force: true });
     throw err;
   }
-  return { path: final, sizeBytes: statSync(final).size };
+  return { temporary, final, snapshotsDir };
+}
+
+/**
+ * Makes a copied snapshot durable under its final name (fsync the file, rename, fsync the
+ * directory) on libuv's thread pool, so the event loop keeps serving writes during the I/O wait.
+ * Resolves with the durable file; on failure the temporary file is removed (best effort) and the
+ * promise rejects. A file with a final name is complete either way.
+ */
+export async function publishSnapshot(snapshot: UnpublishedSnapshot): Promise<SnapshotFile> {
+  try {
+    await fsyncPathAsync(snapshot.temporary);
+    await renameAsync(snapshot.temporary, snapshot.final);
+  } catch (err) {
+    rmSync(snapshot.temporary, { force: true });
+    throw err;
+  }
+  await fsyncPathAsync(snapshot.snapshotsDir);
+  return { path: snapshot.final, sizeBytes: statSync(snapshot.final).size };
+}
+
+/** `publishSnapshot` on the caller's thread, for tools and tests that need the file at once. */
+export function publishSnapshotSync(snapshot: UnpublishedSnapshot): SnapshotFile {
+  try {
+    publish(snapshot.temporary, snapshot.final, snapshot.snapshotsDir);
+  } catch (err) {
+    rmSync(snapshot.temporary, { force: true });
+    throw err;
+  }
+  return { path: snapshot.final, sizeBytes: statSync(snapshot.final).size };
+}
+
+/**
+ * Writes a consistent copy of the state-machine tables at `position` to
+ * `snapshotsDir/snap-<term>-<index>.db` and returns it once durable: `copyStateMachineSnapshot`
+ * then `publishSnapshotSync`, with the same contract.
+ */
+export function createStateMachineSnapshot(db: SqliteDatabase, snapshotsDir: string, position: SnapshotPosition): SnapshotFile {
+  return publishSnapshotSync(copyStateMachineSnapshot(db, snapshotsDir, position));
 }
 
 /**

@@ -152,6 +152,8 @@ describe('the Raft host as a single-voter group on a real SQLite file', () => {
     const raft = { snapshotThresholdEntries: 20, snapshotTrailingEntries: 5 };
     const node = await open('compact', { raft });
     for (let i = 0; i < 30; i++) await node.replicator.propose(put(`k${i}`, `v${i}`));
+    // The snapshot file is made durable off the loop; the compaction lands a few fsyncs later.
+    for (let i = 0; i < 200 && node.replicator.raftStatus().snapshotIndex < 20; i++) await new Promise((resolve) => setTimeout(resolve, 10));
     const snapshotIndex = node.replicator.raftStatus().snapshotIndex;
     assert.ok(snapshotIndex >= 20, `a snapshot was taken (at ${snapshotIndex})`);
     assert.deepEqual(readdirSync(join(dir, 'compact', 'snapshots')), [`snap-${node.replicator.status().term}-${snapshotIndex}.db`], 'only the newest snapshot file is kept');
