@@ -66,7 +66,7 @@ import type { DenylistIndex } from './denylist.js';
 import type { PolicySource } from './dns-proxy.js';
 import type { FindingsStore, FindingType } from './findings.js';
 import { ProxyProtocolGate, type ProxyProtocolStats } from './proxy-protocol-gate.js';
-import { UpstreamRelay } from './upstream-relay.js';
+import { passEnd, UpstreamRelay } from './upstream-relay.js';
 import type { HostnameResolver } from './resolver.js';
 import { parseClientHello, TLS_PEEK_MAX_BYTES, type ClientHelloResult } from './tls-sni.js';
 
@@ -264,7 +264,7 @@ function splice(from: Socket, to: Socket): void {
     if (!to.write(chunk)) from.pause();
   });
   to.on('drain', () => from.resume());
-  from.once('end', () => to.end());
+  from.once('end', () => passEnd(to));
   from.resume();
 }
 
