@@ -31,8 +31,9 @@
  * ## Copying
  * A tunnel's upstream side reads into a buffer it owns (`UpstreamRelay`: no allocation per read
  * while the client keeps up); the client side is copied with three listeners (`splice`). Both
- * directions pause reading while the other socket's writes queue, and pass a half-close on. A
- * plain-HTTP request without a body ends its upstream request at once; bodies stream both ways
+ * directions pause reading while the other socket's writes queue, and pass a half-close on (to a
+ * socket that has read its own end already and has nothing queued, as a close: the same FIN without
+ * a separate shutdown; `passEnd`). A plain-HTTP request without a body ends its upstream request at once; bodies stream both ways
  * with backpressure; upstream connections are kept alive in a pool (`Agent`, most recent first).
  *
  * ## Answers
