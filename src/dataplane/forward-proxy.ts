@@ -31,8 +31,9 @@
  * ## Copying
  * A tunnel's upstream side reads into a buffer it owns (`UpstreamRelay`: no allocation per read
  * while the client keeps up); the client side is copied with three listeners (`splice`). Both
- * directions pause reading while the other socket's writes queue, and pass a half-close on. A
- * plain-HTTP request without a body ends its upstream request at once; bodies stream both ways
+ * directions pause reading while the other socket's writes queue, and pass a half-close on (to a
+ * socket that has read its own end already and has nothing queued, as a close: the same FIN without
+ * a separate shutdown; `passEnd`). A plain-HTTP request without a body ends its upstream request at once; bodies stream both ways
  * with backpressure; upstream connections are kept alive in a pool (`Agent`, most recent first).
  *
  * ## Answers
@@ -51,7 +52,7 @@
  * header is closed before HTTP sees it.
  */
 import { Agent, createServer, request as httpRequest, STATUS_CODES, type IncomingHttpHeaders, type IncomingMessage, type OutgoingHttpHeaders, type Server, type ServerResponse } from 'node:http';
-import { connect, isIP, type Socket } from 'node:net';
+import { connect, isIPv4, isIPv6, type Socket } from 'node:net';
 import type { Duplex } from 'node:stream';
 import { formatHostPort, type HostPort } from '../config/address.js';
 import { describeError } from '../errors.js';
@@ -66,7 +67,7 @@ import type { DenylistIndex } from './denylist.js';
 import type { PolicySource } from './dns-proxy.js';
 import type { FindingsStore, FindingType } from './findings.js';
 import { ProxyProtocolGate, type ProxyProtocolStats } from './proxy-protocol-gate.js';
-import { UpstreamRelay } from './upstream-relay.js';
+import { passEnd, UpstreamRelay } from './upstream-relay.js';
 import type { HostnameResolver } from './resolver.js';
 import { parseClientHello, TLS_PEEK_MAX_BYTES, type ClientHelloResult } from './tls-sni.js';
 
@@ -181,6 +182,13 @@ interface Flow {
   released: boolean;
 }
 
+/** A connected upstream socket of a tunnel, its reader, and the candidate address it reached. */
+interface Dialled {
+  readonly socket: Socket;
+  readonly relay: UpstreamRelay;
+  readonly ip: string;
+}
+
 const HOP_BY_HOP = new Set(['connection', 'proxy-connection', 'keep-alive', 'proxy-authorization', 'proxy-authenticate', 'te', 'trailer', 'transfer-encoding', 'upgrade']);
 
 /** One printable-ASCII line, safe for a header value. */
@@ -197,7 +205,8 @@ function parsePort(text: string): number | null {
 
 function targetFromHost(host: string, port: number): Target | null {
   const bare = host.startsWith('[') && host.endsWith(']') ? host.slice(1, -1) : host;
-  if (isIP(bare) !== 0) {
+  // An IPv6 address has a colon and an IPv4 one has none: one family test instead of `isIP`'s two.
+  if (bare.includes(':') ? isIPv6(bare) : isIPv4(bare)) {
     const ip = canonicalIp(bare);
     return ip === null ? null : { hostname: null, literalIp: ip, port };
   }
@@ -256,7 +265,7 @@ function splice(from: Socket, to: Socket): void {
     if (!to.write(chunk)) from.pause();
   });
   to.on('drain', () => from.resume());
-  from.once('end', () => to.end());
+  from.once('end', () => passEnd(to));
   from.resume();
 }
 
@@ -281,6 +290,9 @@ export class ForwardProxy {
   private activeFlows = 0;
   private readonly counts: Record<ProxyKind, Record<ProxyResult, number>>;
   private readonly countSinks: Record<ProxyKind, Record<ProxyResult, () => void>>;
+  /** `neuwerk_proxy_tunnel_bytes_total` by direction, looked up once (absent without metrics). */
+  private readonly tunnelBytesUp: { inc(value: number): void } | undefined;
+  private readonly tunnelBytesDown: { inc(value: number): void } | undefined;
   private bytesUp = 0;
   private bytesDown = 0;
   private stopped = false;
@@ -310,6 +322,8 @@ export class ForwardProxy {
     }
     this.counts = counts;
     this.countSinks = sinks;
+    this.tunnelBytesUp = options.metrics?.proxyTunnelBytes.labels('client_to_upstream');
+    this.tunnelBytesDown = options.metrics?.proxyTunnelBytes.labels('upstream_to_client');
   }
 
   /**
@@ -328,9 +342,13 @@ export class ForwardProxy {
     });
     server.maxConnections = this.options.maxClientConnections ?? PROXY_MAX_CLIENT_CONNECTIONS;
     this.proxyProtocol?.install(server);
+    const clientSockets = this.clientSockets;
+    function onClientClose(this: Socket): void {
+      clientSockets.delete(this);
+    }
     server.on('connection', (socket: Socket) => {
-      this.clientSockets.add(socket);
-      socket.on('close', () => this.clientSockets.delete(socket));
+      clientSockets.add(socket);
+      socket.on('close', onClientClose); // one function for every connection, not a closure each
     });
     server.on('request', (req: IncomingMessage, res: ServerResponse) => {
       this.onRequest(req, res).catch((err: unknown) => this.onBug(err, () => res.destroy()));
@@ -491,15 +509,8 @@ export class ForwardProxy {
 
   /** Decides one address under one SNI hypothesis, guard included. */
   private check(policy: CompiledPolicy, clientIp: string, target: Target, ip: string, sni: string | undefined, http: HttpRequestInfo | undefined): Verdict {
-    const decision = decideConnection(policy, {
-      srcIp: clientIp,
-      ...(target.hostname !== null ? { hostname: target.hostname } : {}),
-      dstIp: ip,
-      dstPort: target.port,
-      proto: 'tcp',
-      ...(sni !== undefined ? { sni } : {}),
-      ...(http !== undefined ? { http } : {}),
-    });
+    // One object shape for every flow (absent fields undefined), not a spread per optional field.
+    const decision = decideConnection(policy, { srcIp: clientIp, hostname: target.hostname ?? undefined, dstIp: ip, dstPort: target.port, proto: 'tcp', sni, http });
     if (decision.enforced === 'deny') return { ip, decision, allowed: false, reason: decision.reason };
     const special = this.guard.specialReason(ip);
     if (special !== null && !(decision.action === 'allow' && ruleNamesDestination(policy, decision))) {
@@ -562,7 +573,7 @@ export class ForwardProxy {
     return { kind: 'deny', verdict, decision: verdict.decision, reason: verdict.reason };
   }
 
-  private dial(ip: string, port: number): Promise<{ socket: Socket; relay: UpstreamRelay } | null> {
+  private dial(ip: string, port: number): Promise<Dialled | null> {
     return new Promise((resolve) => {
       const relay = new UpstreamRelay();
       const socket = connect({ host: ip, port, allowHalfOpen: true, noDelay: true, onread: relay.onread });
@@ -580,18 +591,18 @@ export class ForwardProxy {
         clearTimeout(timer);
         socket.off('error', fail);
         socket.off('close', fail);
-        resolve({ socket, relay });
+        resolve({ socket, relay, ip });
       });
     });
   }
 
-  private async dialAny(candidates: readonly string[], port: number, isAllowed: (ip: string) => boolean): Promise<{ socket: Socket; relay: UpstreamRelay; ip: string } | null> {
+  private async dialAny(candidates: readonly string[], port: number, isAllowed: (ip: string) => boolean): Promise<Dialled | null> {
     let attempts = 0;
     for (const ip of candidates) {
       if (!isAllowed(ip)) continue;
       if (attempts++ >= PROXY_DIAL_ATTEMPTS_MAX) break;
       const dialled = await this.dial(ip, port);
-      if (dialled !== null) return { ...dialled, ip };
+      if (dialled !== null) return dialled;
     }
     return null;
   }
@@ -615,13 +626,12 @@ export class ForwardProxy {
         const down = upstream.bytesRead - startDown;
         this.bytesUp += up;
         this.bytesDown += down;
-        this.options.metrics?.proxyTunnelBytes.inc({ direction: 'client_to_upstream' }, up);
-        this.options.metrics?.proxyTunnelBytes.inc({ direction: 'upstream_to_client' }, down);
+        this.tunnelBytesUp?.inc(up);
+        this.tunnelBytesDown?.inc(down);
         this.release(flow);
       }
     };
-    client.on('error', () => undefined);
-    upstream.on('error', () => undefined);
+    upstream.on('error', () => undefined); // the client's was added by onConnect
     if (client.destroyed || upstream.destroyed) {
       // One side is already gone (its 'close' may have fired): nothing to splice.
       client.destroy();

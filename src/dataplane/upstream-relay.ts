@@ -8,7 +8,7 @@
  * the buffer, and the relay reads into a fresh one from then on (what Node does for every read).
  * A write that fills `to` beyond its high-water mark stops reading until `to` drains
  * (backpressure). Bytes that arrive before `start` (between connect and the tunnel) are copied
- * and reading pauses until then. The end of input is passed on as a half-close.
+ * and reading pauses until then. The end of input is passed on as a half-close (`passEnd`).
  *
  * The buffer follows the traffic, so that an idle or chatty tunnel holds a small one: a read that
  * fills the buffer moves to the bulk size, a read of at most the small size moves back.
@@ -23,8 +23,23 @@ export const UPSTREAM_SMALL_READ_BYTES = 4 * 1024;
 export interface RelaySink {
   write(chunk: Uint8Array): boolean;
   end(): unknown;
+  destroy(): unknown;
   on(event: 'drain', listener: () => void): unknown;
   readonly writableLength: number;
+  /** True once the sink's own input has ended (a socket); absent on a write-only sink. */
+  readonly readableEnded?: boolean;
+}
+
+/**
+ * Passes the end of one direction of a tunnel on to `to`, the socket that direction writes to.
+ * Usually a half-close (`end()`: shutdown, then close once `to` has ended as well). When `to` has
+ * already read its own end and has no write queued, that half-close would be its last act: it is
+ * closed at once instead, which sends the same FIN after the same bytes without the separate
+ * shutdown and its completion (nothing is left unread, so the close is not a reset).
+ */
+export function passEnd(to: RelaySink): void {
+  if (to.readableEnded === true && to.writableLength === 0) to.destroy();
+  else to.end();
 }
 /** What the relay uses of the socket it reads (the one made with `onread`). */
 export interface RelaySource {
@@ -44,7 +59,7 @@ export class UpstreamRelay {
   start(from: RelaySource, to: RelaySink): void {
     this.to = to;
     to.on('drain', () => from.resume());
-    from.once('end', () => to.end());
+    from.once('end', () => passEnd(to));
     const early = this.early;
     this.early = null;
     if (early !== null && !to.write(early)) return; // 'drain' resumes

@@ -27,16 +27,21 @@ export function normalizeHostname(name: string): string {
 }
 
 function labelsValid(text: string, allowWildcard: boolean): boolean {
-  const name = text.endsWith('.') ? text.slice(0, -1) : text;
-  if (name.length === 0 || name.length > MAX_HOSTNAME_CHARS) return false;
-  for (const label of name.split('.')) {
-    if (label.length === 0 || label.length > MAX_LABEL_CHARS) return false;
-    for (let i = 0; i < label.length; i++) {
-      const c = label.charCodeAt(i);
-      const ok =
-        (c >= 97 && c <= 122) || (c >= 65 && c <= 90) || (c >= 48 && c <= 57) || c === 45 || c === 95 || (allowWildcard && c === 42);
-      if (!ok) return false;
+  // One pass over the characters (no label strings): `end` drops one trailing dot.
+  const end = text.length > 0 && text.charCodeAt(text.length - 1) === 46 ? text.length - 1 : text.length;
+  if (end === 0 || end > MAX_HOSTNAME_CHARS) return false;
+  let labelStart = 0;
+  for (let i = 0; i <= end; i++) {
+    const c = i === end ? 46 : text.charCodeAt(i);
+    if (c === 46) {
+      const length = i - labelStart;
+      if (length === 0 || length > MAX_LABEL_CHARS) return false;
+      labelStart = i + 1;
+      continue;
     }
+    const ok =
+      (c >= 97 && c <= 122) || (c >= 65 && c <= 90) || (c >= 48 && c <= 57) || c === 45 || c === 95 || (allowWildcard && c === 42);
+    if (!ok) return false;
   }
   return true;
 }
