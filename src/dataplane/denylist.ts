@@ -13,7 +13,8 @@
  *   `keyval.expire` removes it.
  *
  * The index is rebuilt from the local replica (`listKeyval`, paged by DENYLIST_PAGE_SIZE) when an
- * applied batch held a keyval command or a snapshot: the rebuild is scheduled for the next turn
+ * applied batch put or deleted a key of the zone, ran an expiry sweep, or installed a snapshot
+ * (writes to other zones do not trigger it): the rebuild is scheduled for the next turn
  * of the event loop (bursts coalesce) and forced by a lookup that comes first, so a committed key
  * is enforced by the very next query on that node. At most DENYLIST_MAX_ENTRIES keys are indexed
  * (in key order); beyond it the rest is ignored and counted as `truncated`.
@@ -21,6 +22,7 @@
 import { normalizeHostname, MAX_HOSTNAME_CHARS, MAX_LABEL_CHARS } from '../policy/hostname.js';
 import { systemClock, type Clock } from '../platform/clock.js';
 import { canonicalIp } from './allowlist.js';
+import { keyvalZoneChange } from '../store/state-machine.js';
 
 /** The keyval zone holding the denylist. */
 export const DENYLIST_ZONE = 'denylist';
@@ -30,8 +32,11 @@ export const DENYLIST_PAGE_SIZE = 1_000;
 export const DENYLIST_MAX_ENTRIES = 100_000;
 /** The reason text of a denylist deny begins with this word (403 body/header, DNS EDE, findings). */
 export const DENYLIST_REASON = 'denylisted';
-/** The applied command types that can change the zone. */
-const REBUILD_TRIGGERS: readonly string[] = ['keyval.put', 'keyval.delete', 'keyval.expire', 'snapshot'];
+/**
+ * Applied batches that can change the zone: a put or delete in it, an expiry sweep (which may
+ * remove its keys), a snapshot install. Puts and deletes in other zones do not rebuild the index.
+ */
+const REBUILD_TRIGGERS: readonly string[] = [keyvalZoneChange(DENYLIST_ZONE), 'keyval.expire', 'snapshot'];
 
 /** One keyval record as the index reads it (`KeyvalRecord` satisfies it). */
 export interface DenylistRecord {

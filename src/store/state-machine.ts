@@ -75,8 +75,15 @@ export interface PolicyRecord {
 /**
  * Told after each applied batch (outside the transaction) which command types it held, or
  * 'snapshot' after the tables were replaced wholesale: how enforcement state replays changes.
+ * A batch with keyval puts or deletes also names each zone they touched as
+ * `keyvalZoneChange(zone)`, so a listener for one zone skips batches that wrote others.
  */
 export type AppliedListener = (types: ReadonlySet<string>) => void;
+
+/** The AppliedListener marker of a batch that put or deleted keys of `zone`. */
+export function keyvalZoneChange(zone: string): string {
+  return `keyval.zone:${zone}`;
+}
 
 /**
  * The control-plane state machine: SQLite tables changed only by applying committed commands.
@@ -179,12 +186,19 @@ export class StateMachine {
    */
   apply(entries: readonly AppliedEntry[]): ApplyResult[] {
     if (entries.length === 0) return [];
+    const zones = new Set<string>();
     const run = this.db.transaction((batch: readonly AppliedEntry[]) => {
       const results: ApplyResult[] = [];
       let expected = this.appliedIndexValue + 1;
       for (const entry of batch) {
         invariant(entry.index === expected, () => `apply out of order: expected index ${expected}, got ${entry.index}`);
-        results.push(entry.data === '' ? { type: 'noop' } : this.applyCommand(parseCommitted(entry), entry.index));
+        if (entry.data === '') {
+          results.push({ type: 'noop' });
+        } else {
+          const command = parseCommitted(entry);
+          results.push(this.applyCommand(command, entry.index));
+          if (command.type === 'keyval.put' || command.type === 'keyval.delete') zones.add(keyvalZoneChange(command.zone));
+        }
         expected += 1;
       }
       const last = batch[batch.length - 1] as AppliedEntry;
@@ -196,7 +210,10 @@ export class StateMachine {
     const last = entries[entries.length - 1] as AppliedEntry;
     this.appliedIndexValue = last.index;
     this.appliedTermValue = last.term;
-    if (this.listeners.length > 0) this.notify(new Set(results.map((r) => r.type)));
+    if (this.listeners.length > 0) {
+      for (const result of results) zones.add(result.type);
+      this.notify(zones);
+    }
     return results;
   }
 

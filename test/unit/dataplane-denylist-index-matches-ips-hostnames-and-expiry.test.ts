@@ -84,8 +84,13 @@ describe('dynamic denylist index', () => {
     assert.equal(index.stats().rebuilds, rebuilds, 'the scheduled rebuild found nothing left to do');
     del('blocked.test');
     assert.equal(index.checkHostname('blocked.test'), null);
+    assert.equal(index.checkHostname('blocked.test'), null);
+    scheduled.splice(0).forEach((cb) => cb());
+    const before = index.stats().rebuilds;
     put('other-zone.test', null, 'not-the-denylist');
+    assert.equal(scheduled.length, 0, 'a put in another zone schedules no rebuild');
     assert.equal(index.checkHostname('other-zone.test'), null);
+    assert.equal(index.stats().rebuilds, before, 'a put in another zone rebuilds nothing');
   });
 
   it('expires_at is honoured per lookup, before the expiry command removes the key', () => {
