@@ -10,8 +10,12 @@ import { connect as connectTcp, createServer as createTcpServer, type AddressInf
 import { createServer as createTlsServer } from 'node:tls';
 import dnsPacket from 'dns-packet';
 import type { Answer, DecodedPacket, Question } from 'dns-packet';
+import { pino } from 'pino';
 import { generateSelfSignedTls } from '../../src/api/tls.js';
 import type { HostPort } from '../../src/config/address.js';
+import { Dataplane } from '../../src/dataplane/dataplane.js';
+import type { ForwardProxy } from '../../src/dataplane/forward-proxy.js';
+import { compilePolicy, parsePolicy } from '../../src/policy/index.js';
 
 /** Records of one name in the stub DNS zone. */
 export interface StubDnsRecord {
@@ -441,4 +445,37 @@ export function proxyHeaderV2(
   ports.writeUInt16BE(header.destPort, 2);
   const body = Buffer.concat([address(header.sourceIp), address(header.destIp), ports, ...tlvBytes]);
   return Buffer.concat([signature, Buffer.from([0x21, v6 ? 0x21 : 0x11, body.length >> 8, body.length & 0xff]), body]);
+}
+
+/** A forward proxy alone (no DNS proxy) on 127.0.0.1, allowing one hostname to loopback ports. */
+export interface ProxyOnlyDataplane {
+  readonly dataplane: Dataplane;
+  readonly proxy: ForwardProxy;
+  readonly proxyPort: number;
+}
+
+/**
+ * Starts a `Dataplane` with only the forward proxy, whose policy lets clients on 127.0.0.0/8 reach
+ * `hostname` (resolved through `resolverUpstreams`) on 127.0.0.1 at `ports`, and denies the rest.
+ */
+export async function startProxyOnlyDataplane(hostname: string, ports: readonly number[], resolverUpstreams: readonly HostPort[]): Promise<ProxyOnlyDataplane> {
+  const policy = compilePolicy(
+    parsePolicy({
+      default_policy: 'deny',
+      source_groups: [
+        { id: 'lab', sources: { cidrs: ['127.0.0.0/8'] }, rules: [{ id: 'allowed-host', action: 'allow', match: { dns_hostname: { exact: [hostname] }, dst_cidrs: ['127.0.0.1/32'], dst_ports: [...ports] } }] },
+      ],
+    }),
+  );
+  const dataplane = new Dataplane({
+    enforcement: { active: policy },
+    logger: pino({ level: 'silent' }),
+    dns: null,
+    proxy: { bind: { host: '127.0.0.1', port: 0 } },
+    resolverUpstreams: [...resolverUpstreams],
+    ownAddresses: [],
+  });
+  const addresses = await dataplane.start();
+  if (addresses.proxy === null) throw new Error('the forward proxy did not start');
+  return { dataplane, proxy: dataplane.forwardProxy as ForwardProxy, proxyPort: addresses.proxy.port };
 }

@@ -8,11 +8,9 @@ import { createHash, randomBytes } from 'node:crypto';
 import { Agent, createServer, request, type IncomingMessage, type OutgoingHttpHeaders } from 'node:http';
 import type { AddressInfo } from 'node:net';
 import { after, before, describe, it } from 'node:test';
-import { pino } from 'pino';
-import { Dataplane } from '../../src/dataplane/dataplane.js';
+import type { Dataplane } from '../../src/dataplane/dataplane.js';
 import type { ForwardProxy } from '../../src/dataplane/forward-proxy.js';
-import { compilePolicy, parsePolicy } from '../../src/policy/index.js';
-import { startStubDns, type StubDns } from '../bench/dataplane-fixtures.js';
+import { startProxyOnlyDataplane, startStubDns, type StubDns } from '../bench/dataplane-fixtures.js';
 
 /** A response larger than the socket buffers on the way, so the proxy must wait for the reader. */
 const BIG_BYTES = 16 * 1024 * 1024;
@@ -84,24 +82,7 @@ describe('forward proxy plain HTTP bodies', { timeout: 60_000 }, () => {
     await new Promise<void>((resolve) => origin.listen(0, '127.0.0.1', resolve));
     originPort = (origin.address() as AddressInfo).port;
     dns = await startStubDns({ 'bulk.test': { A: ['127.0.0.1'] } });
-    const policy = compilePolicy(
-      parsePolicy({
-        default_policy: 'deny',
-        source_groups: [{ id: 'lab', sources: { cidrs: ['127.0.0.0/8'] }, rules: [{ id: 'bulk', action: 'allow', match: { dns_hostname: { exact: ['bulk.test'] }, dst_cidrs: ['127.0.0.1/32'], dst_ports: [originPort] } }] }],
-      }),
-    );
-    dataplane = new Dataplane({
-      enforcement: { active: policy },
-      logger: pino({ level: 'silent' }),
-      dns: null,
-      proxy: { bind: { host: '127.0.0.1', port: 0 } },
-      resolverUpstreams: [dns.address],
-      ownAddresses: [],
-    });
-    const addresses = await dataplane.start();
-    assert.ok(addresses.proxy);
-    proxyPort = addresses.proxy.port;
-    proxy = dataplane.forwardProxy as ForwardProxy;
+    ({ dataplane, proxy, proxyPort } = await startProxyOnlyDataplane('bulk.test', [originPort], [dns.address]));
   });
 
   after(async () => {

@@ -7,11 +7,9 @@ import assert from 'node:assert/strict';
 import { createHash, randomBytes } from 'node:crypto';
 import { connect, createServer, type AddressInfo, type Server, type Socket } from 'node:net';
 import { after, before, describe, it } from 'node:test';
-import { pino } from 'pino';
-import { Dataplane } from '../../src/dataplane/dataplane.js';
+import type { Dataplane } from '../../src/dataplane/dataplane.js';
 import type { ForwardProxy } from '../../src/dataplane/forward-proxy.js';
-import { compilePolicy, parsePolicy } from '../../src/policy/index.js';
-import { startStubDns, type StubDns } from '../bench/dataplane-fixtures.js';
+import { startProxyOnlyDataplane, startStubDns, type StubDns } from '../bench/dataplane-fixtures.js';
 
 /** Bytes the origin sends down: more than loopback socket buffers hold, so writes must queue. */
 const DOWN_BYTES = 24 * 1024 * 1024;
@@ -108,26 +106,7 @@ describe('forward proxy tunnels under backpressure', { timeout: 60_000 }, () => 
     originPort = await listen(origin);
     bannerPort = await listen(banner);
     dns = await startStubDns({ 'bulk.test': { A: ['127.0.0.1'] } });
-    const policy = compilePolicy(
-      parsePolicy({
-        default_policy: 'deny',
-        source_groups: [
-          { id: 'lab', sources: { cidrs: ['127.0.0.0/8'] }, rules: [{ id: 'bulk', action: 'allow', match: { dns_hostname: { exact: ['bulk.test'] }, dst_cidrs: ['127.0.0.1/32'], dst_ports: [originPort, bannerPort] } }] },
-        ],
-      }),
-    );
-    dataplane = new Dataplane({
-      enforcement: { active: policy },
-      logger: pino({ level: 'silent' }),
-      dns: null,
-      proxy: { bind: { host: '127.0.0.1', port: 0 } },
-      resolverUpstreams: [dns.address],
-      ownAddresses: [],
-    });
-    const addresses = await dataplane.start();
-    assert.ok(addresses.proxy);
-    proxyPort = addresses.proxy.port;
-    proxy = dataplane.forwardProxy as ForwardProxy;
+    ({ dataplane, proxy, proxyPort } = await startProxyOnlyDataplane('bulk.test', [originPort, bannerPort], [dns.address]));
   });
 
   after(async () => {
