@@ -41,6 +41,7 @@ export function passEnd(to: RelaySink): void {
   if (to.readableEnded === true && to.writableLength === 0) to.destroy();
   else to.end();
 }
+
 /** What the relay uses of the socket it reads (the one made with `onread`). */
 export interface RelaySource {
   resume(): unknown;
