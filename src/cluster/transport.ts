@@ -105,7 +105,8 @@ interface Pending {
 class PeerLink {
   private socket: TLSSocket | null = null;
   private connecting = false;
-  private queue: Buffer[] = [];
+  /** Frames waiting for the connection; `rpcId` marks an RPC request whose caller waits for it. */
+  private queue: { frame: Buffer; rpcId: number | null }[] = [];
   private backoffMs = RECONNECT_BACKOFF_MIN_MS;
   private retryTimer: NodeJS.Timeout | null = null;
   private readonly pending = new Map<number, Pending>();
@@ -117,7 +118,7 @@ class PeerLink {
     private readonly transport: ClusterTransport,
   ) {}
 
-  send(frame: Buffer, droppable: boolean): void {
+  send(frame: Buffer, droppable: boolean, rpcId: number | null = null): void {
     if (this.closed) return;
     if (this.socket !== null && !this.connecting) {
       this.socket.write(frame);
@@ -125,10 +126,20 @@ class PeerLink {
     }
     if (this.queue.length >= MAX_QUEUED_FRAMES) {
       if (droppable) return;
-      this.queue.shift();
+      // The oldest frame makes room; an RPC request among them fails now instead of at its timeout.
+      const dropped = this.queue.shift();
+      if (dropped !== undefined && dropped.rpcId !== null) this.failCall(dropped.rpcId, `cluster RPC to ${this.peerId} dropped: ${MAX_QUEUED_FRAMES} frames queued while reconnecting`);
     }
-    this.queue.push(frame);
+    this.queue.push({ frame, rpcId });
     this.ensureConnected();
+  }
+
+  private failCall(id: number, message: string): void {
+    const pending = this.pending.get(id);
+    if (pending === undefined) return;
+    clearTimeout(pending.timer);
+    this.pending.delete(id);
+    pending.reject(new NeuwerkError('NW_ERR_RPC', message));
   }
 
   call(method: string, body: unknown, timeoutMs: number): Promise<unknown> {
@@ -139,7 +150,7 @@ class PeerLink {
         reject(new NeuwerkError('NW_ERR_TIMEOUT', `cluster RPC ${method} to ${this.peerId} timed out after ${timeoutMs} ms`));
       }, timeoutMs);
       this.pending.set(id, { resolve, reject, timer });
-      this.send(encodeFrame({ kind: 'rpc', id, method, body }), false);
+      this.send(encodeFrame({ kind: 'rpc', id, method, body }), false, id);
     });
   }
 
@@ -172,7 +183,7 @@ class PeerLink {
       socket.setTimeout(0);
       const queued = this.queue;
       this.queue = [];
-      for (const frame of queued) socket.write(frame);
+      for (const { frame } of queued) socket.write(frame);
     });
     socket.on('data', (chunk: Buffer) => {
       try {

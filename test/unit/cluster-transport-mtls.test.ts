@@ -1,8 +1,9 @@
 import assert from 'node:assert/strict';
+import { createServer, type AddressInfo, type Socket } from 'node:net';
 import { connect } from 'node:tls';
 import { after, before, describe, it } from 'node:test';
 import { createClusterCa, createNodeCsr, signNodeCertificate, type KeyAndCert } from '../../src/cluster/ca.js';
-import { ClusterTransport, encodeFrame, FrameDecoder, MAX_FRAME_BYTES, type ClusterTls } from '../../src/cluster/transport.js';
+import { ClusterTransport, encodeFrame, FrameDecoder, MAX_FRAME_BYTES, MAX_QUEUED_FRAMES, type ClusterTls } from '../../src/cluster/transport.js';
 import { createLogger } from '../../src/log/logger.js';
 
 const logger = createLogger({ level: 'fatal', format: 'json' });
@@ -93,6 +94,32 @@ describe('cluster transport over mutual TLS', () => {
       answer = await a.call('node-b', 'echo', { again: true }, 1000).catch(() => null);
     }
     assert.deepEqual(answer, { from: 'node-a', body: { again: true } });
+  });
+
+  it('an RPC request pushed out of a full queue fails at once instead of at its timeout', async () => {
+    // A peer that accepts TCP and never answers the TLS handshake: the link stays connecting.
+    const held: Socket[] = [];
+    const silent = createServer((socket) => held.push(socket));
+    await new Promise<void>((resolve) => silent.listen(0, '127.0.0.1', resolve));
+    addresses.set('node-silent', { host: '127.0.0.1', port: (silent.address() as AddressInfo).port });
+    try {
+      const started = Date.now();
+      const first = a.call('node-silent', 'echo', { n: 0 }, 60_000);
+      const firstOutcome = first.then(
+        () => 'answered',
+        (err: Error) => err.message,
+      );
+      const rest = Array.from({ length: MAX_QUEUED_FRAMES }, (_, n) => a.call('node-silent', 'echo', { n: n + 1 }, 60_000).catch(() => undefined));
+      const message = await firstOutcome;
+      assert.match(message, /dropped: 4096 frames queued while reconnecting/);
+      assert.ok(Date.now() - started < 2_000, `the dropped call failed after ${Date.now() - started} ms`);
+      for (const socket of held) socket.destroy();
+      await Promise.all(rest);
+    } finally {
+      addresses.delete('node-silent');
+      for (const socket of held) socket.destroy();
+      await new Promise<void>((resolve) => silent.close(() => resolve()));
+    }
   });
 
   it('the frame decoder refuses oversized frames and reassembles split ones', () => {
