@@ -18,6 +18,7 @@ import { normalizeHostname } from '../policy/hostname.js';
 import { formatIp, parseInputIp, parseIpv4Word } from '../policy/ip.js';
 import { systemClock, type Clock } from '../platform/clock.js';
 import type { TimerHandle, Timers } from '../platform/timers.js';
+import { RecencyList, type RecencyLinks } from './recency-list.js';
 
 /** An answer is kept at least this long, whatever its TTL. */
 export const ALLOWLIST_TTL_FLOOR_SECONDS = 60;
@@ -65,16 +66,13 @@ interface Expiry {
   atMs: number;
 }
 
-interface Entry {
+interface Entry extends RecencyLinks<Entry> {
   readonly group: string;
   readonly hostname: string;
   /** Address text -> when it expires; the holder is updated in place on each answer. */
   readonly ips: Map<string, Expiry>;
   lastSeenMonotonicMs: number;
   lastSeenWallMs: number;
-  /** Neighbours in the recency list (`older` toward the least recently seen). */
-  older: Entry | null;
-  newer: Entry | null;
 }
 
 /** Node timers that never keep the process alive (the sweep is housekeeping, not work). */
@@ -111,8 +109,7 @@ export class DynamicAllowlist {
   private readonly groups = new Map<string, Map<string, Entry>>();
   private entryCount = 0;
   /** Recency list through the entries: least recently seen (answered or used) first. */
-  private oldest: Entry | null = null;
-  private newest: Entry | null = null;
+  private readonly recency = new RecencyList<Entry>();
   private readonly clock: Clock;
   private readonly ttlFloorMs: number;
   private readonly ttlCeilingMs: number;
@@ -143,8 +140,8 @@ export class DynamicAllowlist {
     const wallNow = this.clock.wallMs();
     let entry = this.groups.get(group)?.get(name);
     if (entry === undefined) {
-      while (this.entryCount >= this.maxEntries && this.oldest !== null) {
-        this.remove(this.oldest);
+      while (this.entryCount >= this.maxEntries && this.recency.oldest !== null) {
+        this.remove(this.recency.oldest);
         this.evictedEntries++;
       }
       entry = { group, hostname: name, ips: new Map(), lastSeenMonotonicMs: now, lastSeenWallMs: wallNow, older: null, newer: null };
@@ -155,9 +152,9 @@ export class DynamicAllowlist {
       }
       byName.set(name, entry);
       this.entryCount++;
-      this.linkNewest(entry);
+      this.recency.pushNewest(entry);
     } else {
-      this.moveToNewest(entry);
+      this.recency.moveToNewest(entry);
     }
     entry.lastSeenMonotonicMs = now;
     entry.lastSeenWallMs = wallNow;
@@ -216,7 +213,7 @@ export class DynamicAllowlist {
   /** Removes expired addresses and idle or empty entries. Runs periodically; callable directly. */
   sweep(): void {
     const now = this.clock.monotonicMs();
-    for (let entry = this.oldest; entry !== null; ) {
+    for (let entry = this.recency.oldest; entry !== null; ) {
       const newer: Entry | null = entry.newer;
       if (now - entry.lastSeenMonotonicMs >= this.idleMs) {
         this.remove(entry);
@@ -232,7 +229,7 @@ export class DynamicAllowlist {
   view(): { entries: DnsCacheEntryJson[] } {
     const now = this.clock.monotonicMs();
     const out: DnsCacheEntryJson[] = [];
-    for (let entry = this.newest; entry !== null; entry = entry.older) {
+    for (let entry = this.recency.newest; entry !== null; entry = entry.older) {
       if (now - entry.lastSeenMonotonicMs >= this.idleMs) continue;
       const ips = [...entry.ips].filter(([, expires]) => expires.atMs > now).map(([ip]) => ip);
       if (ips.length === 0) continue;
@@ -259,35 +256,12 @@ export class DynamicAllowlist {
   private touch(entry: Entry, now: number): void {
     entry.lastSeenMonotonicMs = now;
     entry.lastSeenWallMs = this.clock.wallMs();
-    this.moveToNewest(entry);
-  }
-
-  private linkNewest(entry: Entry): void {
-    entry.older = this.newest;
-    entry.newer = null;
-    if (this.newest === null) this.oldest = entry;
-    else this.newest.newer = entry;
-    this.newest = entry;
-  }
-
-  private unlink(entry: Entry): void {
-    if (entry.older === null) this.oldest = entry.newer;
-    else entry.older.newer = entry.newer;
-    if (entry.newer === null) this.newest = entry.older;
-    else entry.newer.older = entry.older;
-    entry.older = null;
-    entry.newer = null;
-  }
-
-  private moveToNewest(entry: Entry): void {
-    if (this.newest === entry) return;
-    this.unlink(entry);
-    this.linkNewest(entry);
+    this.recency.moveToNewest(entry);
   }
 
   /** Drops an entry from both levels of the table and the recency list. */
   private remove(entry: Entry): void {
-    this.unlink(entry);
+    this.recency.remove(entry);
     const byName = this.groups.get(entry.group);
     if (byName !== undefined && byName.get(entry.hostname) === entry) {
       byName.delete(entry.hostname);

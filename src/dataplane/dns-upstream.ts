@@ -26,6 +26,7 @@ import { NeuwerkError } from '../errors.js';
 import type { NodeMetrics } from '../metrics/registry.js';
 import { canonicalIp } from './allowlist.js';
 import { checkReply, DNS_HEADER_BYTES, DNS_MESSAGE_MAX_BYTES, questionEnd, RandomIds, RCODE } from './dns-messages.js';
+import { RecencyList, type RecencyLinks } from './recency-list.js';
 
 /** How long one upstream gets to answer one try before the next upstream is asked. */
 export const DNS_UPSTREAM_TRY_TIMEOUT_MS = 2_000;
@@ -68,7 +69,7 @@ export type ExchangeOutcome = ({ readonly ok: true } & UpstreamReply) | { readon
 type TryOutcome = ({ readonly ok: true } & Omit<UpstreamReply, 'upstream'>) | { readonly ok: false; readonly reason: string };
 
 /** A UDP try waiting for its reply; also a node of the client's deadline list. */
-interface PendingTry {
+interface PendingTry extends RecencyLinks<PendingTry> {
   readonly target: UpstreamTarget;
   readonly channel: UdpChannel;
   readonly id: number;
@@ -76,8 +77,6 @@ interface PendingTry {
   readonly deadlineMs: number;
   readonly exchange: Exchange;
   done: boolean;
-  previous: PendingTry | null;
-  next: PendingTry | null;
 }
 
 /** One `exchange` walking the upstreams in order. */
@@ -141,9 +140,8 @@ export class DnsUpstreamClient {
   private readonly socketsPerUpstream: number;
   private readonly metrics: NodeMetrics | undefined;
   private pendingCount = 0;
-  /** Pending UDP tries, oldest (soonest deadline) first: a doubly linked list through the tries. */
-  private oldest: PendingTry | null = null;
-  private newest: PendingTry | null = null;
+  /** Pending UDP tries, oldest (soonest deadline) first: every try has the same timeout, so appending keeps deadline order. */
+  private readonly deadlines = new RecencyList<PendingTry>();
   private deadlineTimer: NodeJS.Timeout | null = null;
   /** True while `expireTries` runs (it arms the timer itself when done). */
   private expiring = false;
@@ -317,12 +315,10 @@ export class DnsUpstreamClient {
     }
     if (id < 0) return this.onTryOutcome(exchange, target, { ok: false, reason: 'no free message ID' });
     const { query } = exchange;
-    const pending: PendingTry = { target, channel, id, deadlineMs: performance.now() + this.tryTimeoutMs, exchange, done: false, previous: this.newest, next: null };
+    const pending: PendingTry = { target, channel, id, deadlineMs: performance.now() + this.tryTimeoutMs, exchange, done: false, older: null, newer: null };
     channel.pending.set(id, pending);
     this.pendingCount++;
-    if (this.newest === null) this.oldest = pending;
-    else this.newest.next = pending;
-    this.newest = pending;
+    this.deadlines.pushNewest(pending);
     if (this.deadlineTimer === null && !this.expiring) this.armDeadlineTimer(this.tryTimeoutMs);
     channel.socket.send(this.withId(query, id), (err) => {
       if (err) {
@@ -338,12 +334,7 @@ export class DnsUpstreamClient {
     pending.done = true;
     pending.channel.pending.delete(pending.id);
     this.pendingCount--;
-    if (pending.previous === null) this.oldest = pending.next;
-    else pending.previous.next = pending.next;
-    if (pending.next === null) this.newest = pending.previous;
-    else pending.next.previous = pending.previous;
-    pending.previous = null;
-    pending.next = null;
+    this.deadlines.remove(pending);
     this.onTryOutcome(pending.exchange, pending.target, outcome);
   }
 
@@ -365,14 +356,15 @@ export class DnsUpstreamClient {
     // loop, for whichever try is then the oldest.
     this.expiring = true;
     try {
-      for (let head = this.oldest; head !== null && head.deadlineMs <= now; head = this.oldest) {
+      for (let head = this.deadlines.oldest; head !== null && head.deadlineMs <= now; head = this.deadlines.oldest) {
         this.noteTimeout(head.target);
         this.finishTry(head, { ok: false, reason: `no answer within ${this.tryTimeoutMs} ms` });
       }
     } finally {
       this.expiring = false;
     }
-    if (this.oldest !== null && !this.closed) this.armDeadlineTimer(this.oldest.deadlineMs - now);
+    const soonest = this.deadlines.oldest;
+    if (soonest !== null && !this.closed) this.armDeadlineTimer(soonest.deadlineMs - now);
   }
 
   private tryTcp(target: UpstreamTarget, query: Buffer, end: number): Promise<TryOutcome> {

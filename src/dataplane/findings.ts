@@ -9,6 +9,7 @@
  */
 import { NeuwerkError } from '../errors.js';
 import { systemClock, type Clock } from '../platform/clock.js';
+import { RecencyList, type RecencyLinks } from './recency-list.js';
 
 /** Upper bound on aggregated findings held by a node. */
 export const FINDINGS_MAX_ENTRIES = 20_000;
@@ -80,7 +81,7 @@ export interface FindingsView {
   readonly truncated: boolean;
 }
 
-interface Aggregate {
+interface Aggregate extends RecencyLinks<Aggregate> {
   readonly type: FindingType;
   readonly sourceGroup: string | null;
   readonly hostname: string | null;
@@ -94,9 +95,6 @@ interface Aggregate {
   reason: string;
   clientIp: string;
   readonly key: string;
-  /** Neighbours in the recency list (`older` toward the least recently seen). */
-  older: Aggregate | null;
-  newer: Aggregate | null;
 }
 
 /** RFC 3339 date-time with a mandatory zone (`Z` or `±hh:mm`), fractional seconds optional. */
@@ -192,8 +190,7 @@ export interface FindingsStoreOptions {
 export class FindingsStore {
   private readonly aggregates = new Map<string, Aggregate>();
   /** Recency list through the aggregates: least recently seen first. */
-  private oldest: Aggregate | null = null;
-  private newest: Aggregate | null = null;
+  private readonly recency = new RecencyList<Aggregate>();
   private readonly clock: Clock;
   private readonly maxEntries: number;
   private readonly onRecord: ((event: FindingEvent) => void) | undefined;
@@ -213,9 +210,9 @@ export class FindingsStore {
     const reason = event.reason.length > FINDINGS_REASON_MAX_CHARS ? event.reason.slice(0, FINDINGS_REASON_MAX_CHARS) : event.reason;
     let aggregate = this.aggregates.get(key);
     if (aggregate === undefined) {
-      while (this.aggregates.size >= this.maxEntries && this.oldest !== null) {
-        const evicted = this.oldest;
-        this.unlink(evicted);
+      while (this.aggregates.size >= this.maxEntries && this.recency.oldest !== null) {
+        const evicted = this.recency.oldest;
+        this.recency.remove(evicted);
         this.aggregates.delete(evicted.key);
         this.evictedEntries++;
       }
@@ -237,10 +234,9 @@ export class FindingsStore {
         newer: null,
       };
       this.aggregates.set(key, aggregate);
-      this.linkNewest(aggregate);
-    } else if (this.newest !== aggregate) {
-      this.unlink(aggregate);
-      this.linkNewest(aggregate);
+      this.recency.pushNewest(aggregate);
+    } else {
+      this.recency.moveToNewest(aggregate);
     }
     aggregate.count++;
     aggregate.lastSeenMs = Math.max(aggregate.lastSeenMs, now);
@@ -256,7 +252,7 @@ export class FindingsStore {
   query(filter: FindingsFilter): FindingsView {
     const findings: FindingJson[] = [];
     let total = 0;
-    for (let a = this.newest; a !== null; a = a.older) {
+    for (let a = this.recency.newest; a !== null; a = a.older) {
       if (filter.type !== undefined && a.type !== filter.type) continue;
       if (filter.sourceGroup !== undefined && a.sourceGroup !== filter.sourceGroup) continue;
       if (filter.sinceMs !== undefined && a.lastSeenMs < filter.sinceMs) continue;
@@ -288,22 +284,5 @@ export class FindingsStore {
   /** Events recorded since start. */
   get recorded(): number {
     return this.recordedEvents;
-  }
-
-  private linkNewest(aggregate: Aggregate): void {
-    aggregate.older = this.newest;
-    aggregate.newer = null;
-    if (this.newest === null) this.oldest = aggregate;
-    else this.newest.newer = aggregate;
-    this.newest = aggregate;
-  }
-
-  private unlink(aggregate: Aggregate): void {
-    if (aggregate.older === null) this.oldest = aggregate.newer;
-    else aggregate.older.newer = aggregate.newer;
-    if (aggregate.newer === null) this.newest = aggregate.older;
-    else aggregate.newer.older = aggregate.older;
-    aggregate.older = null;
-    aggregate.newer = null;
   }
 }
