@@ -8,30 +8,35 @@ import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { TestCluster } from '../sim/cluster.js';
 
+/** Holds back `leader`'s persist, proposes `data` and processes one Ready (its early messages go out); returns the entry's index. */
+function proposeWithPersistHeld(c: TestCluster, leader: string, data: string): number {
+  c.holdPersist.add(leader);
+  const r = c.raft(leader).propose(data);
+  assert.ok(r.ok, `the proposal was refused: ${r.ok ? '' : r.reason}`);
+  c.processReady(leader);
+  return r.index;
+}
+
 test('with one of three voters down, a follower ack alone does not commit while the leader has not persisted', () => {
   const c = new TestCluster({ voters: ['n1', 'n2', 'n3'] });
   c.elect('n1');
   c.propose('n1', 'before');
   c.run(2);
   c.crash('n3');
-  c.holdPersist.add('n1');
-  const r = c.raft('n1').propose('x');
-  assert.equal(r.ok, true);
-  if (!r.ok) return;
-  c.processReady('n1');
+  const index = proposeWithPersistHeld(c, 'n1', 'x');
   // The append went out before the leader's persist: n2 stores and acknowledges it.
-  assert.ok(c.queue.some((m) => m.type === 'append' && m.to === 'n2' && m.entries.some((e) => e.index === r.index)));
+  assert.ok(c.queue.some((m) => m.type === 'append' && m.to === 'n2' && m.entries.some((e) => e.index === index)));
   c.deliver();
   const st = c.raft('n1').status();
-  assert.equal(st.progress?.['n2']?.match, r.index, 'n2 acknowledged the entry');
-  assert.ok((st.progress?.['n1']?.match ?? 0) < r.index, 'the leader does not count its unpersisted copy');
-  assert.ok(c.node('n1').storage.lastIndex() < r.index, 'the leader has not persisted it');
-  assert.ok(st.commit < r.index, `one durable copy of three is no quorum (commit ${st.commit})`);
+  assert.equal(st.progress?.['n2']?.match, index, 'n2 acknowledged the entry');
+  assert.ok((st.progress?.['n1']?.match ?? 0) < index, 'the leader does not count its unpersisted copy');
+  assert.ok(c.node('n1').storage.lastIndex() < index, 'the leader has not persisted it');
+  assert.ok(st.commit < index, `one durable copy of three is no quorum (commit ${st.commit})`);
   assert.ok(!c.node('n1').applied.includes('x') && !c.node('n2').applied.includes('x'));
 
   c.releasePersist('n1');
   c.stabilize();
-  assert.equal(c.raft('n1').status().commit, r.index, 'durable on the leader and n2: committed');
+  assert.equal(c.raft('n1').status().commit, index, 'durable on the leader and n2: committed');
   assert.deepEqual(c.node('n1').applied, ['before', 'x']);
   assert.deepEqual(c.node('n2').applied, ['before', 'x']);
 });
@@ -39,14 +44,10 @@ test('with one of three voters down, a follower ack alone does not commit while 
 test('with every voter up, two follower acks commit before the leader has persisted its own copy', () => {
   const c = new TestCluster({ voters: ['n1', 'n2', 'n3'] });
   c.elect('n1');
-  c.holdPersist.add('n1');
-  const r = c.raft('n1').propose('x');
-  assert.equal(r.ok, true);
-  if (!r.ok) return;
-  c.processReady('n1');
+  const index = proposeWithPersistHeld(c, 'n1', 'x');
   c.deliver();
-  assert.equal(c.raft('n1').status().commit, r.index, 'two of three voters hold it durably: committed');
-  assert.ok(c.node('n1').storage.lastIndex() < r.index, 'while the leader has not persisted it');
+  assert.equal(c.raft('n1').status().commit, index, 'two of three voters hold it durably: committed');
+  assert.ok(c.node('n1').storage.lastIndex() < index, 'while the leader has not persisted it');
   // Nothing is applied before the leader's own copy is durable: the host persists, then applies.
   assert.ok(!c.node('n1').applied.includes('x'));
   c.releasePersist('n1');
@@ -59,12 +60,8 @@ test('a sole voter commits on append but tells its learner nothing before the en
   c.elect('n1');
   c.propose('n1', 'before');
   c.run(2);
-  c.holdPersist.add('n1');
-  const r = c.raft('n1').propose('x');
-  assert.equal(r.ok, true);
-  if (!r.ok) return;
-  c.processReady('n1');
-  assert.equal(c.raft('n1').status().commit, r.index, 'no other voter: committed on append');
+  const index = proposeWithPersistHeld(c, 'n1', 'x');
+  assert.equal(c.raft('n1').status().commit, index, 'no other voter: committed on append');
   const held = c.node('n1').held;
   assert.ok(held !== null);
   assert.deepEqual(held.earlyMessages, [], 'the commit counts an unpersisted copy: nothing leaves early');
@@ -83,16 +80,12 @@ test('a leader that crashes after replicating but before persisting loses only a
   c.propose('n1', 'before');
   c.run(2);
   c.crash('n3');
-  c.holdPersist.add('n1');
-  const r = c.raft('n1').propose('x');
-  assert.equal(r.ok, true);
-  if (!r.ok) return;
-  c.processReady('n1');
+  const index = proposeWithPersistHeld(c, 'n1', 'x');
   c.deliver();
-  assert.ok(c.raft('n1').status().commit < r.index);
-  assert.equal(c.node('n2').storage.lastIndex(), r.index, 'n2 holds the entry durably');
+  assert.ok(c.raft('n1').status().commit < index);
+  assert.equal(c.node('n2').storage.lastIndex(), index, 'n2 holds the entry durably');
   c.crash('n1');
-  assert.ok(c.node('n1').storage.lastIndex() < r.index, 'the crash lost the leader copy');
+  assert.ok(c.node('n1').storage.lastIndex() < index, 'the crash lost the leader copy');
   c.restart('n1');
   c.restart('n3');
   // n3 and the restarted n1 both lack the entry: n3 can win with n1's vote and drop it, which is
