@@ -146,11 +146,64 @@ export interface CompiledRule {
   readonly decision: Decision;
 }
 
+/** Ints per rule in `CompiledGroup.ruleRecords` (32 bytes: a candidate's check touches one record). */
+export const RULE_RECORD_INTS = 8;
+/** Port ranges kept inline in a rule record; a rule with more is checked by its `PortMatcher`. */
+export const MAX_INLINE_PORT_RANGES = 3;
+/** Bits of a rule record's first int: the selectors the rule has, and its proto in bits 8–9. */
+export const RULE_HAS_HOST = 1;
+export const RULE_HAS_DST_IPS = 2;
+export const RULE_HAS_DST_CIDRS = 4;
+export const RULE_HAS_SNI = 8;
+export const RULE_HAS_HTTP = 16;
+export const RULE_HAS_PORTS = 32;
+/** The rule's ports are not inline: check them with `rule.ports`. */
+export const RULE_PORTS_BY_MATCHER = 64;
+export const RULE_PROTO_SHIFT = 8;
+/** Proto codes in a rule record (0: no constraint). */
+export const PROTO_TCP = 1;
+export const PROTO_UDP = 2;
+
+/**
+ * A rule's flags, proto and (up to `MAX_INLINE_PORT_RANGES`) port ranges as one record:
+ * `[flags | proto << 8, inline range count, lo0, hi0, lo1, hi1, lo2, hi2]`.
+ */
+function ruleRecord(rule: CompiledRule, portRanges: readonly { lo: number; hi: number }[] | null): number[] {
+  let flags = 0;
+  if (rule.host !== null) flags |= RULE_HAS_HOST;
+  if (rule.dstIps !== null) flags |= RULE_HAS_DST_IPS;
+  if (rule.dstCidrs !== null) flags |= RULE_HAS_DST_CIDRS;
+  if (rule.sni !== null) flags |= RULE_HAS_SNI;
+  if (rule.http !== null) flags |= RULE_HAS_HTTP;
+  const record = [0, 0, 0, 0, 0, 0, 0, 0];
+  if (portRanges !== null) {
+    flags |= RULE_HAS_PORTS;
+    if (portRanges.length > MAX_INLINE_PORT_RANGES) {
+      flags |= RULE_PORTS_BY_MATCHER;
+    } else {
+      record[1] = portRanges.length;
+      portRanges.forEach(({ lo, hi }, i) => {
+        record[2 + 2 * i] = lo;
+        record[3 + 2 * i] = hi;
+      });
+    }
+  }
+  const proto = rule.proto === 'tcp' ? PROTO_TCP : rule.proto === 'udp' ? PROTO_UDP : 0;
+  record[0] = flags | (proto << RULE_PROTO_SHIFT);
+  return record;
+}
+
 export interface CompiledGroup {
   readonly id: string;
   /** Position in the evaluation order of groups. */
   readonly rank: number;
   readonly rules: readonly CompiledRule[];
+  /**
+   * Per rule order, `RULE_RECORD_INTS` ints (see `ruleRecord`): the evaluator checks a
+   * candidate's proto and ports, and learns which selectors remain, from this compact record,
+   * and loads the rule's matchers only for selectors no index proved.
+   */
+  readonly ruleRecords: Int32Array;
   /** `rules[order].decision` by order: a rule an index alone proves is decided without loading the rule. */
   readonly decisions: readonly Decision[];
   /** Rules with an indexable `dns_hostname`; serves DNS and connection decisions. */
@@ -498,6 +551,7 @@ function compileGroup(group: SourceGroup, groupIndex: number, rank: number, issu
   const groupMode: PolicyMode = group.mode ?? 'enforce';
   const rules = group.rules ?? [];
   const compiledRules: CompiledRule[] = [];
+  const rulePortRanges: (readonly { lo: number; hi: number }[] | null)[] = [];
   const hostIndex = new HostnameIndex();
   const dnsUnindexed: number[] = [];
   const dstIndex = new PrefixIndex();
@@ -514,6 +568,7 @@ function compileGroup(group: SourceGroup, groupIndex: number, rank: number, issu
     counters.regexes += ctx.regexes;
     if (plan === null) continue;
     compiledRules.push(plan.rule);
+    rulePortRanges.push(plan.portRanges);
 
     if (plan.hasHost && plan.hostKeys === null) dnsUnindexed.push(order);
     if (plan.hostKeys !== null) {
@@ -539,6 +594,8 @@ function compileGroup(group: SourceGroup, groupIndex: number, rank: number, issu
     }
   }
 
+  const ruleRecords = new Int32Array(compiledRules.length * RULE_RECORD_INTS);
+  compiledRules.forEach((rule, order) => ruleRecords.set(ruleRecord(rule, rulePortRanges[order] ?? null), order * RULE_RECORD_INTS));
   hostIndex.seal();
   dstIndex.seal();
   sniIndex.seal();
@@ -547,6 +604,7 @@ function compileGroup(group: SourceGroup, groupIndex: number, rank: number, issu
     id: group.id,
     rank,
     rules: compiledRules,
+    ruleRecords,
     decisions: compiledRules.map((r) => r.decision),
     hostIndex,
     dnsUnindexed,
