@@ -311,6 +311,11 @@ interface HostKeys {
   exact: string[];
   /** Domains the selector matches with their subdomains (`suffix`): a hit proves a match. */
   labelSuffix: string[];
+  /**
+   * Domains whose subdomains without a line terminator, and no other names, the selector
+   * matches (regexes `(.*\.)?domain`): a hit proves a match for such a name.
+   */
+  plainLabelSuffix: string[];
   /** Domains every match lies in (globs, regex tails): a hit makes the rule a candidate. */
   labelSuffixCandidates: string[];
   /** Characters every match of some entry ends with (regex tails off label boundaries). */
@@ -322,6 +327,7 @@ interface HostKeys {
 function addHostKeys(index: HostnameIndex, keys: HostKeys, order: number): void {
   for (const k of keys.exact) index.addExact(k, order);
   for (const k of keys.labelSuffix) index.addLabelSuffix(k, order);
+  for (const k of keys.plainLabelSuffix) index.addPlainLabelSuffix(k, order);
   for (const k of keys.labelSuffixCandidates) index.addLabelSuffixCandidate(k, order);
   for (const k of keys.stringSuffix) index.addStringSuffix(k, order);
   for (const k of keys.stringPrefix) index.addStringPrefix(k, order);
@@ -372,6 +378,27 @@ function regexKeys(tails: readonly LiteralTail[] | null, heads: readonly string[
   return { labelSuffix, stringSuffix, stringPrefix: [] };
 }
 
+/** A literal name, optionally anchored: labels `[A-Za-z0-9_-]+` separated by `\.`. */
+const LITERAL_NAME_REGEX = /^\^?((?:[A-Za-z0-9_-]+\\\.)*[A-Za-z0-9_-]+)\$?$/;
+/** `(.*\.)?` or `(?:.*\.)?` before a literal name, optionally anchored. */
+const LITERAL_SUBDOMAINS_REGEX = /^\^?\((?:\?:)?\.\*\\\.\)\?((?:[A-Za-z0-9_-]+\\\.)*[A-Za-z0-9_-]+)\$?$/;
+
+/**
+ * The name a hostname regex (compiled as `^(?:source)$`, case-insensitive) matches when the
+ * source is a literal name, or is `(.*\.)?` before a literal name (`subdomains`), else null.
+ * Such a regex needs no execution: a literal matches exactly the (lowercased) name, and the
+ * subdomain form exactly the names that have the name as label suffix and contain no line
+ * terminator (which `.` does not match). Letters are ASCII, so case-insensitive matching of a
+ * normalised hostname is equality with the lowercased literal.
+ */
+export function literalHostRegex(source: string): { name: string; subdomains: boolean } | null {
+  const subdomains = LITERAL_SUBDOMAINS_REGEX.exec(source);
+  const match = subdomains ?? LITERAL_NAME_REGEX.exec(source);
+  if (match === null) return null;
+  const name = (match[1] as string).replaceAll('\\.', '.').toLowerCase();
+  return { name, subdomains: subdomains !== null };
+}
+
 function compileRegex(
   ctx: RuleContext,
   where: string,
@@ -400,7 +427,7 @@ function compileHostSelector(
   where: string,
   spec: { exact?: readonly string[]; suffix?: readonly string[]; glob?: readonly string[]; regex?: string },
 ): CompiledHostSelector | null {
-  const keys: HostKeys = { exact: [], labelSuffix: [], labelSuffixCandidates: [], stringSuffix: [], stringPrefix: [] };
+  const keys: HostKeys = { exact: [], labelSuffix: [], plainLabelSuffix: [], labelSuffixCandidates: [], stringSuffix: [], stringPrefix: [] };
   let indexable = true;
   const exact = spec.exact === undefined ? null : new Set(spec.exact.map(normalizeHostname));
   if (exact !== null) keys.exact.push(...exact);
@@ -423,7 +450,10 @@ function compileHostSelector(
     const compiled = compileRegex(ctx, where, spec.regex, 'hostname');
     if (compiled === null) return null;
     regex = compiled.regex;
-    if (compiled.keys === null) {
+    const literal = literalHostRegex(spec.regex);
+    if (literal !== null) {
+      (literal.subdomains ? keys.plainLabelSuffix : keys.exact).push(literal.name);
+    } else if (compiled.keys === null) {
       indexable = false;
     } else {
       keys.labelSuffixCandidates.push(...compiled.keys.labelSuffix);

@@ -230,6 +230,11 @@ export class NameProbe {
    */
   readonly parentStarts = new Int32Array(MAX_HOSTNAME_CHARS);
   parentCount = 0;
+  /**
+   * Whether the name has no line terminator (`\n`, `\r`, U+2028, U+2029), the characters a
+   * regex `.` does not match: only then does a `plainSuffix` key prove its regex matches.
+   */
+  plain = true;
   /** `headHashes[k]`: the hash of the first `k` characters, valid up to `headsComputed`. */
   private readonly headHashes = new Int32Array(MAX_HOSTNAME_CHARS + 1).fill(HASH_SEED, 0, 1);
   private headsComputed = 0;
@@ -243,14 +248,17 @@ export class NameProbe {
     const starts = this.parentStarts;
     let hash = HASH_SEED;
     let parents = 0;
+    let plain = true;
     tails[0] = hash;
     for (let k = 1; k <= length; k++) {
       const code = name.charCodeAt(length - k);
       if (code === 46) starts[parents++] = length - k + 1;
+      else if (code === 10 || code === 13 || code === 0x2028 || code === 0x2029) plain = false;
       hash = hashStep(hash, code);
       tails[k] = hash;
     }
     this.parentCount = parents;
+    this.plain = plain;
     this.headsComputed = 0;
   }
 
@@ -270,12 +278,12 @@ export class NameProbe {
   }
 }
 
-/** Ints per key record of a `KeyTable`: `[hash, key start in the arena, key length, list codes × 4, unused]`. */
+/** Ints per key record of a `KeyTable`: `[hash, key start in the arena, key length, list codes × 5]`. */
 const RECORD_INTS = 8;
 /** Where a record's list codes begin. */
 const RECORD_LISTS = 3;
 /** Lists (kinds of rule lists) per key. */
-const LISTS_PER_KEY = 4;
+const LISTS_PER_KEY = 5;
 /** A key's id is kept in the low 24 bits of its slot tag, a fingerprint of its hash in the high 8. */
 const ID_BITS = 24;
 const ID_MASK = (1 << ID_BITS) - 1;
@@ -319,7 +327,7 @@ class KeyTable {
     if (!Number.isInteger(order) || order < 0) throw new Error('KeyTable: orders are integers >= 0');
     let lists = this.building.get(key);
     if (lists === undefined) {
-      lists = [[], [], [], []];
+      lists = [[], [], [], [], []];
       this.building.set(key, lists);
       this.count++;
     }
@@ -417,6 +425,11 @@ const SUFFIX = 1;
 const SUFFIX_CANDIDATES = 2;
 /** Rules that can match only names ending with these characters. */
 const STRING_SUFFIX = 3;
+/**
+ * Rules matching this domain and its subdomains whose names have no line terminator, and no
+ * other names (regexes `(.*\.)?domain`): proven for a `plain` name, candidates otherwise.
+ */
+const PLAIN_SUFFIX = 4;
 /** The one list of a prefix key: rules whose matches all start with it. */
 const PREFIX = 0;
 
@@ -475,6 +488,16 @@ export class HostnameIndex {
     this.hasSuffixKeys = true;
   }
 
+  /**
+   * The rule matches exactly `domain` and those of its subdomains without a line terminator (the
+   * names the regex `(.*\.)?domain` matches): a hit proves the match for a `plain` name.
+   */
+  addPlainLabelSuffix(domain: string, order: number): void {
+    this.names.add(domain, PLAIN_SUFFIX, order);
+    this.hasNames = true;
+    this.hasSuffixKeys = true;
+  }
+
   /** The rule can match only `domain` or its subdomains. */
   addLabelSuffixCandidate(domain: string, order: number): void {
     this.names.add(domain, SUFFIX_CANDIDATES, order);
@@ -524,6 +547,7 @@ export class HostnameIndex {
       const names = this.names;
       const records = names.records;
       const lists = names.lists;
+      const plainProof = probe.plain ? proof : 0;
       const whole = names.find(name, 0, length, tails[length] as number);
       if (whole >= 0) {
         const at = whole + RECORD_LISTS;
@@ -531,6 +555,7 @@ export class HostnameIndex {
         n = push(records[at + SUFFIX] as number, lists, proof, out, proofs, n);
         n = push(records[at + SUFFIX_CANDIDATES] as number, lists, 0, out, proofs, n);
         n = push(records[at + STRING_SUFFIX] as number, lists, 0, out, proofs, n);
+        n = push(records[at + PLAIN_SUFFIX] as number, lists, plainProof, out, proofs, n);
       }
       if (this.hasSuffixKeys) {
         const starts = probe.parentStarts;
@@ -541,6 +566,7 @@ export class HostnameIndex {
             const at = parent + RECORD_LISTS;
             n = push(records[at + SUFFIX] as number, lists, proof, out, proofs, n);
             n = push(records[at + SUFFIX_CANDIDATES] as number, lists, 0, out, proofs, n);
+            n = push(records[at + PLAIN_SUFFIX] as number, lists, plainProof, out, proofs, n);
           }
         }
       }
