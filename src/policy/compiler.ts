@@ -204,6 +204,13 @@ export interface CompiledGroup {
    * and loads the rule's matchers only for selectors no index proved.
    */
   readonly ruleRecords: Int32Array;
+  /**
+   * Per rule order, `[start, end)` in `hostGlobText` of the rule's globs (joined by `,`) when its
+   * `dns_hostname` has only globs, else `[-1, -1]`: checking such a candidate reads this pair and
+   * the characters, not the rule's matcher objects.
+   */
+  readonly hostGlobSpans: Int32Array;
+  readonly hostGlobText: string;
   /** `rules[order].decision` by order: a rule an index alone proves is decided without loading the rule. */
   readonly decisions: readonly Decision[];
   /** Rules with an indexable `dns_hostname`; serves DNS and connection decisions. */
@@ -420,6 +427,8 @@ function compileRegex(
 interface CompiledHostSelector {
   readonly matcher: HostnameMatcher;
   readonly keys: HostKeys | null;
+  /** The normalised globs when the selector has globs and nothing else, else null. */
+  readonly globsOnly: readonly string[] | null;
 }
 
 function compileHostSelector(
@@ -461,7 +470,8 @@ function compileHostSelector(
       keys.stringPrefix.push(...compiled.keys.stringPrefix);
     }
   }
-  return { matcher: new HostnameMatcher(exact, suffixes, globs, regex), keys: indexable ? keys : null };
+  const globsOnly = globs !== null && exact === null && suffixes === null && regex === null ? globs.map((g) => g.text) : null;
+  return { matcher: new HostnameMatcher(exact, suffixes, globs, regex), keys: indexable ? keys : null, globsOnly };
 }
 
 function compileAddresses(ctx: RuleContext, where: string, entries: readonly string[], cidr: boolean): IpPrefix[] | null {
@@ -489,6 +499,7 @@ function compileAddresses(ctx: RuleContext, where: string, entries: readonly str
 interface RulePlan {
   readonly rule: CompiledRule;
   readonly hostKeys: HostKeys | null;
+  readonly hostGlobs: readonly string[] | null;
   readonly hasHost: boolean;
   readonly dstIpPrefixes: readonly IpPrefix[] | null;
   readonly dstCidrPrefixes: readonly IpPrefix[] | null;
@@ -564,6 +575,7 @@ function compileRule(ctx: RuleContext, groupId: string, groupMode: PolicyMode, r
   return {
     rule: compiled,
     hostKeys: host?.keys ?? null,
+    hostGlobs: host?.globsOnly ?? null,
     hasHost: host !== null,
     dstIpPrefixes,
     dstCidrPrefixes,
@@ -582,6 +594,7 @@ function compileGroup(group: SourceGroup, groupIndex: number, rank: number, issu
   const rules = group.rules ?? [];
   const compiledRules: CompiledRule[] = [];
   const rulePortRanges: (readonly { lo: number; hi: number }[] | null)[] = [];
+  const ruleHostGlobs: (readonly string[] | null)[] = [];
   const hostIndex = new HostnameIndex();
   const dnsUnindexed: number[] = [];
   const dstIndex = new PrefixIndex();
@@ -599,6 +612,7 @@ function compileGroup(group: SourceGroup, groupIndex: number, rank: number, issu
     if (plan === null) continue;
     compiledRules.push(plan.rule);
     rulePortRanges.push(plan.portRanges);
+    ruleHostGlobs.push(plan.hostGlobs);
 
     if (plan.hasHost && plan.hostKeys === null) dnsUnindexed.push(order);
     if (plan.hostKeys !== null) {
@@ -626,6 +640,19 @@ function compileGroup(group: SourceGroup, groupIndex: number, rank: number, issu
 
   const ruleRecords = new Int32Array(compiledRules.length * RULE_RECORD_INTS);
   compiledRules.forEach((rule, order) => ruleRecords.set(ruleRecord(rule, rulePortRanges[order] ?? null), order * RULE_RECORD_INTS));
+  const hostGlobSpans = new Int32Array(compiledRules.length * 2).fill(-1);
+  const globParts: string[] = [];
+  let globChars = 0;
+  ruleHostGlobs.forEach((globs, order) => {
+    // Globs are hostnames with `*` (never a `,`), checked by the schema; keep any other on its matcher.
+    if (globs === null || globs.some((g) => g.includes(','))) return;
+    const joined = globs.join(',');
+    hostGlobSpans[2 * order] = globChars;
+    hostGlobSpans[2 * order + 1] = globChars + joined.length;
+    globParts.push(joined);
+    globChars += joined.length + 1;
+  });
+  const hostGlobText = globParts.join(',');
   hostIndex.seal();
   dstIndex.seal();
   sniIndex.seal();
@@ -635,6 +662,8 @@ function compileGroup(group: SourceGroup, groupIndex: number, rank: number, issu
     rank,
     rules: compiledRules,
     ruleRecords,
+    hostGlobSpans,
+    hostGlobText,
     decisions: compiledRules.map((r) => r.decision),
     hostIndex,
     dnsUnindexed,

@@ -67,7 +67,7 @@ import {
   RULE_RECORD_INTS,
 } from './compiler.js';
 import type { CompiledGroup, CompiledPolicy, CompiledRule, NormalizedHttp } from './compiler.js';
-import { MAX_HOSTNAME_CHARS, NameProbe, normalizeHostname } from './hostname.js';
+import { MAX_HOSTNAME_CHARS, NameProbe, globMatches, normalizeHostname } from './hostname.js';
 import type { IpAddress } from './ip.js';
 import { ipv4Scratch, parseInputIp, parseInputIpReusing } from './ip.js';
 import type { ConnectionFlow, Decision, DnsQuery, HttpRequestInfo } from './types.js';
@@ -157,6 +157,25 @@ function resetPositions(count: number): void {
   for (let i = 0; i < count; i++) positions[i] = 0;
 }
 
+/**
+ * Whether the `dns_hostname` of the group's rule `order` matches `hostname`: a rule with only
+ * globs is checked against its globs in the group's glob text, others by their matcher.
+ */
+function hostMatches(group: CompiledGroup, order: number, hostname: string): boolean {
+  const spans = group.hostGlobSpans;
+  const start = spans[2 * order] as number;
+  if (start < 0) return ((group.rules[order] as CompiledRule).host as NonNullable<CompiledRule['host']>).matches(hostname);
+  const end = spans[2 * order + 1] as number;
+  const text = group.hostGlobText;
+  for (let from = start; from < end; ) {
+    let to = text.indexOf(',', from);
+    if (to < 0 || to > end) to = end;
+    if (globMatches(text, from, to, hostname)) return true;
+    from = to + 1;
+  }
+  return false;
+}
+
 /** The decision of the group's first DNS rule matching the probed name, or null. */
 function firstDnsDecision(group: CompiledGroup, probe: NameProbe): Decision | null {
   let count = group.hostIndex.collect(probe, ruleHits, hitProofs, 0, PROVES_HOST);
@@ -173,8 +192,7 @@ function firstDnsDecision(group: CompiledGroup, probe: NameProbe): Decision | nu
   for (let order = nextCandidate(count); order >= 0; order = nextCandidate(count)) {
     candidatesExamined++;
     if ((candidateProof & PROVES_HOST) !== 0) return group.decisions[order] as Decision;
-    const rule = group.rules[order] as CompiledRule;
-    if ((rule.host as NonNullable<CompiledRule['host']>).matches(probe.name)) return rule.decision;
+    if (hostMatches(group, order, probe.name)) return group.decisions[order] as Decision;
   }
   return null;
 }
@@ -206,13 +224,16 @@ function ruleMatchesConnection(group: CompiledGroup, order: number, flow: Normal
   if ((proof & PROVES_HOST) !== 0) left &= ~RULE_HAS_HOST;
   if ((proof & PROVES_SNI) !== 0) left &= ~RULE_HAS_SNI;
   if ((proof & PROVES_DST) !== 0) left &= (left & RULE_HAS_DST_IPS) !== 0 ? ~RULE_HAS_DST_IPS : ~RULE_HAS_DST_CIDRS;
+  if ((left & RULE_HAS_HOST) !== 0) {
+    if (flow.hostname === null || !hostMatches(group, order, flow.hostname)) return false;
+    left &= ~RULE_HAS_HOST;
+  }
   const byMatcher = (head & RULE_PORTS_BY_MATCHER) !== 0 && (proof & PROVES_PORTS) === 0;
   if (left === 0 && !byMatcher) return true;
   const rule = group.rules[order] as CompiledRule;
   if (byMatcher && !(rule.ports as NonNullable<CompiledRule['ports']>).matches(flow.port)) return false;
   if ((left & RULE_HAS_DST_IPS) !== 0 && (flow.dst === null || !(rule.dstIps as NonNullable<CompiledRule['dstIps']>).matches(flow.dst))) return false;
   if ((left & RULE_HAS_DST_CIDRS) !== 0 && (flow.dst === null || !(rule.dstCidrs as NonNullable<CompiledRule['dstCidrs']>).matches(flow.dst))) return false;
-  if ((left & RULE_HAS_HOST) !== 0 && (flow.hostname === null || !(rule.host as NonNullable<CompiledRule['host']>).matches(flow.hostname))) return false;
   if ((left & RULE_HAS_SNI) !== 0 && (flow.sni === null || !(rule.sni as NonNullable<CompiledRule['sni']>).matches(flow.sni))) return false;
   if ((left & RULE_HAS_HTTP) !== 0 && (flow.http === null || !(rule.http as NonNullable<CompiledRule['http']>).matches(flow.http))) return false;
   return true;

@@ -67,19 +67,20 @@ export function hasLabelSuffix(hostname: string, suffix: string): boolean {
 }
 
 /**
- * Matches the label `text[start, end)` against one glob label where `*` is any run of characters.
- * The classic two-pointer algorithm: O(label × pattern) in the worst case, no backtracking blow-up.
+ * Matches the label `text[start, end)` against the glob label `pattern[patternStart, patternEnd)`
+ * where `*` is any run of characters. The classic two-pointer algorithm: O(label × pattern) in
+ * the worst case, no backtracking blow-up.
  */
-function globLabelMatches(pattern: string, text: string, start: number, end: number): boolean {
-  let p = 0;
+function globLabelMatches(pattern: string, patternStart: number, patternEnd: number, text: string, start: number, end: number): boolean {
+  let p = patternStart;
   let t = start;
   let starP = -1;
   let starT = start;
   while (t < end) {
-    if (p < pattern.length && pattern.charCodeAt(p) === 42) {
+    if (p < patternEnd && pattern.charCodeAt(p) === 42) {
       starP = p++;
       starT = t;
-    } else if (p < pattern.length && pattern.charCodeAt(p) === text.charCodeAt(t)) {
+    } else if (p < patternEnd && pattern.charCodeAt(p) === text.charCodeAt(t)) {
       p++;
       t++;
     } else if (starP >= 0) {
@@ -89,8 +90,30 @@ function globLabelMatches(pattern: string, text: string, start: number, end: num
       return false;
     }
   }
-  while (p < pattern.length && pattern.charCodeAt(p) === 42) p++;
-  return p === pattern.length;
+  while (p < patternEnd && pattern.charCodeAt(p) === 42) p++;
+  return p === patternEnd;
+}
+
+/**
+ * Whether `hostname` matches the glob `pattern[start, end)` (both normalised): as many labels,
+ * each matching its glob label, where `*` matches within one label. Reads the pattern in place,
+ * so a group can keep its rules' globs in one string.
+ */
+export function globMatches(pattern: string, start: number, end: number, hostname: string): boolean {
+  let p = start;
+  let t = 0;
+  for (;;) {
+    let patternDot = pattern.indexOf('.', p);
+    if (patternDot < 0 || patternDot > end) patternDot = end;
+    let dot = hostname.indexOf('.', t);
+    if (dot < 0) dot = hostname.length;
+    if (!globLabelMatches(pattern, p, patternDot, hostname, t, dot)) return false;
+    const patternDone = patternDot === end;
+    const nameDone = dot === hostname.length;
+    if (patternDone || nameDone) return patternDone && nameDone;
+    p = patternDot + 1;
+    t = dot + 1;
+  }
 }
 
 /** A compiled glob: `*` matches within one label, so the label counts must agree. */
@@ -98,21 +121,12 @@ export class HostnameGlob {
   private readonly labels: readonly string[];
 
   /** `glob` must be normalised. */
-  constructor(glob: string) {
-    this.labels = glob.split('.');
+  constructor(readonly text: string) {
+    this.labels = text.split('.');
   }
 
   matches(hostname: string): boolean {
-    const labels = this.labels;
-    let start = 0;
-    for (let i = 0; i < labels.length; i++) {
-      const dot = hostname.indexOf('.', start);
-      const last = i === labels.length - 1;
-      if (last !== (dot < 0)) return false;
-      if (!globLabelMatches(labels[i] as string, hostname, start, last ? hostname.length : dot)) return false;
-      start = dot + 1;
-    }
-    return true;
+    return globMatches(this.text, 0, this.text.length, hostname);
   }
 
   /**
