@@ -447,6 +447,11 @@ const PLAIN_SUFFIX = 4;
 /** The one list of a prefix key: rules whose matches all start with it. */
 const PREFIX = 0;
 
+/** The bit of a key hash in a parent filter of `2 ** (32 - shift)` bits. */
+function filterBitOf(hash: number, shift: number): number {
+  return shift >= 32 ? 0 : Math.imul(hash, 0x9e3779b1) >>> shift;
+}
+
 // One-element lists handed to the evaluator for inline singletons, one per output position.
 // Valid until the next `collect` writes the same position; decisions consume them first.
 const singletons: number[][] = [];
@@ -486,6 +491,15 @@ export class HostnameIndex {
   private readonly prefixLengths: number[] = [];
   /** Whether any name key has a parent-domain list (else parents need no probe). */
   private hasSuffixKeys = false;
+  /** Keys with a parent-domain list, until `seal` puts them in `parentFilter`. */
+  private parentKeys: string[] | null = [];
+  /**
+   * A one-hash Bloom filter (bit set) of the keys with a parent-domain list, at least 16 bits per
+   * key: a parent domain whose bit is clear has no such list, so most parent probes read one line
+   * of this small array instead of a random line of the (larger) table.
+   */
+  private parentFilter = new Int32Array(1);
+  private parentFilterShift = 32;
   private hasNames = false;
   private sealed = false;
 
@@ -498,6 +512,7 @@ export class HostnameIndex {
   /** The rule matches `domain` and its subdomains. */
   addLabelSuffix(domain: string, order: number): void {
     this.names.add(domain, SUFFIX, order);
+    this.parentKeys?.push(domain);
     this.hasNames = true;
     this.hasSuffixKeys = true;
   }
@@ -508,6 +523,7 @@ export class HostnameIndex {
    */
   addPlainLabelSuffix(domain: string, order: number): void {
     this.names.add(domain, PLAIN_SUFFIX, order);
+    this.parentKeys?.push(domain);
     this.hasNames = true;
     this.hasSuffixKeys = true;
   }
@@ -515,6 +531,7 @@ export class HostnameIndex {
   /** The rule can match only `domain` or its subdomains. */
   addLabelSuffixCandidate(domain: string, order: number): void {
     this.names.add(domain, SUFFIX_CANDIDATES, order);
+    this.parentKeys?.push(domain);
     this.hasNames = true;
     this.hasSuffixKeys = true;
   }
@@ -534,8 +551,19 @@ export class HostnameIndex {
 
   /** Freezes the keys into their lookup tables. */
   seal(): void {
+    if (this.sealed) return;
     this.names.seal(tailHashOf);
     this.prefixes.seal(headHashOf);
+    const parentKeys = this.parentKeys as string[];
+    let bitsLog2 = 5;
+    while (1 << bitsLog2 < parentKeys.length * 16 && bitsLog2 < 30) bitsLog2++;
+    this.parentFilter = new Int32Array((1 << bitsLog2) >>> 5);
+    this.parentFilterShift = 32 - bitsLog2;
+    for (const key of parentKeys) {
+      const bit = filterBitOf(tailHashOf(key), this.parentFilterShift);
+      this.parentFilter[bit >>> 5] = (this.parentFilter[bit >>> 5] as number) | (1 << (bit & 31));
+    }
+    this.parentKeys = null;
     this.sealed = true;
   }
 
@@ -575,7 +603,10 @@ export class HostnameIndex {
         const starts = probe.parentStarts;
         for (let i = 0; i < probe.parentCount; i++) {
           const start = starts[i] as number;
-          const parent = names.find(name, start, length - start, tails[length - start] as number);
+          const hash = tails[length - start] as number;
+          const bit = filterBitOf(hash, this.parentFilterShift);
+          if (((this.parentFilter[bit >>> 5] as number) & (1 << (bit & 31))) === 0) continue;
+          const parent = names.find(name, start, length - start, hash);
           if (parent >= 0) {
             const at = parent + RECORD_LISTS;
             n = push(records[at + SUFFIX] as number, lists, proof, out, proofs, n);
