@@ -7,7 +7,9 @@
  * - per group, rules sorted into evaluation order (their `order`), and indexes from flow features
  *   to ascending lists of rule orders: the hostname index (exact and label-suffix hash tables, and
  *   literal suffixes of regexes), a destination prefix index (`dst_ips` and `dst_cidrs`), an SNI
- *   index, an HTTP Host index and a port table, plus a short list of rules no index can hold.
+ *   index, an HTTP Host index and a port table, plus a short list of rules no index can hold;
+ * - per group, a 32-byte record per rule (selector flags, proto, port ranges) and the text of the
+ *   rules that have only globs, so that checking a candidate rarely loads the rule's matchers.
  *
  * Each rule is filed under ONE selector — the first indexable of dns_hostname, dst_ips,
  * dst_cidrs, tls.sni, http.host, dst_ports — because a rule matches only if all its selectors do,
