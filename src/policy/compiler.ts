@@ -167,32 +167,31 @@ export const PROTO_TCP = 1;
 export const PROTO_UDP = 2;
 
 /**
- * A rule's flags, proto and (up to `MAX_INLINE_PORT_RANGES`) port ranges as one record:
- * `[flags | proto << 8, inline range count, lo0, hi0, lo1, hi1, lo2, hi2]`.
+ * Writes a rule's flags, proto and (up to `MAX_INLINE_PORT_RANGES`) port ranges as one record at
+ * `records[at]`: `[flags | proto << 8, inline range count, lo0, hi0, lo1, hi1, lo2, hi2]`.
  */
-function ruleRecord(rule: CompiledRule, portRanges: readonly { lo: number; hi: number }[] | null): number[] {
+function writeRuleRecord(records: Int32Array, at: number, rule: CompiledRule, portRanges: readonly { lo: number; hi: number }[] | null): void {
   let flags = 0;
   if (rule.host !== null) flags |= RULE_HAS_HOST;
   if (rule.dstIps !== null) flags |= RULE_HAS_DST_IPS;
   if (rule.dstCidrs !== null) flags |= RULE_HAS_DST_CIDRS;
   if (rule.sni !== null) flags |= RULE_HAS_SNI;
   if (rule.http !== null) flags |= RULE_HAS_HTTP;
-  const record = [0, 0, 0, 0, 0, 0, 0, 0];
   if (portRanges !== null) {
     flags |= RULE_HAS_PORTS;
     if (portRanges.length > MAX_INLINE_PORT_RANGES) {
       flags |= RULE_PORTS_BY_MATCHER;
     } else {
-      record[1] = portRanges.length;
-      portRanges.forEach(({ lo, hi }, i) => {
-        record[2 + 2 * i] = lo;
-        record[3 + 2 * i] = hi;
-      });
+      records[at + 1] = portRanges.length;
+      for (let i = 0; i < portRanges.length; i++) {
+        const range = portRanges[i] as { lo: number; hi: number };
+        records[at + 2 + 2 * i] = range.lo;
+        records[at + 3 + 2 * i] = range.hi;
+      }
     }
   }
   const proto = rule.proto === 'tcp' ? PROTO_TCP : rule.proto === 'udp' ? PROTO_UDP : 0;
-  record[0] = flags | (proto << RULE_PROTO_SHIFT);
-  return record;
+  records[at] = flags | (proto << RULE_PROTO_SHIFT);
 }
 
 export interface CompiledGroup {
@@ -201,7 +200,7 @@ export interface CompiledGroup {
   readonly rank: number;
   readonly rules: readonly CompiledRule[];
   /**
-   * Per rule order, `RULE_RECORD_INTS` ints (see `ruleRecord`): the evaluator checks a
+   * Per rule order, `RULE_RECORD_INTS` ints (see `writeRuleRecord`): the evaluator checks a
    * candidate's proto and ports, and learns which selectors remain, from this compact record,
    * and loads the rule's matchers only for selectors no index proved.
    */
@@ -641,7 +640,7 @@ function compileGroup(group: SourceGroup, groupIndex: number, rank: number, issu
   }
 
   const ruleRecords = new Int32Array(compiledRules.length * RULE_RECORD_INTS);
-  compiledRules.forEach((rule, order) => ruleRecords.set(ruleRecord(rule, rulePortRanges[order] ?? null), order * RULE_RECORD_INTS));
+  compiledRules.forEach((rule, order) => writeRuleRecord(ruleRecords, order * RULE_RECORD_INTS, rule, rulePortRanges[order] ?? null));
   const hostGlobSpans = new Int32Array(compiledRules.length * 2).fill(-1);
   const globParts: string[] = [];
   let globChars = 0;

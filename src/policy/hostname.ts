@@ -332,27 +332,41 @@ class KeyTable {
   /** The lists of two or more rules, by code (`-(code + 2)`). */
   lists: number[][] = [];
   private mask = 0;
-  private building: Map<string, number[][]> | null = new Map();
+  /** Key ids while building (null once sealed); a key's id is its index in `keys`. */
+  private ids: Map<string, number> | null = new Map();
+  private keys: string[] = [];
+  /** While building: the list codes, `LISTS_PER_KEY` per key id (lists of two or more in `lists`). */
+  private codes: number[] = [];
   private count = 0;
 
-  /** Appends `order` to list `kind` (0..3) of `key` (skipped when equal to its last order); before `seal`. */
+  /** Appends `order` to list `kind` (0..4) of `key` (skipped when equal to its last order); before `seal`. */
   add(key: string, kind: number, order: number): void {
-    if (this.building === null) throw new Error('KeyTable: add after seal');
+    if (this.ids === null) throw new Error('KeyTable: add after seal');
     if (!Number.isInteger(order) || order < 0) throw new Error('KeyTable: orders are integers >= 0');
-    let lists = this.building.get(key);
-    if (lists === undefined) {
-      lists = [[], [], [], [], []];
-      this.building.set(key, lists);
+    let id = this.ids.get(key);
+    if (id === undefined) {
+      id = this.keys.length;
+      this.ids.set(key, id);
+      this.keys.push(key);
+      for (let i = 0; i < LISTS_PER_KEY; i++) this.codes.push(NO_LIST);
       this.count++;
     }
-    const list = lists[kind] as number[];
-    if (list[list.length - 1] !== order) list.push(order);
+    const at = id * LISTS_PER_KEY + kind;
+    const code = this.codes[at] as number;
+    if (code === NO_LIST) {
+      this.codes[at] = order;
+    } else if (code >= 0) {
+      if (code !== order) this.codes[at] = -(this.lists.push([code, order]) - 1) - 2;
+    } else {
+      const list = this.lists[-code - 2] as number[];
+      if (list[list.length - 1] !== order) list.push(order);
+    }
   }
 
   /** Places the keys in their slots by `hashOf(key)`; lookups work only after this. */
   seal(hashOf: (key: string) => number): void {
-    if (this.building === null) return;
-    const keys = [...this.building.keys()];
+    if (this.ids === null) return;
+    const keys = this.keys;
     if (keys.length > ID_MASK) throw new Error(`KeyTable: more than ${ID_MASK} keys`);
     let capacity = 8;
     while (capacity < keys.length * 2) capacity *= 2;
@@ -362,7 +376,7 @@ class KeyTable {
     let chars = 0;
     for (const key of keys) chars += key.length;
     const arena = new Uint16Array(chars);
-    const lists: number[][] = [];
+    const codes = this.codes;
     let at = 0;
     keys.forEach((key, id) => {
       const hash = hashOf(key);
@@ -375,21 +389,15 @@ class KeyTable {
       records[record + 2] = key.length;
       for (let i = 0; i < key.length; i++) arena[at + i] = key.charCodeAt(i);
       at += key.length;
-      const keyLists = (this.building as Map<string, number[][]>).get(key) as number[][];
-      for (let kind = 0; kind < LISTS_PER_KEY; kind++) {
-        const list = keyLists[kind] as number[];
-        let code = NO_LIST;
-        if (list.length === 1) code = list[0] as number;
-        else if (list.length > 1) code = -(lists.push(list) - 1) - 2;
-        records[record + RECORD_LISTS + kind] = code;
-      }
+      for (let kind = 0; kind < LISTS_PER_KEY; kind++) records[record + RECORD_LISTS + kind] = codes[id * LISTS_PER_KEY + kind] as number;
     });
     this.tags = tags;
     this.records = records;
     this.arena = arena;
-    this.lists = lists;
     this.mask = mask;
-    this.building = null;
+    this.ids = null;
+    this.keys = [];
+    this.codes = [];
   }
 
   /** Number of keys. */
