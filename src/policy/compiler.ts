@@ -7,7 +7,9 @@
  * - per group, rules sorted into evaluation order (their `order`), and indexes from flow features
  *   to ascending lists of rule orders: the hostname index (exact and label-suffix hash tables, and
  *   literal suffixes of regexes), a destination prefix index (`dst_ips` and `dst_cidrs`), an SNI
- *   index, an HTTP Host index and a port table, plus a short list of rules no index can hold.
+ *   index, an HTTP Host index and a port table, plus a short list of rules no index can hold;
+ * - per group, a 32-byte record per rule (selector flags, proto, port ranges) and the text of the
+ *   rules that have only globs, so that checking a candidate rarely loads the rule's matchers.
  *
  * Each rule is filed under ONE selector — the first indexable of dns_hostname, dst_ips,
  * dst_cidrs, tls.sni, http.host, dst_ports — because a rule matches only if all its selectors do,
@@ -146,11 +148,70 @@ export interface CompiledRule {
   readonly decision: Decision;
 }
 
+/** Ints per rule in `CompiledGroup.ruleRecords` (32 bytes: a candidate's check touches one record). */
+export const RULE_RECORD_INTS = 8;
+/** Port ranges kept inline in a rule record; a rule with more is checked by its `PortMatcher`. */
+export const MAX_INLINE_PORT_RANGES = 3;
+/** Bits of a rule record's first int: the selectors the rule has, and its proto in bits 8–9. */
+export const RULE_HAS_HOST = 1;
+export const RULE_HAS_DST_IPS = 2;
+export const RULE_HAS_DST_CIDRS = 4;
+export const RULE_HAS_SNI = 8;
+export const RULE_HAS_HTTP = 16;
+export const RULE_HAS_PORTS = 32;
+/** The rule's ports are not inline: check them with `rule.ports`. */
+export const RULE_PORTS_BY_MATCHER = 64;
+export const RULE_PROTO_SHIFT = 8;
+/** Proto codes in a rule record (0: no constraint). */
+export const PROTO_TCP = 1;
+export const PROTO_UDP = 2;
+
+/**
+ * Writes a rule's flags, proto and (up to `MAX_INLINE_PORT_RANGES`) port ranges as one record at
+ * `records[at]`: `[flags | proto << 8, inline range count, lo0, hi0, lo1, hi1, lo2, hi2]`.
+ */
+function writeRuleRecord(records: Int32Array, at: number, rule: CompiledRule, portRanges: readonly { lo: number; hi: number }[] | null): void {
+  let flags = 0;
+  if (rule.host !== null) flags |= RULE_HAS_HOST;
+  if (rule.dstIps !== null) flags |= RULE_HAS_DST_IPS;
+  if (rule.dstCidrs !== null) flags |= RULE_HAS_DST_CIDRS;
+  if (rule.sni !== null) flags |= RULE_HAS_SNI;
+  if (rule.http !== null) flags |= RULE_HAS_HTTP;
+  if (portRanges !== null) {
+    flags |= RULE_HAS_PORTS;
+    if (portRanges.length > MAX_INLINE_PORT_RANGES) {
+      flags |= RULE_PORTS_BY_MATCHER;
+    } else {
+      records[at + 1] = portRanges.length;
+      for (let i = 0; i < portRanges.length; i++) {
+        const range = portRanges[i] as { lo: number; hi: number };
+        records[at + 2 + 2 * i] = range.lo;
+        records[at + 3 + 2 * i] = range.hi;
+      }
+    }
+  }
+  const proto = rule.proto === 'tcp' ? PROTO_TCP : rule.proto === 'udp' ? PROTO_UDP : 0;
+  records[at] = flags | (proto << RULE_PROTO_SHIFT);
+}
+
 export interface CompiledGroup {
   readonly id: string;
   /** Position in the evaluation order of groups. */
   readonly rank: number;
   readonly rules: readonly CompiledRule[];
+  /**
+   * Per rule order, `RULE_RECORD_INTS` ints (see `writeRuleRecord`): the evaluator checks a
+   * candidate's proto and ports, and learns which selectors remain, from this compact record,
+   * and loads the rule's matchers only for selectors no index proved.
+   */
+  readonly ruleRecords: Int32Array;
+  /**
+   * Per rule order, `[start, end)` in `hostGlobText` of the rule's globs (joined by `,`) when its
+   * `dns_hostname` has only globs, else `[-1, -1]`: checking such a candidate reads this pair and
+   * the characters, not the rule's matcher objects.
+   */
+  readonly hostGlobSpans: Int32Array;
+  readonly hostGlobText: string;
   /** `rules[order].decision` by order: a rule an index alone proves is decided without loading the rule. */
   readonly decisions: readonly Decision[];
   /** Rules with an indexable `dns_hostname`; serves DNS and connection decisions. */
@@ -258,6 +319,11 @@ interface HostKeys {
   exact: string[];
   /** Domains the selector matches with their subdomains (`suffix`): a hit proves a match. */
   labelSuffix: string[];
+  /**
+   * Domains whose subdomains without a line terminator, and no other names, the selector
+   * matches (regexes `(.*\.)?domain`): a hit proves a match for such a name.
+   */
+  plainLabelSuffix: string[];
   /** Domains every match lies in (globs, regex tails): a hit makes the rule a candidate. */
   labelSuffixCandidates: string[];
   /** Characters every match of some entry ends with (regex tails off label boundaries). */
@@ -269,6 +335,7 @@ interface HostKeys {
 function addHostKeys(index: HostnameIndex, keys: HostKeys, order: number): void {
   for (const k of keys.exact) index.addExact(k, order);
   for (const k of keys.labelSuffix) index.addLabelSuffix(k, order);
+  for (const k of keys.plainLabelSuffix) index.addPlainLabelSuffix(k, order);
   for (const k of keys.labelSuffixCandidates) index.addLabelSuffixCandidate(k, order);
   for (const k of keys.stringSuffix) index.addStringSuffix(k, order);
   for (const k of keys.stringPrefix) index.addStringPrefix(k, order);
@@ -319,6 +386,27 @@ function regexKeys(tails: readonly LiteralTail[] | null, heads: readonly string[
   return { labelSuffix, stringSuffix, stringPrefix: [] };
 }
 
+/** A literal name, optionally anchored: labels `[A-Za-z0-9_-]+` separated by `\.`. */
+const LITERAL_NAME_REGEX = /^\^?((?:[A-Za-z0-9_-]+\\\.)*[A-Za-z0-9_-]+)\$?$/;
+/** `(.*\.)?` or `(?:.*\.)?` before a literal name, optionally anchored. */
+const LITERAL_SUBDOMAINS_REGEX = /^\^?\((?:\?:)?\.\*\\\.\)\?((?:[A-Za-z0-9_-]+\\\.)*[A-Za-z0-9_-]+)\$?$/;
+
+/**
+ * The name a hostname regex (compiled as `^(?:source)$`, case-insensitive) matches when the
+ * source is a literal name, or is `(.*\.)?` before a literal name (`subdomains`), else null.
+ * Such a regex needs no execution: a literal matches exactly the (lowercased) name, and the
+ * subdomain form exactly the names that have the name as label suffix and contain no line
+ * terminator (which `.` does not match). Letters are ASCII, so case-insensitive matching of a
+ * normalised hostname is equality with the lowercased literal.
+ */
+export function literalHostRegex(source: string): { name: string; subdomains: boolean } | null {
+  const subdomains = LITERAL_SUBDOMAINS_REGEX.exec(source);
+  const match = subdomains ?? LITERAL_NAME_REGEX.exec(source);
+  if (match === null) return null;
+  const name = (match[1] as string).replaceAll('\\.', '.').toLowerCase();
+  return { name, subdomains: subdomains !== null };
+}
+
 function compileRegex(
   ctx: RuleContext,
   where: string,
@@ -340,6 +428,8 @@ function compileRegex(
 interface CompiledHostSelector {
   readonly matcher: HostnameMatcher;
   readonly keys: HostKeys | null;
+  /** The normalised globs when the selector has globs and nothing else, else null. */
+  readonly globsOnly: readonly string[] | null;
 }
 
 function compileHostSelector(
@@ -347,7 +437,7 @@ function compileHostSelector(
   where: string,
   spec: { exact?: readonly string[]; suffix?: readonly string[]; glob?: readonly string[]; regex?: string },
 ): CompiledHostSelector | null {
-  const keys: HostKeys = { exact: [], labelSuffix: [], labelSuffixCandidates: [], stringSuffix: [], stringPrefix: [] };
+  const keys: HostKeys = { exact: [], labelSuffix: [], plainLabelSuffix: [], labelSuffixCandidates: [], stringSuffix: [], stringPrefix: [] };
   let indexable = true;
   const exact = spec.exact === undefined ? null : new Set(spec.exact.map(normalizeHostname));
   if (exact !== null) keys.exact.push(...exact);
@@ -370,7 +460,10 @@ function compileHostSelector(
     const compiled = compileRegex(ctx, where, spec.regex, 'hostname');
     if (compiled === null) return null;
     regex = compiled.regex;
-    if (compiled.keys === null) {
+    const literal = literalHostRegex(spec.regex);
+    if (literal !== null) {
+      (literal.subdomains ? keys.plainLabelSuffix : keys.exact).push(literal.name);
+    } else if (compiled.keys === null) {
       indexable = false;
     } else {
       keys.labelSuffixCandidates.push(...compiled.keys.labelSuffix);
@@ -378,7 +471,8 @@ function compileHostSelector(
       keys.stringPrefix.push(...compiled.keys.stringPrefix);
     }
   }
-  return { matcher: new HostnameMatcher(exact, suffixes, globs, regex), keys: indexable ? keys : null };
+  const globsOnly = globs !== null && exact === null && suffixes === null && regex === null ? globs.map((g) => g.text) : null;
+  return { matcher: new HostnameMatcher(exact, suffixes, globs, regex), keys: indexable ? keys : null, globsOnly };
 }
 
 function compileAddresses(ctx: RuleContext, where: string, entries: readonly string[], cidr: boolean): IpPrefix[] | null {
@@ -406,6 +500,7 @@ function compileAddresses(ctx: RuleContext, where: string, entries: readonly str
 interface RulePlan {
   readonly rule: CompiledRule;
   readonly hostKeys: HostKeys | null;
+  readonly hostGlobs: readonly string[] | null;
   readonly hasHost: boolean;
   readonly dstIpPrefixes: readonly IpPrefix[] | null;
   readonly dstCidrPrefixes: readonly IpPrefix[] | null;
@@ -481,6 +576,7 @@ function compileRule(ctx: RuleContext, groupId: string, groupMode: PolicyMode, r
   return {
     rule: compiled,
     hostKeys: host?.keys ?? null,
+    hostGlobs: host?.globsOnly ?? null,
     hasHost: host !== null,
     dstIpPrefixes,
     dstCidrPrefixes,
@@ -498,6 +594,8 @@ function compileGroup(group: SourceGroup, groupIndex: number, rank: number, issu
   const groupMode: PolicyMode = group.mode ?? 'enforce';
   const rules = group.rules ?? [];
   const compiledRules: CompiledRule[] = [];
+  const rulePortRanges: (readonly { lo: number; hi: number }[] | null)[] = [];
+  const ruleHostGlobs: (readonly string[] | null)[] = [];
   const hostIndex = new HostnameIndex();
   const dnsUnindexed: number[] = [];
   const dstIndex = new PrefixIndex();
@@ -514,6 +612,8 @@ function compileGroup(group: SourceGroup, groupIndex: number, rank: number, issu
     counters.regexes += ctx.regexes;
     if (plan === null) continue;
     compiledRules.push(plan.rule);
+    rulePortRanges.push(plan.portRanges);
+    ruleHostGlobs.push(plan.hostGlobs);
 
     if (plan.hasHost && plan.hostKeys === null) dnsUnindexed.push(order);
     if (plan.hostKeys !== null) {
@@ -539,6 +639,21 @@ function compileGroup(group: SourceGroup, groupIndex: number, rank: number, issu
     }
   }
 
+  const ruleRecords = new Int32Array(compiledRules.length * RULE_RECORD_INTS);
+  compiledRules.forEach((rule, order) => writeRuleRecord(ruleRecords, order * RULE_RECORD_INTS, rule, rulePortRanges[order] ?? null));
+  const hostGlobSpans = new Int32Array(compiledRules.length * 2).fill(-1);
+  const globParts: string[] = [];
+  let globChars = 0;
+  ruleHostGlobs.forEach((globs, order) => {
+    // Globs are hostnames with `*` (never a `,`), checked by the schema; keep any other on its matcher.
+    if (globs === null || globs.some((g) => g.includes(','))) return;
+    const joined = globs.join(',');
+    hostGlobSpans[2 * order] = globChars;
+    hostGlobSpans[2 * order + 1] = globChars + joined.length;
+    globParts.push(joined);
+    globChars += joined.length + 1;
+  });
+  const hostGlobText = globParts.join(',');
   hostIndex.seal();
   dstIndex.seal();
   sniIndex.seal();
@@ -547,6 +662,9 @@ function compileGroup(group: SourceGroup, groupIndex: number, rank: number, issu
     id: group.id,
     rank,
     rules: compiledRules,
+    ruleRecords,
+    hostGlobSpans,
+    hostGlobText,
     decisions: compiledRules.map((r) => r.decision),
     hostIndex,
     dnsUnindexed,

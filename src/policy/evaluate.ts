@@ -53,8 +53,21 @@
  * IP selector. HTTP methods are compared uppercase, the Host's `:port` is ignored, the path ends at
  * the first `?` or `#`.
  */
+import {
+  PROTO_TCP,
+  PROTO_UDP,
+  RULE_HAS_DST_CIDRS,
+  RULE_HAS_DST_IPS,
+  RULE_HAS_HOST,
+  RULE_HAS_HTTP,
+  RULE_HAS_PORTS,
+  RULE_HAS_SNI,
+  RULE_PORTS_BY_MATCHER,
+  RULE_PROTO_SHIFT,
+  RULE_RECORD_INTS,
+} from './compiler.js';
 import type { CompiledGroup, CompiledPolicy, CompiledRule, NormalizedHttp } from './compiler.js';
-import { MAX_HOSTNAME_CHARS, NameProbe, normalizeHostname } from './hostname.js';
+import { MAX_HOSTNAME_CHARS, NameProbe, globMatches, normalizeHostname } from './hostname.js';
 import type { IpAddress } from './ip.js';
 import { ipv4Scratch, parseInputIp, parseInputIpReusing } from './ip.js';
 import type { ConnectionFlow, Decision, DnsQuery, HttpRequestInfo } from './types.js';
@@ -72,6 +85,13 @@ interface NormalizedFlow {
 const PROVES_HOST = 1;
 const PROVES_SNI = 2;
 const PROVES_PORTS = 4;
+/**
+ * The rule's address selector it is filed under in the destination index matches: `dst_ips` when
+ * the rule has one, else `dst_cidrs` (a rule's entries in that index come from exactly that one).
+ */
+const PROVES_DST = 8;
+/** Selectors checked by the rule's own matchers (not by its record). */
+const MATCHER_SELECTORS = RULE_HAS_HOST | RULE_HAS_DST_IPS | RULE_HAS_DST_CIDRS | RULE_HAS_SNI | RULE_HAS_HTTP;
 
 // Scratch state reused by every decision; decisions are synchronous and never re-entrant.
 // Only the first `count` entries of `ruleHits` and `hitProofs` are live; the rest are stale.
@@ -137,6 +157,25 @@ function resetPositions(count: number): void {
   for (let i = 0; i < count; i++) positions[i] = 0;
 }
 
+/**
+ * Whether the `dns_hostname` of the group's rule `order` matches `hostname`: a rule with only
+ * globs is checked against its globs in the group's glob text, others by their matcher.
+ */
+function hostMatches(group: CompiledGroup, order: number, hostname: string): boolean {
+  const spans = group.hostGlobSpans;
+  const start = spans[2 * order] as number;
+  if (start < 0) return ((group.rules[order] as CompiledRule).host as NonNullable<CompiledRule['host']>).matches(hostname);
+  const end = spans[2 * order + 1] as number;
+  const text = group.hostGlobText;
+  for (let from = start; from < end; ) {
+    let to = text.indexOf(',', from);
+    if (to < 0 || to > end) to = end;
+    if (globMatches(text, from, to, hostname)) return true;
+    from = to + 1;
+  }
+  return false;
+}
+
 /** The decision of the group's first DNS rule matching the probed name, or null. */
 function firstDnsDecision(group: CompiledGroup, probe: NameProbe): Decision | null {
   let count = group.hostIndex.collect(probe, ruleHits, hitProofs, 0, PROVES_HOST);
@@ -153,31 +192,61 @@ function firstDnsDecision(group: CompiledGroup, probe: NameProbe): Decision | nu
   for (let order = nextCandidate(count); order >= 0; order = nextCandidate(count)) {
     candidatesExamined++;
     if ((candidateProof & PROVES_HOST) !== 0) return group.decisions[order] as Decision;
-    const rule = group.rules[order] as CompiledRule;
-    if ((rule.host as NonNullable<CompiledRule['host']>).matches(probe.name)) return rule.decision;
+    if (hostMatches(group, order, probe.name)) return group.decisions[order] as Decision;
   }
   return null;
 }
 
-/** Whether `rule` matches `flow`, skipping the selectors in `proof` that an index already proved. */
-function ruleMatchesConnection(rule: CompiledRule, flow: NormalizedFlow, proof: number): boolean {
-  if (rule.proto !== null && rule.proto !== flow.proto) return false;
-  if (rule.ports !== null && (proof & PROVES_PORTS) === 0 && !rule.ports.matches(flow.port)) return false;
-  if (rule.dstIps !== null && (flow.dst === null || !rule.dstIps.matches(flow.dst))) return false;
-  if (rule.dstCidrs !== null && (flow.dst === null || !rule.dstCidrs.matches(flow.dst))) return false;
-  if (rule.host !== null && (proof & PROVES_HOST) === 0 && (flow.hostname === null || !rule.host.matches(flow.hostname))) return false;
-  if (rule.sni !== null && (proof & PROVES_SNI) === 0 && (flow.sni === null || !rule.sni.matches(flow.sni))) return false;
-  if (rule.http !== null && (flow.http === null || !rule.http.matches(flow.http))) return false;
+/**
+ * Whether the group's rule `order` matches `flow`, skipping the selectors in `proof` that an index
+ * already proved. Proto and inline ports come from the rule's record; the rule object (its
+ * matchers) is loaded only when a selector is left that no index proved.
+ */
+function ruleMatchesConnection(group: CompiledGroup, order: number, flow: NormalizedFlow, proof: number): boolean {
+  const records = group.ruleRecords;
+  const at = order * RULE_RECORD_INTS;
+  const head = records[at] as number;
+  const proto = head >>> RULE_PROTO_SHIFT;
+  if (proto !== 0 && proto !== (flow.proto === 'tcp' ? PROTO_TCP : PROTO_UDP)) return false;
+  if ((head & RULE_HAS_PORTS) !== 0 && (proof & PROVES_PORTS) === 0 && (head & RULE_PORTS_BY_MATCHER) === 0) {
+    const port = flow.port;
+    const end = at + 2 + 2 * (records[at + 1] as number);
+    let inRange = false;
+    for (let i = at + 2; i < end; i += 2) {
+      if (port >= (records[i] as number) && port <= (records[i + 1] as number)) {
+        inRange = true;
+        break;
+      }
+    }
+    if (!inRange) return false;
+  }
+  let left = head & MATCHER_SELECTORS;
+  if ((proof & PROVES_HOST) !== 0) left &= ~RULE_HAS_HOST;
+  if ((proof & PROVES_SNI) !== 0) left &= ~RULE_HAS_SNI;
+  if ((proof & PROVES_DST) !== 0) left &= (left & RULE_HAS_DST_IPS) !== 0 ? ~RULE_HAS_DST_IPS : ~RULE_HAS_DST_CIDRS;
+  if ((left & RULE_HAS_HOST) !== 0) {
+    if (flow.hostname === null || !hostMatches(group, order, flow.hostname)) return false;
+    left &= ~RULE_HAS_HOST;
+  }
+  const byMatcher = (head & RULE_PORTS_BY_MATCHER) !== 0 && (proof & PROVES_PORTS) === 0;
+  if (left === 0 && !byMatcher) return true;
+  const rule = group.rules[order] as CompiledRule;
+  if (byMatcher && !(rule.ports as NonNullable<CompiledRule['ports']>).matches(flow.port)) return false;
+  if ((left & RULE_HAS_DST_IPS) !== 0 && (flow.dst === null || !(rule.dstIps as NonNullable<CompiledRule['dstIps']>).matches(flow.dst))) return false;
+  if ((left & RULE_HAS_DST_CIDRS) !== 0 && (flow.dst === null || !(rule.dstCidrs as NonNullable<CompiledRule['dstCidrs']>).matches(flow.dst))) return false;
+  if ((left & RULE_HAS_SNI) !== 0 && (flow.sni === null || !(rule.sni as NonNullable<CompiledRule['sni']>).matches(flow.sni))) return false;
+  if ((left & RULE_HAS_HTTP) !== 0 && (flow.http === null || !(rule.http as NonNullable<CompiledRule['http']>).matches(flow.http))) return false;
   return true;
 }
 
-function firstConnectionRule(group: CompiledGroup, flow: NormalizedFlow): CompiledRule | null {
+/** The decision of the group's first rule matching `flow`, or null. */
+function firstConnectionDecision(group: CompiledGroup, flow: NormalizedFlow): Decision | null {
   let count = 0;
   if (flow.hostname !== null) count = group.hostIndex.collect(hostnameProbe, ruleHits, hitProofs, count, PROVES_HOST);
   if (flow.dst !== null) {
     const before = count;
     count = group.dstIndex.collect(flow.dst, ruleHits, count);
-    for (let i = before; i < count; i++) hitProofs[i] = 0;
+    for (let i = before; i < count; i++) hitProofs[i] = PROVES_DST;
   }
   if (flow.sni !== null) count = group.sniIndex.collect(sniProbe, ruleHits, hitProofs, count, PROVES_SNI);
   // Document Host entries are valid hostnames (at most MAX_HOSTNAME_CHARS), so a longer Host hits none.
@@ -197,8 +266,7 @@ function firstConnectionRule(group: CompiledGroup, flow: NormalizedFlow): Compil
   resetPositions(count);
   for (let order = nextCandidate(count); order >= 0; order = nextCandidate(count)) {
     candidatesExamined++;
-    const rule = group.rules[order] as CompiledRule;
-    if (ruleMatchesConnection(rule, flow, candidateProof)) return rule;
+    if (ruleMatchesConnection(group, order, flow, candidateProof)) return group.decisions[order] as Decision;
   }
   return null;
 }
@@ -271,8 +339,8 @@ export function decideConnection(policy: CompiledPolicy, flow: ConnectionFlow): 
   if (normalized.http !== null && normalized.http.host.length <= MAX_HOSTNAME_CHARS) httpHostProbe.set(normalized.http.host);
   for (const rank of ranks) {
     const group = policy.groups[rank] as CompiledGroup;
-    const rule = firstConnectionRule(group, normalized);
-    if (rule !== null) return rule.decision;
+    const decision = firstConnectionDecision(group, normalized);
+    if (decision !== null) return decision;
     if (group.defaultDecision !== null) return group.defaultDecision;
   }
   return policy.defaultDecision;

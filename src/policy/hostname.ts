@@ -67,19 +67,20 @@ export function hasLabelSuffix(hostname: string, suffix: string): boolean {
 }
 
 /**
- * Matches the label `text[start, end)` against one glob label where `*` is any run of characters.
- * The classic two-pointer algorithm: O(label × pattern) in the worst case, no backtracking blow-up.
+ * Matches the label `text[start, end)` against the glob label `pattern[patternStart, patternEnd)`
+ * where `*` is any run of characters. The classic two-pointer algorithm: O(label × pattern) in
+ * the worst case, no backtracking blow-up.
  */
-function globLabelMatches(pattern: string, text: string, start: number, end: number): boolean {
-  let p = 0;
+function globLabelMatches(pattern: string, patternStart: number, patternEnd: number, text: string, start: number, end: number): boolean {
+  let p = patternStart;
   let t = start;
   let starP = -1;
   let starT = start;
   while (t < end) {
-    if (p < pattern.length && pattern.charCodeAt(p) === 42) {
+    if (p < patternEnd && pattern.charCodeAt(p) === 42) {
       starP = p++;
       starT = t;
-    } else if (p < pattern.length && pattern.charCodeAt(p) === text.charCodeAt(t)) {
+    } else if (p < patternEnd && pattern.charCodeAt(p) === text.charCodeAt(t)) {
       p++;
       t++;
     } else if (starP >= 0) {
@@ -89,8 +90,30 @@ function globLabelMatches(pattern: string, text: string, start: number, end: num
       return false;
     }
   }
-  while (p < pattern.length && pattern.charCodeAt(p) === 42) p++;
-  return p === pattern.length;
+  while (p < patternEnd && pattern.charCodeAt(p) === 42) p++;
+  return p === patternEnd;
+}
+
+/**
+ * Whether `hostname` matches the glob `pattern[start, end)` (both normalised): as many labels,
+ * each matching its glob label, where `*` matches within one label. Reads the pattern in place,
+ * so a group can keep its rules' globs in one string.
+ */
+export function globMatches(pattern: string, start: number, end: number, hostname: string): boolean {
+  let p = start;
+  let t = 0;
+  for (;;) {
+    let patternDot = pattern.indexOf('.', p);
+    if (patternDot < 0 || patternDot > end) patternDot = end;
+    let dot = hostname.indexOf('.', t);
+    if (dot < 0) dot = hostname.length;
+    if (!globLabelMatches(pattern, p, patternDot, hostname, t, dot)) return false;
+    const patternDone = patternDot === end;
+    const nameDone = dot === hostname.length;
+    if (patternDone || nameDone) return patternDone && nameDone;
+    p = patternDot + 1;
+    t = dot + 1;
+  }
 }
 
 /** A compiled glob: `*` matches within one label, so the label counts must agree. */
@@ -98,21 +121,12 @@ export class HostnameGlob {
   private readonly labels: readonly string[];
 
   /** `glob` must be normalised. */
-  constructor(glob: string) {
-    this.labels = glob.split('.');
+  constructor(readonly text: string) {
+    this.labels = text.split('.');
   }
 
   matches(hostname: string): boolean {
-    const labels = this.labels;
-    let start = 0;
-    for (let i = 0; i < labels.length; i++) {
-      const dot = hostname.indexOf('.', start);
-      const last = i === labels.length - 1;
-      if (last !== (dot < 0)) return false;
-      if (!globLabelMatches(labels[i] as string, hostname, start, last ? hostname.length : dot)) return false;
-      start = dot + 1;
-    }
-    return true;
+    return globMatches(this.text, 0, this.text.length, hostname);
   }
 
   /**
@@ -230,6 +244,11 @@ export class NameProbe {
    */
   readonly parentStarts = new Int32Array(MAX_HOSTNAME_CHARS);
   parentCount = 0;
+  /**
+   * Whether the name has no line terminator (`\n`, `\r`, U+2028, U+2029), the characters a
+   * regex `.` does not match: only then does a `plainSuffix` key prove its regex matches.
+   */
+  plain = true;
   /** `headHashes[k]`: the hash of the first `k` characters, valid up to `headsComputed`. */
   private readonly headHashes = new Int32Array(MAX_HOSTNAME_CHARS + 1).fill(HASH_SEED, 0, 1);
   private headsComputed = 0;
@@ -243,14 +262,17 @@ export class NameProbe {
     const starts = this.parentStarts;
     let hash = HASH_SEED;
     let parents = 0;
+    let plain = true;
     tails[0] = hash;
     for (let k = 1; k <= length; k++) {
       const code = name.charCodeAt(length - k);
       if (code === 46) starts[parents++] = length - k + 1;
+      else if (code === 10 || code === 13 || code === 0x2028 || code === 0x2029) plain = false;
       hash = hashStep(hash, code);
       tails[k] = hash;
     }
     this.parentCount = parents;
+    this.plain = plain;
     this.headsComputed = 0;
   }
 
@@ -270,57 +292,112 @@ export class NameProbe {
   }
 }
 
+/** Ints per key record of a `KeyTable`: `[hash, key start in the arena, key length, list codes × 5]`. */
+const RECORD_INTS = 8;
+/** Where a record's list codes begin. */
+const RECORD_LISTS = 3;
+/** Lists (kinds of rule lists) per key. */
+const LISTS_PER_KEY = 5;
+/** A key's id is kept in the low 24 bits of its slot tag, a fingerprint of its hash in the high 8. */
+const ID_BITS = 24;
+const ID_MASK = (1 << ID_BITS) - 1;
+/**
+ * A list code: NO_LIST, a rule order (>= 0) for a one-rule list, or `-(i + 2)` for the list
+ * `lists[i]` of two or more rules.
+ */
+const NO_LIST = -1;
+
 /** The nonzero one-byte fingerprint of a hash kept per slot (0 marks an empty slot). */
 function fingerprintOf(hash: number): number {
   return (hash >>> 24) | 1;
 }
 
 /**
- * An open-addressing hash table from strings to entries, probed with precomputed hashes so that
- * lookups never allocate. A probe reads a one-byte fingerprint per slot from a compact array
- * (64 slots per cache line, so the tables of a 100k-rule policy stay cache-resident) and loads
- * the entry, which sits in the slot's place of a parallel array, only when the fingerprint
- * matches; a hit is confirmed by comparing the entry's key.
+ * An open-addressing hash table from strings to up to `LISTS_PER_KEY` ascending lists of rule
+ * orders, probed with precomputed hashes so that lookups never allocate, and laid out in typed
+ * arrays so that a lookup touches few cache lines however many keys there are:
+ * - per slot an int32 tag, the key's id with a one-byte fingerprint of its hash (16 slots per
+ *   cache line): a miss reads one line;
+ * - per key a 32-byte record (its full hash, where its characters lie in the arena, and its list
+ *   codes, a one-rule list inline): read only when the fingerprint matches;
+ * - the keys' characters in one arena, compared only when the full hash matches too.
+ * A hit therefore reads a tag line, a record and the key's characters (three lines), where a
+ * table of objects read a slot array, the entry object, the key string and each list object.
  */
-class KeyTable<E extends { readonly key: string }> {
-  private fingerprints = new Uint8Array(0);
-  private slotEntries: (E | null)[] = [];
+class KeyTable {
+  private tags = new Int32Array(0);
+  /** Per key id, `RECORD_INTS` ints; see `RECORD_INTS`. */
+  records = new Int32Array(0);
+  private arena = new Uint16Array(0);
+  /** The lists of two or more rules, by code (`-(code + 2)`). */
+  lists: number[][] = [];
   private mask = 0;
-  private building: Map<string, E> | null = new Map();
+  /** Key ids while building (null once sealed); a key's id is its index in `keys`. */
+  private ids: Map<string, number> | null = new Map();
+  private keys: string[] = [];
+  /** While building: the list codes, `LISTS_PER_KEY` per key id (lists of two or more in `lists`). */
+  private codes: number[] = [];
   private count = 0;
 
-  /** The entry of `key`, made by `make` if new (before `seal`). */
-  entry(key: string, make: (key: string) => E): E {
-    if (this.building === null) throw new Error('KeyTable: add after seal');
-    let entry = this.building.get(key);
-    if (entry === undefined) {
-      entry = make(key);
-      this.building.set(key, entry);
+  /** Appends `order` to list `kind` (0..4) of `key` (skipped when equal to its last order); before `seal`. */
+  add(key: string, kind: number, order: number): void {
+    if (this.ids === null) throw new Error('KeyTable: add after seal');
+    if (!Number.isInteger(order) || order < 0) throw new Error('KeyTable: orders are integers >= 0');
+    let id = this.ids.get(key);
+    if (id === undefined) {
+      id = this.keys.length;
+      this.ids.set(key, id);
+      this.keys.push(key);
+      for (let i = 0; i < LISTS_PER_KEY; i++) this.codes.push(NO_LIST);
       this.count++;
     }
-    return entry;
+    const at = id * LISTS_PER_KEY + kind;
+    const code = this.codes[at] as number;
+    if (code === NO_LIST) {
+      this.codes[at] = order;
+    } else if (code >= 0) {
+      if (code !== order) this.codes[at] = -(this.lists.push([code, order]) - 1) - 2;
+    } else {
+      const list = this.lists[-code - 2] as number[];
+      if (list[list.length - 1] !== order) list.push(order);
+    }
   }
 
-  /** Places the entries in their slots by `hashOf(key)`; lookups work only after this. */
+  /** Places the keys in their slots by `hashOf(key)`; lookups work only after this. */
   seal(hashOf: (key: string) => number): void {
-    if (this.building === null) return;
-    const entries = [...this.building.values()];
+    if (this.ids === null) return;
+    const keys = this.keys;
+    if (keys.length > ID_MASK) throw new Error(`KeyTable: more than ${ID_MASK} keys`);
     let capacity = 8;
-    while (capacity < entries.length * 2) capacity *= 2;
-    const fingerprints = new Uint8Array(capacity);
-    const slotEntries = new Array<E | null>(capacity).fill(null);
+    while (capacity < keys.length * 2) capacity *= 2;
+    const tags = new Int32Array(capacity);
     const mask = capacity - 1;
-    for (const entry of entries) {
-      const hash = hashOf(entry.key);
+    const records = new Int32Array(keys.length * RECORD_INTS);
+    let chars = 0;
+    for (const key of keys) chars += key.length;
+    const arena = new Uint16Array(chars);
+    const codes = this.codes;
+    let at = 0;
+    keys.forEach((key, id) => {
+      const hash = hashOf(key);
       let slot = slotOf(hash, mask);
-      while (fingerprints[slot] !== 0) slot = (slot + 1) & mask;
-      fingerprints[slot] = fingerprintOf(hash);
-      slotEntries[slot] = entry;
-    }
-    this.fingerprints = fingerprints;
-    this.slotEntries = slotEntries;
+      while (tags[slot] !== 0) slot = (slot + 1) & mask;
+      tags[slot] = (fingerprintOf(hash) << ID_BITS) | id;
+      const record = id * RECORD_INTS;
+      records[record] = hash;
+      records[record + 1] = at;
+      records[record + 2] = key.length;
+      for (let i = 0; i < key.length; i++) arena[at + i] = key.charCodeAt(i);
+      at += key.length;
+      for (let kind = 0; kind < LISTS_PER_KEY; kind++) records[record + RECORD_LISTS + kind] = codes[id * LISTS_PER_KEY + kind] as number;
+    });
+    this.tags = tags;
+    this.records = records;
+    this.arena = arena;
     this.mask = mask;
-    this.building = null;
+    this.ids = null;
+    this.keys = [];
+    this.codes = [];
   }
 
   /** Number of keys. */
@@ -328,34 +405,28 @@ class KeyTable<E extends { readonly key: string }> {
     return this.count;
   }
 
-  /** The entry whose key equals the last `length` characters of `name` (whose tail hash is `hash`), or null. */
-  findTail(name: string, length: number, hash: number): E | null {
-    const fingerprints = this.fingerprints;
+  /**
+   * The record (offset into `records`) of the key equal to the `length` characters of `name`
+   * from `offset` on, whose hash is `hash`; -1 if there is none.
+   */
+  find(name: string, offset: number, length: number, hash: number): number {
+    const tags = this.tags;
     const mask = this.mask;
     const fingerprint = fingerprintOf(hash);
     for (let slot = slotOf(hash, mask); ; slot = (slot + 1) & mask) {
-      const found = fingerprints[slot] as number;
-      if (found === 0) return null;
-      if (found === fingerprint) {
-        const entry = this.slotEntries[slot] as E;
-        const key = entry.key;
-        if (key.length === length && name.endsWith(key)) return entry;
-      }
-    }
-  }
-
-  /** The entry whose key equals the first `length` characters of `name` (whose head hash is `hash`), or null. */
-  findHead(name: string, length: number, hash: number): E | null {
-    const fingerprints = this.fingerprints;
-    const mask = this.mask;
-    const fingerprint = fingerprintOf(hash);
-    for (let slot = slotOf(hash, mask); ; slot = (slot + 1) & mask) {
-      const found = fingerprints[slot] as number;
-      if (found === 0) return null;
-      if (found === fingerprint) {
-        const entry = this.slotEntries[slot] as E;
-        const key = entry.key;
-        if (key.length === length && name.startsWith(key)) return entry;
+      const tag = tags[slot] as number;
+      if (tag === 0) return -1;
+      if (tag >>> ID_BITS === fingerprint) {
+        const record = (tag & ID_MASK) * RECORD_INTS;
+        const records = this.records;
+        if (records[record] === hash && records[record + 2] === length) {
+          const arena = this.arena;
+          const start = (records[record + 1] as number) - offset;
+          let i = offset;
+          const end = offset + length;
+          while (i < end && arena[start + i] === name.charCodeAt(i)) i++;
+          if (i === end) return record;
+        }
       }
     }
   }
@@ -367,64 +438,44 @@ function insertSortedUnique(list: number[], value: number): void {
   list.sort((a, b) => a - b);
 }
 
+// The kinds of lists of a name key (indexes of its list codes) and of a prefix key.
+/** Rules matching exactly this name (proven). */
+const EXACT = 0;
+/** Rules matching this domain and its subdomains (proven). */
+const SUFFIX = 1;
+/** Rules that can match only this domain or its subdomains (glob and regex keys). */
+const SUFFIX_CANDIDATES = 2;
+/** Rules that can match only names ending with these characters. */
+const STRING_SUFFIX = 3;
 /**
- * An ascending list of rule orders kept inline while it has one element (`one`), so that the
- * common single-rule hit costs no load of a separate array.
+ * Rules matching this domain and its subdomains whose names have no line terminator, and no
+ * other names (regexes `(.*\.)?domain`): proven for a `plain` name, candidates otherwise.
  */
-class RuleList {
-  /** The only order while the list has one element, else -1. */
-  one = -1;
-  /** All orders once there are two or more, else null. */
-  many: number[] | null = null;
+const PLAIN_SUFFIX = 4;
+/** The one list of a prefix key: rules whose matches all start with it. */
+const PREFIX = 0;
 
-  add(order: number): void {
-    if (this.many !== null) {
-      if (this.many[this.many.length - 1] !== order) this.many.push(order);
-    } else if (this.one < 0) {
-      this.one = order;
-    } else if (this.one !== order) {
-      this.many = [this.one, order];
-      this.one = -1;
-    }
-  }
-}
-
-/** The rule lists keyed on one name (or one literal suffix). */
-class NameEntry {
-  /** Rules matching exactly this name (proven). */
-  exact: RuleList | null = null;
-  /** Rules matching this domain and its subdomains (proven). */
-  suffix: RuleList | null = null;
-  /** Rules that can match only this domain or its subdomains (glob and regex keys). */
-  suffixCandidates: RuleList | null = null;
-  /** Rules that can match only names ending with these characters. */
-  stringSuffix: RuleList | null = null;
-
-  constructor(readonly key: string) {}
-}
-
-/** The rules whose matches all start with one literal prefix. */
-class PrefixEntry {
-  readonly rules = new RuleList();
-
-  constructor(readonly key: string) {}
+/** The bit of a key hash in a parent filter of `2 ** (32 - shift)` bits. */
+function filterBitOf(hash: number, shift: number): number {
+  return shift >= 32 ? 0 : Math.imul(hash, 0x9e3779b1) >>> shift;
 }
 
 // One-element lists handed to the evaluator for inline singletons, one per output position.
 // Valid until the next `collect` writes the same position; decisions consume them first.
 const singletons: number[][] = [];
 
-function push(list: RuleList | null, proof: number, out: number[][], proofs: number[], n: number): number {
-  if (list === null) return n;
-  if (list.many !== null) {
-    out[n] = list.many;
+/** Stores the list of `code` (see NO_LIST) at `out[n]` with `proofs[n] = proof`; returns the new count. */
+function push(code: number, lists: readonly number[][], proof: number, out: number[][], proofs: number[], n: number): number {
+  if (code === NO_LIST) return n;
+  if (code < 0) {
+    out[n] = lists[-code - 2] as number[];
   } else {
     let single = singletons[n];
     if (single === undefined) {
       single = [0];
       singletons[n] = single;
     }
-    single[0] = list.one;
+    single[0] = code;
     out[n] = single;
   }
   proofs[n] = proof;
@@ -442,57 +493,85 @@ function push(list: RuleList | null, proof: number, out: number[][], proofs: num
  * Add rules in ascending order, then `seal()` once before the first `collect`.
  */
 export class HostnameIndex {
-  private readonly names = new KeyTable<NameEntry>();
+  private readonly names = new KeyTable();
   private readonly stringSuffixLengths: number[] = [];
-  private readonly prefixes = new KeyTable<PrefixEntry>();
+  private readonly prefixes = new KeyTable();
   private readonly prefixLengths: number[] = [];
   /** Whether any name key has a parent-domain list (else parents need no probe). */
   private hasSuffixKeys = false;
+  /** Keys with a parent-domain list, until `seal` puts them in `parentFilter`. */
+  private parentKeys: string[] | null = [];
+  /**
+   * A one-hash Bloom filter (bit set) of the keys with a parent-domain list, at least 16 bits per
+   * key: a parent domain whose bit is clear has no such list, so most parent probes read one line
+   * of this small array instead of a random line of the (larger) table.
+   */
+  private parentFilter = new Int32Array(1);
+  private parentFilterShift = 32;
   private hasNames = false;
   private sealed = false;
 
-  private nameEntry(name: string): NameEntry {
-    this.hasNames = true;
-    return this.names.entry(name, (key) => new NameEntry(key));
-  }
-
   /** The rule matches exactly the hostnames equal to `hostname` (and no others through this entry). */
   addExact(hostname: string, order: number): void {
-    const entry = this.nameEntry(hostname);
-    (entry.exact ??= new RuleList()).add(order);
+    this.names.add(hostname, EXACT, order);
+    this.hasNames = true;
   }
 
   /** The rule matches `domain` and its subdomains. */
   addLabelSuffix(domain: string, order: number): void {
-    const entry = this.nameEntry(domain);
-    (entry.suffix ??= new RuleList()).add(order);
+    this.names.add(domain, SUFFIX, order);
+    this.parentKeys?.push(domain);
+    this.hasNames = true;
+    this.hasSuffixKeys = true;
+  }
+
+  /**
+   * The rule matches exactly `domain` and those of its subdomains without a line terminator (the
+   * names the regex `(.*\.)?domain` matches): a hit proves the match for a `plain` name.
+   */
+  addPlainLabelSuffix(domain: string, order: number): void {
+    this.names.add(domain, PLAIN_SUFFIX, order);
+    this.parentKeys?.push(domain);
+    this.hasNames = true;
     this.hasSuffixKeys = true;
   }
 
   /** The rule can match only `domain` or its subdomains. */
   addLabelSuffixCandidate(domain: string, order: number): void {
-    const entry = this.nameEntry(domain);
-    (entry.suffixCandidates ??= new RuleList()).add(order);
+    this.names.add(domain, SUFFIX_CANDIDATES, order);
+    this.parentKeys?.push(domain);
+    this.hasNames = true;
     this.hasSuffixKeys = true;
   }
 
   /** The rule can match only hostnames ending with the characters `suffix`. */
   addStringSuffix(suffix: string, order: number): void {
-    const entry = this.nameEntry(suffix);
-    (entry.stringSuffix ??= new RuleList()).add(order);
+    this.names.add(suffix, STRING_SUFFIX, order);
+    this.hasNames = true;
     insertSortedUnique(this.stringSuffixLengths, suffix.length);
   }
 
   /** The rule can match only hostnames starting with the characters `prefix`. */
   addStringPrefix(prefix: string, order: number): void {
-    this.prefixes.entry(prefix, (key) => new PrefixEntry(key)).rules.add(order);
+    this.prefixes.add(prefix, PREFIX, order);
     insertSortedUnique(this.prefixLengths, prefix.length);
   }
 
   /** Freezes the keys into their lookup tables. */
   seal(): void {
+    if (this.sealed) return;
     this.names.seal(tailHashOf);
     this.prefixes.seal(headHashOf);
+    const parentKeys = this.parentKeys as string[];
+    let bitsLog2 = 5;
+    while (1 << bitsLog2 < parentKeys.length * 16 && bitsLog2 < 30) bitsLog2++;
+    this.parentFilter = new Int32Array((1 << bitsLog2) >>> 5);
+    this.parentFilterShift = 32 - bitsLog2;
+    for (const key of parentKeys) {
+      const bit = filterBitOf(tailHashOf(key), this.parentFilterShift);
+      this.parentFilter[bit >>> 5] = (this.parentFilter[bit >>> 5] as number) | (1 << (bit & 31));
+    }
+    this.parentKeys = null;
     this.sealed = true;
   }
 
@@ -516,34 +595,45 @@ export class HostnameIndex {
     const tails = probe.tailHashes;
     if (this.hasNames) {
       const names = this.names;
-      const whole = names.findTail(name, length, tails[length] as number);
-      if (whole !== null) {
-        n = push(whole.exact, proof, out, proofs, n);
-        n = push(whole.suffix, proof, out, proofs, n);
-        n = push(whole.suffixCandidates, 0, out, proofs, n);
-        n = push(whole.stringSuffix, 0, out, proofs, n);
+      const records = names.records;
+      const lists = names.lists;
+      const plainProof = probe.plain ? proof : 0;
+      const whole = names.find(name, 0, length, tails[length] as number);
+      if (whole >= 0) {
+        const at = whole + RECORD_LISTS;
+        n = push(records[at + EXACT] as number, lists, proof, out, proofs, n);
+        n = push(records[at + SUFFIX] as number, lists, proof, out, proofs, n);
+        n = push(records[at + SUFFIX_CANDIDATES] as number, lists, 0, out, proofs, n);
+        n = push(records[at + STRING_SUFFIX] as number, lists, 0, out, proofs, n);
+        n = push(records[at + PLAIN_SUFFIX] as number, lists, plainProof, out, proofs, n);
       }
       if (this.hasSuffixKeys) {
         const starts = probe.parentStarts;
         for (let i = 0; i < probe.parentCount; i++) {
-          const parentLength = length - (starts[i] as number);
-          const parent = names.findTail(name, parentLength, tails[parentLength] as number);
-          if (parent !== null) {
-            n = push(parent.suffix, proof, out, proofs, n);
-            n = push(parent.suffixCandidates, 0, out, proofs, n);
+          const start = starts[i] as number;
+          const hash = tails[length - start] as number;
+          const bit = filterBitOf(hash, this.parentFilterShift);
+          if (((this.parentFilter[bit >>> 5] as number) & (1 << (bit & 31))) === 0) continue;
+          const parent = names.find(name, start, length - start, hash);
+          if (parent >= 0) {
+            const at = parent + RECORD_LISTS;
+            n = push(records[at + SUFFIX] as number, lists, proof, out, proofs, n);
+            n = push(records[at + SUFFIX_CANDIDATES] as number, lists, 0, out, proofs, n);
+            n = push(records[at + PLAIN_SUFFIX] as number, lists, plainProof, out, proofs, n);
           }
         }
       }
       for (const suffixLength of this.stringSuffixLengths) {
         if (suffixLength >= length) break;
-        const entry = names.findTail(name, suffixLength, tails[suffixLength] as number);
-        if (entry !== null) n = push(entry.stringSuffix, 0, out, proofs, n);
+        const entry = names.find(name, length - suffixLength, suffixLength, tails[suffixLength] as number);
+        if (entry >= 0) n = push(records[entry + RECORD_LISTS + STRING_SUFFIX] as number, lists, 0, out, proofs, n);
       }
     }
     for (const prefixLength of this.prefixLengths) {
       if (prefixLength > length) break;
-      const entry = this.prefixes.findHead(name, prefixLength, probe.headHash(prefixLength));
-      if (entry !== null) n = push(entry.rules, 0, out, proofs, n);
+      const prefixes = this.prefixes;
+      const entry = prefixes.find(name, 0, prefixLength, probe.headHash(prefixLength));
+      if (entry >= 0) n = push(prefixes.records[entry + RECORD_LISTS + PREFIX] as number, prefixes.lists, 0, out, proofs, n);
     }
     return n;
   }

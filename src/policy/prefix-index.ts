@@ -29,46 +29,56 @@ function prefixHash(w0: number, w1: number, w2: number, w3: number, length: numb
   return h ^ (h >>> 16);
 }
 
-/** The nonzero one-byte fingerprint of a hash kept per slot (0 marks an empty slot). */
+/** The nonzero one-byte fingerprint of a hash kept in a slot's tag (0 marks an empty slot). */
 function fingerprintOf(hash: number): number {
   return (hash >>> 24) | 1;
 }
 
+/** A prefix's id is kept in the low 24 bits of its slot tag, a fingerprint of its hash in the high 8. */
+const ID_BITS = 24;
+const ID_MASK = (1 << ID_BITS) - 1;
+/** Ints per prefix record: `[w0, w1, w2, w3, length, list code, unused, unused]`. */
+const RECORD_INTS = 8;
+
+// One-element lists handed to the evaluator for one-rule prefixes, one per output position.
+// Valid until the next `collect` writes the same position; decisions consume them first.
+const singletons: number[][] = [];
+
 /**
- * The prefixes of one family in open-addressing tables keyed by (masked words, length): a lookup
- * masks the address to each present length and probes once per length, shortest first.
+ * The prefixes of one family in an open-addressing table keyed by (masked words, length): a
+ * lookup masks the address to each present length and probes once per length, shortest first.
+ * Laid out in typed arrays: per slot an int32 tag (the prefix's id with a one-byte fingerprint of
+ * its hash; a miss reads one cache line), per prefix a 32-byte record (its words, length and list
+ * code: the rule order of a one-rule list inline, else `-(i + 2)` for `lists[i]`), read only when
+ * the fingerprint matches.
  */
 class HashedPrefixes {
   /** Distinct prefix lengths, ascending. */
   private readonly lengths: readonly number[];
-  private readonly fingerprints: Uint8Array;
-  private readonly ids: Int32Array;
+  private readonly tags: Int32Array;
   private readonly mask: number;
-  /** Per id: the prefix words (int32, four per id) and length. */
-  private readonly keyWords: Int32Array;
-  private readonly keyLengths: Uint8Array;
-  private readonly lists: number[][];
+  private readonly records: Int32Array;
+  /** The lists of two or more rules. */
+  private readonly lists: number[][] = [];
 
   constructor(entries: readonly { prefix: IpPrefix; values: number[] }[]) {
+    if (entries.length > ID_MASK) throw new Error(`HashedPrefixes: more than ${ID_MASK} prefixes`);
     this.lengths = [...new Set(entries.map((e) => e.prefix.prefixLength))].sort((a, b) => a - b);
     let capacity = 8;
     while (capacity < entries.length * 2) capacity *= 2;
-    this.fingerprints = new Uint8Array(capacity);
-    this.ids = new Int32Array(capacity);
+    this.tags = new Int32Array(capacity);
     this.mask = capacity - 1;
-    this.keyWords = new Int32Array(entries.length * 4);
-    this.keyLengths = new Uint8Array(entries.length);
-    this.lists = [];
+    this.records = new Int32Array(entries.length * RECORD_INTS);
     entries.forEach(({ prefix, values }, id) => {
       const w = [0, 1, 2, 3].map((i) => ((prefix.words[i] ?? 0) as number) | 0) as [number, number, number, number];
-      this.keyWords.set(w, id * 4);
-      this.keyLengths[id] = prefix.prefixLength;
-      this.lists.push(values);
+      const record = id * RECORD_INTS;
+      this.records.set(w, record);
+      this.records[record + 4] = prefix.prefixLength;
+      this.records[record + 5] = values.length === 1 ? (values[0] as number) : -(this.lists.push(values) - 1) - 2;
       const hash = prefixHash(w[0], w[1], w[2], w[3], prefix.prefixLength);
       let slot = hash & this.mask;
-      while (this.fingerprints[slot] !== 0) slot = (slot + 1) & this.mask;
-      this.fingerprints[slot] = fingerprintOf(hash);
-      this.ids[slot] = id;
+      while (this.tags[slot] !== 0) slot = (slot + 1) & this.mask;
+      this.tags[slot] = (fingerprintOf(hash) << ID_BITS) | id;
     });
   }
 
@@ -76,6 +86,9 @@ class HashedPrefixes {
   collect(a0: number, a1: number, a2: number, a3: number, out: number[][], count: number): number {
     let n = count;
     const lengths = this.lengths;
+    const tags = this.tags;
+    const records = this.records;
+    const mask = this.mask;
     for (let i = 0; i < lengths.length; i++) {
       const length = lengths[i] as number;
       const m0 = maskedWord(a0, 0, length);
@@ -84,15 +97,25 @@ class HashedPrefixes {
       const m3 = maskedWord(a3, 3, length);
       const hash = prefixHash(m0, m1, m2, m3, length);
       const fingerprint = fingerprintOf(hash);
-      for (let slot = hash & this.mask; ; slot = (slot + 1) & this.mask) {
-        const found = this.fingerprints[slot] as number;
-        if (found === 0) break;
-        if (found !== fingerprint) continue;
-        const id = this.ids[slot] as number;
-        const at = id * 4;
-        const words = this.keyWords;
-        if (this.keyLengths[id] === length && words[at] === m0 && words[at + 1] === m1 && words[at + 2] === m2 && words[at + 3] === m3) {
-          out[n++] = this.lists[id] as number[];
+      for (let slot = hash & mask; ; slot = (slot + 1) & mask) {
+        const tag = tags[slot] as number;
+        if (tag === 0) break;
+        if (tag >>> ID_BITS !== fingerprint) continue;
+        const at = (tag & ID_MASK) * RECORD_INTS;
+        if (records[at + 4] === length && records[at] === m0 && records[at + 1] === m1 && records[at + 2] === m2 && records[at + 3] === m3) {
+          const code = records[at + 5] as number;
+          if (code < 0) {
+            out[n] = this.lists[-code - 2] as number[];
+          } else {
+            let single = singletons[n];
+            if (single === undefined) {
+              single = [0];
+              singletons[n] = single;
+            }
+            single[0] = code;
+            out[n] = single;
+          }
+          n++;
           break;
         }
       }
@@ -114,6 +137,7 @@ export class PrefixIndex {
 
   insert(prefix: IpPrefix, value: number): void {
     if (this.building === null) throw new Error('PrefixIndex: insert after seal');
+    if (!Number.isInteger(value) || value < 0) throw new Error('PrefixIndex: values are rule orders (integers >= 0)');
     const key = `${prefix.v6 ? 6 : 4}/${prefix.prefixLength}/${prefix.words.join(',')}`;
     const entry = this.building.get(key);
     if (entry === undefined) this.building.set(key, { prefix, values: [value] });

@@ -40,6 +40,11 @@ export interface PolicyDecisionBenchRow {
   /** Candidate rules examined per decision (rules an index alone proves included). */
   candidatesPerDecision: number;
   heapMiB: number;
+  /**
+   * Memory of the compiled policy's typed arrays (ArrayBuffer backing stores), which `heapMiB`
+   * (V8's heapUsed) does not count: the hash tables and rule records live there.
+   */
+  arrayBuffersMiB: number;
   compileMs: number;
 }
 
@@ -218,12 +223,15 @@ export async function benchPolicyDecision(): Promise<PolicyDecisionBenchRow[]> {
     const { doc, targets } = benchPolicyDocument(ruleCount);
     const work = makeWorkload(targets, prng(SEED + ruleCount));
     collectGarbage();
-    const heapBefore = process.memoryUsage().heapUsed;
+    const memoryBefore = process.memoryUsage();
+    const heapBefore = memoryBefore.heapUsed;
     const compileStart = process.hrtime.bigint();
     let policy: CompiledPolicy | null = compilePolicy(doc);
     const compileMs = Number(process.hrtime.bigint() - compileStart) / 1e6;
     collectGarbage();
-    const heapMiB = Math.max(0, process.memoryUsage().heapUsed - heapBefore) / (1024 * 1024);
+    const memoryAfter = process.memoryUsage();
+    const heapMiB = Math.max(0, memoryAfter.heapUsed - heapBefore) / (1024 * 1024);
+    const arrayBuffersMiB = Math.max(0, memoryAfter.arrayBuffers - memoryBefore.arrayBuffers) / (1024 * 1024);
 
     const candidatesBefore = candidatesExaminedTotal();
     runWorkload(policy, work); // warm-up: JIT and caches
@@ -255,6 +263,7 @@ export async function benchPolicyDecision(): Promise<PolicyDecisionBenchRow[]> {
       decisionsPerSec: Math.round(1e9 / decisionNsMedian),
       candidatesPerDecision: Math.round(candidatesPerDecision * 100) / 100,
       heapMiB: Math.round(heapMiB * 10) / 10,
+      arrayBuffersMiB: Math.round(arrayBuffersMiB * 10) / 10,
       compileMs: Math.round(compileMs * 10) / 10,
     });
     policy = null;

@@ -44,11 +44,28 @@ const CONTAINING_CIDR: Record<string, string> = {
 };
 const FLOW_DSTS = [...DST_IPS, '140.82.127.255', '1.2.3.4', '2606:4700:1::1', '::ffff:1.1.1.1', 'bogus'];
 const NAMES = ['github.com', 'api.github.com', 'a.b.github.com', 'xgithub.com', 'example.com', 'www.example.com', 'example.org', 'cdn.example.org', 'localhost', 'a.com', 'b.a.com', 'ab.a.com'];
-const QUERY_NAMES = [...NAMES, 'API.GitHub.COM', 'example.com.', 'WWW.EXAMPLE.COM.', 'com', '', '.', '1.1.1.1', '[2001:db8::2]', 'x.y.z.example.org'];
+// Names with a line terminator, which a regex `.` does not match: `(.*\.)?github\.com` must not match them.
+const QUERY_NAMES = [
+  ...NAMES,
+  'API.GitHub.COM',
+  'example.com.',
+  'WWW.EXAMPLE.COM.',
+  'com',
+  '',
+  '.',
+  '1.1.1.1',
+  '[2001:db8::2]',
+  'x.y.z.example.org',
+  'a\nb.github.com',
+  'x\u2028.example.org',
+  'www\r.example.com',
+];
 const SUFFIXES = ['github.com', 'example.com', 'example.org', 'a.com', 'com', 'org', 'GitHub.com.'];
 const GLOBS = ['*.github.com', '*.example.com', '*', '*.com', 'api.*', 'a*.github.com', '*b*.a.com', 'www.example.com', '*.*.github.com', 'cdn.example.*'];
 const REGEXES = [
   '^(.*\\.)?github\\.com$',
+  '(?:.*\\.)?Example\\.ORG',
+  'api\\.github\\.com',
   '.*\\.example\\.(com|org)',
   '[a-z]+\\.com',
   'api\\..*',
@@ -112,7 +129,8 @@ const matchArb: fc.Arbitrary<RuleMatch> = fc
       dst_cidrs: rare(sub(DST_CIDRS)),
       dst_ips: rare(sub(DST_IPS)),
       proto: rare(fc.constantFrom('tcp' as const, 'udp' as const, 'any' as const)),
-      dst_ports: rare(sub(PORTS)),
+      // Up to five entries: more than the three port ranges a compiled rule keeps inline.
+      dst_ports: rare(fc.subarray([...PORTS], { minLength: 1, maxLength: 5 })),
       layer: fc.constantFrom('none', 'none', 'none', 'none', 'tls', 'http'),
       tls: sniSelector,
       http: httpSelector,
