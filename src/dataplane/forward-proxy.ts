@@ -69,8 +69,9 @@ import type { PolicySource } from './dns-proxy.js';
 import type { FindingsStore, FindingType } from './findings.js';
 import { ProxyProtocolGate, type ProxyProtocolStats } from './proxy-protocol-gate.js';
 import { IdleSweep, sweepIntervalFor, type IdleEntry } from './idle-sweep.js';
+import { RecencyList } from './recency-list.js';
 import { passEnd, UpstreamRelay } from './upstream-relay.js';
-import type { HostnameResolver } from './resolver.js';
+import type { HostnameResolver, ResolveOutcome } from './resolver.js';
 import { parseClientHello, TLS_PEEK_MAX_BYTES, type ClientHelloResult } from './tls-sni.js';
 
 /**
@@ -209,6 +210,8 @@ class Tunnel extends UpstreamRelay implements IdleEntry<Tunnel> {
   newer: Tunnel | null = null;
   tick = -1;
   state = DIALLING;
+  /** In the proxy's dialling list (its links are then used there, and later by the idle sweep). */
+  inDialling = true;
   /** Sockets closed so far; the tunnel has ended at 2. */
   closed = 0;
   startUp = 0;
@@ -238,9 +241,7 @@ function onDialConnect(this: Socket): void {
   const tunnel = tunnelOf(this);
   if (tunnel.connectTimer !== null) clearTimeout(tunnel.connectTimer);
   tunnel.connectTimer = null;
-  const settle = tunnel.settle;
-  tunnel.settle = null;
-  settle?.(tunnel);
+  tunnel.proxy.settleDial(tunnel, tunnel);
 }
 
 function onUpstreamClose(this: Socket, hadError: boolean): void {
@@ -249,9 +250,7 @@ function onUpstreamClose(this: Socket, hadError: boolean): void {
     if (tunnel.connectTimer !== null) clearTimeout(tunnel.connectTimer);
     tunnel.connectTimer = null;
     tunnel.proxy.dialEnded(tunnel);
-    const settle = tunnel.settle;
-    tunnel.settle = null;
-    settle?.(null);
+    tunnel.proxy.settleDial(tunnel, null);
     return;
   }
   tunnel.proxy.sideClosed(tunnel, tunnel.client, hadError);
@@ -367,8 +366,9 @@ export class ForwardProxy {
   private readonly agent: Agent;
   private readonly proxyProtocol: ProxyProtocolGate | null;
   private readonly clientSockets = new Set<Socket>();
-  /** Tunnels whose upstream is being dialled. */
-  private readonly dialling = new Set<Tunnel>();
+  /** Tunnels whose upstream is being dialled (or connected and not opened yet). */
+  private readonly dialling = new RecencyList<Tunnel>();
+  private diallingCount = 0;
   /** Open tunnels, least recently active first; closes those idle for `idleMs`. */
   readonly idle: IdleSweep<Tunnel>;
   private readonly activeByGroup = new Map<string, number>();
@@ -468,7 +468,7 @@ export class ForwardProxy {
       if (this.activeFlows > 0) this.options.logger.warn({ active_flows: this.activeFlows, grace_ms: graceMs }, 'forward proxy stopping: closing flows still open after the grace period');
     }
     this.idle.stop();
-    for (const tunnel of this.dialling) tunnel.upstream.destroy();
+    for (let tunnel = this.dialling.oldest; tunnel !== null; tunnel = tunnel.newer) tunnel.upstream.destroy();
     for (const tunnel of this.idle.entries()) tunnel.upstream.destroy();
     for (const socket of this.clientSockets) socket.destroy();
     this.agent.destroy();
@@ -508,7 +508,7 @@ export class ForwardProxy {
 
   /** Upstream sockets of tunnels: being dialled, or open (until both sides of the tunnel closed). */
   private tunnelSockets(): number {
-    return this.dialling.size + this.idle.size;
+    return this.diallingCount + this.idle.size;
   }
 
   private upstreamConnections(): number {
@@ -523,7 +523,7 @@ export class ForwardProxy {
     return this.proxyProtocol === null ? (socket.remoteAddress ?? '') : this.proxyProtocol.clientIp(socket);
   }
 
-  private onBug(err: unknown, cleanup: () => void): void {
+  onBug(err: unknown, cleanup: () => void): void {
     this.options.logger.error({ err: describeError(err) }, 'forward proxy failed to handle a request');
     cleanup();
   }
@@ -621,31 +621,36 @@ export class ForwardProxy {
    * Steps 1–3 of the module comment: the candidate addresses allowed under at least one of the
    * SNI `hypotheses`, in order, or why there are none.
    */
-  private async plan(policy: CompiledPolicy, clientIp: string, target: Target, hypotheses: readonly (string | undefined)[], http: HttpRequestInfo | undefined): Promise<Plan> {
-    let addresses: readonly string[];
-    if (target.literalIp !== null) {
-      addresses = [target.literalIp];
-    } else {
-      const hostname = target.hostname as string;
-      const dns = decideDns(policy, { srcIp: clientIp, qname: hostname });
-      addresses = dns.sourceGroup === null ? [] : this.options.allowlist.ipsFor(dns.sourceGroup, hostname);
-      if (addresses.length === 0) {
-        if (dns.enforced !== 'allow') {
-          // Resolve only if the name is allowed regardless of its address (no address matches no IP selector).
-          const addressless = hypotheses.map((sni) =>
-            decideConnection(policy, { srcIp: clientIp, hostname, dstIp: '', dstPort: target.port, proto: 'tcp', ...(sni !== undefined ? { sni } : {}), ...(http !== undefined ? { http } : {}) }),
-          );
-          if (!addressless.some((d) => d.enforced === 'allow')) {
-            const decision = addressless[0] as Decision;
-            return { kind: 'deny', verdict: null, decision, reason: `${decision.reason} (and the client's DNS policy does not resolve ${hostname})` };
-          }
-        }
-        const resolved = await this.options.resolver.resolve(hostname);
-        if (!resolved.ok) return { kind: 'error', status: 502, reason: `cannot resolve ${hostname}: ${resolved.reason}` };
-        if (resolved.addresses.length === 0) return { kind: 'error', status: 502, reason: `${hostname} has no address` };
-        addresses = resolved.addresses;
+  private plan(policy: CompiledPolicy, clientIp: string, target: Target, hypotheses: readonly (string | undefined)[], http: HttpRequestInfo | undefined): Plan | Promise<Plan> {
+    if (target.literalIp !== null) return this.decideCandidates(policy, clientIp, target, [target.literalIp], hypotheses, http);
+    const hostname = target.hostname as string;
+    const dns = decideDns(policy, { srcIp: clientIp, qname: hostname });
+    const listed = dns.sourceGroup === null ? [] : this.options.allowlist.ipsFor(dns.sourceGroup, hostname);
+    if (listed.length > 0) return this.decideCandidates(policy, clientIp, target, listed, hypotheses, http);
+    if (dns.enforced !== 'allow') {
+      // Resolve only if the name is allowed regardless of its address (no address matches no IP selector).
+      const addressless = hypotheses.map((sni) =>
+        decideConnection(policy, { srcIp: clientIp, hostname, dstIp: '', dstPort: target.port, proto: 'tcp', ...(sni !== undefined ? { sni } : {}), ...(http !== undefined ? { http } : {}) }),
+      );
+      if (!addressless.some((d) => d.enforced === 'allow')) {
+        const decision = addressless[0] as Decision;
+        return { kind: 'deny', verdict: null, decision, reason: `${decision.reason} (and the client's DNS policy does not resolve ${hostname})` };
       }
     }
+    // A cached answer is decided at once, without a promise and a turn of the microtask queue.
+    const cached = this.options.resolver.cached?.(hostname) ?? null;
+    if (cached !== null) return this.afterLookup(policy, clientIp, target, hostname, { ok: true, addresses: cached }, hypotheses, http);
+    return this.options.resolver.resolve(hostname).then((resolved) => this.afterLookup(policy, clientIp, target, hostname, resolved, hypotheses, http));
+  }
+
+  private afterLookup(policy: CompiledPolicy, clientIp: string, target: Target, hostname: string, resolved: ResolveOutcome, hypotheses: readonly (string | undefined)[], http: HttpRequestInfo | undefined): Plan {
+    if (!resolved.ok) return { kind: 'error', status: 502, reason: `cannot resolve ${hostname}: ${resolved.reason}` };
+    if (resolved.addresses.length === 0) return { kind: 'error', status: 502, reason: `${hostname} has no address` };
+    return this.decideCandidates(policy, clientIp, target, resolved.addresses, hypotheses, http);
+  }
+
+  /** Step 3 of the module comment for the candidate `addresses`. */
+  private decideCandidates(policy: CompiledPolicy, clientIp: string, target: Target, addresses: readonly string[], hypotheses: readonly (string | undefined)[], http: HttpRequestInfo | undefined): Plan {
     const candidates: string[] = [];
     const verdicts: Verdict[] = [];
     let firstDenied: Verdict | null = null;
@@ -671,25 +676,43 @@ export class ForwardProxy {
     return { kind: 'deny', verdict, decision: verdict.decision, reason: verdict.reason };
   }
 
-  /** Dials `ip`: resolves with the tunnel once connected, or null when the dial failed or timed out. */
-  private dial(client: Socket, ip: string, port: number, flow: Flow): Promise<Tunnel | null> {
-    return new Promise((resolve) => {
-      const tunnel = new Tunnel(this, client, ip, flow);
-      tunnel.settle = resolve;
-      const socket = connect({ host: ip, port, allowHalfOpen: true, noDelay: true, onread: tunnel.onread }) as TunnelSocket;
-      socket[kTunnel] = tunnel;
-      tunnel.upstream = socket;
-      this.dialling.add(tunnel);
-      tunnel.connectTimer = setTimeout(() => socket.destroy(), this.connectTimeoutMs);
-      socket.on('error', ignore); // the 'close' that follows an error ends the dial or the tunnel
-      socket.on('close', onUpstreamClose);
-      socket.on('connect', onDialConnect);
-    });
+  /** Dials `ip`; `settle` gets the tunnel once connected, or null when the dial failed or timed out. */
+  private dial(client: Socket, ip: string, port: number, flow: Flow, settle: (tunnel: Tunnel | null) => void): void {
+    const tunnel = new Tunnel(this, client, ip, flow);
+    tunnel.settle = settle;
+    const socket = connect({ host: ip, port, allowHalfOpen: true, noDelay: true, onread: tunnel.onread }) as TunnelSocket;
+    socket[kTunnel] = tunnel;
+    tunnel.upstream = socket;
+    this.dialling.pushNewest(tunnel);
+    this.diallingCount++;
+    tunnel.connectTimer = setTimeout(() => socket.destroy(), this.connectTimeoutMs);
+    socket.on('error', ignore); // the 'close' that follows an error ends the dial or the tunnel
+    socket.on('close', onUpstreamClose);
+    socket.on('connect', onDialConnect);
   }
 
-  /** A dial ended without a tunnel (its socket closed); called by the upstream's close listener. */
+  /** Ends a dial: calls its `settle` once (a throw there closes the tunnel's sockets, as in `onConnect`). */
+  settleDial(tunnel: Tunnel, result: Tunnel | null): void {
+    const settle = tunnel.settle;
+    if (settle === null) return;
+    tunnel.settle = null;
+    try {
+      settle(result);
+    } catch (err) {
+      this.release(tunnel.flow);
+      this.onBug(err, () => {
+        tunnel.client.destroy();
+        tunnel.upstream.destroy();
+      });
+    }
+  }
+
+  /** The tunnel leaves the dialling list (connected and opened, or its socket closed). No effect when it is not in it. */
   dialEnded(tunnel: Tunnel): void {
-    this.dialling.delete(tunnel);
+    if (!tunnel.inDialling) return;
+    tunnel.inDialling = false;
+    this.dialling.remove(tunnel);
+    this.diallingCount--;
   }
 
   /** Closes a connected tunnel that will not be opened (the client left, or the TLS decision refused it). */
@@ -697,21 +720,34 @@ export class ForwardProxy {
     tunnel.upstream.destroy(); // its 'close' ends the dial
   }
 
-  private async dialAny(client: Socket, candidates: readonly string[], port: number, flow: Flow, isAllowed: (ip: string) => boolean): Promise<Tunnel | null> {
+  /**
+   * Dials the allowed candidates in turn (at most PROXY_DIAL_ATTEMPTS_MAX) until one connects;
+   * `done` gets its tunnel, or null when none did.
+   */
+  private dialAny(client: Socket, candidates: readonly string[], port: number, flow: Flow, isAllowed: ((ip: string) => boolean) | null, done: (tunnel: Tunnel | null) => void): void {
+    let index = 0;
     let attempts = 0;
-    for (const ip of candidates) {
-      if (!isAllowed(ip)) continue;
-      if (attempts++ >= PROXY_DIAL_ATTEMPTS_MAX) break;
-      const tunnel = await this.dial(client, ip, port, flow);
-      if (tunnel !== null) return tunnel;
-    }
-    return null;
+    const next = (tunnel: Tunnel | null): void => {
+      if (tunnel !== null) {
+        done(tunnel);
+        return;
+      }
+      while (index < candidates.length) {
+        const ip = candidates[index++] as string;
+        if (isAllowed !== null && !isAllowed(ip)) continue;
+        if (attempts++ >= PROXY_DIAL_ATTEMPTS_MAX) break;
+        this.dial(client, ip, port, flow, next);
+        return;
+      }
+      done(null);
+    };
+    next(null);
   }
 
   /** Splices the client and the upstream of a connected tunnel until both sides closed (an error, a reset, or the idle sweep close both). */
   private open(tunnel: Tunnel, firstBytes: Buffer): void {
     const { client, upstream } = tunnel;
-    this.dialling.delete(tunnel);
+    this.dialEnded(tunnel);
     if (client.destroyed || upstream.destroyed) {
       // One side is already gone: nothing to splice. The upstream's close (DIALLING) ends the dial.
       client.destroy();
@@ -728,9 +764,9 @@ export class ForwardProxy {
     if (firstBytes.length > 0) upstream.write(firstBytes);
     client.on('data', onTunnelClientData);
     upstream.on('drain', onTunnelUpstreamDrain);
-    client.once('end', onTunnelClientEnd);
+    client.on('end', onTunnelClientEnd);
     client.on('drain', onTunnelClientDrain);
-    upstream.once('end', onTunnelUpstreamEnd);
+    upstream.on('end', onTunnelUpstreamEnd);
     client.resume();
     if (tunnel.attach(client)) upstream.resume();
   }
@@ -817,7 +853,8 @@ export class ForwardProxy {
     }
     const tls = this.tlsPorts.has(target.port);
     const hypotheses: (string | undefined)[] = tls && target.hostname !== null ? [undefined, target.hostname] : [undefined];
-    const plan = await this.plan(policy, clientIp, target, hypotheses, undefined);
+    const planned = this.plan(policy, clientIp, target, hypotheses, undefined);
+    const plan = planned instanceof Promise ? await planned : planned;
     if (socket.destroyed) return;
     if (plan.kind === 'error') {
       this.count('connect', 'error');
@@ -834,7 +871,7 @@ export class ForwardProxy {
       return this.refuseSocket(socket, 429, `source group ${plan.admitGroup ?? NO_GROUP} has ${this.maxFlowsPerGroup} active flows (the limit)`);
     }
     try {
-      if (!tls) await this.connectPlain(clientIp, target, plan.candidates, plan.verdicts, socket, head, flow);
+      if (!tls) this.connectPlain(clientIp, target, plan.candidates, plan.verdicts, socket, head, flow);
       else await this.connectTls(policy, clientIp, target, plan.candidates, socket, head, flow);
     } catch (err) {
       this.release(flow);
@@ -843,18 +880,20 @@ export class ForwardProxy {
   }
 
   /** A tunnel without TLS: `plan` decided every candidate without SNI already, so its verdicts stand. */
-  private async connectPlain(clientIp: string, target: Target, candidates: readonly string[], verdicts: readonly Verdict[], socket: Socket, head: Buffer, flow: Flow): Promise<void> {
-    const dialed = await this.dialAny(socket, candidates, target.port, flow, () => true);
-    if (dialed === null || socket.destroyed) {
-      if (dialed !== null) this.abandon(dialed);
-      this.release(flow);
-      this.count('connect', 'error');
-      return this.refuseSocket(socket, 502, `cannot connect to ${target.hostname ?? target.literalIp}:${target.port}`);
-    }
-    const verdict = verdicts[candidates.indexOf(dialed.ip)] as Verdict;
-    this.noteAllowed('connect', clientIp, target, verdict);
-    socket.write(CONNECTION_ESTABLISHED);
-    this.open(dialed, head);
+  private connectPlain(clientIp: string, target: Target, candidates: readonly string[], verdicts: readonly Verdict[], socket: Socket, head: Buffer, flow: Flow): void {
+    this.dialAny(socket, candidates, target.port, flow, null, (dialed) => {
+      if (dialed === null || socket.destroyed) {
+        if (dialed !== null) this.abandon(dialed);
+        this.release(flow);
+        this.count('connect', 'error');
+        this.refuseSocket(socket, 502, `cannot connect to ${target.hostname ?? target.literalIp}:${target.port}`);
+        return;
+      }
+      const verdict = verdicts[candidates.indexOf(dialed.ip)] as Verdict;
+      this.noteAllowed('connect', clientIp, target, verdict);
+      socket.write(CONNECTION_ESTABLISHED);
+      this.open(dialed, head);
+    });
   }
 
   private async connectTls(policy: CompiledPolicy, clientIp: string, target: Target, candidates: readonly string[], socket: Socket, head: Buffer, flow: Flow): Promise<void> {
@@ -902,16 +941,17 @@ export class ForwardProxy {
       return;
     }
     const allowedIps = new Set(allowed.map((v) => v.ip));
-    const dialed = await this.dialAny(socket, candidates, target.port, flow, (ip) => allowedIps.has(ip));
-    if (dialed === null || socket.destroyed) {
-      if (dialed !== null) this.abandon(dialed);
-      this.release(flow);
-      this.count('connect', 'error');
-      socket.destroy();
-      return;
-    }
-    this.noteAllowed('connect', clientIp, target, allowed.find((v) => v.ip === dialed.ip) as Verdict);
-    this.open(dialed, bytes);
+    this.dialAny(socket, candidates, target.port, flow, (ip) => allowedIps.has(ip), (dialed) => {
+      if (dialed === null || socket.destroyed) {
+        if (dialed !== null) this.abandon(dialed);
+        this.release(flow);
+        this.count('connect', 'error');
+        socket.destroy();
+        return;
+      }
+      this.noteAllowed('connect', clientIp, target, allowed.find((v) => v.ip === dialed.ip) as Verdict);
+      this.open(dialed, bytes);
+    });
   }
 
   private noteAllowed(kind: ProxyKind, clientIp: string, target: Target, verdict: Verdict): void {
@@ -958,7 +998,8 @@ export class ForwardProxy {
     }
     const path = `${url.pathname}${url.search}`;
     const http: HttpRequestInfo = { method: req.method ?? 'GET', host: url.host, path };
-    const plan = await this.plan(policy, clientIp, target, [undefined], http);
+    const planned = this.plan(policy, clientIp, target, [undefined], http);
+    const plan = planned instanceof Promise ? await planned : planned;
     if (plan.kind === 'error') {
       this.count('http', 'error');
       return this.respond(res, plan.status, plan.reason, hasBody);

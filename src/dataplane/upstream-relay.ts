@@ -16,8 +16,12 @@
 
 /** Largest read of a dialled socket in bulk (the buffer of a tunnel whose reads fill it). */
 export const UPSTREAM_READ_BYTES = 64 * 1024;
-/** The buffer of a tunnel whose reads are small (and of a new one). */
-export const UPSTREAM_SMALL_READ_BYTES = 4 * 1024;
+/**
+ * The buffer of a tunnel whose reads are small (and of a new one). One byte under 4 KiB, so that
+ * `Buffer.allocUnsafe` slices it from Node's shared pool (it pools sizes below half its 8 KiB pool)
+ * instead of allocating a backing store of its own for every new tunnel.
+ */
+export const UPSTREAM_SMALL_READ_BYTES = 4 * 1024 - 1;
 
 /** What the relay uses of the socket it writes to (the client's). */
 export interface RelaySink {
