@@ -256,11 +256,6 @@ function onUpstreamClose(this: Socket, hadError: boolean): void {
   tunnel.proxy.sideClosed(tunnel, tunnel.client, hadError);
 }
 
-function onTunnelClientClose(this: Socket, hadError: boolean): void {
-  const tunnel = tunnelOf(this);
-  tunnel.proxy.sideClosed(tunnel, tunnel.upstream, hadError);
-}
-
 /** The client side of a tunnel copied into the upstream (`splice` with shared listeners). */
 function onTunnelClientData(this: Socket, chunk: Buffer): void {
   const tunnel = tunnelOf(this);
@@ -432,8 +427,11 @@ export class ForwardProxy {
     server.maxConnections = this.options.maxClientConnections ?? PROXY_MAX_CLIENT_CONNECTIONS;
     this.proxyProtocol?.install(server);
     const clientSockets = this.clientSockets;
-    function onClientClose(this: Socket): void {
+    // The one close listener of a client socket, also for the client side of a tunnel (no second listener per tunnel).
+    function onClientClose(this: Socket, hadError: boolean): void {
       clientSockets.delete(this);
+      const tunnel = (this as TunnelSocket)[kTunnel];
+      if (tunnel !== undefined) tunnel.proxy.sideClosed(tunnel, tunnel.upstream, hadError);
     }
     server.on('connection', (socket: Socket) => {
       clientSockets.add(socket);
@@ -760,7 +758,6 @@ export class ForwardProxy {
     tunnel.startDown = upstream.bytesRead;
     (client as TunnelSocket)[kTunnel] = tunnel;
     this.idle.add(tunnel);
-    client.on('close', onTunnelClientClose);
     if (firstBytes.length > 0) upstream.write(firstBytes);
     client.on('data', onTunnelClientData);
     upstream.on('drain', onTunnelUpstreamDrain);
