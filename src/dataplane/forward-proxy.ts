@@ -30,7 +30,8 @@
  *
  * ## Copying
  * A tunnel's upstream side reads into a buffer it owns (`UpstreamRelay`: no allocation per read
- * while the client keeps up); the client side is copied with three listeners (`splice`). Both
+ * while the client keeps up); the client side is copied with three listeners shared by every tunnel
+ * (`Tunnel`: the module's `onTunnel…` functions find their tunnel on the socket). Both
  * directions pause reading while the other socket's writes queue, and pass a half-close on (to a
  * socket that has read its own end already and has nothing queued, as a close: the same FIN without
  * a separate shutdown; `passEnd`). A plain-HTTP request without a body ends its upstream request at once; bodies stream both ways
@@ -67,11 +68,16 @@ import type { DenylistIndex } from './denylist.js';
 import type { PolicySource } from './dns-proxy.js';
 import type { FindingsStore, FindingType } from './findings.js';
 import { ProxyProtocolGate, type ProxyProtocolStats } from './proxy-protocol-gate.js';
+import { IdleSweep, sweepIntervalFor, type IdleEntry } from './idle-sweep.js';
+import { RecencyList } from './recency-list.js';
 import { passEnd, UpstreamRelay } from './upstream-relay.js';
-import type { HostnameResolver } from './resolver.js';
+import type { HostnameResolver, ResolveOutcome } from './resolver.js';
 import { parseClientHello, TLS_PEEK_MAX_BYTES, type ClientHelloResult } from './tls-sni.js';
 
-/** A tunnel (either side) or an upstream request with no traffic for this long is closed. */
+/**
+ * A tunnel (either side) or an upstream request with no traffic for this long is closed (a tunnel
+ * by the idle sweep: within two sweep intervals after this long, see `IdleSweep`).
+ */
 export const PROXY_IDLE_TIMEOUT_MS = 300_000;
 /** A request's headers must be complete within this long (slowloris bound). */
 export const PROXY_HEADER_TIMEOUT_MS = 10_000;
@@ -182,11 +188,97 @@ interface Flow {
   released: boolean;
 }
 
-/** A connected upstream socket of a tunnel, its reader, and the candidate address it reached. */
-interface Dialled {
-  readonly socket: Socket;
-  readonly relay: UpstreamRelay;
-  readonly ip: string;
+/** A tunnel's state: its upstream is being dialled, or both sockets are spliced. */
+const DIALLING = 0;
+const OPEN = 1;
+
+/** The tunnel a socket of the proxy's belongs to, on the socket (the listeners are shared, not closures per tunnel). */
+const kTunnel = Symbol('neuwerk.tunnel');
+type TunnelSocket = Socket & { [kTunnel]?: Tunnel };
+
+function tunnelOf(socket: Socket): Tunnel {
+  return (socket as TunnelSocket)[kTunnel] as Tunnel;
+}
+
+/**
+ * One CONNECT tunnel from the dial of its upstream (one per dial attempt) to the close of both
+ * sockets: the upstream's reader (`UpstreamRelay`), an entry of the proxy's dial or idle sweep, and
+ * the state the shared socket listeners below work on.
+ */
+class Tunnel extends UpstreamRelay implements IdleEntry<Tunnel> {
+  older: Tunnel | null = null;
+  newer: Tunnel | null = null;
+  tick = -1;
+  state = DIALLING;
+  /** In the proxy's dialling list (its links are then used there, and later by the idle sweep). */
+  inDialling = true;
+  /** Sockets closed so far; the tunnel has ended at 2. */
+  closed = 0;
+  startUp = 0;
+  startDown = 0;
+  upstream!: Socket;
+  /** Settles the dial (set while dialling). */
+  settle: ((tunnel: Tunnel | null) => void) | null = null;
+  connectTimer: NodeJS.Timeout | null = null;
+
+  constructor(
+    readonly proxy: ForwardProxy,
+    readonly client: Socket,
+    readonly ip: string,
+    readonly flow: Flow,
+  ) {
+    super();
+  }
+
+  protected override noteRead(): void {
+    this.proxy.idle.touch(this);
+  }
+}
+
+function ignore(): void {}
+
+function onDialConnect(this: Socket): void {
+  const tunnel = tunnelOf(this);
+  if (tunnel.connectTimer !== null) clearTimeout(tunnel.connectTimer);
+  tunnel.connectTimer = null;
+  tunnel.proxy.settleDial(tunnel, tunnel);
+}
+
+function onUpstreamClose(this: Socket, hadError: boolean): void {
+  const tunnel = tunnelOf(this);
+  if (tunnel.state === DIALLING) {
+    if (tunnel.connectTimer !== null) clearTimeout(tunnel.connectTimer);
+    tunnel.connectTimer = null;
+    tunnel.proxy.dialEnded(tunnel);
+    tunnel.proxy.settleDial(tunnel, null);
+    return;
+  }
+  tunnel.proxy.sideClosed(tunnel, tunnel.client, hadError);
+}
+
+/** The client side of a tunnel copied into the upstream (`splice` with shared listeners). */
+function onTunnelClientData(this: Socket, chunk: Buffer): void {
+  const tunnel = tunnelOf(this);
+  tunnel.proxy.idle.touch(tunnel);
+  if (!tunnel.upstream.write(chunk)) this.pause();
+}
+
+/** The client took what was queued for it: read the upstream again. */
+function onTunnelClientDrain(this: Socket): void {
+  tunnelOf(this).upstream.resume();
+}
+
+/** The upstream took what was queued for it: read the client again. */
+function onTunnelUpstreamDrain(this: Socket): void {
+  tunnelOf(this).client.resume();
+}
+
+function onTunnelClientEnd(this: Socket): void {
+  passEnd(tunnelOf(this).upstream);
+}
+
+function onTunnelUpstreamEnd(this: Socket): void {
+  passEnd(tunnelOf(this).client);
 }
 
 const HOP_BY_HOP = new Set(['connection', 'proxy-connection', 'keep-alive', 'proxy-authorization', 'proxy-authenticate', 'te', 'trailer', 'transfer-encoding', 'upgrade']);
@@ -253,22 +345,6 @@ function rawResponse(status: number, reason: string | null, extraHeaders = ''): 
   return `HTTP/1.1 ${status} ${STATUS_CODES[status] ?? 'Error'}\r\n${reasonHeader}${extraHeaders}Content-Type: text/plain; charset=utf-8\r\nContent-Length: ${Buffer.byteLength(body)}\r\nConnection: close\r\n\r\n${body}`;
 }
 
-/**
- * Copies `from` into `to` with backpressure and passes the end of input on (a half-close), like
- * `from.pipe(to)` but with three listeners instead of pipe's bookkeeping per tunnel. Errors and
- * closes are the tunnel's business (`ForwardProxy.tunnel`). Resumes `from`, which the TLS peek
- * may have left paused. Used for the client side, whose socket the HTTP server made; the dialled
- * side reads through an `UpstreamRelay` instead.
- */
-function splice(from: Socket, to: Socket): void {
-  from.on('data', (chunk: Buffer) => {
-    if (!to.write(chunk)) from.pause();
-  });
-  to.on('drain', () => from.resume());
-  from.once('end', () => passEnd(to));
-  from.resume();
-}
-
 /** The answer that opens a tunnel, encoded once. */
 const CONNECTION_ESTABLISHED = Buffer.from('HTTP/1.1 200 Connection Established\r\n\r\n', 'latin1');
 
@@ -285,7 +361,11 @@ export class ForwardProxy {
   private readonly agent: Agent;
   private readonly proxyProtocol: ProxyProtocolGate | null;
   private readonly clientSockets = new Set<Socket>();
-  private readonly tunnelSockets = new Set<Socket>();
+  /** Tunnels whose upstream is being dialled (or connected and not opened yet). */
+  private readonly dialling = new RecencyList<Tunnel>();
+  private diallingCount = 0;
+  /** Open tunnels, least recently active first; closes those idle for `idleMs`. */
+  readonly idle: IdleSweep<Tunnel>;
   private readonly activeByGroup = new Map<string, number>();
   private activeFlows = 0;
   private readonly counts: Record<ProxyKind, Record<ProxyResult, number>>;
@@ -301,6 +381,10 @@ export class ForwardProxy {
     this.guard = new DestinationGuard([...(options.ownAddresses ?? []), options.bind.host]);
     this.tlsPorts = new Set(options.tlsPorts ?? PROXY_DEFAULT_TLS_PORTS);
     this.idleMs = options.idleTimeoutMs ?? PROXY_IDLE_TIMEOUT_MS;
+    this.idle = new IdleSweep<Tunnel>(this.idleMs, sweepIntervalFor(this.idleMs), (tunnel) => {
+      tunnel.client.destroy();
+      tunnel.upstream.destroy();
+    });
     this.connectTimeoutMs = options.connectTimeoutMs ?? PROXY_CONNECT_TIMEOUT_MS;
     this.peekTimeoutMs = options.tlsPeekTimeoutMs ?? PROXY_TLS_PEEK_TIMEOUT_MS;
     this.maxFlowsPerGroup = options.maxActiveFlowsPerGroup ?? PROXY_MAX_ACTIVE_FLOWS_PER_GROUP;
@@ -343,8 +427,11 @@ export class ForwardProxy {
     server.maxConnections = this.options.maxClientConnections ?? PROXY_MAX_CLIENT_CONNECTIONS;
     this.proxyProtocol?.install(server);
     const clientSockets = this.clientSockets;
-    function onClientClose(this: Socket): void {
+    // The one close listener of a client socket, also for the client side of a tunnel (no second listener per tunnel).
+    function onClientClose(this: Socket, hadError: boolean): void {
       clientSockets.delete(this);
+      const tunnel = (this as TunnelSocket)[kTunnel];
+      if (tunnel !== undefined) tunnel.proxy.sideClosed(tunnel, tunnel.upstream, hadError);
     }
     server.on('connection', (socket: Socket) => {
       clientSockets.add(socket);
@@ -359,6 +446,7 @@ export class ForwardProxy {
     server.on('clientError', (err: NodeJS.ErrnoException, socket: Duplex) => this.onClientError(err, socket as Socket));
     this.server = server;
     this.address = await listen(server, this.options.bind, '--proxy-bind');
+    this.idle.start();
     return this.address;
   }
 
@@ -377,7 +465,9 @@ export class ForwardProxy {
       while (this.activeFlows > 0 && Date.now() < deadline) await new Promise((resolve) => setTimeout(resolve, STOP_POLL_MS));
       if (this.activeFlows > 0) this.options.logger.warn({ active_flows: this.activeFlows, grace_ms: graceMs }, 'forward proxy stopping: closing flows still open after the grace period');
     }
-    for (const socket of this.tunnelSockets) socket.destroy();
+    this.idle.stop();
+    for (let tunnel = this.dialling.oldest; tunnel !== null; tunnel = tunnel.newer) tunnel.upstream.destroy();
+    for (const tunnel of this.idle.entries()) tunnel.upstream.destroy();
     for (const socket of this.clientSockets) socket.destroy();
     this.agent.destroy();
     await closed;
@@ -410,14 +500,20 @@ export class ForwardProxy {
 
   /** Open sockets (client side, and upstream: tunnels plus pooled keep-alive connections); for leak tests. */
   openSockets(): { client: number; tunnels: number; pooled: number } {
-    return { client: this.clientSockets.size, tunnels: this.tunnelSockets.size, pooled: this.upstreamConnections() - this.tunnelSockets.size };
+    const tunnels = this.tunnelSockets();
+    return { client: this.clientSockets.size, tunnels, pooled: this.upstreamConnections() - tunnels };
+  }
+
+  /** Upstream sockets of tunnels: being dialled, or open (until both sides of the tunnel closed). */
+  private tunnelSockets(): number {
+    return this.diallingCount + this.idle.size;
   }
 
   private upstreamConnections(): number {
     let pooled = 0;
     for (const list of Object.values(this.agent.sockets)) pooled += list?.length ?? 0;
     for (const list of Object.values(this.agent.freeSockets)) pooled += list?.length ?? 0;
-    return this.tunnelSockets.size + pooled;
+    return this.tunnelSockets() + pooled;
   }
 
   /** The client's address: named by the PROXY header on a connection from a trusted balancer, else the socket's peer. */
@@ -425,7 +521,7 @@ export class ForwardProxy {
     return this.proxyProtocol === null ? (socket.remoteAddress ?? '') : this.proxyProtocol.clientIp(socket);
   }
 
-  private onBug(err: unknown, cleanup: () => void): void {
+  onBug(err: unknown, cleanup: () => void): void {
     this.options.logger.error({ err: describeError(err) }, 'forward proxy failed to handle a request');
     cleanup();
   }
@@ -523,31 +619,36 @@ export class ForwardProxy {
    * Steps 1–3 of the module comment: the candidate addresses allowed under at least one of the
    * SNI `hypotheses`, in order, or why there are none.
    */
-  private async plan(policy: CompiledPolicy, clientIp: string, target: Target, hypotheses: readonly (string | undefined)[], http: HttpRequestInfo | undefined): Promise<Plan> {
-    let addresses: readonly string[];
-    if (target.literalIp !== null) {
-      addresses = [target.literalIp];
-    } else {
-      const hostname = target.hostname as string;
-      const dns = decideDns(policy, { srcIp: clientIp, qname: hostname });
-      addresses = dns.sourceGroup === null ? [] : this.options.allowlist.ipsFor(dns.sourceGroup, hostname);
-      if (addresses.length === 0) {
-        if (dns.enforced !== 'allow') {
-          // Resolve only if the name is allowed regardless of its address (no address matches no IP selector).
-          const addressless = hypotheses.map((sni) =>
-            decideConnection(policy, { srcIp: clientIp, hostname, dstIp: '', dstPort: target.port, proto: 'tcp', ...(sni !== undefined ? { sni } : {}), ...(http !== undefined ? { http } : {}) }),
-          );
-          if (!addressless.some((d) => d.enforced === 'allow')) {
-            const decision = addressless[0] as Decision;
-            return { kind: 'deny', verdict: null, decision, reason: `${decision.reason} (and the client's DNS policy does not resolve ${hostname})` };
-          }
-        }
-        const resolved = await this.options.resolver.resolve(hostname);
-        if (!resolved.ok) return { kind: 'error', status: 502, reason: `cannot resolve ${hostname}: ${resolved.reason}` };
-        if (resolved.addresses.length === 0) return { kind: 'error', status: 502, reason: `${hostname} has no address` };
-        addresses = resolved.addresses;
+  private plan(policy: CompiledPolicy, clientIp: string, target: Target, hypotheses: readonly (string | undefined)[], http: HttpRequestInfo | undefined): Plan | Promise<Plan> {
+    if (target.literalIp !== null) return this.decideCandidates(policy, clientIp, target, [target.literalIp], hypotheses, http);
+    const hostname = target.hostname as string;
+    const dns = decideDns(policy, { srcIp: clientIp, qname: hostname });
+    const listed = dns.sourceGroup === null ? [] : this.options.allowlist.ipsFor(dns.sourceGroup, hostname);
+    if (listed.length > 0) return this.decideCandidates(policy, clientIp, target, listed, hypotheses, http);
+    if (dns.enforced !== 'allow') {
+      // Resolve only if the name is allowed regardless of its address (no address matches no IP selector).
+      const addressless = hypotheses.map((sni) =>
+        decideConnection(policy, { srcIp: clientIp, hostname, dstIp: '', dstPort: target.port, proto: 'tcp', ...(sni !== undefined ? { sni } : {}), ...(http !== undefined ? { http } : {}) }),
+      );
+      if (!addressless.some((d) => d.enforced === 'allow')) {
+        const decision = addressless[0] as Decision;
+        return { kind: 'deny', verdict: null, decision, reason: `${decision.reason} (and the client's DNS policy does not resolve ${hostname})` };
       }
     }
+    // A cached answer is decided at once, without a promise and a turn of the microtask queue.
+    const cached = this.options.resolver.cached?.(hostname) ?? null;
+    if (cached !== null) return this.afterLookup(policy, clientIp, target, hostname, { ok: true, addresses: cached }, hypotheses, http);
+    return this.options.resolver.resolve(hostname).then((resolved) => this.afterLookup(policy, clientIp, target, hostname, resolved, hypotheses, http));
+  }
+
+  private afterLookup(policy: CompiledPolicy, clientIp: string, target: Target, hostname: string, resolved: ResolveOutcome, hypotheses: readonly (string | undefined)[], http: HttpRequestInfo | undefined): Plan {
+    if (!resolved.ok) return { kind: 'error', status: 502, reason: `cannot resolve ${hostname}: ${resolved.reason}` };
+    if (resolved.addresses.length === 0) return { kind: 'error', status: 502, reason: `${hostname} has no address` };
+    return this.decideCandidates(policy, clientIp, target, resolved.addresses, hypotheses, http);
+  }
+
+  /** Step 3 of the module comment for the candidate `addresses`. */
+  private decideCandidates(policy: CompiledPolicy, clientIp: string, target: Target, addresses: readonly string[], hypotheses: readonly (string | undefined)[], http: HttpRequestInfo | undefined): Plan {
     const candidates: string[] = [];
     const verdicts: Verdict[] = [];
     let firstDenied: Verdict | null = null;
@@ -573,80 +674,115 @@ export class ForwardProxy {
     return { kind: 'deny', verdict, decision: verdict.decision, reason: verdict.reason };
   }
 
-  private dial(ip: string, port: number): Promise<Dialled | null> {
-    return new Promise((resolve) => {
-      const relay = new UpstreamRelay();
-      const socket = connect({ host: ip, port, allowHalfOpen: true, noDelay: true, onread: relay.onread });
-      this.tunnelSockets.add(socket);
-      const timer = setTimeout(() => socket.destroy(), this.connectTimeoutMs);
-      const fail = (): void => {
-        clearTimeout(timer);
-        this.tunnelSockets.delete(socket);
-        socket.destroy();
-        resolve(null);
-      };
-      socket.once('error', fail);
-      socket.once('close', fail);
-      socket.once('connect', () => {
-        clearTimeout(timer);
-        socket.off('error', fail);
-        socket.off('close', fail);
-        resolve({ socket, relay, ip });
+  /** Dials `ip`; `settle` gets the tunnel once connected, or null when the dial failed or timed out. */
+  private dial(client: Socket, ip: string, port: number, flow: Flow, settle: (tunnel: Tunnel | null) => void): void {
+    const tunnel = new Tunnel(this, client, ip, flow);
+    tunnel.settle = settle;
+    const socket = connect({ host: ip, port, allowHalfOpen: true, noDelay: true, onread: tunnel.onread }) as TunnelSocket;
+    socket[kTunnel] = tunnel;
+    tunnel.upstream = socket;
+    this.dialling.pushNewest(tunnel);
+    this.diallingCount++;
+    tunnel.connectTimer = setTimeout(() => socket.destroy(), this.connectTimeoutMs);
+    socket.on('error', ignore); // the 'close' that follows an error ends the dial or the tunnel
+    socket.on('close', onUpstreamClose);
+    socket.on('connect', onDialConnect);
+  }
+
+  /** Ends a dial: calls its `settle` once (a throw there closes the tunnel's sockets, as in `onConnect`). */
+  settleDial(tunnel: Tunnel, result: Tunnel | null): void {
+    const settle = tunnel.settle;
+    if (settle === null) return;
+    tunnel.settle = null;
+    try {
+      settle(result);
+    } catch (err) {
+      this.release(tunnel.flow);
+      this.onBug(err, () => {
+        tunnel.client.destroy();
+        tunnel.upstream.destroy();
       });
-    });
-  }
-
-  private async dialAny(candidates: readonly string[], port: number, isAllowed: (ip: string) => boolean): Promise<Dialled | null> {
-    let attempts = 0;
-    for (const ip of candidates) {
-      if (!isAllowed(ip)) continue;
-      if (attempts++ >= PROXY_DIAL_ATTEMPTS_MAX) break;
-      const dialled = await this.dial(ip, port);
-      if (dialled !== null) return dialled;
     }
-    return null;
   }
 
-  /** Splices `client` and `upstream` until both directions ended, an error, or the idle timeout. */
-  private tunnel(client: Socket, upstream: Socket, relay: UpstreamRelay, firstBytes: Buffer, flow: Flow): void {
-    const startUp = upstream.bytesWritten;
-    const startDown = upstream.bytesRead;
-    let closed = 0;
-    const onTimeout = (): void => {
-      client.destroy();
-      upstream.destroy();
-    };
-    const onClose = (other: Socket) => (hadError: boolean) => {
-      // An error or reset ends the other side at once; a clean close lets it flush and finish.
-      if (hadError) other.destroy();
-      else if (!other.destroyed) other.end();
-      if (++closed === 2) {
-        this.tunnelSockets.delete(upstream);
-        const up = upstream.bytesWritten - startUp;
-        const down = upstream.bytesRead - startDown;
-        this.bytesUp += up;
-        this.bytesDown += down;
-        this.tunnelBytesUp?.inc(up);
-        this.tunnelBytesDown?.inc(down);
-        this.release(flow);
+  /** The tunnel leaves the dialling list (connected and opened, or its socket closed). No effect when it is not in it. */
+  dialEnded(tunnel: Tunnel): void {
+    if (!tunnel.inDialling) return;
+    tunnel.inDialling = false;
+    this.dialling.remove(tunnel);
+    this.diallingCount--;
+  }
+
+  /** Closes a connected tunnel that will not be opened (the client left, or the TLS decision refused it). */
+  private abandon(tunnel: Tunnel): void {
+    tunnel.upstream.destroy(); // its 'close' ends the dial
+  }
+
+  /**
+   * Dials the allowed candidates in turn (at most PROXY_DIAL_ATTEMPTS_MAX) until one connects;
+   * `done` gets its tunnel, or null when none did.
+   */
+  private dialAny(client: Socket, candidates: readonly string[], port: number, flow: Flow, isAllowed: ((ip: string) => boolean) | null, done: (tunnel: Tunnel | null) => void): void {
+    let index = 0;
+    let attempts = 0;
+    const next = (tunnel: Tunnel | null): void => {
+      if (tunnel !== null) {
+        done(tunnel);
+        return;
       }
+      while (index < candidates.length) {
+        const ip = candidates[index++] as string;
+        if (isAllowed !== null && !isAllowed(ip)) continue;
+        if (attempts++ >= PROXY_DIAL_ATTEMPTS_MAX) break;
+        this.dial(client, ip, port, flow, next);
+        return;
+      }
+      done(null);
     };
-    upstream.on('error', () => undefined); // the client's was added by onConnect
+    next(null);
+  }
+
+  /** Splices the client and the upstream of a connected tunnel until both sides closed (an error, a reset, or the idle sweep close both). */
+  private open(tunnel: Tunnel, firstBytes: Buffer): void {
+    const { client, upstream } = tunnel;
+    this.dialEnded(tunnel);
     if (client.destroyed || upstream.destroyed) {
-      // One side is already gone (its 'close' may have fired): nothing to splice.
+      // One side is already gone: nothing to splice. The upstream's close (DIALLING) ends the dial.
       client.destroy();
       upstream.destroy();
-      this.tunnelSockets.delete(upstream);
-      this.release(flow);
+      this.release(tunnel.flow);
       return;
     }
-    client.once('close', onClose(upstream));
-    upstream.once('close', onClose(client));
-    client.setTimeout(this.idleMs, onTimeout);
-    upstream.setTimeout(this.idleMs, onTimeout);
+    tunnel.state = OPEN;
+    tunnel.startUp = upstream.bytesWritten;
+    tunnel.startDown = upstream.bytesRead;
+    (client as TunnelSocket)[kTunnel] = tunnel;
+    this.idle.add(tunnel);
     if (firstBytes.length > 0) upstream.write(firstBytes);
-    splice(client, upstream);
-    relay.start(upstream, client);
+    client.on('data', onTunnelClientData);
+    upstream.on('drain', onTunnelUpstreamDrain);
+    client.on('end', onTunnelClientEnd);
+    client.on('drain', onTunnelClientDrain);
+    upstream.on('end', onTunnelUpstreamEnd);
+    client.resume();
+    if (tunnel.attach(client)) upstream.resume();
+  }
+
+  /** One side of an open tunnel closed: `other` is the other side's socket. Called by the close listeners. */
+  sideClosed(tunnel: Tunnel, other: Socket, hadError: boolean): void {
+    // An error or reset ends the other side at once; a clean close lets it flush and finish.
+    if (hadError) other.destroy();
+    else if (!other.destroyed) other.end();
+    if (++tunnel.closed === 2) {
+      this.idle.remove(tunnel);
+      const up = tunnel.upstream.bytesWritten - tunnel.startUp;
+      const down = tunnel.upstream.bytesRead - tunnel.startDown;
+      this.bytesUp += up;
+      this.bytesDown += down;
+      this.tunnelBytesUp?.inc(up);
+      this.tunnelBytesDown?.inc(down);
+      this.release(tunnel.flow);
+    }
   }
 
   /**
@@ -695,7 +831,7 @@ export class ForwardProxy {
 
   private async onConnect(req: IncomingMessage, socket: Socket, head: Buffer): Promise<void> {
     const clientIp = this.clientIp(socket);
-    socket.on('error', () => undefined);
+    socket.on('error', ignore);
     const target = parseConnectAuthority(req.url ?? '');
     if (target === null) {
       this.count('connect', 'error');
@@ -714,7 +850,8 @@ export class ForwardProxy {
     }
     const tls = this.tlsPorts.has(target.port);
     const hypotheses: (string | undefined)[] = tls && target.hostname !== null ? [undefined, target.hostname] : [undefined];
-    const plan = await this.plan(policy, clientIp, target, hypotheses, undefined);
+    const planned = this.plan(policy, clientIp, target, hypotheses, undefined);
+    const plan = planned instanceof Promise ? await planned : planned;
     if (socket.destroyed) return;
     if (plan.kind === 'error') {
       this.count('connect', 'error');
@@ -731,7 +868,7 @@ export class ForwardProxy {
       return this.refuseSocket(socket, 429, `source group ${plan.admitGroup ?? NO_GROUP} has ${this.maxFlowsPerGroup} active flows (the limit)`);
     }
     try {
-      if (!tls) await this.connectPlain(clientIp, target, plan.candidates, plan.verdicts, socket, head, flow);
+      if (!tls) this.connectPlain(clientIp, target, plan.candidates, plan.verdicts, socket, head, flow);
       else await this.connectTls(policy, clientIp, target, plan.candidates, socket, head, flow);
     } catch (err) {
       this.release(flow);
@@ -740,19 +877,20 @@ export class ForwardProxy {
   }
 
   /** A tunnel without TLS: `plan` decided every candidate without SNI already, so its verdicts stand. */
-  private async connectPlain(clientIp: string, target: Target, candidates: readonly string[], verdicts: readonly Verdict[], socket: Socket, head: Buffer, flow: Flow): Promise<void> {
-    const dialed = await this.dialAny(candidates, target.port, () => true);
-    if (dialed === null || socket.destroyed) {
-      dialed?.socket.destroy();
-      if (dialed !== null) this.tunnelSockets.delete(dialed.socket);
-      this.release(flow);
-      this.count('connect', 'error');
-      return this.refuseSocket(socket, 502, `cannot connect to ${target.hostname ?? target.literalIp}:${target.port}`);
-    }
-    const verdict = verdicts[candidates.indexOf(dialed.ip)] as Verdict;
-    this.noteAllowed('connect', clientIp, target, verdict);
-    socket.write(CONNECTION_ESTABLISHED);
-    this.tunnel(socket, dialed.socket, dialed.relay, head, flow);
+  private connectPlain(clientIp: string, target: Target, candidates: readonly string[], verdicts: readonly Verdict[], socket: Socket, head: Buffer, flow: Flow): void {
+    this.dialAny(socket, candidates, target.port, flow, null, (dialed) => {
+      if (dialed === null || socket.destroyed) {
+        if (dialed !== null) this.abandon(dialed);
+        this.release(flow);
+        this.count('connect', 'error');
+        this.refuseSocket(socket, 502, `cannot connect to ${target.hostname ?? target.literalIp}:${target.port}`);
+        return;
+      }
+      const verdict = verdicts[candidates.indexOf(dialed.ip)] as Verdict;
+      this.noteAllowed('connect', clientIp, target, verdict);
+      socket.write(CONNECTION_ESTABLISHED);
+      this.open(dialed, head);
+    });
   }
 
   private async connectTls(policy: CompiledPolicy, clientIp: string, target: Target, candidates: readonly string[], socket: Socket, head: Buffer, flow: Flow): Promise<void> {
@@ -800,19 +938,17 @@ export class ForwardProxy {
       return;
     }
     const allowedIps = new Set(allowed.map((v) => v.ip));
-    const dialed = await this.dialAny(candidates, target.port, (ip) => allowedIps.has(ip));
-    if (dialed === null || socket.destroyed) {
-      if (dialed !== null) {
-        this.tunnelSockets.delete(dialed.socket);
-        dialed.socket.destroy();
+    this.dialAny(socket, candidates, target.port, flow, (ip) => allowedIps.has(ip), (dialed) => {
+      if (dialed === null || socket.destroyed) {
+        if (dialed !== null) this.abandon(dialed);
+        this.release(flow);
+        this.count('connect', 'error');
+        socket.destroy();
+        return;
       }
-      this.release(flow);
-      this.count('connect', 'error');
-      socket.destroy();
-      return;
-    }
-    this.noteAllowed('connect', clientIp, target, allowed.find((v) => v.ip === dialed.ip) as Verdict);
-    this.tunnel(socket, dialed.socket, dialed.relay, bytes, flow);
+      this.noteAllowed('connect', clientIp, target, allowed.find((v) => v.ip === dialed.ip) as Verdict);
+      this.open(dialed, bytes);
+    });
   }
 
   private noteAllowed(kind: ProxyKind, clientIp: string, target: Target, verdict: Verdict): void {
@@ -859,7 +995,8 @@ export class ForwardProxy {
     }
     const path = `${url.pathname}${url.search}`;
     const http: HttpRequestInfo = { method: req.method ?? 'GET', host: url.host, path };
-    const plan = await this.plan(policy, clientIp, target, [undefined], http);
+    const planned = this.plan(policy, clientIp, target, [undefined], http);
+    const plan = planned instanceof Promise ? await planned : planned;
     if (plan.kind === 'error') {
       this.count('http', 'error');
       return this.respond(res, plan.status, plan.reason, hasBody);

@@ -31,6 +31,12 @@ export type ResolveOutcome =
 /** What the forward proxy needs from a resolver (tests substitute their own). */
 export interface HostnameResolver {
   resolve(hostname: string): Promise<ResolveOutcome>;
+  /**
+   * The addresses `resolve` would answer at once from its cache (possibly none: a cached negative
+   * answer), or null when it would have to look the name up. Optional; without it every lookup
+   * goes through `resolve`.
+   */
+  cached?(hostname: string): readonly string[] | null;
 }
 
 interface CacheEntry {
@@ -67,6 +73,12 @@ export class UpstreamResolver implements HostnameResolver {
       this.inflight.set(name, running);
     }
     return running;
+  }
+
+  /** The fresh cached answer for `hostname`, or null (see `HostnameResolver.cached`). */
+  cached(hostname: string): readonly string[] | null {
+    const cached = this.cache.get(normalizeHostname(hostname));
+    return cached !== undefined && cached.expiresMonotonicMs > this.clock.monotonicMs() ? cached.addresses : null;
   }
 
   /** Names cached now. */

@@ -16,8 +16,12 @@
 
 /** Largest read of a dialled socket in bulk (the buffer of a tunnel whose reads fill it). */
 export const UPSTREAM_READ_BYTES = 64 * 1024;
-/** The buffer of a tunnel whose reads are small (and of a new one). */
-export const UPSTREAM_SMALL_READ_BYTES = 4 * 1024;
+/**
+ * The buffer of a tunnel whose reads are small (and of a new one). One byte under 4 KiB, so that
+ * `Buffer.allocUnsafe` slices it from Node's shared pool (it pools sizes below half its 8 KiB pool)
+ * instead of allocating a backing store of its own for every new tunnel.
+ */
+export const UPSTREAM_SMALL_READ_BYTES = 4 * 1024 - 1;
 
 /** What the relay uses of the socket it writes to (the client's). */
 export interface RelaySink {
@@ -58,14 +62,24 @@ export class UpstreamRelay {
 
   /** Starts copying `from` (the socket made with `onread`) into `to`, with backpressure and half-close. */
   start(from: RelaySource, to: RelaySink): void {
-    this.to = to;
     to.on('drain', () => from.resume());
     from.once('end', () => passEnd(to));
+    if (this.attach(to)) from.resume();
+  }
+
+  /**
+   * Directs reads into `to` from now on and writes the bytes read before; the caller resumes the
+   * source when this returns true and on `to`'s 'drain', and passes the end on (what `start` adds).
+   */
+  attach(to: RelaySink): boolean {
+    this.to = to;
     const early = this.early;
     this.early = null;
-    if (early !== null && !to.write(early)) return; // 'drain' resumes
-    from.resume();
+    return early === null || to.write(early);
   }
+
+  /** Called on every read once attached, before the bytes are written on (a subclass notes activity). */
+  protected noteRead(): void {}
 
   /** One read: `bytes` bytes at the start of `buffer`. Returning false stops reading until resumed. */
   private onRead(bytes: number, buffer: Uint8Array): boolean {
@@ -75,6 +89,7 @@ export class UpstreamRelay {
       this.early = this.early === null ? copy : Buffer.concat([this.early, copy]);
       return false;
     }
+    this.noteRead();
     const more = to.write(buffer.subarray(0, bytes));
     const size = bytes === buffer.length ? UPSTREAM_READ_BYTES : bytes <= UPSTREAM_SMALL_READ_BYTES ? UPSTREAM_SMALL_READ_BYTES : buffer.length;
     // Still queued in `to`: that write owns the buffer now.

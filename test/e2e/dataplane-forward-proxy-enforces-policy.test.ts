@@ -8,6 +8,7 @@ import dnsPacket from 'dns-packet';
 import { pino } from 'pino';
 import { Dataplane } from '../../src/dataplane/dataplane.js';
 import type { ForwardProxy } from '../../src/dataplane/forward-proxy.js';
+import { sweepIntervalFor } from '../../src/dataplane/idle-sweep.js';
 import { NodeMetrics } from '../../src/metrics/registry.js';
 import { compilePolicy, parsePolicy, type CompiledPolicy, type PolicyRule } from '../../src/policy/index.js';
 import {
@@ -380,5 +381,68 @@ describe('forward proxy flow limits and idle timeout', { timeout: 20_000 }, () =
     const { response } = await proxyConnect(proxyPort, `somewhere.test:${echo.port}`);
     assert.equal(response.status, 403);
     assert.match(response.headers['x-neuwerk-reason'] ?? '', /does not resolve somewhere\.test/);
+  });
+});
+
+describe('forward proxy idle sweep', { timeout: 20_000 }, () => {
+  let echo: TestServer;
+  let dataplane: Dataplane;
+  let proxyPort: number;
+
+  before(async () => {
+    echo = await startEchoServer();
+    const policy = compilePolicy(
+      parsePolicy({
+        default_policy: 'deny',
+        source_groups: [{ id: 'lab', sources: { cidrs: ['127.0.0.0/8'] }, rules: [{ id: 'echo', action: 'allow', match: { dst_cidrs: ['127.0.0.1/32'], dst_ports: [echo.port] } }] }],
+      }),
+    );
+    dataplane = new Dataplane({
+      enforcement: { active: policy },
+      logger: pino({ level: 'silent' }),
+      dns: null,
+      proxy: { bind: { host: '127.0.0.1', port: 0 } },
+      ownAddresses: [],
+      resolver: { resolve: () => Promise.resolve({ ok: false, reason: 'no resolver in this test' }) },
+      proxyTuning: { idleTimeoutMs: IDLE_TIMEOUT_MS },
+    });
+    proxyPort = (await dataplane.start()).proxy?.port as number;
+  });
+
+  after(async () => {
+    await dataplane.stop();
+    await echo.close();
+  });
+
+  it('closes an idle tunnel within the idle timeout plus two sweep intervals and keeps an active one open', async () => {
+    const interval = sweepIntervalFor(IDLE_TIMEOUT_MS);
+    const active = await proxyConnect(proxyPort, `127.0.0.1:${echo.port}`);
+    const idle = await proxyConnect(proxyPort, `127.0.0.1:${echo.port}`);
+    assert.equal(active.response.status, 200);
+    assert.equal(idle.response.status, 200);
+    const opened = Date.now();
+    // The active tunnel echoes a few bytes every quarter of the idle timeout, for three idle timeouts.
+    let echoed = 0;
+    const pinger = (async () => {
+      while (Date.now() - opened < 3 * IDLE_TIMEOUT_MS) {
+        active.socket.write('ping');
+        echoed += (await active.reader.collect(4, IDLE_TIMEOUT_MS)).length;
+        await new Promise((resolve) => setTimeout(resolve, IDLE_TIMEOUT_MS / 4));
+      }
+    })();
+    assert.equal(await idle.reader.closed(IDLE_TIMEOUT_MS + 2_000), true, 'the idle tunnel was closed by the proxy');
+    const idleFor = Date.now() - opened;
+    assert.ok(idleFor >= IDLE_TIMEOUT_MS - 5, `closed after ${idleFor} ms, before the idle timeout`);
+    // Two sweep intervals, and slack for a loaded event loop.
+    assert.ok(idleFor <= IDLE_TIMEOUT_MS + 2 * interval + 250, `closed after ${idleFor} ms, later than the idle timeout + 2 sweep intervals (${interval} ms)`);
+    await pinger;
+    assert.ok(echoed >= 4 * 10, `the active tunnel echoed every ping (${echoed} bytes)`);
+    assert.equal(active.socket.destroyed, false, 'the active tunnel is still open');
+    assert.equal(await active.reader.closed(0), false);
+    assert.equal(dataplane.forwardProxy?.stats().active_flows, 1);
+    // Once it falls silent it is closed too.
+    assert.equal(await active.reader.closed(IDLE_TIMEOUT_MS + 2_000), true, 'the tunnel was closed once idle');
+    await eventually(() => dataplane.forwardProxy?.stats().active_flows === 0, 'both flows to be released');
+    await eventually(() => dataplane.forwardProxy?.openSockets().tunnels === 0, 'the upstream sockets to close');
   });
 });
