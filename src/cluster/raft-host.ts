@@ -33,7 +33,7 @@ import type { ConfChange, Entry, Message, NodeId, ProposeRejection, RaftStatus, 
 import { encodeCommand, validateCommand, type Command } from '../store/commands.js';
 import type { SqliteDatabase } from '../store/database.js';
 import { RaftStorage } from '../store/raft-storage.js';
-import { SnapshotCopier } from '../store/snapshot-copier.js';
+import { StoreWorker } from '../store/store-worker.js';
 import { publishSnapshot, type SnapshotCopy, type SnapshotFile, type UnpublishedSnapshot } from '../store/snapshot.js';
 import { StateMachine, type AppliedEntry, type ApplyResult } from '../store/state-machine.js';
 import type { ReplicationStatus, Replicator } from './replicator.js';
@@ -155,8 +155,8 @@ export class RaftReplicator implements Replicator {
   private passScheduled = false;
   /** A snapshot is being copied or made durable (`maybeCompact`); no second compaction starts meanwhile. */
   private compacting = false;
-  /** Takes the snapshot copies on a worker thread, off this loop. */
-  private readonly snapshotCopier: SnapshotCopier;
+  /** Takes the snapshot copies and the WAL checkpoints on a thread of its own, off this loop. */
+  private readonly storeWorker: StoreWorker;
   private closed = false;
   private fatalError: Error | null = null;
   private role: Role = 'follower';
@@ -183,7 +183,7 @@ export class RaftReplicator implements Replicator {
     this.readTimeoutMs = options.readTimeoutMs ?? DEFAULT_READ_TIMEOUT_MS;
     this.storage = storage;
     this.stateMachine = stateMachine;
-    this.snapshotCopier = new SnapshotCopier(options.dbPath, options.snapshotsDir);
+    this.storeWorker = new StoreWorker(options.db, options.dbPath, options.snapshotsDir);
     this.readContextPrefix = `${options.nodeId}:${random(2 ** 30).toString(36)}${random(2 ** 30).toString(36)}`;
     this.node = new RaftNode(
       {
@@ -207,6 +207,7 @@ export class RaftReplicator implements Replicator {
   start(): void {
     if (this.ticker !== null || this.closed) return;
     this.ticker = this.timers.every(this.settings.tickMs, () => this.onTick());
+    this.storeWorker.start();
     this.schedulePass();
   }
 
@@ -378,7 +379,6 @@ export class RaftReplicator implements Replicator {
   async close(): Promise<void> {
     if (this.closed) return;
     this.stop(shuttingDown());
-    await this.snapshotCopier.close();
   }
 
   // ---------------------------------------------------------------------------------------------
@@ -541,7 +541,7 @@ export class RaftReplicator implements Replicator {
    * slow followers, and drop the rest from the core and from SQLite.
    *
    * Nothing of it blocks the loop for long: the copy runs on a worker thread with its own
-   * connection (`SnapshotCopier`) while writes go on, as of one read transaction, so it holds
+   * connection (`StoreWorker`) while writes go on, as of one read transaction, so it holds
    * exactly the state at the applied index that transaction saw — the snapshot is taken at that
    * index, whatever was applied since the request; making the file durable (fsync, rename,
    * directory fsync) runs on libuv's thread pool; `finishCompaction` then records it (deleting the
@@ -558,7 +558,7 @@ export class RaftReplicator implements Replicator {
     if (applied <= snapshotIndex || applied - snapshotIndex < this.settings.snapshotThresholdEntries) return;
     this.compacting = true;
     const startedMs = this.clock.monotonicMs();
-    this.snapshotCopier.copy().then(
+    this.storeWorker.copy().then(
       (copy) => this.publishCompaction(copy, snapshotIndex, startedMs),
       (err: unknown) => this.compactionFailed(err, snapshotIndex),
     );
@@ -638,7 +638,8 @@ export class RaftReplicator implements Replicator {
 
   private stop(reason: Error): void {
     this.closed = true;
-    void this.snapshotCopier.close();
+    // Not awaited: the thread has its own connection, and a copy it abandons is removed (or pruned at the next start).
+    void this.storeWorker.close();
     this.ticker?.cancel();
     this.ticker = null;
     for (const proposal of this.proposals.values()) proposal.reject(reason);

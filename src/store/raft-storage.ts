@@ -417,7 +417,7 @@ export class RaftStorage {
   }
 
   /**
-   * Log compaction, step 1 of 2, for a copy taken off the event loop (`SnapshotCopier`): names the
+   * Log compaction, step 1 of 2, for a copy taken off the event loop (`StoreWorker`): names the
    * copy, which holds exactly the state at `meta.index`, as the snapshot at `meta`. The caller
    * makes it durable with `publishSnapshot` and then calls `recordCompaction`, as for
    * `beginCompaction`.

@@ -172,7 +172,7 @@ function copyTablesAsOfOneReadTransaction(db: SqliteDatabase, temporary: string,
  * Contract: the live state machine's applied index is exactly `position.index` (the caller
  * snapshots right after applying, before applying more) — checked inside the copy's read
  * transaction. Runs synchronously on the caller's connection. The Raft host copies off its event
- * loop instead (`SnapshotCopier`); this is for tools, tests and benchmarks.
+ * loop instead (`StoreWorker`); this is for tools, tests and benchmarks.
  */
 export function copyStateMachineSnapshot(db: SqliteDatabase, snapshotsDir: string, position: SnapshotPosition): UnpublishedSnapshot {
   makeDirectory(snapshotsDir, SNAPSHOTS_DIR_MODE);
@@ -193,7 +193,7 @@ export interface SnapshotCopy {
 /**
  * Copies the state-machine tables of `db` to the temporary file `temporary` as of one read
  * transaction, at whatever applied index that transaction sees (returned). Meant for a second
- * connection on the store file (`snapshot-worker.ts`), so the copy runs while the owner of the
+ * connection on the store file (`store-worker-thread.ts`), so the copy runs while the owner of the
  * live connection keeps applying: WAL gives the read transaction one fixed state.
  */
 export function copyStateMachineAsOfNow(db: SqliteDatabase, temporary: string): SnapshotCopy {
