@@ -6,9 +6,10 @@
  *    the given temporary file and answers with the applied index that transaction saw
  *    (`copyStateMachineAsOfNow`) — the CPU-heavy part of a compaction, ~10 ms per 10k keyval rows.
  *  - WAL checkpoints: every `checkpointIntervalMs` a PASSIVE checkpoint moves committed WAL frames
- *    into the database file and fsyncs it — up to tens of milliseconds per 1000 pages, which
- *    SQLite's auto-checkpoint would otherwise run inside whichever commit of the event loop
- *    crossed the threshold. A PASSIVE checkpoint never blocks the writer.
+ *    into the database file and fsyncs it — ~10 ms per 1000 pages on a busy disk, which SQLite's
+ *    auto-checkpoint would otherwise run inside whichever commit of the event loop crossed its
+ *    threshold (see `StoreWorker` for the bound that stays there). A PASSIVE checkpoint never
+ *    blocks the writer.
  *
  * It holds its own connection on the store file and never writes the store's tables, so it never
  * contends with the event loop for SQLite's write lock.
