@@ -570,7 +570,7 @@ export class RaftReplicator implements Replicator {
     let unpublished: UnpublishedSnapshot;
     let meta: SnapshotMeta;
     try {
-      // Null: the copy is no newer than a snapshot installed from the leader meanwhile.
+      // Null: the node closed, or a snapshot installed from the leader meanwhile supersedes the copy.
       const position = this.closed || this.storage.snapshotMeta.index !== snapshotIndexBefore ? null : this.node.snapshotMetaAt(copy.index);
       if (position === null) {
         this.compacting = false;
