@@ -2,8 +2,9 @@
  * The store's background thread (`store-worker-thread.ts`), for the work on the node's SQLite file
  * that used to stall the event loop — and with it every write waiting on it — for milliseconds at
  * a time: the snapshot copy of a compaction (~10 ms per 10k keyval rows, inside a Raft processing
- * pass) and SQLite's WAL auto-checkpoint (~10 ms per 1000 pages, inside whichever commit crossed
- * the threshold, several times a second under write load).
+ * pass) and SQLite's WAL auto-checkpoint (a copy of 1000 pages and an fsync of the database file,
+ * ~10 ms on a busy disk, inside whichever commit crossed the threshold: every ~2,000 writes of the
+ * cluster benchmark, on every node).
  *
  * Checkpoints: the thread runs a PASSIVE checkpoint every `checkpointIntervalMs`, and while it
  * runs the event loop's connection checkpoints by itself only past
@@ -11,13 +12,13 @@
  * checkpoint from another connection can copy the WAL but not restart it: SQLite rewinds the WAL
  * only when a write starts after a checkpoint that copied every frame, which under writes that
  * never pause (a busy leader) does not happen, and the WAL would grow without limit. When the
- * bound is reached the event loop's checkpoint finds nearly every frame copied already. When the
+ * bound is reached the event loop's checkpoint finds nearly every frame copied already (it still
+ * fsyncs), ten times less often than before. When the
  * thread dies or is closed, SQLite's default is restored. Durability is unchanged: a checkpoint
  * only copies frames that are already committed, and fsyncs (`synchronous=FULL`) before the WAL
  * can be rewound.
  *
- * Snapshot copies:
- * The worker cannot copy "at" an index of our choosing (the loop keeps applying meanwhile), so it
+ * Snapshot copies: the thread cannot copy "at" an index of our choosing (the loop keeps applying meanwhile), so it
  * copies as of one read transaction and reports the applied index that transaction saw; the state
  * machine records its applied index in the same transaction as every change, so the copy is
  * exactly the state at that index. The caller then names the file by that index's position.
@@ -32,7 +33,7 @@ import { SNAPSHOT_TEMP_SUFFIX, type SnapshotCopy } from './snapshot.js';
 
 /** SQLite's default `wal_autocheckpoint` (pages), restored on the event loop's connection when the thread is gone. */
 export const SQLITE_DEFAULT_WAL_AUTOCHECKPOINT_PAGES = 1000;
-/** How often the thread checkpoints the WAL (each one fsyncs the WAL and the database file): ~3k pages/s under write load, so ~600 pages each. */
+/** How often the thread checkpoints the WAL (each one fsyncs the WAL and the database file): a few hundred pages each at the benchmark's write rates. */
 export const WAL_CHECKPOINT_INTERVAL_MS = 200;
 /**
  * The event loop connection's own `wal_autocheckpoint` while the thread checkpoints: bounds the WAL
