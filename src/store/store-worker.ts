@@ -13,15 +13,15 @@
  * only when a write starts after a checkpoint that copied every frame, which under writes that
  * never pause (a busy leader) does not happen, and the WAL would grow without limit. When the
  * bound is reached the event loop's checkpoint finds nearly every frame copied already (it still
- * fsyncs), ten times less often than before. When the
- * thread dies or is closed, SQLite's default is restored. Durability is unchanged: a checkpoint
- * only copies frames that are already committed, and fsyncs (`synchronous=FULL`) before the WAL
- * can be rewound.
+ * fsyncs), ten times less often than before. When the thread dies or is closed, SQLite's default
+ * is restored. Durability is unchanged: a checkpoint only copies frames that are already
+ * committed, and fsyncs (`synchronous=FULL`) before the WAL can be rewound.
  *
- * Snapshot copies: the thread cannot copy "at" an index of our choosing (the loop keeps applying meanwhile), so it
- * copies as of one read transaction and reports the applied index that transaction saw; the state
- * machine records its applied index in the same transaction as every change, so the copy is
- * exactly the state at that index. The caller then names the file by that index's position.
+ * Snapshot copies: the thread cannot copy "at" an index of our choosing (the loop keeps applying
+ * meanwhile), so it copies as of one read transaction and reports the applied index that
+ * transaction saw; the state machine records its applied index in the same transaction as every
+ * change, so the copy is exactly the state at that index. The caller then names the file by that
+ * index's position.
  */
 import { rmSync } from 'node:fs';
 import { join } from 'node:path';
