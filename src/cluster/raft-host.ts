@@ -15,11 +15,12 @@
  *   2. only then send the messages (vote grants and append acks promise that durability);
  *   3. then apply the committed entries (after the snapshot, if one was installed), resolve the
  *      proposals and reads waiting on them;
- *   4. `advance()`, then compact the log when it is long enough (the snapshot copy is taken in the
- *      pass, its fsyncs run off the loop, then it is recorded and the log trimmed in batches).
+ *   4. `advance()`, then compact the log when it is long enough (the snapshot is copied on a worker
+ *      thread and made durable off the loop, then recorded and the log trimmed in batches).
  * A committed entry that cannot be applied, or any failure of the store, stops the loop and goes
  * to `onFatal`: continuing could diverge the replicated state.
  */
+import { rmSync } from 'node:fs';
 import { NeuwerkError } from '../errors.js';
 import type { RaftSettings } from '../config/load.js';
 import type { Logger } from '../log/logger.js';
@@ -32,7 +33,8 @@ import type { ConfChange, Entry, Message, NodeId, ProposeRejection, RaftStatus, 
 import { encodeCommand, validateCommand, type Command } from '../store/commands.js';
 import type { SqliteDatabase } from '../store/database.js';
 import { RaftStorage } from '../store/raft-storage.js';
-import { publishSnapshot, type SnapshotFile } from '../store/snapshot.js';
+import { StoreWorker } from '../store/store-worker.js';
+import { publishSnapshot, type SnapshotCopy, type SnapshotFile, type UnpublishedSnapshot } from '../store/snapshot.js';
 import { StateMachine, type AppliedEntry, type ApplyResult } from '../store/state-machine.js';
 import type { ReplicationStatus, Replicator } from './replicator.js';
 
@@ -151,8 +153,10 @@ export class RaftReplicator implements Replicator {
 
   private ticker: TimerHandle | null = null;
   private passScheduled = false;
-  /** A snapshot file is being made durable (`maybeCompact`); no second compaction starts meanwhile. */
+  /** A snapshot is being copied or made durable (`maybeCompact`); no second compaction starts meanwhile. */
   private compacting = false;
+  /** Takes the snapshot copies and the WAL checkpoints on a thread of its own, off this loop. */
+  private readonly storeWorker: StoreWorker;
   private closed = false;
   private fatalError: Error | null = null;
   private role: Role = 'follower';
@@ -179,6 +183,7 @@ export class RaftReplicator implements Replicator {
     this.readTimeoutMs = options.readTimeoutMs ?? DEFAULT_READ_TIMEOUT_MS;
     this.storage = storage;
     this.stateMachine = stateMachine;
+    this.storeWorker = new StoreWorker(options.db, options.dbPath, options.snapshotsDir);
     this.readContextPrefix = `${options.nodeId}:${random(2 ** 30).toString(36)}${random(2 ** 30).toString(36)}`;
     this.node = new RaftNode(
       {
@@ -202,6 +207,7 @@ export class RaftReplicator implements Replicator {
   start(): void {
     if (this.ticker !== null || this.closed) return;
     this.ticker = this.timers.every(this.settings.tickMs, () => this.onTick());
+    this.storeWorker.start();
     this.schedulePass();
   }
 
@@ -531,53 +537,87 @@ export class RaftReplicator implements Replicator {
 
   /**
    * Log compaction: once `snapshotThresholdEntries` entries were applied since the last snapshot,
-   * snapshot the state machine at the applied index, keep `snapshotTrailingEntries` entries before
-   * it for slow followers, and drop the rest from the core and from SQLite.
+   * snapshot the state machine, keep `snapshotTrailingEntries` entries before the snapshot for
+   * slow followers, and drop the rest from the core and from SQLite.
    *
-   * The copy is taken here, synchronously right after applying, so it is exactly the state at
-   * `applied`; making the file durable (fsync, rename, directory fsync — the I/O wait that used to
-   * stall the loop for tens of milliseconds under load) runs on libuv's thread pool while writes
-   * go on; `finishCompaction` then records it (deleting the first batch of the log prefix; later
-   * passes delete the rest) and hands it to the core. At most one
-   * compaction is in flight. Until it is recorded the previous snapshot and the whole log stay
-   * valid, so a crash at any point restarts from the previous snapshot.
+   * Nothing of it blocks the loop for long: the copy runs on a worker thread with its own
+   * connection (`StoreWorker`) while writes go on, as of one read transaction, so it holds
+   * exactly the state at the applied index that transaction saw — the snapshot is taken at that
+   * index, whatever was applied since the request; making the file durable (fsync, rename,
+   * directory fsync) runs on libuv's thread pool; `finishCompaction` then records it (deleting the
+   * first batch of the log prefix; later passes delete the rest) and hands it to the core. At most
+   * one compaction is in flight. Until it is recorded the previous snapshot and the whole log stay
+   * valid, so a crash at any point restarts from the previous snapshot. A snapshot installed from
+   * the leader meanwhile supersedes the compaction: it is dropped (the install may also have pruned
+   * its file).
    */
   private maybeCompact(): void {
     if (this.compacting) return;
     const applied = this.stateMachine.appliedIndex;
     const snapshotIndex = this.storage.snapshotMeta.index;
     if (applied <= snapshotIndex || applied - snapshotIndex < this.settings.snapshotThresholdEntries) return;
-    // Null: a newer snapshot from the leader superseded `applied`; it is installed from the next Ready.
-    const meta = this.node.snapshotMetaAt(applied);
-    if (meta === null) return;
-    const startedMs = this.clock.monotonicMs();
-    const retainFromIndex = Math.max(1, applied - this.settings.snapshotTrailingEntries + 1);
-    const unpublished = this.storage.beginCompaction(meta);
-    const copyMs = this.clock.monotonicMs() - startedMs;
     this.compacting = true;
-    publishSnapshot(unpublished).then(
-      (file) => this.finishCompaction(meta, file, retainFromIndex, startedMs, copyMs),
-      (err: unknown) => {
-        this.compacting = false;
-        if (this.closed) return;
-        // The file was removed under us by the install of a newer snapshot from the leader: nothing lost.
-        if (this.storage.snapshotMeta.index >= meta.index) return;
-        this.fail(err);
-      },
+    const startedMs = this.clock.monotonicMs();
+    this.storeWorker.copy().then(
+      (copy) => this.publishCompaction(copy, snapshotIndex, startedMs),
+      (err: unknown) => this.compactionFailed(err, snapshotIndex),
     );
   }
 
-  /** Step 2 of `maybeCompact`, once the snapshot file is durable. */
-  private finishCompaction(meta: SnapshotMeta, file: SnapshotFile, retainFromIndex: number, startedMs: number, copyMs: number): void {
+  /** Step 2 of `maybeCompact`, once the copy is taken: names it by its position and makes it durable. */
+  private publishCompaction(copy: SnapshotCopy, snapshotIndexBefore: number, startedMs: number): void {
+    const copyMs = this.clock.monotonicMs() - startedMs;
+    let unpublished: UnpublishedSnapshot;
+    let meta: SnapshotMeta;
+    try {
+      // Null: the node closed, or a snapshot installed from the leader meanwhile supersedes the copy.
+      const position = this.closed || this.storage.snapshotMeta.index !== snapshotIndexBefore ? null : this.node.snapshotMetaAt(copy.index);
+      if (position === null) {
+        this.compacting = false;
+        rmSync(copy.temporary, { force: true });
+        return;
+      }
+      meta = position;
+      unpublished = this.storage.adoptCompactionCopy(meta, copy);
+    } catch (err) {
+      this.compacting = false;
+      rmSync(copy.temporary, { force: true });
+      this.fail(err);
+      return;
+    }
+    const retainFromIndex = Math.max(1, meta.index - this.settings.snapshotTrailingEntries + 1);
+    publishSnapshot(unpublished).then(
+      (file) => this.finishCompaction(meta, file, retainFromIndex, snapshotIndexBefore, startedMs, copyMs),
+      (err: unknown) => this.compactionFailed(err, snapshotIndexBefore),
+    );
+  }
+
+  /** A failed copy or publish stops the loop, unless the node closed or a leader's snapshot superseded it. */
+  private compactionFailed(err: unknown, snapshotIndexBefore: number): void {
+    this.compacting = false;
+    if (this.closed) return;
+    // The install of a newer snapshot from the leader may have removed the file under us: nothing lost.
+    if (this.storage.snapshotMeta.index !== snapshotIndexBefore) return;
+    this.fail(err);
+  }
+
+  /** Step 3 of `maybeCompact`, once the snapshot file is durable. */
+  private finishCompaction(meta: SnapshotMeta, file: SnapshotFile, retainFromIndex: number, snapshotIndexBefore: number, startedMs: number, copyMs: number): void {
     this.compacting = false;
     // After close the database may be closed: the unrecorded file is pruned at the next start.
     if (this.closed) return;
+    // A snapshot from the leader was installed meanwhile; its install pruned (or prunes at the next start) our file.
+    if (this.storage.snapshotMeta.index !== snapshotIndexBefore) {
+      if (this.storage.snapshotPath() !== file.path) rmSync(file.path, { force: true });
+      return;
+    }
     try {
       const recordStartedMs = this.clock.monotonicMs();
       const snapshot = this.storage.recordCompaction(meta, file, retainFromIndex);
       if (snapshot === null) return;
       this.node.compact(snapshot, retainFromIndex);
       const nowMs = this.clock.monotonicMs();
+      this.metrics?.raftSnapshots.inc();
       this.logger?.info(
         {
           index: meta.index,
@@ -598,6 +638,8 @@ export class RaftReplicator implements Replicator {
 
   private stop(reason: Error): void {
     this.closed = true;
+    // Not awaited: the thread has its own connection, and a copy it abandons is removed (or pruned at the next start).
+    void this.storeWorker.close();
     this.ticker?.cancel();
     this.ticker = null;
     for (const proposal of this.proposals.values()) proposal.reject(reason);

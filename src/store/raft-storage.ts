@@ -22,8 +22,10 @@ import {
   pruneSnapshots,
   readSnapshotData,
   snapshotFilePath,
+  unpublishedSnapshotOf,
   validateAttachedSnapshot,
   writeSnapshotFile,
+  type SnapshotCopy,
   type SnapshotFile,
   type UnpublishedSnapshot,
 } from './snapshot.js';
@@ -412,6 +414,18 @@ export class RaftStorage {
     invariant(meta.index > this.snapshotMetaValue.index, () => `snapshot at ${meta.index} is not newer than ${this.snapshotMetaValue.index}`);
     invariant(meta.index <= this.lastIndexValue, () => `snapshot at ${meta.index} beyond the log (last ${this.lastIndexValue})`);
     return copyStateMachineSnapshot(this.db, this.snapshotsDir, meta);
+  }
+
+  /**
+   * Log compaction, step 1 of 2, for a copy taken off the event loop (`StoreWorker`): names the
+   * copy, which holds exactly the state at `meta.index`, as the snapshot at `meta`. The caller
+   * makes it durable with `publishSnapshot` and then calls `recordCompaction`, as for
+   * `beginCompaction`.
+   */
+  adoptCompactionCopy(meta: SnapshotMeta, copy: SnapshotCopy): UnpublishedSnapshot {
+    invariant(meta.index > this.snapshotMetaValue.index, () => `snapshot at ${meta.index} is not newer than ${this.snapshotMetaValue.index}`);
+    invariant(meta.index <= this.lastIndexValue, () => `snapshot at ${meta.index} beyond the log (last ${this.lastIndexValue})`);
+    return unpublishedSnapshotOf(copy, this.snapshotsDir, meta);
   }
 
   /**
