@@ -51,13 +51,6 @@ export function requestToken(headers: IncomingHttpHeaders): string | null {
   return null;
 }
 
-/** Writes a JSON response. */
-export function sendJson(res: ServerResponse, status: number, body: unknown, headers: Record<string, string> = {}): void {
-  const text = JSON.stringify(body);
-  res.writeHead(status, { 'content-type': 'application/json; charset=utf-8', 'content-length': Buffer.byteLength(text), ...headers });
-  res.end(text);
-}
-
 /** An HTTP answer as the server writes it: the same for its own socket and for a follower's forwarded request. */
 interface RenderedAnswer {
   readonly status: number;
