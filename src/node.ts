@@ -23,6 +23,7 @@ import { ClusterRuntime } from './cluster/runtime.js';
 import { advertisedListener, registerAdvertiseRpc, SelfAdvertiser } from './cluster/advertise.js';
 import { addClusterRoutes, CLUSTER_SCHEMAS } from './api/routes/cluster.js';
 import { LeaderProxy } from './api/leader-proxy.js';
+import { MembershipView } from './api/membership-view.js';
 import { formatHostPort, type HostPort } from './config/address.js';
 import type { NodeConfig } from './config/load.js';
 import { describeError, NeuwerkError } from './errors.js';
@@ -202,13 +203,15 @@ export async function startNode(config: NodeConfig, logger: Logger, ring?: LogRi
     opened.push(() => closeServer(metricsServer, 500));
 
     const clusterForProxy = cluster;
+    // Leader address and peer membership for request forwarding, without a SQLite query per request.
+    const membership = new MembershipView(replicator.stateMachine);
     const proxy =
       clusterForProxy === null
         ? null
         : new LeaderProxy(
             nodeId,
             clusterForProxy.tls.caPem,
-            () => clusterForProxy.leaderHttpAddress(),
+            () => membership.leaderAddress(replicator.status().leaderId),
             logger,
             (to, method, body, timeoutMs) => clusterForProxy.rpc.call(to, method, body, timeoutMs),
             (path) => metrics.apiForwarded.inc({ via: path.via, reason: path.via === 'rpc' ? 'none' : path.reason }),
@@ -230,7 +233,7 @@ export async function startNode(config: NodeConfig, logger: Logger, ring?: LogRi
       cluster.rpc.handle(
         FORWARD_RPC_METHOD,
         createForwardedRequestHandler(apiOptions, {
-          isMember: (id) => replicator.stateMachine.member(id) !== undefined && !replicator.stateMachine.isRemoved(id),
+          isMember: (id) => membership.isMember(id),
           isLeader,
         }),
       );

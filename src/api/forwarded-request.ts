@@ -1,3 +1,4 @@
+import { isUtf8 } from 'node:buffer';
 import type { IncomingHttpHeaders } from 'node:http';
 import { NeuwerkError } from '../errors.js';
 import type { Method, Route } from './router.js';
@@ -105,12 +106,6 @@ export function encodeForwardedRequest(input: { method: Method; url: string; hea
     client_address: input.clientAddress,
     body: input.body.length === 0 ? '' : isUtf8(input.body) ? input.body.toString('utf8') : new Uint8Array(input.body.buffer, input.body.byteOffset, input.body.length),
   };
-}
-
-function isUtf8(bytes: Buffer): boolean {
-  // Buffer.isUtf8 (Node >= 18.14) checks without decoding; a round trip is the fallback.
-  const check = (Buffer as unknown as { isUtf8?: (b: Buffer) => boolean }).isUtf8;
-  return check !== undefined ? check(bytes) : Buffer.from(bytes.toString('utf8'), 'utf8').equals(bytes);
 }
 
 function malformed(what: string): NeuwerkError {

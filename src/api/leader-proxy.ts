@@ -122,10 +122,11 @@ export class LeaderProxy {
     this.onForwarded(path);
     const headers: Record<string, string> = {};
     for (const [name, value] of Object.entries(answer.headers)) if (!ANSWER_HOP_BY_HOP.has(name)) headers[name] = value;
-    const bytes = typeof answer.body === 'string' ? Buffer.from(answer.body, 'utf8') : Buffer.from(answer.body.buffer, answer.body.byteOffset, answer.body.byteLength);
-    if (answer.status !== 204 && answer.status !== 304) headers['content-length'] = String(bytes.length);
+    // A text body stays a string: Node sends it in the same socket write as the head.
+    const answerBody = typeof answer.body === 'string' ? answer.body : Buffer.from(answer.body.buffer, answer.body.byteOffset, answer.body.byteLength);
+    if (answer.status !== 204 && answer.status !== 304) headers['content-length'] = String(typeof answerBody === 'string' ? Buffer.byteLength(answerBody, 'utf8') : answerBody.length);
     res.writeHead(answer.status, headers);
-    res.end(bytes);
+    res.end(answerBody);
   }
 
   /** Re-sends the request over HTTPS; `body` is the already read body, or undefined to read (or stream) it here. */

@@ -59,7 +59,10 @@ export interface Route {
 }
 
 interface CompiledRoute extends Route {
-  readonly segments: readonly string[];
+  /** The template's segments: a literal, or null where a `:name` parameter stands. */
+  readonly literals: readonly (string | null)[];
+  /** The parameter names, in the order of their segments. */
+  readonly names: readonly string[];
 }
 
 export interface RouteMatch {
@@ -67,12 +70,26 @@ export interface RouteMatch {
   readonly params: Record<string, string>;
 }
 
-/** Matches method and path against a small table of templates. */
+/**
+ * Matches method and path against a small table of templates. Templates are kept by segment
+ * count, in the order they were added (the first match wins); a path is compared literal by
+ * literal before any parameter is decoded.
+ */
 export class Router {
   private readonly routes: CompiledRoute[] = [];
+  private readonly bySegmentCount = new Map<number, CompiledRoute[]>();
 
   add(route: Route): void {
-    this.routes.push({ ...route, segments: route.path.split('/').slice(1) });
+    const segments = route.path.split('/').slice(1);
+    const compiled: CompiledRoute = {
+      ...route,
+      literals: segments.map((segment) => (segment.startsWith(':') ? null : segment)),
+      names: segments.filter((segment) => segment.startsWith(':')).map((segment) => segment.slice(1)),
+    };
+    this.routes.push(compiled);
+    const sameLength = this.bySegmentCount.get(segments.length);
+    if (sameLength === undefined) this.bySegmentCount.set(segments.length, [compiled]);
+    else sameLength.push(compiled);
   }
 
   all(): readonly Route[] {
@@ -81,13 +98,18 @@ export class Router {
 
   /** Returns the match, or an error telling 404 from 405. */
   match(method: string, pathname: string): RouteMatch | NeuwerkError {
-    const parts = pathname.split('/').slice(1);
+    const parts = pathname.split('/');
+    parts.shift();
     let pathMatched = false;
-    for (const route of this.routes) {
-      const params = matchSegments(route.segments, parts);
+    for (const route of this.bySegmentCount.get(parts.length) ?? []) {
+      if (!literalsMatch(route.literals, parts)) continue;
+      if (route.method !== method) {
+        if (!pathMatched) pathMatched = decodeParams(route, parts) !== null;
+        continue;
+      }
+      const params = decodeParams(route, parts);
       if (params === null) continue;
-      pathMatched = true;
-      if (route.method === method) return { route, params };
+      return { route, params };
     }
     return pathMatched
       ? new NeuwerkError('NW_ERR_HTTP_METHOD', `method ${method} is not allowed on ${pathname}`)
@@ -95,24 +117,31 @@ export class Router {
   }
 }
 
-function matchSegments(template: readonly string[], parts: readonly string[]): Record<string, string> | null {
-  if (template.length !== parts.length) return null;
-  const params: Record<string, string> = {};
-  for (let i = 0; i < template.length; i += 1) {
-    const expected = template[i] as string;
+/** The literal segments equal the path's, and no parameter segment is empty. */
+function literalsMatch(literals: readonly (string | null)[], parts: readonly string[]): boolean {
+  for (let i = 0; i < literals.length; i += 1) {
+    const literal = literals[i];
     const actual = parts[i] as string;
-    if (expected.startsWith(':')) {
-      if (actual.length === 0) return null;
-      let decoded: string;
-      try {
-        decoded = decodeURIComponent(actual);
-      } catch {
-        return null;
-      }
-      params[expected.slice(1)] = decoded;
-    } else if (expected !== actual) {
+    if (literal === null ? actual.length === 0 : literal !== actual) return false;
+  }
+  return true;
+}
+
+/** The decoded parameters of a path whose literals matched; null when one is not valid percent-encoding. */
+function decodeParams(route: CompiledRoute, parts: readonly string[]): Record<string, string> | null {
+  const params: Record<string, string> = {};
+  let next = 0;
+  for (let i = 0; i < route.literals.length; i += 1) {
+    if (route.literals[i] !== null) continue;
+    const actual = parts[i] as string;
+    let decoded: string;
+    try {
+      decoded = actual.indexOf('%') === -1 ? actual : decodeURIComponent(actual);
+    } catch {
       return null;
     }
+    params[route.names[next] as string] = decoded;
+    next += 1;
   }
   return params;
 }

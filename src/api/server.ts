@@ -51,13 +51,6 @@ export function requestToken(headers: IncomingHttpHeaders): string | null {
   return null;
 }
 
-/** Writes a JSON response. */
-export function sendJson(res: ServerResponse, status: number, body: unknown, headers: Record<string, string> = {}): void {
-  const text = JSON.stringify(body);
-  res.writeHead(status, { 'content-type': 'application/json; charset=utf-8', 'content-length': Buffer.byteLength(text), ...headers });
-  res.end(text);
-}
-
 /** An HTTP answer as the server writes it: the same for its own socket and for a follower's forwarded request. */
 interface RenderedAnswer {
   readonly status: number;
@@ -65,26 +58,72 @@ interface RenderedAnswer {
   readonly body: string | Buffer;
 }
 
+const JSON_CONTENT_TYPE = 'application/json; charset=utf-8';
+
 function renderResult(result: NonNullable<HandlerResult>): RenderedAnswer {
   if (result.raw !== undefined) return { status: result.status, headers: result.headers ?? {}, body: result.raw };
   if (result.body === undefined) return { status: result.status, headers: result.headers ?? {}, body: '' };
   const text = JSON.stringify(result.body);
-  return { status: result.status, headers: { 'content-type': 'application/json; charset=utf-8', 'content-length': String(Buffer.byteLength(text)), ...result.headers }, body: text };
+  return { status: result.status, headers: { 'content-type': JSON_CONTENT_TYPE, 'content-length': String(Buffer.byteLength(text)), ...result.headers }, body: text };
+}
+
+/** The error JSON answer (DESIGN §6: `{"error", "code"}` with the catalogue's status). */
+function errorAnswer(error: NeuwerkError): RenderedAnswer {
+  const text = JSON.stringify(error.toJSON());
+  return { status: error.httpStatus, headers: { 'content-type': JSON_CONTENT_TYPE, 'content-length': String(Buffer.byteLength(text)) }, body: text };
+}
+
+/**
+ * Characters a request target may hold for `splitRequestTarget` to take it apart without the URL
+ * parser: ones the parser leaves as they are in a path and in a query (no space, quotes, `#`,
+ * `<`, `>`, backslash, backquote, braces, `|`, `^`, control or non-ASCII characters), and no `//`
+ * at the start (the parser reads that as a host).
+ */
+const PLAIN_TARGET = /^\/(?!\/)[A-Za-z0-9\-._~!$&()*+,;=:@/%]*(\?[A-Za-z0-9\-._~!$&()*+,;=:@/%?]*)?$/;
+/** A path segment the URL parser would resolve (`.`, `..`, or one spelled with `%2e`). */
+const DOT_SEGMENT = /(^|\/)\.\.?(\/|$)|%2e/i;
+const PARSE_BASE = 'https://neuwerk.invalid';
+
+/**
+ * The path and query of a request target (`req.url`), the same as `new URL(target, base)` gives
+ * them. A plain target (most are: `/api/v1/keyval/zone/key`) is split at its first `?` without
+ * the URL parser; any other goes through it (dot segments, characters it percent-encodes).
+ */
+export function splitRequestTarget(target: string): { readonly pathname: string; readonly query: URLSearchParams } {
+  if (PLAIN_TARGET.test(target)) {
+    const mark = target.indexOf('?');
+    const pathname = mark === -1 ? target : target.slice(0, mark);
+    // The query keeps its `?`: URLSearchParams drops exactly one leading `?` (a second is data).
+    if (!DOT_SEGMENT.test(pathname)) return { pathname, query: new URLSearchParams(mark === -1 ? '' : target.slice(mark)) };
+  }
+  const url = new URL(target, PARSE_BASE);
+  return { pathname: url.pathname, query: url.searchParams };
+}
+
+/**
+ * Writes an answer in one `writeHead` and one `end`: `x-neuwerk-served-by` (unless null) first,
+ * then the answer's headers, in one object (no per-header `setHeader`). Node sends a string body
+ * in the same socket write as the head.
+ */
+function writeAnswer(res: ServerResponse, servedBy: string | null, answer: RenderedAnswer): void {
+  res.writeHead(answer.status, servedBy === null ? answer.headers : { 'x-neuwerk-served-by': servedBy, ...answer.headers });
+  res.end(answer.body);
 }
 
 /** Whether a follower hands this request to the leader (DESIGN §6): authenticated, leader-routed, not a stale or local read. */
-function routedToLeader(route: Route, url: URL): boolean {
-  return route.access !== 'public' && (route.routing ?? 'leader') === 'leader' && url.searchParams.get('stale') !== 'true' && url.searchParams.get('local') !== 'true';
+function routedToLeader(route: Route, query: URLSearchParams): boolean {
+  return route.access !== 'public' && (route.routing ?? 'leader') === 'leader' && query.get('stale') !== 'true' && query.get('local') !== 'true';
 }
 
 /** The request as the route's handler sees it, from a socket or from a follower's RPC. */
 interface ApiInput {
   readonly method: string;
-  readonly url: URL;
+  readonly query: URLSearchParams;
   readonly headers: IncomingHttpHeaders;
   readonly clientAddress: string;
   readonly readRaw: () => Promise<Buffer>;
-  readonly res: ServerResponse | null;
+  /** The response, for a handler that writes it itself; null for a forwarded request. */
+  readonly res: () => ServerResponse | null;
 }
 
 /** Authenticates and authorises the caller, then runs the route's handler. */
@@ -101,9 +140,11 @@ async function execute(options: Pick<ApiServerOptions, 'authenticate' | 'onAuthe
   }
   const ctx: RequestContext = {
     headers: input.headers,
-    res: input.res,
+    get res() {
+      return input.res();
+    },
     params: match.params,
-    query: input.url.searchParams,
+    query: input.query,
     identity,
     clientAddress: input.clientAddress,
     readText: async () => (await input.readRaw()).toString('utf8'),
@@ -141,21 +182,23 @@ export function createApiServer(options: ApiServerOptions): Server {
     const started = process.hrtime.bigint();
     const method = req.method ?? 'GET';
     let routeLabel = 'unmatched';
-    res.setHeader('x-neuwerk-served-by', options.nodeId);
+    // Named in every answer this node writes itself; not in the error of a request it forwarded
+    // (the leader's answer carries the leader's name).
+    let servedBy: string | null = options.nodeId;
     try {
-      const url = new URL(req.url ?? '/', 'https://neuwerk.invalid');
-      const match = router.match(method, url.pathname);
+      const target = splitRequestTarget(req.url ?? '/');
+      const match = router.match(method, target.pathname);
       if (match instanceof NeuwerkError) throw match;
       routeLabel = match.route.path;
       const routing = options.routing;
-      if (routing !== undefined && routedToLeader(match.route, url) && !routing.isLeader()) {
+      if (routing !== undefined && routedToLeader(match.route, target.query) && !routing.isLeader()) {
         if (req.headers[FORWARDED_HEADER] !== undefined) {
           throw new NeuwerkError('NW_ERR_NO_LEADER', 'no cluster leader (leadership moved while the request was forwarded; retry)');
         }
         const leader = await routing.proxy.waitForLeader();
         if (leader === null) throw new NeuwerkError('NW_ERR_NO_LEADER', 'no cluster leader');
         if (leader.nodeId !== options.nodeId) {
-          res.removeHeader('x-neuwerk-served-by');
+          servedBy = null;
           await routing.proxy.forward(req, res, leader, match.route);
           return;
         }
@@ -163,20 +206,20 @@ export function createApiServer(options: ApiServerOptions): Server {
       let bodyCache: Buffer | null = null;
       const result = await execute(options, match, {
         method,
-        url,
+        query: target.query,
         headers: req.headers,
         clientAddress: req.socket.remoteAddress ?? 'unknown',
         readRaw: async () => (bodyCache ??= await readBody(req)),
-        res,
+        res: () => {
+          // A handler that writes the response itself gets it with the header already set.
+          if (!res.headersSent) res.setHeader('x-neuwerk-served-by', options.nodeId);
+          return res;
+        },
       });
-      if (result !== undefined) {
-        const answer = renderResult(result);
-        res.writeHead(answer.status, answer.headers);
-        res.end(answer.body);
-      }
+      if (result !== undefined) writeAnswer(res, servedBy, renderResult(result));
     } catch (err) {
       const error = asNeuwerkError(err, logger, routeLabel, method);
-      if (!res.headersSent) sendJson(res, error.httpStatus, error.toJSON());
+      if (!res.headersSent) writeAnswer(res, servedBy, errorAnswer(error));
       else res.destroy();
     } finally {
       const seconds = Number(process.hrtime.bigint() - started) / 1e9;
@@ -211,28 +254,26 @@ export function createForwardedRequestHandler(options: ApiServerOptions, forward
     let routeLabel = 'unmatched';
     let answer: RenderedAnswer;
     try {
-      const url = new URL(request.url, 'https://neuwerk.invalid');
-      const match = router.match(request.method, url.pathname);
+      const target = splitRequestTarget(request.url);
+      const match = router.match(request.method, target.pathname);
       if (match instanceof NeuwerkError) throw match;
       routeLabel = match.route.path;
-      if (!routedToLeader(match.route, url) || (match.route.forwarding ?? 'rpc') !== 'rpc') {
+      if (!routedToLeader(match.route, target.query) || (match.route.forwarding ?? 'rpc') !== 'rpc') {
         throw new NeuwerkError('NW_ERR_RPC', `${request.method} ${match.route.path} is not forwarded over cluster RPC`);
       }
       if (!forwarded.isLeader()) throw new NeuwerkError('NW_ERR_NO_LEADER', 'no cluster leader (leadership moved while the request was forwarded; retry)');
       const result = await execute(options, match, {
         method: request.method,
-        url,
+        query: target.query,
         headers: request.headers,
         clientAddress: request.client_address,
         readRaw: async () => request.bodyBytes,
-        res: null,
+        res: () => null,
       });
       if (result === undefined) throw new NeuwerkError('NW_ERR_INTERNAL', `${match.route.path} writes its own response; it must be declared forwarding: 'https'`);
       answer = renderResult(result);
     } catch (err) {
-      const error = asNeuwerkError(err, logger, routeLabel, request.method);
-      const text = JSON.stringify(error.toJSON());
-      answer = { status: error.httpStatus, headers: { 'content-type': 'application/json; charset=utf-8', 'content-length': String(Buffer.byteLength(text)) }, body: text };
+      answer = errorAnswer(asNeuwerkError(err, logger, routeLabel, request.method));
     } finally {
       const seconds = Number(process.hrtime.bigint() - started) / 1e9;
       metrics.apiLatency.observe({ route: routeLabel, method: request.method }, seconds);
