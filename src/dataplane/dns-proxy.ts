@@ -104,12 +104,15 @@ interface ResultSinks {
 
 /**
  * Where answers go: `deliver` is called once per query with the answer (null: none) and the
- * client's address and port. One per UDP socket and one per TCP connection, so a query costs no
- * closure of its own unless it is forwarded.
+ * client's address and port. One per UDP socket, so a UDP query costs no closure of its own unless
+ * it is forwarded (TCP queries and `answer` use a sink per query).
  */
 interface AnswerSink {
   deliver(response: Buffer | null, clientIp: string, clientPort: number): void;
 }
+
+/** The address `literalAddressLookup` last found to be an IP literal (replies mostly go to a few clients). */
+let lastLiteralAddress = '';
 
 /**
  * dgram's address lookup: replies always go to the address a query came from, an IP literal, so
@@ -117,7 +120,12 @@ interface AnswerSink {
  * hostname (a bind host such as `localhost`) still goes through `dns.lookup`.
  */
 function literalAddressLookup(address: string, family: number, callback: (err: Error | null, address: string, family: number) => void): void {
-  if (isIP(address) !== 0) callback(null, address, family);
+  if (address === lastLiteralAddress) {
+    callback(null, address, family);
+  } else if (isIP(address) !== 0) {
+    lastLiteralAddress = address;
+    callback(null, address, family);
+  }
   else dnsLookup(address, family, (err, resolved, resolvedFamily) => callback(err, resolved, resolvedFamily));
 }
 

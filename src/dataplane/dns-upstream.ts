@@ -276,7 +276,8 @@ export class DnsUpstreamClient {
     const id = message.readUInt16BE(0);
     const pending = channel.pending.get(id);
     if (pending === undefined) return this.dropReply();
-    if (pending.target.port !== port || pending.target.ip !== (canonicalIp(address) ?? address)) return this.dropReply();
+    // The target's address is canonical, so an equal text is the same address (no parse per reply).
+    if (pending.target.port !== port || (address !== pending.target.ip && pending.target.ip !== (canonicalIp(address) ?? address))) return this.dropReply();
     const check = checkReply(message, id, pending.exchange.query, pending.exchange.questionEnd);
     if (!check.ok) return this.dropReply();
     this.finishTry(pending, { ok: true, reply: message, rcode: check.rcode, truncated: check.truncated });
