@@ -62,7 +62,8 @@ const OPCODE_MASK = 0x7800;
 
 /**
  * The big-endian 16-bit value at `offset`, for offsets the caller has checked are inside `buf`
- * (`Buffer.readUInt16BE` checks again and was a visible share of a denied query's time).
+ * (`Buffer.readUInt16BE` checks again and was a visible share of a query's time). Every reader
+ * below checks its bounds before reading.
  */
 function u16(buf: Buffer, offset: number): number {
   return ((buf[offset] as number) << 8) | (buf[offset + 1] as number);
@@ -329,7 +330,7 @@ const CLASS_FLUSH_BIT = 0x8000;
  * the query does not hold exactly one question with an uncompressed, well-formed name.
  */
 export function questionEnd(query: Buffer): number {
-  if (query.length < DNS_HEADER_BYTES || query.readUInt16BE(4) !== 1) return -1;
+  if (query.length < DNS_HEADER_BYTES || u16(query, 4) !== 1) return -1;
   let offset = DNS_HEADER_BYTES;
   for (;;) {
     if (offset >= query.length || offset - DNS_HEADER_BYTES >= NAME_MAX_BYTES) return -1;
@@ -377,7 +378,7 @@ function skipName(raw: Buffer, offset: number): number {
     if (length === 0) return offset + 1;
     if (length >= 0xc0) {
       if (offset + 2 > raw.length) return -1;
-      return (raw.readUInt16BE(offset) & 0x3fff) < start ? offset + 2 : -1;
+      return (u16(raw, offset) & 0x3fff) < start ? offset + 2 : -1;
     }
     if (length > 63) return -1;
     offset += 1 + length;
@@ -396,20 +397,20 @@ function skipName(raw: Buffer, offset: number): number {
  */
 export function checkReply(raw: Buffer, expectedId: number, query: Buffer, questionEnd: number): ReplyCheck {
   if (raw.length < DNS_HEADER_BYTES) return { ok: false, reason: 'shorter than a DNS header' };
-  if (raw.readUInt16BE(0) !== expectedId) return { ok: false, reason: 'unexpected ID' };
-  const flags = raw.readUInt16BE(2);
+  if (u16(raw, 0) !== expectedId) return { ok: false, reason: 'unexpected ID' };
+  const flags = u16(raw, 2);
   if ((flags & FLAG_QR) === 0) return { ok: false, reason: 'not a response' };
   const opcode = (flags & OPCODE_MASK) >> 11;
   if (opcode !== OPCODE_QUERY) return { ok: false, reason: `opcode ${opcode}` };
-  const questions = raw.readUInt16BE(4);
+  const questions = u16(raw, 4);
   if (questions !== 1) return { ok: false, reason: `${questions} questions in the reply` };
   if (!repeatsQuestion(raw, query, questionEnd)) return { ok: false, reason: 'the reply answers a different question' };
-  const records = raw.readUInt16BE(6) + raw.readUInt16BE(8) + raw.readUInt16BE(10);
+  const records = u16(raw, 6) + u16(raw, 8) + u16(raw, 10);
   let offset = questionEnd;
   for (let i = 0; i < records; i++) {
     offset = skipName(raw, offset);
     if (offset < 0 || offset + RECORD_FIXED_BYTES > raw.length) return { ok: false, reason: `record ${i + 1} of ${records} is cut short or malformed` };
-    offset += RECORD_FIXED_BYTES + raw.readUInt16BE(offset + 8);
+    offset += RECORD_FIXED_BYTES + u16(raw, offset + 8);
     if (offset > raw.length) return { ok: false, reason: `record ${i + 1} of ${records} runs past the message` };
   }
   return { ok: true, rcode: flags & 0xf, truncated: (flags & FLAG_TC) !== 0 };
@@ -438,8 +439,8 @@ function ownerName(raw: Buffer, offset: number, qname: string): string | null {
  * fault. Never throws.
  */
 export function replyAddresses(raw: Buffer, qname: string): AllowlistAddress[] {
-  if (raw.length < DNS_HEADER_BYTES || raw.readUInt16BE(4) !== 1) return [];
-  const answerCount = raw.readUInt16BE(6);
+  if (raw.length < DNS_HEADER_BYTES || u16(raw, 4) !== 1) return [];
+  const answerCount = u16(raw, 6);
   const question = skipName(raw, DNS_HEADER_BYTES);
   if (question < 0) return [];
   const first = question + 4;
@@ -453,9 +454,9 @@ export function replyAddresses(raw: Buffer, qname: string): AllowlistAddress[] {
       const fixed = skipName(raw, offset);
       if (fixed < 0 || fixed + RECORD_FIXED_BYTES > raw.length) break;
       const data = fixed + RECORD_FIXED_BYTES;
-      const next = data + raw.readUInt16BE(fixed + 8);
+      const next = data + u16(raw, fixed + 8);
       if (next > raw.length) break;
-      if (raw.readUInt16BE(fixed) === TYPE_CNAME) {
+      if (u16(raw, fixed) === TYPE_CNAME) {
         names ??= new Set<string>([asked]);
         const owner = ownerName(raw, offset, asked);
         if (owner !== null && names.has(owner)) {
@@ -475,11 +476,11 @@ export function replyAddresses(raw: Buffer, qname: string): AllowlistAddress[] {
     const fixed = skipName(raw, offset);
     if (fixed < 0 || fixed + RECORD_FIXED_BYTES > raw.length) break;
     const data = fixed + RECORD_FIXED_BYTES;
-    const length = raw.readUInt16BE(fixed + 8);
+    const length = u16(raw, fixed + 8);
     const next = data + length;
     if (next > raw.length) break;
-    const type = raw.readUInt16BE(fixed);
-    if (((type === TYPE_A && length === 4) || (type === TYPE_AAAA && length === 16)) && (raw.readUInt16BE(fixed + 2) & ~CLASS_FLUSH_BIT) === CLASS_IN) {
+    const type = u16(raw, fixed);
+    if (((type === TYPE_A && length === 4) || (type === TYPE_AAAA && length === 16)) && (u16(raw, fixed + 2) & ~CLASS_FLUSH_BIT) === CLASS_IN) {
       const owner = ownerName(raw, offset, asked);
       if (owner !== null && (names === null ? owner === asked : names.has(owner))) {
         const ttlSeconds = raw.readUInt32BE(fixed + 4);
@@ -495,7 +496,7 @@ export function replyAddresses(raw: Buffer, qname: string): AllowlistAddress[] {
 /** The 16 bytes at `offset` as IPv6 text (eight uncompressed groups; the allowlist canonicalizes). */
 function ipv6Text(raw: Buffer, offset: number): string {
   const groups: string[] = [];
-  for (let i = 0; i < 16; i += 2) groups.push(raw.readUInt16BE(offset + i).toString(16));
+  for (let i = 0; i < 16; i += 2) groups.push(u16(raw, offset + i).toString(16));
   return groups.join(':');
 }
 
@@ -515,7 +516,7 @@ export class RandomIds {
       randomFillSync(this.block);
       this.at = 0;
     }
-    const id = this.block.readUInt16BE(this.at);
+    const id = u16(this.block, this.at);
     this.at += 2;
     return id;
   }

@@ -378,7 +378,8 @@ export class DnsProxy {
           const addresses = replyAddresses(outcome.reply, question.name);
           if (addresses.length > 0) this.options.allowlist.insert(decision.sourceGroup, question.name, addresses);
         }
-        outcome.reply.writeUInt16BE(raw.readUInt16BE(0), 0); // the client's ID back in place of ours
+        outcome.reply[0] = raw[0] as number; // the client's ID back in place of ours
+        outcome.reply[1] = raw[1] as number;
         result = decision.finding === 'audit' ? 'audit' : 'allowed';
         response = outcome.reply;
       }

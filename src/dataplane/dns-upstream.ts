@@ -273,7 +273,7 @@ export class DnsUpstreamClient {
 
   private onUdpReply(channel: UdpChannel, message: Buffer, address: string, port: number): void {
     if (message.length < DNS_HEADER_BYTES) return this.dropReply();
-    const id = message.readUInt16BE(0);
+    const id = ((message[0] as number) << 8) | (message[1] as number);
     const pending = channel.pending.get(id);
     if (pending === undefined) return this.dropReply();
     // The target's address is canonical, so an equal text is the same address (no parse per reply).
@@ -296,7 +296,8 @@ export class DnsUpstreamClient {
   private withId(query: Buffer, id: number): Buffer {
     const out = Buffer.allocUnsafe(query.length);
     query.copy(out);
-    out.writeUInt16BE(id, 0);
+    out[0] = id >>> 8;
+    out[1] = id & 0xff;
     return out;
   }
 
