@@ -125,8 +125,9 @@ function literalAddressLookup(address: string, family: number, callback: (err: E
   } else if (isIP(address) !== 0) {
     lastLiteralAddress = address;
     callback(null, address, family);
+  } else {
+    dnsLookup(address, family, (err, resolved, resolvedFamily) => callback(err, resolved, resolvedFamily));
   }
-  else dnsLookup(address, family, (err, resolved, resolvedFamily) => callback(err, resolved, resolvedFamily));
 }
 
 function bindUdp(socket: UdpSocket, address: HostPort): Promise<number> {
