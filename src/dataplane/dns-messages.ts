@@ -60,6 +60,15 @@ const FLAG_CD = dnsPacket.CHECKING_DISABLED;
 const FLAG_TC = dnsPacket.TRUNCATED_RESPONSE;
 const OPCODE_MASK = 0x7800;
 
+/**
+ * The big-endian 16-bit value at `offset`, for offsets the caller has checked are inside `buf`
+ * (`Buffer.readUInt16BE` checks again and was a visible share of a query's time). Every reader
+ * below checks its bounds before reading.
+ */
+function u16(buf: Buffer, offset: number): number {
+  return ((buf[offset] as number) << 8) | (buf[offset + 1] as number);
+}
+
 /** A client query the proxy can decide: one question, opcode QUERY. */
 export interface ParsedQuery {
   /**
@@ -155,7 +164,7 @@ function printableQuestionLength(raw: Buffer): number {
   }
   const end = offset + 5;
   if (end > raw.length || end - DNS_HEADER_BYTES > NAME_MAX_BYTES + 4) return -1;
-  if (!roundTripsAs(0, raw.readUInt16BE(offset + 1)) || !roundTripsAs(1, raw.readUInt16BE(offset + 3))) return -1;
+  if (!roundTripsAs(0, u16(raw, offset + 1)) || !roundTripsAs(1, u16(raw, offset + 3))) return -1;
   return end - DNS_HEADER_BYTES;
 }
 
@@ -175,16 +184,17 @@ function classifyDecoded(raw: Buffer, packet: DecodedPacket): QueryClassificatio
  * authority records, at most one additional record — decoded section by section with the same
  * dns-packet decoders `dnsPacket.decode` uses, without building the full packet object. Null
  * for anything else, or when a section does not decode (the caller then takes the full path,
- * so the classification is the same either way).
+ * so the classification is the same either way). `raw` holds at least a header (`classifyQuery`
+ * checked).
  */
 function decodeCommonQuery(raw: Buffer): DecodedPacket | null {
-  const flags = raw.readUInt16BE(2);
-  if ((flags & (FLAG_QR | OPCODE_MASK)) !== 0 || raw.readUInt16BE(4) !== 1 || raw.readUInt16BE(6) !== 0 || raw.readUInt16BE(8) !== 0) return null;
-  const additionalCount = raw.readUInt16BE(10);
+  const flags = u16(raw, 2);
+  if ((flags & (FLAG_QR | OPCODE_MASK)) !== 0 || u16(raw, 4) !== 1 || u16(raw, 6) !== 0 || u16(raw, 8) !== 0) return null;
+  const additionalCount = u16(raw, 10);
   if (additionalCount > 1) return null;
   try {
     const question = codecs.question.decode(raw, DNS_HEADER_BYTES);
-    const packet: DecodedPacket = { id: raw.readUInt16BE(0), type: 'query', flags, flag_qr: false, questions: [question] } as DecodedPacket;
+    const packet: DecodedPacket = { id: u16(raw, 0), type: 'query', flags, flag_qr: false, questions: [question] } as DecodedPacket;
     if (additionalCount === 1) {
       const additional = codecs.answer.decode(raw, DNS_HEADER_BYTES + codecs.question.decode.bytes);
       packet.additionals = [additional];
@@ -266,15 +276,27 @@ function encodedOptRecord(ede: { code: number; text: string } | undefined): Buff
  * and question are the client's own bytes (`classifyQuery` checked they are canonical) with the
  * header patched — QR and RA set, the rcode, AA/TC/AD/Z cleared, the record counts of an answer
  * with no records — followed by the OPT record when the client speaks EDNS.
+ *
+ * With `reuseQuery`, the answer is written over `raw` itself when it fits (always without EDNS:
+ * the answer is the query's header and question), so no buffer is allocated or copied; `raw`
+ * then no longer holds the query. Only for a caller that owns `raw` and is done with it.
  */
-export function buildAnswerFromQuery(raw: Buffer, query: ParsedQuery, rcode: Rcode, ede?: { code: number; text: string }): Buffer {
+export function buildAnswerFromQuery(raw: Buffer, query: ParsedQuery, rcode: Rcode, ede?: { code: number; text: string }, reuseQuery = false): Buffer {
   const opt = query.edns ? encodedOptRecord(ede) : null;
-  const out = Buffer.allocUnsafe(query.questionEnd + (opt === null ? 0 : opt.length));
-  raw.copy(out, 0, 0, query.questionEnd);
+  const length = query.questionEnd + (opt === null ? 0 : opt.length);
+  const flags = FLAG_QR | (u16(raw, 2) & (OPCODE_MASK | FLAG_RD | FLAG_CD)) | FLAG_RA | rcode;
+  let out: Buffer;
+  if (reuseQuery && raw.length >= length) {
+    out = raw.subarray(0, length);
+  } else {
+    out = Buffer.allocUnsafe(length);
+    raw.copy(out, 0, 0, query.questionEnd);
+  }
   // Header (RFC 1035 §4.1.1): ID kept; flags; QDCOUNT stays 1; ANCOUNT, NSCOUNT 0; ARCOUNT 0 or 1.
-  out.writeUInt16BE(FLAG_QR | (raw.readUInt16BE(2) & (OPCODE_MASK | FLAG_RD | FLAG_CD)) | FLAG_RA | rcode, 2);
-  out.writeUInt32BE(0, 6);
-  out.writeUInt16BE(opt === null ? 0 : 1, 10);
+  out[2] = flags >>> 8;
+  out[3] = flags & 0xff;
+  out.fill(0, 6, 11);
+  out[11] = opt === null ? 0 : 1;
   if (opt !== null) opt.copy(out, query.questionEnd);
   return out;
 }
@@ -308,7 +330,7 @@ const CLASS_FLUSH_BIT = 0x8000;
  * the query does not hold exactly one question with an uncompressed, well-formed name.
  */
 export function questionEnd(query: Buffer): number {
-  if (query.length < DNS_HEADER_BYTES || query.readUInt16BE(4) !== 1) return -1;
+  if (query.length < DNS_HEADER_BYTES || u16(query, 4) !== 1) return -1;
   let offset = DNS_HEADER_BYTES;
   for (;;) {
     if (offset >= query.length || offset - DNS_HEADER_BYTES >= NAME_MAX_BYTES) return -1;
@@ -356,7 +378,7 @@ function skipName(raw: Buffer, offset: number): number {
     if (length === 0) return offset + 1;
     if (length >= 0xc0) {
       if (offset + 2 > raw.length) return -1;
-      return (raw.readUInt16BE(offset) & 0x3fff) < start ? offset + 2 : -1;
+      return (u16(raw, offset) & 0x3fff) < start ? offset + 2 : -1;
     }
     if (length > 63) return -1;
     offset += 1 + length;
@@ -375,20 +397,20 @@ function skipName(raw: Buffer, offset: number): number {
  */
 export function checkReply(raw: Buffer, expectedId: number, query: Buffer, questionEnd: number): ReplyCheck {
   if (raw.length < DNS_HEADER_BYTES) return { ok: false, reason: 'shorter than a DNS header' };
-  if (raw.readUInt16BE(0) !== expectedId) return { ok: false, reason: 'unexpected ID' };
-  const flags = raw.readUInt16BE(2);
+  if (u16(raw, 0) !== expectedId) return { ok: false, reason: 'unexpected ID' };
+  const flags = u16(raw, 2);
   if ((flags & FLAG_QR) === 0) return { ok: false, reason: 'not a response' };
   const opcode = (flags & OPCODE_MASK) >> 11;
   if (opcode !== OPCODE_QUERY) return { ok: false, reason: `opcode ${opcode}` };
-  const questions = raw.readUInt16BE(4);
+  const questions = u16(raw, 4);
   if (questions !== 1) return { ok: false, reason: `${questions} questions in the reply` };
   if (!repeatsQuestion(raw, query, questionEnd)) return { ok: false, reason: 'the reply answers a different question' };
-  const records = raw.readUInt16BE(6) + raw.readUInt16BE(8) + raw.readUInt16BE(10);
+  const records = u16(raw, 6) + u16(raw, 8) + u16(raw, 10);
   let offset = questionEnd;
   for (let i = 0; i < records; i++) {
     offset = skipName(raw, offset);
     if (offset < 0 || offset + RECORD_FIXED_BYTES > raw.length) return { ok: false, reason: `record ${i + 1} of ${records} is cut short or malformed` };
-    offset += RECORD_FIXED_BYTES + raw.readUInt16BE(offset + 8);
+    offset += RECORD_FIXED_BYTES + u16(raw, offset + 8);
     if (offset > raw.length) return { ok: false, reason: `record ${i + 1} of ${records} runs past the message` };
   }
   return { ok: true, rcode: flags & 0xf, truncated: (flags & FLAG_TC) !== 0 };
@@ -417,8 +439,8 @@ function ownerName(raw: Buffer, offset: number, qname: string): string | null {
  * fault. Never throws.
  */
 export function replyAddresses(raw: Buffer, qname: string): AllowlistAddress[] {
-  if (raw.length < DNS_HEADER_BYTES || raw.readUInt16BE(4) !== 1) return [];
-  const answerCount = raw.readUInt16BE(6);
+  if (raw.length < DNS_HEADER_BYTES || u16(raw, 4) !== 1) return [];
+  const answerCount = u16(raw, 6);
   const question = skipName(raw, DNS_HEADER_BYTES);
   if (question < 0) return [];
   const first = question + 4;
@@ -432,9 +454,9 @@ export function replyAddresses(raw: Buffer, qname: string): AllowlistAddress[] {
       const fixed = skipName(raw, offset);
       if (fixed < 0 || fixed + RECORD_FIXED_BYTES > raw.length) break;
       const data = fixed + RECORD_FIXED_BYTES;
-      const next = data + raw.readUInt16BE(fixed + 8);
+      const next = data + u16(raw, fixed + 8);
       if (next > raw.length) break;
-      if (raw.readUInt16BE(fixed) === TYPE_CNAME) {
+      if (u16(raw, fixed) === TYPE_CNAME) {
         names ??= new Set<string>([asked]);
         const owner = ownerName(raw, offset, asked);
         if (owner !== null && names.has(owner)) {
@@ -454,11 +476,11 @@ export function replyAddresses(raw: Buffer, qname: string): AllowlistAddress[] {
     const fixed = skipName(raw, offset);
     if (fixed < 0 || fixed + RECORD_FIXED_BYTES > raw.length) break;
     const data = fixed + RECORD_FIXED_BYTES;
-    const length = raw.readUInt16BE(fixed + 8);
+    const length = u16(raw, fixed + 8);
     const next = data + length;
     if (next > raw.length) break;
-    const type = raw.readUInt16BE(fixed);
-    if (((type === TYPE_A && length === 4) || (type === TYPE_AAAA && length === 16)) && (raw.readUInt16BE(fixed + 2) & ~CLASS_FLUSH_BIT) === CLASS_IN) {
+    const type = u16(raw, fixed);
+    if (((type === TYPE_A && length === 4) || (type === TYPE_AAAA && length === 16)) && (u16(raw, fixed + 2) & ~CLASS_FLUSH_BIT) === CLASS_IN) {
       const owner = ownerName(raw, offset, asked);
       if (owner !== null && (names === null ? owner === asked : names.has(owner))) {
         const ttlSeconds = raw.readUInt32BE(fixed + 4);
@@ -474,7 +496,7 @@ export function replyAddresses(raw: Buffer, qname: string): AllowlistAddress[] {
 /** The 16 bytes at `offset` as IPv6 text (eight uncompressed groups; the allowlist canonicalizes). */
 function ipv6Text(raw: Buffer, offset: number): string {
   const groups: string[] = [];
-  for (let i = 0; i < 16; i += 2) groups.push(raw.readUInt16BE(offset + i).toString(16));
+  for (let i = 0; i < 16; i += 2) groups.push(u16(raw, offset + i).toString(16));
   return groups.join(':');
 }
 
@@ -494,7 +516,7 @@ export class RandomIds {
       randomFillSync(this.block);
       this.at = 0;
     }
-    const id = this.block.readUInt16BE(this.at);
+    const id = u16(this.block, this.at);
     this.at += 2;
     return id;
   }

@@ -103,13 +103,31 @@ interface ResultSinks {
 }
 
 /**
+ * Where answers go: `deliver` is called once per query with the answer (null: none) and the
+ * client's address and port. One per UDP socket, so a UDP query costs no closure of its own unless
+ * it is forwarded (TCP queries and `answer` use a sink per query).
+ */
+interface AnswerSink {
+  deliver(response: Buffer | null, clientIp: string, clientPort: number): void;
+}
+
+/** The address `literalAddressLookup` last found to be an IP literal (replies mostly go to a few clients). */
+let lastLiteralAddress = '';
+
+/**
  * dgram's address lookup: replies always go to the address a query came from, an IP literal, so
  * the default `dns.lookup` (one deferred callback per datagram) is skipped for IP literals; a
  * hostname (a bind host such as `localhost`) still goes through `dns.lookup`.
  */
 function literalAddressLookup(address: string, family: number, callback: (err: Error | null, address: string, family: number) => void): void {
-  if (isIP(address) !== 0) callback(null, address, family);
-  else dnsLookup(address, family, (err, resolved, resolvedFamily) => callback(err, resolved, resolvedFamily));
+  if (address === lastLiteralAddress) {
+    callback(null, address, family);
+  } else if (isIP(address) !== 0) {
+    lastLiteralAddress = address;
+    callback(null, address, family);
+  } else {
+    dnsLookup(address, family, (err, resolved, resolvedFamily) => callback(err, resolved, resolvedFamily));
+  }
 }
 
 function bindUdp(socket: UdpSocket, address: HostPort): Promise<number> {
@@ -152,6 +170,8 @@ export class DnsProxy {
   private readonly connections = new Set<Socket>();
   private readonly counts: Record<DnsResult, number> = { allowed: 0, audit: 0, denied: 0, servfail: 0, malformed: 0, unsupported: 0 };
   private readonly sinks: Record<DnsResult, ResultSinks>;
+  /** Whether query latencies are observed (a metrics registry was given); else no clock is read per query. */
+  private readonly timed: boolean;
   private readonly idleMs: number;
   private readonly maxInflight: number;
   private stopped = false;
@@ -169,6 +189,7 @@ export class DnsProxy {
       };
     }
     this.sinks = sinks;
+    this.timed = options.metrics !== undefined;
   }
 
   /**
@@ -202,7 +223,13 @@ export class DnsProxy {
       }
     }
     const udp = this.udp;
-    udp.on('message', (message, remote) => this.onUdpQuery(udp, message, remote.address, remote.port));
+    const udpSink: AnswerSink = {
+      deliver: (response, clientIp, clientPort) => {
+        if (response !== null && !this.stopped) udp.send(response, clientPort, clientIp);
+      },
+    };
+    // A datagram's buffer is the proxy's own: its answer may be written over it (`reuseMessage`).
+    udp.on('message', (message, remote) => this.handle(message, remote.address, remote.port, 'udp', udpSink, true));
     udp.on('error', (err) => this.options.logger.warn({ err: describeError(err) }, 'DNS proxy UDP socket error'));
     this.tcp?.on('error', (err) => this.options.logger.warn({ err: describeError(err) }, 'DNS proxy TCP listener error'));
     return this.addresses;
@@ -241,16 +268,16 @@ export class DnsProxy {
    * message. Never rejects. Exposed for tests and the in-process benchmark.
    */
   answer(raw: Buffer, clientIp: string, transport: 'udp' | 'tcp'): Promise<Buffer | null> {
-    return new Promise((resolve) => this.handle(raw, clientIp, transport, resolve));
+    return new Promise((resolve) => this.handle(raw, clientIp, 0, transport, { deliver: resolve }));
   }
 
   /**
-   * The per-query path behind `answer`, with a callback instead of a promise: `reply` is called
+   * The per-query path behind `answer`, with a sink instead of a promise: `sink.deliver` is called
    * exactly once — synchronously for the proxy's own answers, later for forwarded ones — with
    * the answer or null. Never throws: a bug is logged and the message dropped.
    */
-  private handle(raw: Buffer, clientIp: string, transport: 'udp' | 'tcp', reply: (response: Buffer | null) => void): void {
-    const started = performance.now();
+  private handle(raw: Buffer, clientIp: string, clientPort: number, transport: 'udp' | 'tcp', sink: AnswerSink, reuseMessage = false): void {
+    const started = this.timed ? performance.now() : 0;
     let result: DnsResult = 'servfail';
     let response: Buffer | null = null;
     try {
@@ -266,10 +293,10 @@ export class DnsProxy {
         }
       } else {
         const query = classified.query;
-        const step = this.decide(raw, query, clientIp);
+        const step = this.decide(raw, query, clientIp, reuseMessage);
         if (step.kind === 'forward') {
           const { decision } = step;
-          this.options.upstream.exchangeWith(raw, transport, (outcome) => this.onUpstream(raw, query, decision, outcome, started, reply));
+          this.options.upstream.exchangeWith(raw, transport, (outcome) => this.onUpstream(raw, query, decision, outcome, started, clientIp, clientPort, sink));
           return;
         }
         result = step.result;
@@ -281,7 +308,7 @@ export class DnsProxy {
       result = 'servfail';
       response = null;
     }
-    this.complete(result, started, response, reply);
+    this.complete(result, started, response, clientIp, clientPort, sink);
   }
 
   /**
@@ -289,7 +316,7 @@ export class DnsProxy {
    * it with; records the finding of a deny or audit-mode deny. Own answers are the
    * client's header and question patched (`buildAnswerFromQuery`), never an encoded packet.
    */
-  private decide(raw: Buffer, query: ParsedQuery, clientIp: string): QueryStep {
+  private decide(raw: Buffer, query: ParsedQuery, clientIp: string, reuseMessage: boolean): QueryStep {
     const { question } = query;
     const denied = this.options.denylist?.check(clientIp, question.name) ?? null;
     if (denied !== null) {
@@ -304,10 +331,12 @@ export class DnsProxy {
         reason: denied.reason,
         clientIp,
       });
-      return { kind: 'own', result: 'denied', response: buildAnswerFromQuery(raw, query, RCODE.NXDOMAIN, { code: EDE.BLOCKED, text: denied.reason }) };
+      return { kind: 'own', result: 'denied', response: buildAnswerFromQuery(raw, query, RCODE.NXDOMAIN, { code: EDE.BLOCKED, text: denied.reason }, reuseMessage) };
     }
     const policy = this.options.enforcement.active;
-    if (policy === null) return { kind: 'own', result: 'servfail', response: buildAnswerFromQuery(raw, query, RCODE.SERVFAIL, { code: EDE.NOT_READY, text: 'no policy is active on this node yet' }) };
+    if (policy === null) {
+      return { kind: 'own', result: 'servfail', response: buildAnswerFromQuery(raw, query, RCODE.SERVFAIL, { code: EDE.NOT_READY, text: 'no policy is active on this node yet' }, reuseMessage) };
+    }
     const decision = decideDns(policy, { srcIp: clientIp, qname: question.name });
     if (decision.finding !== null) {
       this.options.findings.record({
@@ -322,11 +351,22 @@ export class DnsProxy {
         clientIp,
       });
     }
-    if (decision.enforced === 'deny') return { kind: 'own', result: 'denied', response: buildAnswerFromQuery(raw, query, RCODE.NXDOMAIN, { code: EDE.BLOCKED, text: decision.reason }) };
+    if (decision.enforced === 'deny') {
+      return { kind: 'own', result: 'denied', response: buildAnswerFromQuery(raw, query, RCODE.NXDOMAIN, { code: EDE.BLOCKED, text: decision.reason }, reuseMessage) };
+    }
     return { kind: 'forward', decision };
   }
 
-  private onUpstream(raw: Buffer, query: ParsedQuery, decision: Decision, outcome: ExchangeOutcome, started: number, reply: (response: Buffer | null) => void): void {
+  private onUpstream(
+    raw: Buffer,
+    query: ParsedQuery,
+    decision: Decision,
+    outcome: ExchangeOutcome,
+    started: number,
+    clientIp: string,
+    clientPort: number,
+    sink: AnswerSink,
+  ): void {
     let result: DnsResult = 'servfail';
     let response: Buffer | null = null;
     try {
@@ -339,7 +379,8 @@ export class DnsProxy {
           const addresses = replyAddresses(outcome.reply, question.name);
           if (addresses.length > 0) this.options.allowlist.insert(decision.sourceGroup, question.name, addresses);
         }
-        outcome.reply.writeUInt16BE(raw.readUInt16BE(0), 0); // the client's ID back in place of ours
+        outcome.reply[0] = raw[0] as number; // the client's ID back in place of ours
+        outcome.reply[1] = raw[1] as number;
         result = decision.finding === 'audit' ? 'audit' : 'allowed';
         response = outcome.reply;
       }
@@ -348,22 +389,16 @@ export class DnsProxy {
       result = 'servfail';
       response = null;
     }
-    this.complete(result, started, response, reply);
+    this.complete(result, started, response, clientIp, clientPort, sink);
   }
 
-  /** Counts the query's result, observes its latency, and hands the answer over. */
-  private complete(result: DnsResult, started: number, response: Buffer | null, reply: (response: Buffer | null) => void): void {
+  /** Counts the query's result, observes its latency (with metrics), and hands the answer over. */
+  private complete(result: DnsResult, started: number, response: Buffer | null, clientIp: string, clientPort: number, sink: AnswerSink): void {
     this.counts[result]++;
     const sinks = this.sinks[result];
     sinks.inc();
-    sinks.observe((performance.now() - started) / 1000);
-    reply(response);
-  }
-
-  private onUdpQuery(udp: UdpSocket, message: Buffer, address: string, port: number): void {
-    this.handle(message, address, 'udp', (response) => {
-      if (response !== null && !this.stopped) udp.send(response, port, address);
-    });
+    if (this.timed) sinks.observe((performance.now() - started) / 1000);
+    sink.deliver(response, clientIp, clientPort);
   }
 
   private onTcpConnection(socket: Socket): void {
@@ -394,7 +429,7 @@ export class DnsProxy {
         const message = buffered.subarray(2, 2 + length);
         buffered = buffered.subarray(2 + length);
         inflight++;
-        void this.answer(message, clientIp, 'tcp').then(settle);
+        void this.answer(message, clientIp, 'tcp').then(settle); // settled later, never inside this loop
       }
       const full = inflight >= this.maxInflight;
       if (full && !paused) socket.pause();

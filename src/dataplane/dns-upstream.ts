@@ -273,10 +273,11 @@ export class DnsUpstreamClient {
 
   private onUdpReply(channel: UdpChannel, message: Buffer, address: string, port: number): void {
     if (message.length < DNS_HEADER_BYTES) return this.dropReply();
-    const id = message.readUInt16BE(0);
+    const id = ((message[0] as number) << 8) | (message[1] as number);
     const pending = channel.pending.get(id);
     if (pending === undefined) return this.dropReply();
-    if (pending.target.port !== port || pending.target.ip !== (canonicalIp(address) ?? address)) return this.dropReply();
+    // The target's address is canonical, so an equal text is the same address (no parse per reply).
+    if (pending.target.port !== port || (address !== pending.target.ip && pending.target.ip !== (canonicalIp(address) ?? address))) return this.dropReply();
     const check = checkReply(message, id, pending.exchange.query, pending.exchange.questionEnd);
     if (!check.ok) return this.dropReply();
     this.finishTry(pending, { ok: true, reply: message, rcode: check.rcode, truncated: check.truncated });
@@ -295,7 +296,8 @@ export class DnsUpstreamClient {
   private withId(query: Buffer, id: number): Buffer {
     const out = Buffer.allocUnsafe(query.length);
     query.copy(out);
-    out.writeUInt16BE(id, 0);
+    out[0] = id >>> 8;
+    out[1] = id & 0xff;
     return out;
   }
 

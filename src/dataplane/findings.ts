@@ -94,7 +94,20 @@ interface Aggregate extends RecencyLinks<Aggregate> {
   ruleId: string | null;
   reason: string;
   clientIp: string;
+  /** The aggregate's key within its `GroupAggregates` map (`byName` or `byFlow`, see `flowKey`). */
   readonly key: string;
+  /** The maps holding it: `byName` when it has neither destination nor port, else `byFlow`. */
+  readonly group: GroupAggregates;
+}
+
+/**
+ * The aggregates of one (type, source group). Findings without destination and port (every DNS
+ * finding) are keyed by their hostname alone, so the common deny costs no key string building;
+ * the others by `flowKey`.
+ */
+interface GroupAggregates {
+  readonly byName: Map<string, Aggregate>;
+  readonly byFlow: Map<string, Aggregate>;
 }
 
 /** RFC 3339 date-time with a mandatory zone (`Z` or `±hh:mm`), fractional seconds optional. */
@@ -153,8 +166,13 @@ export function parseFindingsQuery(query: URLSearchParams): FindingsFilter {
   };
 }
 
-function aggregateKey(event: FindingEvent): string {
-  return `${event.type}\u0000${event.sourceGroup ?? ''}\u0001${event.hostname ?? ''}\u0000${event.destination ?? ''}\u0000${event.port ?? ''}`;
+/**
+ * The key of an event with a destination or a port within its (type, source group). A null
+ * hostname, destination or port keys like the empty string, as in `byName` (a null hostname there
+ * is the empty name).
+ */
+function flowKey(event: FindingEvent): string {
+  return `${event.hostname ?? ''}\u0000${event.destination ?? ''}\u0000${event.port ?? ''}`;
 }
 
 function toJson(a: Aggregate): FindingJson {
@@ -183,12 +201,16 @@ export interface FindingsStoreOptions {
 }
 
 /**
- * The node's aggregated findings. Synchronous; `record` is O(1): one Map lookup by the aggregate
- * key, and an intrusive recency list instead of deleting and re-inserting the Map entry (which
- * left a hole per event and made V8 compact the table every few thousand events).
+ * The node's aggregated findings. Synchronous; `record` is O(1): Map lookups by type, by source
+ * group, then by hostname (or by `flowKey` when the event has a destination or port) — no key
+ * string is built for a DNS finding — and an intrusive recency list instead of deleting and
+ * re-inserting the Map entry (which left a hole per event and made V8 compact the table every
+ * few thousand events).
  */
 export class FindingsStore {
-  private readonly aggregates = new Map<string, Aggregate>();
+  /** By type, then by source group (null: no group decided). */
+  private readonly groups = new Map<FindingType, Map<string | null, GroupAggregates>>();
+  private entries = 0;
   /** Recency list through the aggregates: least recently seen first. */
   private readonly recency = new RecencyList<Aggregate>();
   private readonly clock: Clock;
@@ -205,15 +227,20 @@ export class FindingsStore {
 
   /** Adds one event to its aggregate (created on first sight). */
   record(event: FindingEvent): void {
-    const key = aggregateKey(event);
     const now = this.clock.wallMs();
     const reason = event.reason.length > FINDINGS_REASON_MAX_CHARS ? event.reason.slice(0, FINDINGS_REASON_MAX_CHARS) : event.reason;
-    let aggregate = this.aggregates.get(key);
+    const group = this.groupOf(event.type, event.sourceGroup);
+    const byName = event.destination === null && event.port === null;
+    const map = byName ? group.byName : group.byFlow;
+    const key = byName ? (event.hostname ?? '') : flowKey(event);
+    let aggregate = map.get(key);
     if (aggregate === undefined) {
-      while (this.aggregates.size >= this.maxEntries && this.recency.oldest !== null) {
+      while (this.entries >= this.maxEntries && this.recency.oldest !== null) {
         const evicted = this.recency.oldest;
         this.recency.remove(evicted);
-        this.aggregates.delete(evicted.key);
+        if (evicted.destination === null && evicted.port === null) evicted.group.byName.delete(evicted.key);
+        else evicted.group.byFlow.delete(evicted.key);
+        this.entries--;
         this.evictedEntries++;
       }
       aggregate = {
@@ -230,10 +257,12 @@ export class FindingsStore {
         reason,
         clientIp: event.clientIp,
         key,
+        group,
         older: null,
         newer: null,
       };
-      this.aggregates.set(key, aggregate);
+      map.set(key, aggregate);
+      this.entries++;
       this.recency.pushNewest(aggregate);
     } else {
       this.recency.moveToNewest(aggregate);
@@ -246,6 +275,21 @@ export class FindingsStore {
     aggregate.clientIp = event.clientIp;
     this.recordedEvents++;
     this.onRecord?.(event);
+  }
+
+  /** The aggregates of (type, source group), created on first sight (kept when emptied: a policy has few groups). */
+  private groupOf(type: FindingType, sourceGroup: string | null): GroupAggregates {
+    let byGroup = this.groups.get(type);
+    if (byGroup === undefined) {
+      byGroup = new Map();
+      this.groups.set(type, byGroup);
+    }
+    let group = byGroup.get(sourceGroup);
+    if (group === undefined) {
+      group = { byName: new Map(), byFlow: new Map() };
+      byGroup.set(sourceGroup, group);
+    }
+    return group;
   }
 
   /** Findings matching `filter`, most recently seen first. */
@@ -273,7 +317,7 @@ export class FindingsStore {
 
   /** Aggregates currently held. */
   get size(): number {
-    return this.aggregates.size;
+    return this.entries;
   }
 
   /** Aggregates evicted because the store was full, since start. */

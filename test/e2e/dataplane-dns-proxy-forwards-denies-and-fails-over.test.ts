@@ -269,6 +269,13 @@ describe('DNS proxy against a stub upstream', { timeout: 30_000 }, () => {
     assert.match(text, /neuwerk_dns_queries_total\{result="denied",node_id="dns-test"\} [1-9]/);
     assert.match(text, /neuwerk_dns_queries_total\{result="malformed",node_id="dns-test"\} 6/, "5 datagrams and 1 TCP frame");
     assert.match(text, /neuwerk_dns_query_duration_seconds_count\{[^}]*result="allowed"[^}]*\} [1-9]/);
+    // Every answered or dropped query is timed (no sampling): the histogram counts equal the counters.
+    for (const result of ['allowed', 'denied', 'servfail', 'malformed']) {
+      const counted = new RegExp(`neuwerk_dns_queries_total\\{result="${result}"[^}]*\\} (\\d+)`).exec(text)?.[1];
+      const timed = new RegExp(`neuwerk_dns_query_duration_seconds_count\\{[^}]*result="${result}"[^}]*\\} (\\d+)`).exec(text)?.[1];
+      assert.ok(counted !== undefined && Number(counted) > 0, `${result} queries were counted`);
+      assert.equal(timed, counted, `${result}: timed as often as counted`);
+    }
     assert.match(text, /neuwerk_audit_findings_total\{type="dns",finding="audit",node_id="dns-test"\} 1/);
     assert.deepEqual(dataplane.dnsReadiness(), { ok: true });
     const stats = dataplane.statsView();

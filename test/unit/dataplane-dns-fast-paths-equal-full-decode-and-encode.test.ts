@@ -6,7 +6,8 @@
  *   for questions of raw label bytes with any type and class (the printable-ASCII shortcut of the
  *   canonical-question check must agree with re-encoding);
  * - `buildAnswerFromQuery` patches the client's header instead of encoding a packet; property:
- *   its bytes equal `buildResponse` on the fully decoded query, with and without EDNS and EDE.
+ *   its bytes equal `buildResponse` on the fully decoded query, with and without EDNS and EDE,
+ *   also when written over the query's own buffer (which it does exactly when the answer fits).
  */
 import assert from 'node:assert/strict';
 import { test } from 'node:test';
@@ -115,6 +116,11 @@ test('buildAnswerFromQuery writes exactly what buildResponse encodes', () => {
       const expected = buildResponse(dnsPacket.decode(raw), rcode, ede);
       assert.deepEqual(buildAnswerFromQuery(raw, classified.query, rcode, ede), expected);
       assert.deepEqual(buildAnswerFromQuery(raw, classified.query, rcode, ede), expected, 'the same again (cached OPT record)');
+      // Written over a copy of the query (the UDP path): the same bytes, and in place when they fit.
+      const own = Buffer.from(raw);
+      const inPlace = buildAnswerFromQuery(own, classified.query, rcode, ede, true);
+      assert.deepEqual(inPlace, expected, 'written over the query');
+      assert.equal(inPlace.buffer === own.buffer && inPlace.byteOffset === own.byteOffset, expected.length <= raw.length, 'in place exactly when it fits');
     }),
     { numRuns: 5_000 },
   );

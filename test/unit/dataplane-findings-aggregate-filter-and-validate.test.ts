@@ -37,6 +37,31 @@ function rejects(query: string, parameter: string): void {
 }
 
 describe('audit findings', () => {
+  it('keep findings apart by type and source group when the hostname is the same, and evict across DNS and flow findings', () => {
+    const { findings, time } = store(4);
+    const dns = { type: 'dns', destination: null, port: null } as const;
+    findings.record(event({ ...dns, hostname: 'x.test' }));
+    findings.record(event({ ...dns, hostname: 'x.test', sourceGroup: 'lab' }));
+    findings.record(event({ ...dns, hostname: 'x.test', sourceGroup: null }));
+    findings.record(event({ hostname: 'x.test' }));
+    time.advance(1_000);
+    findings.record(event({ ...dns, hostname: 'x.test' }));
+    assert.equal(findings.size, 4);
+    const counts = findings.query({ limit: 100 }).findings.map((f) => `${f.type}/${f.source_group}/${f.destination}:${f.count}`);
+    assert.deepEqual(counts, ['dns/office/null:2', 'connect/office/192.0.2.1:1', 'dns/null/null:1', 'dns/lab/null:1']);
+    // Full: each new aggregate evicts the least recently seen, whichever map holds it.
+    findings.record(event({ ...dns, hostname: 'y.test' }));
+    findings.record(event({ hostname: 'y.test' }));
+    assert.equal(findings.size, 4);
+    assert.equal(findings.evictions, 2);
+    const kept = findings.query({ limit: 100 }).findings.map((f) => `${f.type}/${f.source_group}/${f.hostname}/${f.destination}`);
+    assert.deepEqual(kept, ['connect/office/y.test/192.0.2.1', 'dns/office/y.test/null', 'dns/office/x.test/null', 'connect/office/x.test/192.0.2.1']);
+    // The evicted ones start over as new aggregates.
+    findings.record(event({ ...dns, hostname: 'x.test', sourceGroup: 'lab' }));
+    assert.equal(findings.query({ limit: 1 }).findings[0]?.count, 1);
+    assert.equal(findings.recorded, 8);
+  });
+
   it('aggregate by (type, source group, hostname, destination, port) with count and first/last seen', () => {
     const { findings, time } = store();
     findings.record(event());
