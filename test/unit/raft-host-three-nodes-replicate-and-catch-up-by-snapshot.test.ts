@@ -127,6 +127,39 @@ describe('three Raft hosts over an in-process transport', () => {
     }
   });
 
+  it('the leader applies the entries a commit-only Ready committed inside that Ready\'s transaction', async () => {
+    const cluster = new InProcessCluster(join(dir, 'shared-transaction'), RAFT);
+    await cluster.start();
+    try {
+      const leader = await cluster.waitForLeader();
+      await leader.propose(put('warm', 'up'));
+      const db = cluster.dbs.get(leader.status().nodeId)!;
+      const readCommit = db.prepare("SELECT value FROM raft_meta WHERE key = 'hard_state'");
+      const calls: { inTransaction: boolean; commit: number; last: number }[] = [];
+      const apply = leader.stateMachine.applyDeferringNotify.bind(leader.stateMachine);
+      leader.stateMachine.applyDeferringNotify = (entries) => {
+        // Read on the store's own connection: it sees what the open transaction wrote.
+        const commit = (JSON.parse((readCommit.get() as { value: string }).value) as { commit: number }).commit;
+        calls.push({ inTransaction: db.inTransaction, commit, last: entries[entries.length - 1]!.index });
+        return apply(entries);
+      };
+      const toldInTransaction: boolean[] = [];
+      leader.stateMachine.onApplied(() => toldInTransaction.push(db.inTransaction));
+      for (let i = 0; i < 5; i++) await leader.propose(put(`k${i}`, `v${i}`));
+      assert.ok(calls.length > 0);
+      assert.equal(toldInTransaction.length, calls.length);
+      assert.ok(toldInTransaction.every((inside) => !inside), 'the state machine\'s listeners are told after the commit');
+      // Each write commits once a follower acknowledges it: a Ready that only raises the commit index.
+      for (const call of calls) {
+        assert.equal(call.inTransaction, true, 'applied inside the persist transaction');
+        assert.ok(call.commit >= call.last, `the commit index ${call.commit} written in the same transaction covers the applied entry ${call.last}`);
+      }
+      assert.deepEqual(cluster.fatal, []);
+    } finally {
+      await cluster.stop();
+    }
+  });
+
   it('a follower cut off while the leader compacted past it catches up by installing the snapshot', async () => {
     const raft = { ...RAFT, snapshotThresholdEntries: 30, snapshotTrailingEntries: 5 };
     const cluster = new InProcessCluster(join(dir, 'snapshot'), raft);
