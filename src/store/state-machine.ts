@@ -93,7 +93,7 @@ export function keyvalZoneChange(zone: string): string {
 export class StateMachine {
   private readonly statements: {
     getMeta: Statement<[string], { value: string }>;
-    setMeta: Statement<[string, string]>;
+    setApplied: Statement<[string, string]>;
     putKeyval: Statement<[string, string, string, number, number | null, number]>;
     getKeyval: Statement<[string, string], KeyvalRecord>;
     deleteKeyval: Statement<[string, string]>;
@@ -120,7 +120,10 @@ export class StateMachine {
     this.applyTransaction = db.transaction((batch: readonly AppliedEntry[], zones: Set<string>) => this.applyBatch(batch, zones));
     this.statements = {
       getMeta: db.prepare('SELECT value FROM sm_meta WHERE key = ?'),
-      setMeta: db.prepare('INSERT INTO sm_meta (key, value) VALUES (?, ?) ON CONFLICT (key) DO UPDATE SET value = excluded.value'),
+      // The applied index and term, in one statement (one per applied batch).
+      setApplied: db.prepare(
+        "INSERT INTO sm_meta (key, value) VALUES ('applied_index', ?), ('applied_term', ?) ON CONFLICT (key) DO UPDATE SET value = excluded.value",
+      ),
       putKeyval: db.prepare(
         `INSERT INTO keyval (zone, key, value, version, expires_at, raft_index) VALUES (?, ?, ?, ?, ?, ?)
          ON CONFLICT (zone, key) DO UPDATE SET value = excluded.value, version = excluded.version,
@@ -232,8 +235,7 @@ export class StateMachine {
       expected += 1;
     }
     const last = batch[batch.length - 1] as AppliedEntry;
-    this.statements.setMeta.run('applied_index', String(last.index));
-    this.statements.setMeta.run('applied_term', String(last.term));
+    this.statements.setApplied.run(String(last.index), String(last.term));
     return results;
   }
 
