@@ -13,7 +13,9 @@
  *      that became ready during the turn is one commit (group commit); a Ready that only raises the
  *      commit index is written without an fsync of its own (`COMMIT_ONLY_WITHOUT_FSYNC`), and the
  *      entries it committed are applied in that same transaction (`APPLY_WITH_COMMIT_ONLY_PERSIST`);
- *   2. only then send the messages (vote grants and append acks promise that durability);
+ *   2. only then send the messages (vote grants and append acks promise that durability); a pass
+ *      that writes no entries and answers waiting proposals or reads holds its messages (early
+ *      ones included) until a later phase, after the answers (`SEND_AFTER_ANSWERS`);
  *   3. then apply the committed entries (after the snapshot, if one was installed) unless step 1
  *      did, and resolve the proposals and reads waiting on them;
  *   4. `advance()`, then compact the log when it is long enough (the snapshot copy is taken in the
@@ -74,6 +76,17 @@ export const APPLY_WITHOUT_FSYNC = true;
  * after the transaction, i.e. after the apply: none of them depends on it.
  */
 export const APPLY_WITH_COMMIT_ONLY_PERSIST = true;
+
+/**
+ * When a pass writes no entries (so there is no fsync for early messages to overlap with) and
+ * commits entries or confirms reads that a local caller waits for, its messages (on the leader:
+ * the new commit index for the followers) are held and sent in the next phase of the loop
+ * (`Timers.soon`), after the promises the pass settled have run: the answer to the client (or to
+ * the follower that forwarded the write) is written first instead of behind a TLS write per
+ * follower. Delaying a message is always allowed (what it promises is already durable); order per
+ * peer is kept, since held messages are sent before any later pass sends anything.
+ */
+export const SEND_AFTER_ANSWERS = true;
 
 /** Everything `openRaftReplicator` needs. The node owns `db` and closes it after `close()`. */
 export interface RaftReplicatorOptions {
@@ -168,6 +181,9 @@ export class RaftReplicator implements Replicator {
 
   private ticker: TimerHandle | null = null;
   private passScheduled = false;
+  /** Messages of a pass held until its answers went out (`SEND_AFTER_ANSWERS`), in send order. */
+  private heldMessages: Message[] = [];
+  private heldFlushScheduled = false;
   /** A snapshot file is being made durable (`maybeCompact`); no second compaction starts meanwhile. */
   private compacting = false;
   private closed = false;
@@ -436,7 +452,20 @@ export class RaftReplicator implements Replicator {
     // 0. A leader's replication messages go out first, so the followers write their copies while
     //    we write ours (thesis §10.2.1): one fsync of latency per write instead of two in a row.
     //    The core counts our own copy toward commit only after `advance()`.
-    if (ready.earlyMessages.length > 0) this.send(ready.earlyMessages);
+    // A pass that writes no entries (nothing to overlap with) and answers waiting callers holds
+    // all its messages until the answers went out (SEND_AFTER_ANSWERS).
+    const holdForAnswers =
+      SEND_AFTER_ANSWERS &&
+      ready.entries.length === 0 &&
+      ready.snapshot === undefined &&
+      ((ready.committedEntries.length > 0 && this.proposals.size > 0) || (ready.readStates.length > 0 && this.reads.size > 0));
+    if (ready.earlyMessages.length > 0) {
+      if (holdForAnswers) this.hold(ready.earlyMessages);
+      else {
+        this.sendHeld();
+        this.send(ready.earlyMessages);
+      }
+    }
     // Typed by assertion: it is assigned in the closure below, which narrowing does not follow.
     let applied = null as Applied | null;
     // 1. Persist: one transaction (group commit).
@@ -460,8 +489,15 @@ export class RaftReplicator implements Replicator {
       }
     }
     if (ready.softState !== undefined) this.onSoftState(ready.softState);
-    // 2. Send, now that what the messages promise is durable.
-    if (ready.messages.length > 0) this.send(ready.messages);
+    // 2. Send, now that what the messages promise is durable — after the answers of this pass when
+    //    it has any (SEND_AFTER_ANSWERS).
+    if (ready.messages.length > 0) {
+      if (holdForAnswers) this.hold(ready.messages);
+      else {
+        this.sendHeld();
+        this.send(ready.messages);
+      }
+    }
     // 3. Apply (unless step 1 did), then settle the proposals.
     if (ready.committedEntries.length > 0) {
       const entries = ready.committedEntries;
@@ -476,6 +512,25 @@ export class RaftReplicator implements Replicator {
       if (read !== undefined) read.index = readState.index;
     }
     this.settleReads();
+  }
+
+  /** Holds `messages` and sends them, with any held before, in the next phase of the loop. */
+  private hold(messages: Message[]): void {
+    for (const message of messages) this.heldMessages.push(message);
+    if (this.heldFlushScheduled) return;
+    this.heldFlushScheduled = true;
+    this.timers.soon(() => {
+      this.heldFlushScheduled = false;
+      if (!this.closed) this.sendHeld();
+    });
+  }
+
+  /** Sends the held messages now (before anything newer goes to the same peers). */
+  private sendHeld(): void {
+    if (this.heldMessages.length === 0) return;
+    const held = this.heldMessages;
+    this.heldMessages = [];
+    this.send(held);
   }
 
   private send(messages: Message[]): void {
