@@ -130,12 +130,16 @@ export class RaftStorage {
    * `open` loads only the log after the snapshot, and no row below it is ever written again.
    */
   private trimBelowIndex = 0;
+  /** Runs `fn` in a transaction; made once (better-sqlite3 builds its wrappers on every `transaction()` call). */
+  private readonly transaction: <T>(fn: () => T) => T;
   private readonly statements: {
     setMeta: Statement<[string, string]>;
     insertEntry: Statement<[number, number, string, string]>;
     deleteFrom: Statement<[number]>;
     deleteBelowBatch: Statement<[number, number]>;
     deleteAll: Statement<[]>;
+    synchronousNormal: Statement<[]>;
+    synchronousFull: Statement<[]>;
   };
 
   private constructor(
@@ -153,6 +157,8 @@ export class RaftStorage {
     const n = initialState.entries.length;
     this.lastIndexValue = n === 0 ? initialState.snapshotMeta.index : initialState.entries[n - 1]!.index;
     this.statements = RaftStorage.prepare(db);
+    const run = db.transaction((fn: () => unknown) => fn());
+    this.transaction = <T>(fn: () => T): T => run(fn) as T;
   }
 
   private static prepare(db: SqliteDatabase): RaftStorage['statements'] {
@@ -162,6 +168,9 @@ export class RaftStorage {
       deleteFrom: db.prepare('DELETE FROM raft_log WHERE idx >= ?'),
       deleteBelowBatch: db.prepare('DELETE FROM raft_log WHERE idx IN (SELECT idx FROM raft_log WHERE idx < ? ORDER BY idx LIMIT ?)'),
       deleteAll: db.prepare('DELETE FROM raft_log'),
+      // Prepared once: `db.pragma()` compiles its statement on every call.
+      synchronousNormal: db.prepare('PRAGMA synchronous = NORMAL'),
+      synchronousFull: db.prepare('PRAGMA synchronous = FULL'),
     };
   }
 
@@ -305,18 +314,18 @@ export class RaftStorage {
    *
    * A `Ready` whose only durable change is a higher commit index commits WITHOUT its own fsync
    * (`synchronous=NORMAL` for that transaction; see `COMMIT_ONLY_WITHOUT_FSYNC`).
+   *
+   * `alongside`, when given, runs inside the same transaction after the Raft writes (the host
+   * applies the entries a commit-only Ready committed there: one SQLite commit instead of two,
+   * and the commit index and the applied index can only be lost together). If it throws,
+   * nothing of the transaction is written.
    */
-  persist(ready: Pick<Ready, 'hardState' | 'entries' | 'snapshot'>): PersistOutcome {
+  persist(ready: Pick<Ready, 'hardState' | 'entries' | 'snapshot'>, alongside?: () => void): PersistOutcome {
     if (this.isCommitOnly(ready)) {
-      this.db.pragma('synchronous = NORMAL');
-      try {
-        this.persistFlushed(ready);
-      } finally {
-        this.db.pragma('synchronous = FULL');
-      }
+      this.withoutFsync(() => this.persistFlushed(ready, alongside));
       return { snapshotInstalled: false, flushed: false };
     }
-    const snapshotInstalled = this.persistFlushed(ready);
+    const snapshotInstalled = this.persistFlushed(ready, alongside);
     this.removeSupersededSnapshots();
     return { snapshotInstalled, flushed: true };
   }
@@ -329,7 +338,7 @@ export class RaftStorage {
    * mode a transaction committed without fsync is still ordered: a crash keeps a prefix of the
    * transactions, and the next flushed commit makes it durable too.
    */
-  private isCommitOnly(ready: Pick<Ready, 'hardState' | 'entries' | 'snapshot'>): boolean {
+  isCommitOnly(ready: Pick<Ready, 'hardState' | 'entries' | 'snapshot'>): boolean {
     const hard = ready.hardState;
     return (
       COMMIT_ONLY_WITHOUT_FSYNC &&
@@ -342,8 +351,22 @@ export class RaftStorage {
     );
   }
 
+  /**
+   * Runs `fn` (which commits transactions) with `synchronous=NORMAL`: its commits are appended to
+   * the WAL without an fsync of their own; the next FULL commit makes them durable. Only for
+   * writes whose loss in a crash is safe (see the callers).
+   */
+  withoutFsync<T>(fn: () => T): T {
+    this.statements.synchronousNormal.run();
+    try {
+      return fn();
+    } finally {
+      this.statements.synchronousFull.run();
+    }
+  }
+
   /** The transaction of `persist`; returns whether a snapshot image replaced the state-machine tables. */
-  private persistFlushed(ready: Pick<Ready, 'hardState' | 'entries' | 'snapshot'>): boolean {
+  private persistFlushed(ready: Pick<Ready, 'hardState' | 'entries' | 'snapshot'>, alongside: (() => void) | undefined): boolean {
     const snapshot = ready.snapshot;
     const image = snapshot !== undefined && snapshot.meta.index > 0;
     let file: SnapshotFile | null = null;
@@ -353,7 +376,7 @@ export class RaftStorage {
         attachSnapshot(this.db, file.path);
         validateAttachedSnapshot(this.db, file.path, snapshot.meta.index);
       }
-      const committed = this.db.transaction((): { last: number; hardState: HardState } => {
+      const committed = this.transaction((): { last: number; hardState: HardState } => {
         let last = this.lastIndexValue;
         if (snapshot !== undefined) {
           if (image) {
@@ -381,8 +404,9 @@ export class RaftStorage {
         const hardState = ready.hardState ?? this.hardStateValue;
         if (ready.hardState !== undefined || !this.metaPersisted) this.statements.setMeta.run(HARD_STATE_KEY, JSON.stringify(hardState));
         if (snapshot === undefined && !this.metaPersisted) this.statements.setMeta.run(SNAPSHOT_META_KEY, JSON.stringify(this.snapshotMetaValue));
+        alongside?.();
         return { last, hardState };
-      })();
+      });
       this.lastIndexValue = committed.last;
       this.hardStateValue = committed.hardState;
       this.metaPersisted = true;
