@@ -138,8 +138,6 @@ export class RaftStorage {
     deleteFrom: Statement<[number]>;
     deleteBelowBatch: Statement<[number, number]>;
     deleteAll: Statement<[]>;
-    synchronousNormal: Statement<[]>;
-    synchronousFull: Statement<[]>;
   };
 
   private constructor(
@@ -168,9 +166,6 @@ export class RaftStorage {
       deleteFrom: db.prepare('DELETE FROM raft_log WHERE idx >= ?'),
       deleteBelowBatch: db.prepare('DELETE FROM raft_log WHERE idx IN (SELECT idx FROM raft_log WHERE idx < ? ORDER BY idx LIMIT ?)'),
       deleteAll: db.prepare('DELETE FROM raft_log'),
-      // Prepared once: `db.pragma()` compiles its statement on every call.
-      synchronousNormal: db.prepare('PRAGMA synchronous = NORMAL'),
-      synchronousFull: db.prepare('PRAGMA synchronous = FULL'),
     };
   }
 
@@ -357,11 +352,13 @@ export class RaftStorage {
    * writes whose loss in a crash is safe (see the callers).
    */
   withoutFsync<T>(fn: () => T): T {
-    this.statements.synchronousNormal.run();
+    // Not a prepared statement: SQLite applies `PRAGMA synchronous = ...` while compiling it, so
+    // re-running a statement prepared earlier takes effect only by way of its re-preparation.
+    this.db.pragma('synchronous = NORMAL');
     try {
       return fn();
     } finally {
-      this.statements.synchronousFull.run();
+      this.db.pragma('synchronous = FULL');
     }
   }
 

@@ -15,6 +15,8 @@ import { RaftStorage } from '../../src/store/raft-storage.js';
 
 /** `PRAGMA synchronous` value of FULL. */
 const SYNCHRONOUS_FULL = 2;
+/** `PRAGMA synchronous` value of NORMAL. */
+const SYNCHRONOUS_NORMAL = 1;
 
 function entries(from: number, to: number, term: number): Entry[] {
   const out: Entry[] = [];
@@ -48,6 +50,16 @@ describe('raft storage: commit-only persists', () => {
     const again = open('flags');
     assert.deepEqual(again.storage.initialState.hardState, { term: 2, vote: 'n2', commit: 4 }, 'a clean close keeps the commit index');
     again.db.close();
+  });
+
+  it('writes without fsync inside `withoutFsync` from its first call on, and with fsync after it', () => {
+    const { db, storage } = open('without-fsync');
+    const synchronous = (): unknown => db.pragma('synchronous', { simple: true });
+    for (let call = 1; call <= 3; call++) {
+      assert.equal(storage.withoutFsync(synchronous), SYNCHRONOUS_NORMAL, `call ${call}: NORMAL inside`);
+      assert.equal(synchronous(), SYNCHRONOUS_FULL, `call ${call}: FULL after`);
+    }
+    db.close();
   });
 
   it('runs `alongside` in the persist transaction: both are written, or neither when it throws', () => {
