@@ -3,6 +3,7 @@
  * index (exact and label-suffix hash tables keyed on labels, plus a table of literal string
  * suffixes that regular expressions must end with).
  */
+import { storeRuleList } from './rule-lists.js';
 
 /** Longest hostname (without trailing dot) accepted in a document (RFC 1035). */
 export const MAX_HOSTNAME_CHARS = 253;
@@ -460,24 +461,10 @@ function filterBitOf(hash: number, shift: number): number {
   return shift >= 32 ? 0 : Math.imul(hash, 0x9e3779b1) >>> shift;
 }
 
-// One-element lists handed to the evaluator for inline singletons, one per output position.
-// Valid until the next `collect` writes the same position; decisions consume them first.
-const singletons: number[][] = [];
-
 /** Stores the list of `code` (see NO_LIST) at `out[n]` with `proofs[n] = proof`; returns the new count. */
 function push(code: number, lists: readonly number[][], proof: number, out: number[][], proofs: number[], n: number): number {
   if (code === NO_LIST) return n;
-  if (code < 0) {
-    out[n] = lists[-code - 2] as number[];
-  } else {
-    let single = singletons[n];
-    if (single === undefined) {
-      single = [0];
-      singletons[n] = single;
-    }
-    single[0] = code;
-    out[n] = single;
-  }
+  storeRuleList(code, lists, out, n);
   proofs[n] = proof;
   return n + 1;
 }

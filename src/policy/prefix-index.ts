@@ -1,5 +1,6 @@
 import { CidrTrie } from './cidr-trie.js';
 import type { IpAddress, IpPrefix } from './ip.js';
+import { storeRuleList } from './rule-lists.js';
 
 /**
  * Up to this many distinct prefix lengths in one address family, a lookup probes one hash table
@@ -39,10 +40,6 @@ const ID_BITS = 24;
 const ID_MASK = (1 << ID_BITS) - 1;
 /** Ints per prefix record: `[w0, w1, w2, w3, length, list code, unused, unused]`. */
 const RECORD_INTS = 8;
-
-// One-element lists handed to the evaluator for one-rule prefixes, one per output position.
-// Valid until the next `collect` writes the same position; decisions consume them first.
-const singletons: number[][] = [];
 
 /**
  * The prefixes of one family in an open-addressing table keyed by (masked words, length): a
@@ -103,18 +100,7 @@ class HashedPrefixes {
         if (tag >>> ID_BITS !== fingerprint) continue;
         const at = (tag & ID_MASK) * RECORD_INTS;
         if (records[at + 4] === length && records[at] === m0 && records[at + 1] === m1 && records[at + 2] === m2 && records[at + 3] === m3) {
-          const code = records[at + 5] as number;
-          if (code < 0) {
-            out[n] = this.lists[-code - 2] as number[];
-          } else {
-            let single = singletons[n];
-            if (single === undefined) {
-              single = [0];
-              singletons[n] = single;
-            }
-            single[0] = code;
-            out[n] = single;
-          }
+          storeRuleList(records[at + 5] as number, this.lists, out, n);
           n++;
           break;
         }

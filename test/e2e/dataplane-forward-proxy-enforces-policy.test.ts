@@ -330,6 +330,26 @@ describe('forward proxy against local origins', { timeout: 60_000 }, () => {
   });
 });
 
+/** A forward proxy that allows only the echo server's port on 127.0.0.1, with the given tuning. */
+async function startEchoProxy(echoPort: number, proxyTuning: NonNullable<ConstructorParameters<typeof Dataplane>[0]['proxyTuning']>): Promise<{ dataplane: Dataplane; proxyPort: number }> {
+  const policy = compilePolicy(
+    parsePolicy({
+      default_policy: 'deny',
+      source_groups: [{ id: 'lab', sources: { cidrs: ['127.0.0.0/8'] }, rules: [{ id: 'echo', action: 'allow', match: { dst_cidrs: ['127.0.0.1/32'], dst_ports: [echoPort] } }] }],
+    }),
+  );
+  const dataplane = new Dataplane({
+    enforcement: { active: policy },
+    logger: pino({ level: 'silent' }),
+    dns: null,
+    proxy: { bind: { host: '127.0.0.1', port: 0 } },
+    ownAddresses: [],
+    resolver: { resolve: () => Promise.resolve({ ok: false, reason: 'no resolver in this test' }) },
+    proxyTuning,
+  });
+  return { dataplane, proxyPort: (await dataplane.start()).proxy?.port as number };
+}
+
 describe('forward proxy flow limits and idle timeout', { timeout: 20_000 }, () => {
   let echo: TestServer;
   let dataplane: Dataplane;
@@ -337,22 +357,7 @@ describe('forward proxy flow limits and idle timeout', { timeout: 20_000 }, () =
 
   before(async () => {
     echo = await startEchoServer();
-    const policy = compilePolicy(
-      parsePolicy({
-        default_policy: 'deny',
-        source_groups: [{ id: 'lab', sources: { cidrs: ['127.0.0.0/8'] }, rules: [{ id: 'echo', action: 'allow', match: { dst_cidrs: ['127.0.0.1/32'], dst_ports: [echo.port] } }] }],
-      }),
-    );
-    dataplane = new Dataplane({
-      enforcement: { active: policy },
-      logger: pino({ level: 'silent' }),
-      dns: null,
-      proxy: { bind: { host: '127.0.0.1', port: 0 } },
-      ownAddresses: [],
-      resolver: { resolve: () => Promise.resolve({ ok: false, reason: 'no resolver in this test' }) },
-      proxyTuning: { maxActiveFlowsPerGroup: 1, idleTimeoutMs: IDLE_TIMEOUT_MS },
-    });
-    proxyPort = (await dataplane.start()).proxy?.port as number;
+    ({ dataplane, proxyPort } = await startEchoProxy(echo.port, { maxActiveFlowsPerGroup: 1, idleTimeoutMs: IDLE_TIMEOUT_MS }));
   });
 
   after(async () => {
@@ -391,22 +396,7 @@ describe('forward proxy idle sweep', { timeout: 20_000 }, () => {
 
   before(async () => {
     echo = await startEchoServer();
-    const policy = compilePolicy(
-      parsePolicy({
-        default_policy: 'deny',
-        source_groups: [{ id: 'lab', sources: { cidrs: ['127.0.0.0/8'] }, rules: [{ id: 'echo', action: 'allow', match: { dst_cidrs: ['127.0.0.1/32'], dst_ports: [echo.port] } }] }],
-      }),
-    );
-    dataplane = new Dataplane({
-      enforcement: { active: policy },
-      logger: pino({ level: 'silent' }),
-      dns: null,
-      proxy: { bind: { host: '127.0.0.1', port: 0 } },
-      ownAddresses: [],
-      resolver: { resolve: () => Promise.resolve({ ok: false, reason: 'no resolver in this test' }) },
-      proxyTuning: { idleTimeoutMs: IDLE_TIMEOUT_MS },
-    });
-    proxyPort = (await dataplane.start()).proxy?.port as number;
+    ({ dataplane, proxyPort } = await startEchoProxy(echo.port, { idleTimeoutMs: IDLE_TIMEOUT_MS }));
   });
 
   after(async () => {
