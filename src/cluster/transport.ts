@@ -68,20 +68,33 @@ export function encodeFrame(frame: Frame): Buffer {
   return Buffer.concat([header, body]);
 }
 
-/** Splits a byte stream into frames; throws on an oversized or malformed frame. */
+/**
+ * Splits a byte stream into frames; throws on an oversized or malformed frame. Chunks are kept as
+ * they arrive and joined only once a whole frame is there, so a frame that comes in many chunks
+ * (a 1 MiB append in 16-64 KiB reads) is copied once, not once per chunk.
+ */
 export class FrameDecoder {
-  private buffer: Buffer = Buffer.alloc(0);
+  private chunks: Buffer[] = [];
+  /** Bytes held in `chunks`. */
+  private held = 0;
 
   push(chunk: Buffer): Frame[] {
-    this.buffer = this.buffer.length === 0 ? chunk : Buffer.concat([this.buffer, chunk]);
+    if (chunk.length > 0) {
+      this.chunks.push(chunk);
+      this.held += chunk.length;
+    }
     const frames: Frame[] = [];
-    while (this.buffer.length >= 4) {
-      const length = this.buffer.readUInt32BE(0);
+    while (this.held >= 4) {
+      let head = this.chunks[0] as Buffer;
+      if (head.length < 4) head = this.join();
+      const length = head.readUInt32BE(0);
       if (length > MAX_FRAME_BYTES) throw new NeuwerkError('NW_ERR_RPC', `peer sent a frame of ${length} bytes (limit ${MAX_FRAME_BYTES})`);
-      if (this.buffer.length < 4 + length) break;
-      const body = this.buffer.subarray(4, 4 + length);
-      this.buffer = this.buffer.subarray(4 + length);
-      const text = body.toString('utf8');
+      if (this.held < 4 + length) break;
+      if (head.length < 4 + length) head = this.join();
+      const text = head.toString('utf8', 4, 4 + length);
+      if (head.length === 4 + length) this.chunks.shift();
+      else this.chunks[0] = head.subarray(4 + length);
+      this.held -= 4 + length;
       // The reviver costs a call per value (3-5x the parse of an append); only frames that carry
       // binary have the marker key, which JSON.stringify always writes as the literal `"$b64"`.
       const frame = (text.includes(BINARY_MARKER) ? JSON.parse(text, reviver) : JSON.parse(text)) as Frame;
@@ -89,6 +102,13 @@ export class FrameDecoder {
       frames.push(frame);
     }
     return frames;
+  }
+
+  /** Joins the held chunks into one (the first) and returns it. */
+  private join(): Buffer {
+    const joined = this.chunks.length === 1 ? (this.chunks[0] as Buffer) : Buffer.concat(this.chunks, this.held);
+    this.chunks = [joined];
+    return joined;
   }
 }
 

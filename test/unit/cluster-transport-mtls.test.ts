@@ -1,6 +1,7 @@
 import assert from 'node:assert/strict';
 import { createServer, type AddressInfo, type Socket } from 'node:net';
 import { connect } from 'node:tls';
+import fc from 'fast-check';
 import { after, before, describe, it } from 'node:test';
 import { createClusterCa, createNodeCsr, signNodeCertificate, type KeyAndCert } from '../../src/cluster/ca.js';
 import { ClusterTransport, encodeFrame, FrameDecoder, MAX_FRAME_BYTES, MAX_QUEUED_FRAMES, type ClusterTls } from '../../src/cluster/transport.js';
@@ -130,6 +131,30 @@ describe('cluster transport over mutual TLS', () => {
     const huge = Buffer.alloc(4);
     huge.writeUInt32BE(MAX_FRAME_BYTES + 1);
     assert.throws(() => new FrameDecoder().push(huge), /exceeds|limit/);
+  });
+
+  it('the frame decoder yields the same frames however the stream is cut into chunks', () => {
+    fc.assert(
+      fc.property(
+        fc.array(fc.tuple(fc.string({ maxLength: 300 }), fc.integer()), { minLength: 1, maxLength: 12 }),
+        fc.array(fc.integer({ min: 1, max: 700 }), { minLength: 1, maxLength: 40 }),
+        (bodies, cuts) => {
+          const frames = bodies.map(([text, n]) => ({ kind: 'raft', body: { text, n } }));
+          const stream = Buffer.concat(frames.map((frame) => encodeFrame(frame as never)));
+          const decoder = new FrameDecoder();
+          const decoded: unknown[] = [];
+          let at = 0;
+          for (let i = 0; at < stream.length; i++) {
+            const size = cuts[i % cuts.length] as number;
+            decoded.push(...decoder.push(stream.subarray(at, at + size)));
+            at += size;
+          }
+          decoded.push(...decoder.push(Buffer.alloc(0)));
+          assert.deepEqual(decoded, frames);
+        },
+      ),
+      { numRuns: 300 },
+    );
   });
 
   it('the frame codec round-trips binary at any depth and text that merely mentions the binary marker', () => {
