@@ -8,7 +8,7 @@ import { NeuwerkError, describeError } from '../errors.js';
 import type { Logger } from '../log/logger.js';
 import type { NodeMetrics } from '../metrics/registry.js';
 import { closeServer, listen } from '../net/listen.js';
-import type { Message, NodeId } from '../raft/index.js';
+import type { Message } from '../raft/index.js';
 import type { SqliteDatabase } from '../store/database.js';
 import { currentToken, loadBootstrapTokens } from './bootstrap-token.js';
 import { createClusterCa, type KeyAndCert } from './ca.js';
@@ -443,14 +443,6 @@ export class ClusterRuntime {
     writeFileSync(join(this.config.clusterDataDir, REMOVED_MARKER), `${new Date().toISOString()} removed by ${by}\n`, { mode: 0o600 });
     this.logger.error({ removed_by: by }, 'this node was removed from the cluster; it no longer serves cluster traffic (wipe its data dir and join again to return as a new node)');
     void this.replicator.close();
-  }
-
-  /** The management address of the leader, for request routing; null when no leader is known. */
-  leaderHttpAddress(): { nodeId: NodeId; address: string } | null {
-    const leader = this.replicator.status().leaderId;
-    if (leader === null) return null;
-    const member = this.replicator.stateMachine.member(leader);
-    return member === undefined ? null : { nodeId: leader, address: member.http_addr };
   }
 
   /** Graceful stop: a leader first hands leadership to the most caught-up voter. */

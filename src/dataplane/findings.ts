@@ -96,8 +96,8 @@ interface Aggregate extends RecencyLinks<Aggregate> {
   clientIp: string;
   /** The aggregate's key within its `GroupAggregates` map (`byName` or `byFlow`, see `flowKey`). */
   readonly key: string;
-  /** The maps holding it: `byName` when it has neither destination nor port, else `byFlow`. */
-  readonly group: GroupAggregates;
+  /** The map holding it: its group's `byName` when it has neither destination nor port, else `byFlow`. */
+  readonly map: Map<string, Aggregate>;
 }
 
 /**
@@ -238,8 +238,7 @@ export class FindingsStore {
       while (this.entries >= this.maxEntries && this.recency.oldest !== null) {
         const evicted = this.recency.oldest;
         this.recency.remove(evicted);
-        if (evicted.destination === null && evicted.port === null) evicted.group.byName.delete(evicted.key);
-        else evicted.group.byFlow.delete(evicted.key);
+        evicted.map.delete(evicted.key);
         this.entries--;
         this.evictedEntries++;
       }
@@ -257,7 +256,7 @@ export class FindingsStore {
         reason,
         clientIp: event.clientIp,
         key,
-        group,
+        map,
         older: null,
         newer: null,
       };

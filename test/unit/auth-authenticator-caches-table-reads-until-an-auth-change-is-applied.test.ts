@@ -4,7 +4,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { after, describe, it } from 'node:test';
 import { Authenticator, changesAuthTables } from '../../src/auth/authenticator.js';
-import { generateSigningKey, signToken } from '../../src/auth/tokens.js';
+import { generateSigningKey, signToken, type NewSigningKey } from '../../src/auth/tokens.js';
 import { NeuwerkError } from '../../src/errors.js';
 import { encodeCommand, type Command } from '../../src/store/commands.js';
 import { openStoreDatabase } from '../../src/store/database.js';
@@ -13,7 +13,10 @@ import { StateMachine } from '../../src/store/state-machine.js';
 const AT = '2026-01-01T00:00:00.000Z';
 
 /** A state machine over a real SQLite file that counts the auth-table reads the authenticator makes. */
-function fixture(dir: string, name: string): { machine: StateMachine; apply: (command: Command) => void; reads: () => number } {
+function fixture(
+  dir: string,
+  name: string,
+): { machine: StateMachine; apply: (command: Command) => void; addKey: () => NewSigningKey; reads: () => number } {
   const machine = new StateMachine(openStoreDatabase(join(dir, name)));
   let index = 0;
   let reads = 0;
@@ -25,14 +28,17 @@ function fixture(dir: string, name: string): { machine: StateMachine; apply: (co
       return original(id);
     };
   }
-  return {
-    machine,
-    apply: (command) => {
-      index += 1;
-      machine.apply([{ index, term: 1, data: encodeCommand(command) }]);
-    },
-    reads: () => reads,
+  const apply = (command: Command): void => {
+    index += 1;
+    machine.apply([{ index, term: 1, data: encodeCommand(command) }]);
   };
+  /** A new signing key, added (and so active) through the state machine. */
+  const addKey = (): NewSigningKey => {
+    const key = generateSigningKey();
+    apply({ v: 1, type: 'auth.key.add', kid: key.kid, public_key_pem: key.publicKeyPem, private_key_pem: key.privateKeyPem, created_at: AT, created_by: 't' });
+    return key;
+  };
+  return { machine, apply, addKey, reads: () => reads };
 }
 
 async function refuses(authenticator: Authenticator, token: string, message: RegExp): Promise<void> {
@@ -44,9 +50,8 @@ describe('the authenticator remembers what it read from the auth tables until an
   after(() => rmSync(dir, { recursive: true, force: true }));
 
   it('a repeated token reads no table until a key retirement, which then takes effect at once', async () => {
-    const { machine, apply, reads } = fixture(dir, 'a.db');
-    const first = generateSigningKey();
-    apply({ v: 1, type: 'auth.key.add', kid: first.kid, public_key_pem: first.publicKeyPem, private_key_pem: first.privateKeyPem, created_at: AT, created_by: 't' });
+    const { machine, apply, addKey, reads } = fixture(dir, 'a.db');
+    const first = addKey();
     const authenticator = new Authenticator(machine);
     const token = await signToken(first, { sub: 'admin', roles: ['admin'], ttlMs: 60_000 });
     await authenticator.authenticate(token);
@@ -58,8 +63,7 @@ describe('the authenticator remembers what it read from the auth tables until an
     await authenticator.authenticate(token);
     assert.equal(reads(), afterFirst);
     // A second key becomes active; the first, now previous, still verifies (one fresh read).
-    const second = generateSigningKey();
-    apply({ v: 1, type: 'auth.key.add', kid: second.kid, public_key_pem: second.publicKeyPem, private_key_pem: second.privateKeyPem, created_at: AT, created_by: 't' });
+    addKey();
     const afterAdd = reads();
     await authenticator.authenticate(token);
     assert.equal(reads(), afterAdd + 1);
@@ -68,9 +72,8 @@ describe('the authenticator remembers what it read from the auth tables until an
   });
 
   it('a service-account token stops working as soon as its revocation or its account\'s disabling is applied', async () => {
-    const { machine, apply, reads } = fixture(dir, 'b.db');
-    const key = generateSigningKey();
-    apply({ v: 1, type: 'auth.key.add', kid: key.kid, public_key_pem: key.publicKeyPem, private_key_pem: key.privateKeyPem, created_at: AT, created_by: 't' });
+    const { machine, apply, addKey, reads } = fixture(dir, 'b.db');
+    const key = addKey();
     apply({ v: 1, type: 'sa.create', id: 'sa-1', name: 'ci', description: '', role: 'admin', created_at: AT, created_by: 't' });
     apply({ v: 1, type: 'sa.token.create', id: 'tok-1', sa_id: 'sa-1', name: 'a', role: 'admin', kid: key.kid, created_at: AT, created_by: 't', expires_at: null });
     apply({ v: 1, type: 'sa.token.create', id: 'tok-2', sa_id: 'sa-1', name: 'b', role: 'admin', kid: key.kid, created_at: AT, created_by: 't', expires_at: null });
@@ -91,9 +94,8 @@ describe('the authenticator remembers what it read from the auth tables until an
   });
 
   it('a snapshot install forgets everything remembered', async () => {
-    const { machine, apply, reads } = fixture(dir, 'c.db');
-    const key = generateSigningKey();
-    apply({ v: 1, type: 'auth.key.add', kid: key.kid, public_key_pem: key.publicKeyPem, private_key_pem: key.privateKeyPem, created_at: AT, created_by: 't' });
+    const { machine, addKey, reads } = fixture(dir, 'c.db');
+    const key = addKey();
     const authenticator = new Authenticator(machine);
     const token = await signToken(key, { sub: 'admin', roles: ['admin'], ttlMs: 60_000 });
     await authenticator.authenticate(token);
