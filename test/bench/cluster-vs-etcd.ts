@@ -10,10 +10,11 @@
  * Needs root for `apt-get install etcd-server` on first use (the kit does it).
  */
 import { execFile } from 'node:child_process';
-import { existsSync, readFileSync, writeFileSync } from 'node:fs';
+import { copyFileSync, existsSync, mkdirSync, readFileSync, writeFileSync } from 'node:fs';
 import { join, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { promisify } from 'node:util';
+import { Agent, request } from 'undici';
 import { TestCluster, type ClusterMember } from '../e2e/cluster-harness.js';
 import type { BenchClusterState } from './cluster-hooks.js';
 import { median, type BenchTable } from './raft-bench-util.js';
@@ -36,11 +37,64 @@ interface LoadResult {
   errors: number;
 }
 
+interface FailoverRound {
+  round: number;
+  killed: number;
+  new_leader: number | null;
+  first_write_ok_ms: number | null;
+  writes_acked: number;
+  acked_lost_per_member: number[];
+  error_kinds: Record<string, number>;
+}
+
 interface FailoverResult {
   median: { first_write_ok_ms: number | null; leader_seen_ms: number | null };
   range: { first_write_ok_ms: [number, number] | null };
   acked_writes_lost: number;
   rounds: number;
+  per_round: FailoverRound[];
+}
+
+/** A round to look into: an acknowledged write not read back (the kit also counts a read that keeps failing), or no write after the kill. */
+function troubled(round: FailoverRound): boolean {
+  return round.first_write_ok_ms === null || round.acked_lost_per_member.some((lost) => lost > 0);
+}
+
+/**
+ * Keeps what an engineer needs to find out why a failover round went wrong: the kit's full
+ * result, every member's log (its first process's and its restarts') and every member's own
+ * cluster status now. Returns the directory.
+ */
+export async function keepFailoverEvidence(result: FailoverResult, cluster: TestCluster, state: BenchClusterState): Promise<string> {
+  const dir = join(REPO_ROOT, 'bench-results', `failover-${new Date().toISOString().replace(/[:.]/g, '-')}`);
+  mkdirSync(dir, { recursive: true });
+  writeFileSync(join(dir, 'failover.json'), `${JSON.stringify(result, null, 2)}\n`);
+  const dispatcher = new Agent({ connect: { ca: readFileSync(state.caFile, 'utf8') } });
+  try {
+    for (const [i, member] of cluster.members.entries()) {
+      const n = i + 1;
+      writeFileSync(join(dir, `node${n}-first-process.log`), member.node.stderr);
+      const restarts = join(member.dataDir, 'restart.log');
+      if (existsSync(restarts)) copyFileSync(restarts, join(dir, `node${n}-restarts.log`));
+      const url = state.members[i]?.url ?? '';
+      let status: string;
+      try {
+        const response = await request(`${url}/api/v1/cluster/status?local=true`, {
+          dispatcher,
+          headers: { authorization: `Bearer ${state.token}` },
+          headersTimeout: 2000,
+          bodyTimeout: 2000,
+        });
+        status = await response.body.text();
+      } catch (err) {
+        status = JSON.stringify({ error: (err as Error).message });
+      }
+      writeFileSync(join(dir, `node${n}-status.json`), `${status}\n`);
+    }
+  } finally {
+    await dispatcher.close();
+  }
+  return dir;
 }
 
 async function lastJsonLine<T>(file: string, args: string[], timeoutMs: number, env: NodeJS.ProcessEnv = {}): Promise<T> {
@@ -114,6 +168,20 @@ export async function benchClusterVsEtcd(): Promise<BenchTable[]> {
       '--kind', 'neuwerk', '--url', state.members.map((m) => m.url).join(','), '--token', token, '--ca', caFile, '--zone', 'bench',
       '--rounds', String(FAILOVER_ROUNDS), '--leader-cmd', hook('leader'), '--pid-cmd', `${hook('pid')} {n}`, '--restart-cmd', `${hook('restart')} {n}`,
     ]);
+    const trouble = neuwerkFailover?.per_round.filter(troubled) ?? [];
+    if (neuwerkFailover !== null && trouble.length > 0) {
+      // The restart hook rewrote the state file with the new PIDs.
+      const latest = JSON.parse(readFileSync(stateFile, 'utf8')) as BenchClusterState;
+      const evidence = await keepFailoverEvidence(neuwerkFailover, cluster, latest);
+      for (const r of trouble) {
+        failures.push(
+          `neuwerk round ${r.round}: killed member ${r.killed}, new leader ${r.new_leader ?? 'none seen'}, ${r.writes_acked} writes acknowledged, ` +
+            `first write after the kill ${r.first_write_ok_ms === null ? 'never' : `${r.first_write_ok_ms} ms`}, not read back per member ${r.acked_lost_per_member.join('/')}, ` +
+            `errors ${JSON.stringify(r.error_kinds)}`,
+        );
+      }
+      failures.push(`neuwerk failover evidence (kit result, member logs, member status) kept in ${evidence}`);
+    }
     const throughput = [...samples.entries()].map(([load, s]) => {
       const etcdOps = median(s.etcd.map((r) => r.ops_per_s));
       const neuwerkOps = median(s.neuwerk.map((r) => r.ops_per_s));
@@ -146,7 +214,11 @@ export async function benchClusterVsEtcd(): Promise<BenchTable[]> {
       {
         title: 'Leader failover: kill -9 of the leader -> first successful write',
         rows: [...(etcdFailover ? [failoverRow('etcd', etcdFailover)] : []), ...(neuwerkFailover ? [failoverRow('neuwerk', neuwerkFailover)] : [])],
-        notes: [`${FAILOVER_ROUNDS} rounds each with the kit's failover.mjs (4 writers, 250 ms client timeout).`, ...failures],
+        notes: [
+          `${FAILOVER_ROUNDS} rounds each with the kit's failover.mjs (4 writers, 250 ms client timeout).`,
+          "acked_writes_lost: acknowledged writes a member did not return within the kit's 10 s read-back (a read that keeps failing counts too).",
+          ...failures,
+        ],
       },
     ];
   } finally {
