@@ -430,6 +430,11 @@ export class RaftReplicator implements Replicator {
       if (outcome.snapshotInstalled && ready.snapshot !== undefined) {
         this.stateMachine.reload();
         this.settleProposalsThrough(ready.snapshot.meta.index);
+        const meta = ready.snapshot.meta;
+        this.logger?.info(
+          { index: meta.index, term: meta.term, bytes: ready.snapshot.data.length, ms: Math.round(this.clock.monotonicMs() - startedMs) },
+          'installed a raft snapshot from the leader',
+        );
       }
     }
     if (ready.softState !== undefined) this.onSoftState(ready.softState);
@@ -454,6 +459,7 @@ export class RaftReplicator implements Replicator {
 
   private onSoftState(soft: SoftState): void {
     const wasLeader = this.role === 'leader';
+    const previousLeader = this.leaderId;
     if (soft.leader !== this.leaderId && soft.leader !== null) this.metrics?.raftLeaderChanges.inc();
     this.role = soft.role;
     this.leaderId = soft.leader;
@@ -464,6 +470,8 @@ export class RaftReplicator implements Replicator {
       for (const waiter of waiters) waiter.resolve();
     } else if (wasLeader && soft.role !== 'leader') {
       this.logger?.info({ leader: soft.leader }, 'lost raft leadership');
+    } else if (soft.role === 'follower' && soft.leader !== null && soft.leader !== previousLeader) {
+      this.logger?.info({ leader: soft.leader, term: this.node.status().term }, 'following raft leader');
     }
   }
 

@@ -200,6 +200,8 @@ class PeerLink {
       this.connecting = false;
       this.socket = socket;
       this.backoffMs = RECONNECT_BACKOFF_MIN_MS;
+      // Once per established connection (failed attempts while the peer is down stay at debug).
+      this.transport.logger.info({ peer: this.peerId, address: `${address.host}:${address.port}` }, 'cluster connection to peer established');
       socket.setTimeout(0);
       const queued = this.queue;
       this.queue = [];
@@ -216,6 +218,7 @@ class PeerLink {
     socket.on('timeout', () => socket.destroy(new Error('connect timeout')));
     socket.on('error', (err) => this.transport.logger.debug({ peer: this.peerId, err: describeError(err) }, 'cluster connection error'));
     socket.on('close', () => {
+      if (this.socket === socket && !this.closed) this.transport.logger.info({ peer: this.peerId }, 'cluster connection to peer lost; reconnecting');
       this.socket = null;
       this.connecting = false;
       for (const [id, pending] of this.pending) {
