@@ -171,6 +171,7 @@ export class ClusterRuntime {
       logger: this.logger,
       resolveAddress: (id) => this.addressOf(id),
       isRefused: (id) => this.replicator?.stateMachine.isRemoved(id) ?? false,
+      onDropped: (_peer, reason) => options.metrics.raftMessagesDropped.inc({ reason }),
     });
     this.transport.on('raft', (from: string, message: unknown) => this.deliver(from, message));
     this.replicator = await openRaftReplicator({

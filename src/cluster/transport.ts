@@ -8,6 +8,13 @@ import { certificateNodeId } from './ca.js';
 export const MAX_FRAME_BYTES = 16 * 1024 * 1024;
 /** Outgoing frames queued per peer while disconnected; beyond it Raft messages are dropped. */
 export const MAX_QUEUED_FRAMES = 4096;
+/**
+ * Unsent bytes a connected peer's socket may hold before Raft messages to it are dropped instead
+ * of buffered (RPC frames never are). A peer that reads slower than we write (a restarted member
+ * chewing through its catch-up) otherwise gets an ever longer backlog of appends it must parse,
+ * much of it stale by the time it arrives. Raft resends what is dropped. Eight 1 MiB appends.
+ */
+export const MAX_UNSENT_BYTES_PER_PEER = 8 * 1024 * 1024;
 export const RECONNECT_BACKOFF_MIN_MS = 50;
 export const RECONNECT_BACKOFF_MAX_MS = 2_000;
 export const CONNECT_TIMEOUT_MS = 3_000;
@@ -141,11 +148,18 @@ class PeerLink {
   send(frame: Buffer, droppable: boolean, rpcId: number | null = null): void {
     if (this.closed) return;
     if (this.socket !== null && !this.connecting) {
+      if (droppable && this.socket.writableLength >= MAX_UNSENT_BYTES_PER_PEER) {
+        this.transport.dropped(this.peerId, 'backlog');
+        return;
+      }
       this.socket.write(frame);
       return;
     }
     if (this.queue.length >= MAX_QUEUED_FRAMES) {
-      if (droppable) return;
+      if (droppable) {
+        this.transport.dropped(this.peerId, 'reconnect-queue');
+        return;
+      }
       // The oldest frame makes room; an RPC request among them fails now instead of at its timeout.
       const dropped = this.queue.shift();
       if (dropped !== undefined && dropped.rpcId !== null) this.failCall(dropped.rpcId, `cluster RPC to ${this.peerId} dropped: ${MAX_QUEUED_FRAMES} frames queued while reconnecting`);
@@ -267,6 +281,8 @@ export interface ClusterTransportOptions {
   readonly resolveAddress: (nodeId: string) => { host: string; port: number } | null;
   /** Peers whose connections are refused even with a valid certificate (removed members). */
   readonly isRefused?: (nodeId: string) => boolean;
+  /** A Raft message to `peerId` was dropped (see `MAX_UNSENT_BYTES_PER_PEER`, `MAX_QUEUED_FRAMES`). */
+  readonly onDropped?: (peerId: string, reason: 'backlog' | 'reconnect-queue') => void;
 }
 
 /**
@@ -290,6 +306,11 @@ export class ClusterTransport extends EventEmitter {
 
   addressOf(nodeId: string): { host: string; port: number } | null {
     return this.options.resolveAddress(nodeId);
+  }
+
+  /** A Raft message to `peerId` was not sent (the peer's backlog or reconnect queue was full). */
+  dropped(peerId: string, reason: 'backlog' | 'reconnect-queue'): void {
+    this.options.onDropped?.(peerId, reason);
   }
 
   /** Registers the handler for an RPC method. */

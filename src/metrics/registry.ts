@@ -19,6 +19,7 @@ export class NodeMetrics {
   readonly raftCommitIndex: Gauge;
   readonly raftAppliedIndex: Gauge;
   readonly raftLeaderChanges: Counter;
+  readonly raftMessagesDropped: Counter;
   readonly raftIsLeader: Gauge;
   readonly applyLatency: Histogram;
   readonly appendLatency: Histogram;
@@ -78,6 +79,12 @@ export class NodeMetrics {
     this.raftCommitIndex = new Gauge({ name: 'neuwerk_raft_commit_index', help: 'Highest log index known committed.', registers });
     this.raftAppliedIndex = new Gauge({ name: 'neuwerk_raft_applied_index', help: 'Highest log index applied to the state machine.', registers });
     this.raftLeaderChanges = new Counter({ name: 'neuwerk_raft_leader_changes_total', help: 'Times this node saw the leader change.', registers });
+    this.raftMessagesDropped = new Counter({
+      name: 'neuwerk_cluster_raft_messages_dropped_total',
+      help: 'Raft messages not sent to a peer because its connection already held too many unsent bytes or its reconnect queue was full (Raft sends them again).',
+      labelNames: ['reason'],
+      registers,
+    });
     this.raftIsLeader = new Gauge({ name: 'neuwerk_raft_is_leader', help: '1 when this node is the Raft leader.', registers });
     this.appendLatency = new Histogram({
       name: 'neuwerk_raft_append_duration_seconds',

@@ -1,10 +1,10 @@
 import assert from 'node:assert/strict';
 import { createServer, type AddressInfo, type Socket } from 'node:net';
-import { connect } from 'node:tls';
+import { connect, createServer as createTlsServer, type TLSSocket } from 'node:tls';
 import fc from 'fast-check';
 import { after, before, describe, it } from 'node:test';
 import { createClusterCa, createNodeCsr, signNodeCertificate, type KeyAndCert } from '../../src/cluster/ca.js';
-import { ClusterTransport, encodeFrame, FrameDecoder, MAX_FRAME_BYTES, MAX_QUEUED_FRAMES, type ClusterTls } from '../../src/cluster/transport.js';
+import { ClusterTransport, encodeFrame, FrameDecoder, MAX_FRAME_BYTES, MAX_QUEUED_FRAMES, MAX_UNSENT_BYTES_PER_PEER, type ClusterTls } from '../../src/cluster/transport.js';
 import { createLogger } from '../../src/log/logger.js';
 
 const logger = createLogger({ level: 'fatal', format: 'json' });
@@ -120,6 +120,56 @@ describe('cluster transport over mutual TLS', () => {
       addresses.delete('node-silent');
       for (const socket of held) socket.destroy();
       await new Promise<void>((resolve) => silent.close(() => resolve()));
+    }
+  });
+
+  it('a peer that does not read gets at most a bounded backlog of Raft messages; the rest is dropped and counted, and sending resumes once it reads', async () => {
+    // A peer with a valid certificate that accepts the connection and then reads nothing until told to.
+    const slow = identity(ca, 'node-slow');
+    let accepted: TLSSocket | null = null;
+    const server = createTlsServer({ key: slow.keyPem, cert: slow.certPem, ca: slow.caPem, requestCert: true, rejectUnauthorized: true }, (socket) => {
+      socket.pause();
+      accepted = socket;
+    });
+    await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
+    addresses.set('node-slow', { host: '127.0.0.1', port: (server.address() as AddressInfo).port });
+    const drops: string[] = [];
+    const sender = new ClusterTransport({ nodeId: 'node-s', tls: identity(ca, 'node-s'), logger, resolveAddress, onDropped: (peer, reason) => drops.push(`${peer}:${reason}`) });
+    try {
+      const payload = 'x'.repeat(512 * 1024);
+      const sent = 64; // 32 MiB in all, four times the bound
+      // The first message opens the connection; the rest go out once it is up.
+      sender.sendRaft('node-slow', { n: 0, payload });
+      for (let i = 0; i < 100 && accepted === null; i++) await new Promise((r) => setTimeout(r, 20));
+      assert.notEqual(accepted, null, 'the slow peer never saw the connection');
+      await new Promise((r) => setTimeout(r, 100));
+      for (let n = 1; n < sent; n++) sender.sendRaft('node-slow', { n, payload });
+      assert.ok(drops.length > 0, 'nothing was dropped although the peer read nothing');
+      assert.ok(drops.every((d) => d === 'node-slow:backlog'), drops.join(','));
+      // What the peer gets once it reads: every message not dropped, in order, and no more than the
+      // bound plus what the kernel's socket buffers held.
+      const decoder = new FrameDecoder();
+      const received: number[] = [];
+      const socket = accepted as unknown as TLSSocket;
+      socket.on('data', (chunk: Buffer) => {
+        for (const frame of decoder.push(chunk)) received.push((frame as { body: { n: number } }).body.n);
+      });
+      socket.resume();
+      const expected = sent - drops.length;
+      for (let i = 0; i < 250 && received.length < expected; i++) await new Promise((r) => setTimeout(r, 20));
+      assert.equal(received.length, expected);
+      assert.deepEqual(received, [...received].sort((x, y) => x - y));
+      assert.ok(received.length * payload.length < MAX_UNSENT_BYTES_PER_PEER + 24 * 1024 * 1024, `${received.length} messages of 512 KiB got through`);
+      // Drained: the next message is sent, not dropped.
+      const before = drops.length;
+      sender.sendRaft('node-slow', { n: sent, payload: 'y' });
+      for (let i = 0; i < 250 && received.at(-1) !== sent; i++) await new Promise((r) => setTimeout(r, 20));
+      assert.equal(received.at(-1), sent);
+      assert.equal(drops.length, before);
+    } finally {
+      await sender.close();
+      (accepted as TLSSocket | null)?.destroy();
+      await new Promise((resolve) => server.close(resolve));
     }
   });
 
