@@ -287,7 +287,7 @@ export function buildAnswerFromQuery(raw: Buffer, query: ParsedQuery, rcode: Rco
   const flags = FLAG_QR | (u16(raw, 2) & (OPCODE_MASK | FLAG_RD | FLAG_CD)) | FLAG_RA | rcode;
   let out: Buffer;
   if (reuseQuery && raw.length >= length) {
-    out = raw.subarray(0, length);
+    out = raw.length === length ? raw : raw.subarray(0, length);
   } else {
     out = Buffer.allocUnsafe(length);
     raw.copy(out, 0, 0, query.questionEnd);
@@ -315,6 +315,12 @@ export function rcodeOf(packet: DecodedPacket): number {
 
 /** Outcome of `checkReply`: the reply's response code and TC bit, or why it was refused. */
 export type ReplyCheck = { readonly ok: true; readonly rcode: number; readonly truncated: boolean } | { readonly ok: false; readonly reason: string };
+
+/**
+ * The `checkReply` results of valid replies, by `rcode | truncated << 4`: shared, so that accepting
+ * a reply allocates nothing.
+ */
+const VALID_REPLY_CHECKS: readonly ReplyCheck[] = Array.from({ length: 32 }, (_, key) => Object.freeze({ ok: true as const, rcode: key & 0xf, truncated: key >= 16 }));
 
 /** Fixed part of a resource record after its owner name: type, class, TTL, RDLENGTH. */
 const RECORD_FIXED_BYTES = 10;
@@ -413,7 +419,7 @@ export function checkReply(raw: Buffer, expectedId: number, query: Buffer, quest
     offset += RECORD_FIXED_BYTES + u16(raw, offset + 8);
     if (offset > raw.length) return { ok: false, reason: `record ${i + 1} of ${records} runs past the message` };
   }
-  return { ok: true, rcode: flags & 0xf, truncated: (flags & FLAG_TC) !== 0 };
+  return VALID_REPLY_CHECKS[(flags & 0xf) | ((flags & FLAG_TC) !== 0 ? 16 : 0)] as ReplyCheck;
 }
 
 /**

@@ -66,7 +66,11 @@ export interface UpstreamReply {
 /** Outcome of `exchange`. */
 export type ExchangeOutcome = ({ readonly ok: true } & UpstreamReply) | { readonly ok: false; readonly reason: string };
 
-type TryOutcome = ({ readonly ok: true } & Omit<UpstreamReply, 'upstream'>) | { readonly ok: false; readonly reason: string };
+/** Outcome of one try: a valid reply is already the exchange's outcome (passed on as it is), a failure says why. */
+type TryOutcome = ExchangeOutcome;
+
+/** Number of 16-bit message IDs: the size of a channel's table of pending tries. */
+const MESSAGE_IDS = 65_536;
 
 /** A UDP try waiting for its reply; also a node of the client's deadline list. */
 interface PendingTry extends RecencyLinks<PendingTry> {
@@ -88,13 +92,18 @@ interface Exchange {
   readonly callback: (outcome: ExchangeOutcome) => void;
   /** Index of the upstream being tried. */
   index: number;
-  fallback: UpstreamReply | null;
+  /** The last SERVFAIL/REFUSED reply, returned when no upstream gives a better one. */
+  fallback: ({ readonly ok: true } & UpstreamReply) | null;
   lastReason: string;
 }
 
 interface UdpChannel {
   readonly socket: UdpSocket;
-  readonly pending: Map<number, PendingTry>;
+  /**
+   * The channel's pending tries by message ID (MESSAGE_IDS slots, undefined when free): an index
+   * instead of a Map, so that a reply finds its try without hashing.
+   */
+  readonly pending: (PendingTry | undefined)[];
 }
 
 /** Options of a `DnsUpstreamClient`. */
@@ -198,7 +207,7 @@ export class DnsUpstreamClient {
   private nextTry(exchange: Exchange): void {
     const target = this.targets[exchange.index];
     if (target === undefined) {
-      if (exchange.fallback !== null) exchange.callback({ ok: true, ...exchange.fallback });
+      if (exchange.fallback !== null) exchange.callback(exchange.fallback);
       else exchange.callback({ ok: false, reason: exchange.lastReason });
       return;
     }
@@ -220,12 +229,12 @@ export class DnsUpstreamClient {
     }
     const { rcode } = outcome;
     if (rcode === RCODE.SERVFAIL || rcode === RCODE.REFUSED) {
-      exchange.fallback = { reply: outcome.reply, rcode, truncated: outcome.truncated, upstream: target.label };
+      exchange.fallback = outcome;
       exchange.lastReason = `${target.label}: answered rcode ${rcode}`;
       this.nextTry(exchange);
       return;
     }
-    exchange.callback({ ok: true, reply: outcome.reply, rcode, truncated: outcome.truncated, upstream: target.label });
+    exchange.callback(outcome);
   }
 
   /** Tries in flight now. */
@@ -244,11 +253,10 @@ export class DnsUpstreamClient {
     this.closed = true;
     for (const socket of this.tcpSockets) socket.destroy();
     const closing: Promise<void>[] = [];
+    // Every pending UDP try is on the deadline list; failing one over finds the client closed.
+    for (let head = this.deadlines.oldest; head !== null; head = this.deadlines.oldest) this.finishTry(head, { ok: false, reason: 'the DNS forwarder is closed' });
     for (const { list } of this.channels) {
-      for (const channel of list) {
-        for (const pending of [...channel.pending.values()]) this.finishTry(pending, { ok: false, reason: 'the DNS forwarder is closed' });
-        closing.push(new Promise((resolve) => channel.socket.close(() => resolve())));
-      }
+      for (const channel of list) closing.push(new Promise((resolve) => channel.socket.close(() => resolve())));
     }
     if (this.deadlineTimer !== null) clearTimeout(this.deadlineTimer);
     this.deadlineTimer = null;
@@ -258,7 +266,7 @@ export class DnsUpstreamClient {
   private openChannel(target: UpstreamTarget): Promise<UdpChannel> {
     return new Promise((resolve, reject) => {
       const socket = createSocket({ type: target.ip.includes(':') ? 'udp6' : 'udp4', recvBufferSize: DNS_UDP_RECEIVE_BUFFER_BYTES });
-      const channel: UdpChannel = { socket, pending: new Map() };
+      const channel: UdpChannel = { socket, pending: new Array<PendingTry | undefined>(MESSAGE_IDS).fill(undefined) };
       socket.on('message', (message, remote) => this.onUdpReply(channel, message, remote.address, remote.port));
       socket.once('error', reject);
       socket.connect(target.port, target.ip, () => {
@@ -274,13 +282,13 @@ export class DnsUpstreamClient {
   private onUdpReply(channel: UdpChannel, message: Buffer, address: string, port: number): void {
     if (message.length < DNS_HEADER_BYTES) return this.dropReply();
     const id = ((message[0] as number) << 8) | (message[1] as number);
-    const pending = channel.pending.get(id);
+    const pending = channel.pending[id];
     if (pending === undefined) return this.dropReply();
     // The target's address is canonical, so an equal text is the same address (no parse per reply).
     if (pending.target.port !== port || (address !== pending.target.ip && pending.target.ip !== (canonicalIp(address) ?? address))) return this.dropReply();
     const check = checkReply(message, id, pending.exchange.query, pending.exchange.questionEnd);
     if (!check.ok) return this.dropReply();
-    this.finishTry(pending, { ok: true, reply: message, rcode: check.rcode, truncated: check.truncated });
+    this.finishTry(pending, { ok: true, reply: message, rcode: check.rcode, truncated: check.truncated, upstream: pending.target.label });
   }
 
   private dropReply(): void {
@@ -310,7 +318,7 @@ export class DnsUpstreamClient {
     let id = -1;
     for (let attempt = 0; attempt < ID_DRAW_ATTEMPTS_MAX; attempt++) {
       const candidate = this.ids.next();
-      if (!channel.pending.has(candidate)) {
+      if (channel.pending[candidate] === undefined) {
         id = candidate;
         break;
       }
@@ -318,7 +326,7 @@ export class DnsUpstreamClient {
     if (id < 0) return this.onTryOutcome(exchange, target, { ok: false, reason: 'no free message ID' });
     const { query } = exchange;
     const pending: PendingTry = { target, channel, id, deadlineMs: performance.now() + this.tryTimeoutMs, exchange, done: false, older: null, newer: null };
-    channel.pending.set(id, pending);
+    channel.pending[id] = pending;
     this.pendingCount++;
     this.deadlines.pushNewest(pending);
     if (this.deadlineTimer === null && !this.expiring) this.armDeadlineTimer(this.tryTimeoutMs);
@@ -334,7 +342,7 @@ export class DnsUpstreamClient {
   private finishTry(pending: PendingTry, outcome: TryOutcome): void {
     if (pending.done) return;
     pending.done = true;
-    pending.channel.pending.delete(pending.id);
+    pending.channel.pending[pending.id] = undefined;
     this.pendingCount--;
     this.deadlines.remove(pending);
     this.onTryOutcome(pending.exchange, pending.target, outcome);
@@ -406,7 +414,7 @@ export class DnsUpstreamClient {
           const message = Buffer.from(buffered.subarray(2, 2 + length));
           buffered = buffered.subarray(2 + length);
           const check = checkReply(message, id, query, end);
-          if (check.ok) return finish({ ok: true, reply: message, rcode: check.rcode, truncated: check.truncated });
+          if (check.ok) return finish({ ok: true, reply: message, rcode: check.rcode, truncated: check.truncated, upstream: target.label });
           this.dropReply();
         }
         if (buffered.length > 2 + DNS_MESSAGE_MAX_BYTES) finish({ ok: false, reason: 'oversized TCP frame' });
