@@ -40,7 +40,7 @@ export const DNS_UPSTREAM_SOCKETS_PER_UPSTREAM = 4;
 export const DNS_UPSTREAM_MAX_PENDING = 16_384;
 /** Receive buffer requested for every UDP socket (the kernel may cap it at net.core.rmem_max). */
 export const DNS_UDP_RECEIVE_BUFFER_BYTES = 4 * 1024 * 1024;
-/** Attempts to draw an ID not already pending on a socket before the try is refused. */
+/** Attempts to draw an ID not already pending before the try is refused. */
 const ID_DRAW_ATTEMPTS_MAX = 32;
 
 /** An upstream as configured and as dialled (its host resolved once, at start). */
@@ -69,7 +69,7 @@ export type ExchangeOutcome = ({ readonly ok: true } & UpstreamReply) | { readon
 /** Outcome of one try: a valid reply is already the exchange's outcome (passed on as it is), a failure says why. */
 type TryOutcome = ExchangeOutcome;
 
-/** Number of 16-bit message IDs: the size of a channel's table of pending tries. */
+/** Number of 16-bit message IDs: the size of the client's table of pending tries. */
 const MESSAGE_IDS = 65_536;
 
 /** A UDP try waiting for its reply; also a node of the client's deadline list. */
@@ -99,11 +99,6 @@ interface Exchange {
 
 interface UdpChannel {
   readonly socket: UdpSocket;
-  /**
-   * The channel's pending tries by message ID (MESSAGE_IDS slots, undefined when free): an index
-   * instead of a Map, so that a reply finds its try without hashing.
-   */
-  readonly pending: (PendingTry | undefined)[];
 }
 
 /** Options of a `DnsUpstreamClient`. */
@@ -149,6 +144,13 @@ export class DnsUpstreamClient {
   private readonly socketsPerUpstream: number;
   private readonly metrics: NodeMetrics | undefined;
   private pendingCount = 0;
+  /**
+   * Pending UDP tries by message ID, over every socket (MESSAGE_IDS slots, undefined when free; an
+   * ID is pending on at most one socket at a time). An array rather than a Map, which took a set and a
+   * delete of a random key per forwarded query (V8 keeps deleted entries as holes until it rebuilds
+   * the table); 512 KiB whatever the number of upstreams and sockets.
+   */
+  private readonly pendingById = new Array<PendingTry | undefined>(MESSAGE_IDS).fill(undefined);
   /** Pending UDP tries, oldest (soonest deadline) first: every try has the same timeout, so appending keeps deadline order. */
   private readonly deadlines = new RecencyList<PendingTry>();
   private deadlineTimer: NodeJS.Timeout | null = null;
@@ -266,7 +268,7 @@ export class DnsUpstreamClient {
   private openChannel(target: UpstreamTarget): Promise<UdpChannel> {
     return new Promise((resolve, reject) => {
       const socket = createSocket({ type: target.ip.includes(':') ? 'udp6' : 'udp4', recvBufferSize: DNS_UDP_RECEIVE_BUFFER_BYTES });
-      const channel: UdpChannel = { socket, pending: new Array<PendingTry | undefined>(MESSAGE_IDS).fill(undefined) };
+      const channel: UdpChannel = { socket };
       socket.on('message', (message, remote) => this.onUdpReply(channel, message, remote.address, remote.port));
       socket.once('error', reject);
       socket.connect(target.port, target.ip, () => {
@@ -282,8 +284,8 @@ export class DnsUpstreamClient {
   private onUdpReply(channel: UdpChannel, message: Buffer, address: string, port: number): void {
     if (message.length < DNS_HEADER_BYTES) return this.dropReply();
     const id = ((message[0] as number) << 8) | (message[1] as number);
-    const pending = channel.pending[id];
-    if (pending === undefined) return this.dropReply();
+    const pending = this.pendingById[id];
+    if (pending === undefined || pending.channel !== channel) return this.dropReply();
     // The target's address is canonical, so an equal text is the same address (no parse per reply).
     if (pending.target.port !== port || (address !== pending.target.ip && pending.target.ip !== (canonicalIp(address) ?? address))) return this.dropReply();
     const check = checkReply(message, id, pending.exchange.query, pending.exchange.questionEnd);
@@ -318,7 +320,7 @@ export class DnsUpstreamClient {
     let id = -1;
     for (let attempt = 0; attempt < ID_DRAW_ATTEMPTS_MAX; attempt++) {
       const candidate = this.ids.next();
-      if (channel.pending[candidate] === undefined) {
+      if (this.pendingById[candidate] === undefined) {
         id = candidate;
         break;
       }
@@ -326,7 +328,7 @@ export class DnsUpstreamClient {
     if (id < 0) return this.onTryOutcome(exchange, target, { ok: false, reason: 'no free message ID' });
     const { query } = exchange;
     const pending: PendingTry = { target, channel, id, deadlineMs: performance.now() + this.tryTimeoutMs, exchange, done: false, older: null, newer: null };
-    channel.pending[id] = pending;
+    this.pendingById[id] = pending;
     this.pendingCount++;
     this.deadlines.pushNewest(pending);
     if (this.deadlineTimer === null && !this.expiring) this.armDeadlineTimer(this.tryTimeoutMs);
@@ -338,11 +340,11 @@ export class DnsUpstreamClient {
     });
   }
 
-  /** Completes a UDP try once: unlinks it from its channel and the deadline list, then calls back. */
+  /** Completes a UDP try once: unlinks it from the pending table and the deadline list, then calls back. */
   private finishTry(pending: PendingTry, outcome: TryOutcome): void {
     if (pending.done) return;
     pending.done = true;
-    pending.channel.pending[pending.id] = undefined;
+    this.pendingById[pending.id] = undefined;
     this.pendingCount--;
     this.deadlines.remove(pending);
     this.onTryOutcome(pending.exchange, pending.target, outcome);
