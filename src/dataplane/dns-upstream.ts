@@ -11,7 +11,9 @@
  *
  * Failover: a try that times out, fails to send, or answers SERVFAIL/REFUSED moves on to the next
  * upstream; when every upstream failed, the last SERVFAIL/REFUSED reply (if any) is returned,
- * otherwise a failure (the proxy answers SERVFAIL).
+ * otherwise a failure (the proxy answers SERVFAIL). A send error is seen at once on a socket that
+ * has not answered yet or whose last try timed out; a socket that answers sends without a
+ * completion callback, so a send error there ends its try at the timeout (see `UdpChannel.checked`).
  *
  * Per-try timeouts share one timer: every UDP try gets the same timeout, so tries expire in the
  * order they were sent, and a FIFO list of pending tries (removed from in O(1) when answered)
@@ -99,6 +101,15 @@ interface Exchange {
 
 interface UdpChannel {
   readonly socket: UdpSocket;
+  /**
+   * Whether sends on this socket ask for their completion: from the start until its first valid
+   * reply, and again after one of its tries timed out or the socket reported an error. A send error
+   * then fails the try over at once. A socket that answers sends without a completion callback,
+   * which Node would run through `process.nextTick` even for a send that completed at once (about
+   * 0.5 µs per forwarded query); a send error there shows as the try's timeout, after which the
+   * socket is checked again.
+   */
+  checked: boolean;
 }
 
 /** Options of a `DnsUpstreamClient`. */
@@ -268,14 +279,16 @@ export class DnsUpstreamClient {
   private openChannel(target: UpstreamTarget): Promise<UdpChannel> {
     return new Promise((resolve, reject) => {
       const socket = createSocket({ type: target.ip.includes(':') ? 'udp6' : 'udp4', recvBufferSize: DNS_UDP_RECEIVE_BUFFER_BYTES });
-      const channel: UdpChannel = { socket };
+      const channel: UdpChannel = { socket, checked: true };
       socket.on('message', (message, remote) => this.onUdpReply(channel, message, remote.address, remote.port));
       socket.once('error', reject);
       socket.connect(target.port, target.ip, () => {
         socket.off('error', reject);
         // Later errors (e.g. ICMP port unreachable reported on a connected socket) must not crash
-        // the process; the tries concerned time out and fail over.
-        socket.on('error', () => undefined);
+        // the process; the tries concerned time out and fail over, and later sends are checked.
+        socket.on('error', () => {
+          channel.checked = true;
+        });
         resolve(channel);
       });
     });
@@ -290,6 +303,7 @@ export class DnsUpstreamClient {
     if (pending.target.port !== port || (address !== pending.target.ip && pending.target.ip !== (canonicalIp(address) ?? address))) return this.dropReply();
     const check = checkReply(message, id, pending.exchange.query, pending.exchange.questionEnd);
     if (!check.ok) return this.dropReply();
+    channel.checked = false;
     this.finishTry(pending, { ok: true, reply: message, rcode: check.rcode, truncated: check.truncated, upstream: pending.target.label });
   }
 
@@ -332,7 +346,12 @@ export class DnsUpstreamClient {
     this.pendingCount++;
     this.deadlines.pushNewest(pending);
     if (this.deadlineTimer === null && !this.expiring) this.armDeadlineTimer(this.tryTimeoutMs);
-    channel.socket.send(this.withId(query, id), (err) => {
+    const datagram = this.withId(query, id);
+    if (!channel.checked) {
+      channel.socket.send(datagram);
+      return;
+    }
+    channel.socket.send(datagram, (err) => {
       if (err) {
         this.sendErrorCount++;
         this.finishTry(pending, { ok: false, reason: `send failed (${(err as NodeJS.ErrnoException).code ?? err.message})` });
@@ -370,6 +389,7 @@ export class DnsUpstreamClient {
     try {
       for (let head = this.deadlines.oldest; head !== null && head.deadlineMs <= now; head = this.deadlines.oldest) {
         this.noteTimeout(head.target);
+        head.channel.checked = true;
         this.finishTry(head, { ok: false, reason: `no answer within ${this.tryTimeoutMs} ms` });
       }
     } finally {
