@@ -71,8 +71,8 @@ interface Entry extends RecencyLinks<Entry> {
   readonly hostname: string;
   /** Address text -> when it expires; the holder is updated in place on each answer. */
   readonly ips: Map<string, Expiry>;
+  /** When it was last answered or used; `view` shows it as wall-clock time (no wall clock read per answer). */
   lastSeenMonotonicMs: number;
-  lastSeenWallMs: number;
 }
 
 /** Node timers that never keep the process alive (the sweep is housekeeping, not work). */
@@ -137,14 +137,13 @@ export class DynamicAllowlist {
     if (addresses.length === 0) return;
     const name = normalizeHostname(hostname);
     const now = this.clock.monotonicMs();
-    const wallNow = this.clock.wallMs();
     let entry = this.groups.get(group)?.get(name);
     if (entry === undefined) {
       while (this.entryCount >= this.maxEntries && this.recency.oldest !== null) {
         this.remove(this.recency.oldest);
         this.evictedEntries++;
       }
-      entry = { group, hostname: name, ips: new Map(), lastSeenMonotonicMs: now, lastSeenWallMs: wallNow, older: null, newer: null };
+      entry = { group, hostname: name, ips: new Map(), lastSeenMonotonicMs: now, older: null, newer: null };
       let byName = this.groups.get(group);
       if (byName === undefined) {
         byName = new Map();
@@ -157,7 +156,6 @@ export class DynamicAllowlist {
       this.recency.moveToNewest(entry);
     }
     entry.lastSeenMonotonicMs = now;
-    entry.lastSeenWallMs = wallNow;
     for (const { ip, ttlSeconds } of addresses) {
       const canonical = canonicalIp(ip);
       if (canonical === null) continue;
@@ -228,12 +226,13 @@ export class DynamicAllowlist {
   /** The body of `GET /api/v1/dns-cache`: live entries, most recently seen first. */
   view(): { entries: DnsCacheEntryJson[] } {
     const now = this.clock.monotonicMs();
+    const wallNow = this.clock.wallMs();
     const out: DnsCacheEntryJson[] = [];
     for (let entry = this.recency.newest; entry !== null; entry = entry.older) {
       if (now - entry.lastSeenMonotonicMs >= this.idleMs) continue;
       const ips = [...entry.ips].filter(([, expires]) => expires.atMs > now).map(([ip]) => ip);
       if (ips.length === 0) continue;
-      out.push({ hostname: entry.hostname, source_group: entry.group, ips, last_seen: new Date(entry.lastSeenWallMs).toISOString() });
+      out.push({ hostname: entry.hostname, source_group: entry.group, ips, last_seen: new Date(wallNow - (now - entry.lastSeenMonotonicMs)).toISOString() });
     }
     return { entries: out };
   }
@@ -255,7 +254,6 @@ export class DynamicAllowlist {
 
   private touch(entry: Entry, now: number): void {
     entry.lastSeenMonotonicMs = now;
-    entry.lastSeenWallMs = this.clock.wallMs();
     this.recency.moveToNewest(entry);
   }
 
