@@ -66,13 +66,37 @@ interface Expiry {
   atMs: number;
 }
 
+/**
+ * An address as the allowlist keys it: IPv4 as its 32-bit word folded into a signed 32-bit integer
+ * (a small integer to V8: nothing to hash or to compare byte by byte on a refresh), IPv6 as its
+ * canonical text.
+ */
+type IpKey = number | string;
+
+/** The key of an address given as text (see `canonicalIp`), or null if it is not one. */
+function ipKey(text: string): IpKey | null {
+  const word = parseIpv4Word(text);
+  if (word >= 0) return word | 0;
+  const canonical = canonicalIp(text);
+  if (canonical === null) return null;
+  const mapped = parseIpv4Word(canonical);
+  return mapped >= 0 ? mapped | 0 : canonical;
+}
+
+/** The canonical text of a key. */
+function ipText(key: IpKey): string {
+  if (typeof key === 'string') return key;
+  const word = key >>> 0;
+  return `${word >>> 24}.${(word >>> 16) & 0xff}.${(word >>> 8) & 0xff}.${word & 0xff}`;
+}
+
 interface Entry extends RecencyLinks<Entry> {
   readonly group: string;
   readonly hostname: string;
-  /** Address text -> when it expires; the holder is updated in place on each answer. */
-  readonly ips: Map<string, Expiry>;
+  /** Address (`IpKey`) -> when it expires; the holder is updated in place on each answer. */
+  readonly ips: Map<IpKey, Expiry>;
+  /** When it was last answered or used; `view` shows it as wall-clock time (no wall clock read per answer). */
   lastSeenMonotonicMs: number;
-  lastSeenWallMs: number;
 }
 
 /** Node timers that never keep the process alive (the sweep is housekeeping, not work). */
@@ -137,14 +161,13 @@ export class DynamicAllowlist {
     if (addresses.length === 0) return;
     const name = normalizeHostname(hostname);
     const now = this.clock.monotonicMs();
-    const wallNow = this.clock.wallMs();
     let entry = this.groups.get(group)?.get(name);
     if (entry === undefined) {
       while (this.entryCount >= this.maxEntries && this.recency.oldest !== null) {
         this.remove(this.recency.oldest);
         this.evictedEntries++;
       }
-      entry = { group, hostname: name, ips: new Map(), lastSeenMonotonicMs: now, lastSeenWallMs: wallNow, older: null, newer: null };
+      entry = { group, hostname: name, ips: new Map(), lastSeenMonotonicMs: now, older: null, newer: null };
       let byName = this.groups.get(group);
       if (byName === undefined) {
         byName = new Map();
@@ -157,9 +180,8 @@ export class DynamicAllowlist {
       this.recency.moveToNewest(entry);
     }
     entry.lastSeenMonotonicMs = now;
-    entry.lastSeenWallMs = wallNow;
     for (const { ip, ttlSeconds } of addresses) {
-      const canonical = canonicalIp(ip);
+      const canonical = ipKey(ip);
       if (canonical === null) continue;
       const ttlMs = Math.min(Math.max(Math.max(0, ttlSeconds) * 1000, this.ttlFloorMs), this.ttlCeilingMs);
       const expires = now + ttlMs;
@@ -177,9 +199,9 @@ export class DynamicAllowlist {
   has(group: string, hostname: string, ip: string): boolean {
     const entry = this.liveEntry(group, hostname);
     if (entry === null) return false;
-    const canonical = canonicalIp(ip);
-    if (canonical === null) return false;
-    const expires = entry.ips.get(canonical);
+    const key = ipKey(ip);
+    if (key === null) return false;
+    const expires = entry.ips.get(key);
     const now = this.clock.monotonicMs();
     if (expires === undefined || expires.atMs <= now) return false;
     this.touch(entry, now);
@@ -193,8 +215,8 @@ export class DynamicAllowlist {
     const now = this.clock.monotonicMs();
     const v4: string[] = [];
     const v6: string[] = [];
-    for (const [ip, expires] of entry.ips) {
-      if (expires.atMs > now) (ip.includes(':') ? v6 : v4).push(ip);
+    for (const [key, expires] of entry.ips) {
+      if (expires.atMs > now) (typeof key === 'string' ? v6 : v4).push(ipText(key));
     }
     if (v4.length + v6.length > 0) this.touch(entry, now);
     return v6.length === 0 ? v4 : [...v4, ...v6];
@@ -218,7 +240,7 @@ export class DynamicAllowlist {
       if (now - entry.lastSeenMonotonicMs >= this.idleMs) {
         this.remove(entry);
       } else {
-        for (const [ip, expires] of entry.ips) if (expires.atMs <= now) entry.ips.delete(ip);
+        for (const [key, expires] of entry.ips) if (expires.atMs <= now) entry.ips.delete(key);
         if (entry.ips.size === 0) this.remove(entry);
       }
       entry = newer;
@@ -228,12 +250,13 @@ export class DynamicAllowlist {
   /** The body of `GET /api/v1/dns-cache`: live entries, most recently seen first. */
   view(): { entries: DnsCacheEntryJson[] } {
     const now = this.clock.monotonicMs();
+    const wallNow = this.clock.wallMs();
     const out: DnsCacheEntryJson[] = [];
     for (let entry = this.recency.newest; entry !== null; entry = entry.older) {
       if (now - entry.lastSeenMonotonicMs >= this.idleMs) continue;
-      const ips = [...entry.ips].filter(([, expires]) => expires.atMs > now).map(([ip]) => ip);
+      const ips = [...entry.ips].filter(([, expires]) => expires.atMs > now).map(([key]) => ipText(key));
       if (ips.length === 0) continue;
-      out.push({ hostname: entry.hostname, source_group: entry.group, ips, last_seen: new Date(entry.lastSeenWallMs).toISOString() });
+      out.push({ hostname: entry.hostname, source_group: entry.group, ips, last_seen: new Date(wallNow - (now - entry.lastSeenMonotonicMs)).toISOString() });
     }
     return { entries: out };
   }
@@ -255,7 +278,6 @@ export class DynamicAllowlist {
 
   private touch(entry: Entry, now: number): void {
     entry.lastSeenMonotonicMs = now;
-    entry.lastSeenWallMs = this.clock.wallMs();
     this.recency.moveToNewest(entry);
   }
 
@@ -271,12 +293,12 @@ export class DynamicAllowlist {
   }
 
   private evictSoonestIp(entry: Entry): void {
-    let soonestIp: string | null = null;
+    let soonestIp: IpKey | null = null;
     let soonest = Infinity;
-    for (const [ip, expires] of entry.ips) {
+    for (const [key, expires] of entry.ips) {
       if (expires.atMs < soonest) {
         soonest = expires.atMs;
-        soonestIp = ip;
+        soonestIp = key;
       }
     }
     if (soonestIp !== null) entry.ips.delete(soonestIp);

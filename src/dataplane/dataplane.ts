@@ -18,7 +18,7 @@ import { DynamicAllowlist, type AllowlistOptions, type DnsCacheEntryJson } from 
 import { DenylistIndex, type DenylistSource, type DenylistStats } from './denylist.js';
 import { DnsProxy, type DnsProxyAddresses, type DnsProxyOptions, type DnsProxyStats, type PolicySource } from './dns-proxy.js';
 import { DnsUpstreamClient, type DnsUpstreamStats } from './dns-upstream.js';
-import { FindingsStore, type FindingsView } from './findings.js';
+import { FindingsStore, type FindingEvent, type FindingsView } from './findings.js';
 import { ForwardProxy, type ForwardProxyOptions, type ForwardProxyStats } from './forward-proxy.js';
 import { UpstreamResolver, type HostnameResolver } from './resolver.js';
 
@@ -93,6 +93,28 @@ export function systemDnsUpstreams(): HostPort[] {
   return out;
 }
 
+/**
+ * `neuwerk_audit_findings_total` incremented per recorded finding through its labelled children,
+ * looked up once per (type, finding) rather than per event (prom-client hashes the label set on
+ * every `inc({...})`).
+ */
+function findingsCounter(metrics: NodeMetrics): (event: FindingEvent) => void {
+  const children = new Map<FindingEvent['type'], Map<FindingEvent['finding'], { inc(): void }>>();
+  return (event) => {
+    let byFinding = children.get(event.type);
+    if (byFinding === undefined) {
+      byFinding = new Map();
+      children.set(event.type, byFinding);
+    }
+    let child = byFinding.get(event.finding);
+    if (child === undefined) {
+      child = metrics.auditFindings.labels(event.type, event.finding);
+      byFinding.set(event.finding, child);
+    }
+    child.inc();
+  };
+}
+
 /** The node's dataplane; see the module comment. */
 export class Dataplane {
   /** The dynamic allowlist (DNS answers per source group). */
@@ -112,7 +134,7 @@ export class Dataplane {
     const metrics = options.metrics;
     this.findings = new FindingsStore({
       ...(options.clock ? { clock: options.clock } : {}),
-      ...(metrics ? { onRecord: (event) => metrics.auditFindings.inc({ type: event.type, finding: event.finding }) } : {}),
+      ...(metrics ? { onRecord: findingsCounter(metrics) } : {}),
     });
     metrics?.onScrape(() => metrics.dnsAllowlistEntries.set(this.allowlist.size));
     this.denylist = options.denylistSource === undefined ? null : new DenylistIndex(options.denylistSource, options.clock ? { clock: options.clock } : {});

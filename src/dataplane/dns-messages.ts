@@ -287,7 +287,7 @@ export function buildAnswerFromQuery(raw: Buffer, query: ParsedQuery, rcode: Rco
   const flags = FLAG_QR | (u16(raw, 2) & (OPCODE_MASK | FLAG_RD | FLAG_CD)) | FLAG_RA | rcode;
   let out: Buffer;
   if (reuseQuery && raw.length >= length) {
-    out = raw.subarray(0, length);
+    out = raw.length === length ? raw : raw.subarray(0, length);
   } else {
     out = Buffer.allocUnsafe(length);
     raw.copy(out, 0, 0, query.questionEnd);
@@ -295,7 +295,11 @@ export function buildAnswerFromQuery(raw: Buffer, query: ParsedQuery, rcode: Rco
   // Header (RFC 1035 §4.1.1): ID kept; flags; QDCOUNT stays 1; ANCOUNT, NSCOUNT 0; ARCOUNT 0 or 1.
   out[2] = flags >>> 8;
   out[3] = flags & 0xff;
-  out.fill(0, 6, 11);
+  out[6] = 0; // byte by byte: `fill` is a call into the runtime
+  out[7] = 0;
+  out[8] = 0;
+  out[9] = 0;
+  out[10] = 0;
   out[11] = opt === null ? 0 : 1;
   if (opt !== null) opt.copy(out, query.questionEnd);
   return out;
@@ -315,6 +319,12 @@ export function rcodeOf(packet: DecodedPacket): number {
 
 /** Outcome of `checkReply`: the reply's response code and TC bit, or why it was refused. */
 export type ReplyCheck = { readonly ok: true; readonly rcode: number; readonly truncated: boolean } | { readonly ok: false; readonly reason: string };
+
+/**
+ * The `checkReply` results of valid replies, by `rcode | truncated << 4`: shared, so that accepting
+ * a reply allocates nothing.
+ */
+const VALID_REPLY_CHECKS: readonly ReplyCheck[] = Array.from({ length: 32 }, (_, key) => Object.freeze({ ok: true as const, rcode: key & 0xf, truncated: key >= 16 }));
 
 /** Fixed part of a resource record after its owner name: type, class, TTL, RDLENGTH. */
 const RECORD_FIXED_BYTES = 10;
@@ -413,7 +423,7 @@ export function checkReply(raw: Buffer, expectedId: number, query: Buffer, quest
     offset += RECORD_FIXED_BYTES + u16(raw, offset + 8);
     if (offset > raw.length) return { ok: false, reason: `record ${i + 1} of ${records} runs past the message` };
   }
-  return { ok: true, rcode: flags & 0xf, truncated: (flags & FLAG_TC) !== 0 };
+  return VALID_REPLY_CHECKS[(flags & 0xf) | ((flags & FLAG_TC) !== 0 ? 16 : 0)] as ReplyCheck;
 }
 
 /**
@@ -445,9 +455,12 @@ export function replyAddresses(raw: Buffer, qname: string): AllowlistAddress[] {
   if (question < 0) return [];
   const first = question + 4;
   const asked = normalizeHostname(qname);
-  // Names the answer may give addresses for: the qname and the CNAME targets reached from it
-  // (null while no CNAME was seen: then the qname alone).
-  let names: Set<string> | null = null;
+  const v4: AllowlistAddress[] = [];
+  const v6: AllowlistAddress[] = [];
+  // The usual answer has no CNAME: then one pass finds the addresses of the qname itself.
+  if (collectAddresses(raw, first, answerCount, asked, null, v4, v6)) return v6.length === 0 ? v4 : [...v4, ...v6];
+  // Names the answer may give addresses for: the qname and the CNAME targets reached from it.
+  const names = new Set<string>([asked]);
   for (let hop = 0, grew = true; grew && hop < DNS_CNAME_CHAIN_MAX_HOPS; hop++) {
     grew = false;
     for (let i = 0, offset = first; i < answerCount; i++) {
@@ -457,7 +470,6 @@ export function replyAddresses(raw: Buffer, qname: string): AllowlistAddress[] {
       const next = data + u16(raw, fixed + 8);
       if (next > raw.length) break;
       if (u16(raw, fixed) === TYPE_CNAME) {
-        names ??= new Set<string>([asked]);
         const owner = ownerName(raw, offset, asked);
         if (owner !== null && names.has(owner)) {
           const target = ownerName(raw, data, asked);
@@ -470,9 +482,20 @@ export function replyAddresses(raw: Buffer, qname: string): AllowlistAddress[] {
       offset = next;
     }
   }
-  const v4: AllowlistAddress[] = [];
-  const v6: AllowlistAddress[] = [];
-  for (let i = 0, offset = first; i < answerCount; i++) {
+  v4.length = 0;
+  v6.length = 0;
+  collectAddresses(raw, first, answerCount, asked, names, v4, v6);
+  return v6.length === 0 ? v4 : [...v4, ...v6];
+}
+
+/**
+ * Appends to `v4` and `v6` the A and AAAA records (class IN, RDLENGTH of their type) of the answer
+ * section (`count` records from `first`) whose owner is `asked`, or with `names`, one of `names`.
+ * Without `names`, stops at the first CNAME record and returns false (the chain must be followed
+ * first); else true. Stops at the first record that does not frame.
+ */
+function collectAddresses(raw: Buffer, first: number, count: number, asked: string, names: Set<string> | null, v4: AllowlistAddress[], v6: AllowlistAddress[]): boolean {
+  for (let i = 0, offset = first; i < count; i++) {
     const fixed = skipName(raw, offset);
     if (fixed < 0 || fixed + RECORD_FIXED_BYTES > raw.length) break;
     const data = fixed + RECORD_FIXED_BYTES;
@@ -480,6 +503,7 @@ export function replyAddresses(raw: Buffer, qname: string): AllowlistAddress[] {
     const next = data + length;
     if (next > raw.length) break;
     const type = u16(raw, fixed);
+    if (type === TYPE_CNAME && names === null) return false;
     if (((type === TYPE_A && length === 4) || (type === TYPE_AAAA && length === 16)) && (u16(raw, fixed + 2) & ~CLASS_FLUSH_BIT) === CLASS_IN) {
       const owner = ownerName(raw, offset, asked);
       if (owner !== null && (names === null ? owner === asked : names.has(owner))) {
@@ -490,7 +514,7 @@ export function replyAddresses(raw: Buffer, qname: string): AllowlistAddress[] {
     }
     offset = next;
   }
-  return v6.length === 0 ? v4 : [...v4, ...v6];
+  return true;
 }
 
 /** The 16 bytes at `offset` as IPv6 text (eight uncompressed groups; the allowlist canonicalizes). */

@@ -11,7 +11,9 @@
  *
  * Failover: a try that times out, fails to send, or answers SERVFAIL/REFUSED moves on to the next
  * upstream; when every upstream failed, the last SERVFAIL/REFUSED reply (if any) is returned,
- * otherwise a failure (the proxy answers SERVFAIL).
+ * otherwise a failure (the proxy answers SERVFAIL). A send error is seen at once on a socket that
+ * has not answered yet or whose last try timed out; a socket that answers sends without a
+ * completion callback, so a send error there ends its try at the timeout (see `UdpChannel.checked`).
  *
  * Per-try timeouts share one timer: every UDP try gets the same timeout, so tries expire in the
  * order they were sent, and a FIFO list of pending tries (removed from in O(1) when answered)
@@ -40,7 +42,7 @@ export const DNS_UPSTREAM_SOCKETS_PER_UPSTREAM = 4;
 export const DNS_UPSTREAM_MAX_PENDING = 16_384;
 /** Receive buffer requested for every UDP socket (the kernel may cap it at net.core.rmem_max). */
 export const DNS_UDP_RECEIVE_BUFFER_BYTES = 4 * 1024 * 1024;
-/** Attempts to draw an ID not already pending on a socket before the try is refused. */
+/** Attempts to draw an ID not already pending before the try is refused. */
 const ID_DRAW_ATTEMPTS_MAX = 32;
 
 /** An upstream as configured and as dialled (its host resolved once, at start). */
@@ -66,7 +68,11 @@ export interface UpstreamReply {
 /** Outcome of `exchange`. */
 export type ExchangeOutcome = ({ readonly ok: true } & UpstreamReply) | { readonly ok: false; readonly reason: string };
 
-type TryOutcome = ({ readonly ok: true } & Omit<UpstreamReply, 'upstream'>) | { readonly ok: false; readonly reason: string };
+/** Outcome of one try: a valid reply is already the exchange's outcome (passed on as it is), a failure says why. */
+type TryOutcome = ExchangeOutcome;
+
+/** Number of 16-bit message IDs: the size of the client's table of pending tries. */
+const MESSAGE_IDS = 65_536;
 
 /** A UDP try waiting for its reply; also a node of the client's deadline list. */
 interface PendingTry extends RecencyLinks<PendingTry> {
@@ -88,13 +94,22 @@ interface Exchange {
   readonly callback: (outcome: ExchangeOutcome) => void;
   /** Index of the upstream being tried. */
   index: number;
-  fallback: UpstreamReply | null;
+  /** The last SERVFAIL/REFUSED reply, returned when no upstream gives a better one. */
+  fallback: ({ readonly ok: true } & UpstreamReply) | null;
   lastReason: string;
 }
 
 interface UdpChannel {
   readonly socket: UdpSocket;
-  readonly pending: Map<number, PendingTry>;
+  /**
+   * Whether sends on this socket ask for their completion: from the start until its first valid
+   * reply, and again after one of its tries timed out or the socket reported an error. A send error
+   * then fails the try over at once. A socket that answers sends without a completion callback,
+   * which Node would run through `process.nextTick` even for a send that completed at once (about
+   * 0.5 µs per forwarded query); a send error there shows as the try's timeout, after which the
+   * socket is checked again.
+   */
+  checked: boolean;
 }
 
 /** Options of a `DnsUpstreamClient`. */
@@ -140,6 +155,13 @@ export class DnsUpstreamClient {
   private readonly socketsPerUpstream: number;
   private readonly metrics: NodeMetrics | undefined;
   private pendingCount = 0;
+  /**
+   * Pending UDP tries by message ID, over every socket (MESSAGE_IDS slots, undefined when free; an
+   * ID is pending on at most one socket at a time). An array rather than a Map, which took a set and a
+   * delete of a random key per forwarded query (V8 keeps deleted entries as holes until it rebuilds
+   * the table); 512 KiB whatever the number of upstreams and sockets.
+   */
+  private readonly pendingById = new Array<PendingTry | undefined>(MESSAGE_IDS).fill(undefined);
   /** Pending UDP tries, oldest (soonest deadline) first: every try has the same timeout, so appending keeps deadline order. */
   private readonly deadlines = new RecencyList<PendingTry>();
   private deadlineTimer: NodeJS.Timeout | null = null;
@@ -198,7 +220,7 @@ export class DnsUpstreamClient {
   private nextTry(exchange: Exchange): void {
     const target = this.targets[exchange.index];
     if (target === undefined) {
-      if (exchange.fallback !== null) exchange.callback({ ok: true, ...exchange.fallback });
+      if (exchange.fallback !== null) exchange.callback(exchange.fallback);
       else exchange.callback({ ok: false, reason: exchange.lastReason });
       return;
     }
@@ -220,12 +242,12 @@ export class DnsUpstreamClient {
     }
     const { rcode } = outcome;
     if (rcode === RCODE.SERVFAIL || rcode === RCODE.REFUSED) {
-      exchange.fallback = { reply: outcome.reply, rcode, truncated: outcome.truncated, upstream: target.label };
+      exchange.fallback = outcome;
       exchange.lastReason = `${target.label}: answered rcode ${rcode}`;
       this.nextTry(exchange);
       return;
     }
-    exchange.callback({ ok: true, reply: outcome.reply, rcode, truncated: outcome.truncated, upstream: target.label });
+    exchange.callback(outcome);
   }
 
   /** Tries in flight now. */
@@ -244,11 +266,10 @@ export class DnsUpstreamClient {
     this.closed = true;
     for (const socket of this.tcpSockets) socket.destroy();
     const closing: Promise<void>[] = [];
+    // Every pending UDP try is on the deadline list; failing one over finds the client closed.
+    for (let head = this.deadlines.oldest; head !== null; head = this.deadlines.oldest) this.finishTry(head, { ok: false, reason: 'the DNS forwarder is closed' });
     for (const { list } of this.channels) {
-      for (const channel of list) {
-        for (const pending of [...channel.pending.values()]) this.finishTry(pending, { ok: false, reason: 'the DNS forwarder is closed' });
-        closing.push(new Promise((resolve) => channel.socket.close(() => resolve())));
-      }
+      for (const channel of list) closing.push(new Promise((resolve) => channel.socket.close(() => resolve())));
     }
     if (this.deadlineTimer !== null) clearTimeout(this.deadlineTimer);
     this.deadlineTimer = null;
@@ -258,14 +279,16 @@ export class DnsUpstreamClient {
   private openChannel(target: UpstreamTarget): Promise<UdpChannel> {
     return new Promise((resolve, reject) => {
       const socket = createSocket({ type: target.ip.includes(':') ? 'udp6' : 'udp4', recvBufferSize: DNS_UDP_RECEIVE_BUFFER_BYTES });
-      const channel: UdpChannel = { socket, pending: new Map() };
+      const channel: UdpChannel = { socket, checked: true };
       socket.on('message', (message, remote) => this.onUdpReply(channel, message, remote.address, remote.port));
       socket.once('error', reject);
       socket.connect(target.port, target.ip, () => {
         socket.off('error', reject);
         // Later errors (e.g. ICMP port unreachable reported on a connected socket) must not crash
-        // the process; the tries concerned time out and fail over.
-        socket.on('error', () => undefined);
+        // the process; the tries concerned time out and fail over, and later sends are checked.
+        socket.on('error', () => {
+          channel.checked = true;
+        });
         resolve(channel);
       });
     });
@@ -274,13 +297,14 @@ export class DnsUpstreamClient {
   private onUdpReply(channel: UdpChannel, message: Buffer, address: string, port: number): void {
     if (message.length < DNS_HEADER_BYTES) return this.dropReply();
     const id = ((message[0] as number) << 8) | (message[1] as number);
-    const pending = channel.pending.get(id);
-    if (pending === undefined) return this.dropReply();
+    const pending = this.pendingById[id];
+    if (pending === undefined || pending.channel !== channel) return this.dropReply();
     // The target's address is canonical, so an equal text is the same address (no parse per reply).
     if (pending.target.port !== port || (address !== pending.target.ip && pending.target.ip !== (canonicalIp(address) ?? address))) return this.dropReply();
     const check = checkReply(message, id, pending.exchange.query, pending.exchange.questionEnd);
     if (!check.ok) return this.dropReply();
-    this.finishTry(pending, { ok: true, reply: message, rcode: check.rcode, truncated: check.truncated });
+    channel.checked = false;
+    this.finishTry(pending, { ok: true, reply: message, rcode: check.rcode, truncated: check.truncated, upstream: pending.target.label });
   }
 
   private dropReply(): void {
@@ -310,7 +334,7 @@ export class DnsUpstreamClient {
     let id = -1;
     for (let attempt = 0; attempt < ID_DRAW_ATTEMPTS_MAX; attempt++) {
       const candidate = this.ids.next();
-      if (!channel.pending.has(candidate)) {
+      if (this.pendingById[candidate] === undefined) {
         id = candidate;
         break;
       }
@@ -318,11 +342,16 @@ export class DnsUpstreamClient {
     if (id < 0) return this.onTryOutcome(exchange, target, { ok: false, reason: 'no free message ID' });
     const { query } = exchange;
     const pending: PendingTry = { target, channel, id, deadlineMs: performance.now() + this.tryTimeoutMs, exchange, done: false, older: null, newer: null };
-    channel.pending.set(id, pending);
+    this.pendingById[id] = pending;
     this.pendingCount++;
     this.deadlines.pushNewest(pending);
     if (this.deadlineTimer === null && !this.expiring) this.armDeadlineTimer(this.tryTimeoutMs);
-    channel.socket.send(this.withId(query, id), (err) => {
+    const datagram = this.withId(query, id);
+    if (!channel.checked) {
+      channel.socket.send(datagram);
+      return;
+    }
+    channel.socket.send(datagram, (err) => {
       if (err) {
         this.sendErrorCount++;
         this.finishTry(pending, { ok: false, reason: `send failed (${(err as NodeJS.ErrnoException).code ?? err.message})` });
@@ -330,11 +359,11 @@ export class DnsUpstreamClient {
     });
   }
 
-  /** Completes a UDP try once: unlinks it from its channel and the deadline list, then calls back. */
+  /** Completes a UDP try once: unlinks it from the pending table and the deadline list, then calls back. */
   private finishTry(pending: PendingTry, outcome: TryOutcome): void {
     if (pending.done) return;
     pending.done = true;
-    pending.channel.pending.delete(pending.id);
+    this.pendingById[pending.id] = undefined;
     this.pendingCount--;
     this.deadlines.remove(pending);
     this.onTryOutcome(pending.exchange, pending.target, outcome);
@@ -360,6 +389,7 @@ export class DnsUpstreamClient {
     try {
       for (let head = this.deadlines.oldest; head !== null && head.deadlineMs <= now; head = this.deadlines.oldest) {
         this.noteTimeout(head.target);
+        head.channel.checked = true;
         this.finishTry(head, { ok: false, reason: `no answer within ${this.tryTimeoutMs} ms` });
       }
     } finally {
@@ -406,7 +436,7 @@ export class DnsUpstreamClient {
           const message = Buffer.from(buffered.subarray(2, 2 + length));
           buffered = buffered.subarray(2 + length);
           const check = checkReply(message, id, query, end);
-          if (check.ok) return finish({ ok: true, reply: message, rcode: check.rcode, truncated: check.truncated });
+          if (check.ok) return finish({ ok: true, reply: message, rcode: check.rcode, truncated: check.truncated, upstream: target.label });
           this.dropReply();
         }
         if (buffered.length > 2 + DNS_MESSAGE_MAX_BYTES) finish({ ok: false, reason: 'oversized TCP frame' });

@@ -218,6 +218,8 @@ export class FindingsStore {
   private readonly onRecord: ((event: FindingEvent) => void) | undefined;
   private evictedEntries = 0;
   private recordedEvents = 0;
+  /** The (type, source group) `groupOf` found last. */
+  private lastGroup: { readonly type: FindingType; readonly sourceGroup: string | null; readonly aggregates: GroupAggregates } | null = null;
 
   constructor(options: FindingsStoreOptions = {}) {
     this.clock = options.clock ?? systemClock;
@@ -276,8 +278,19 @@ export class FindingsStore {
     this.onRecord?.(event);
   }
 
-  /** The aggregates of (type, source group), created on first sight (kept when emptied: a policy has few groups). */
+  /**
+   * The aggregates of (type, source group), created on first sight (kept when emptied: a policy has
+   * few groups). The last one found is remembered: findings come in runs of the same type and group.
+   */
   private groupOf(type: FindingType, sourceGroup: string | null): GroupAggregates {
+    const last = this.lastGroup;
+    if (last !== null && last.type === type && last.sourceGroup === sourceGroup) return last.aggregates;
+    const aggregates = this.findGroup(type, sourceGroup);
+    this.lastGroup = { type, sourceGroup, aggregates };
+    return aggregates;
+  }
+
+  private findGroup(type: FindingType, sourceGroup: string | null): GroupAggregates {
     let byGroup = this.groups.get(type);
     if (byGroup === undefined) {
       byGroup = new Map();

@@ -28,9 +28,12 @@ export interface StubDnsRecord {
 
 /**
  * How the stub answers: `answer` normally; `silent` never; `servfail` with SERVFAIL; `spoof-first`
- * sends a reply with a wrong ID and one for a different question before the right one.
+ * sends a reply with a wrong ID and one for a different question before the right one;
+ * `other-ports-first` (UDP) sends a reply with the right ID and question but a forged address to
+ * every other port the same address has asked from before (a pending ID arriving on a socket that
+ * did not send it), then the right reply to the port that asked OTHER_PORTS_DELAY_MS later.
  */
-export type StubDnsMode = 'answer' | 'silent' | 'servfail' | 'spoof-first';
+export type StubDnsMode = 'answer' | 'silent' | 'servfail' | 'spoof-first' | 'other-ports-first';
 
 /** A running stub DNS server. */
 export interface StubDns {
@@ -86,10 +89,11 @@ function repliesFor(stub: StubDns, records: Readonly<Record<string, StubDnsRecor
     case 'servfail':
       return [reply(query, 2, [])];
     case 'answer':
+    case 'other-ports-first':
     case 'spoof-first': {
       const answers = answersFor(records, question);
       const genuine = answers === null ? reply(query, 3, []) : reply(query, 0, answers);
-      if (stub.mode === 'answer') return [genuine];
+      if (stub.mode !== 'spoof-first') return [genuine];
       const spoofed = [{ type: 'A', name: question.name, ttl: 300, class: 'IN', data: '203.0.113.66' } as Answer];
       return [
         reply(query, 0, spoofed, { id: ((query.id ?? 0) + 1) & 0xffff }),
@@ -98,6 +102,22 @@ function repliesFor(stub: StubDns, records: Readonly<Record<string, StubDnsRecor
       ];
     }
   }
+}
+
+/** How long `other-ports-first` holds back the right reply after the forged ones. */
+const OTHER_PORTS_DELAY_MS = 50;
+
+/** A reply to `message` with its ID and question and the forged address 203.0.113.66; null when it does not decode. */
+function forgedReply(message: Buffer): Buffer | null {
+  let query: DecodedPacket;
+  try {
+    query = dnsPacket.decode(message);
+  } catch {
+    return null;
+  }
+  const question = query.questions?.[0];
+  if (question === undefined) return null;
+  return reply(query, 0, [{ type: 'A', name: question.name, ttl: 300, class: 'IN', data: '203.0.113.66' } as Answer]);
 }
 
 /** Tries of `startStubDns` to find a port free for both UDP and TCP. */
@@ -133,8 +153,25 @@ async function bindStubDns(records: Readonly<Record<string, StubDnsRecord>>): Pr
       await new Promise<void>((resolve) => tcp.close(() => resolve()));
     },
   };
+  /** Ports each client address has sent UDP queries from (for `other-ports-first`). */
+  const portsByAddress = new Map<string, Set<number>>();
   udp.on('message', (message, remote) => {
     stub.received.udp++;
+    let ports = portsByAddress.get(remote.address);
+    if (ports === undefined) {
+      ports = new Set();
+      portsByAddress.set(remote.address, ports);
+    }
+    ports.add(remote.port);
+    if (stub.mode === 'other-ports-first') {
+      const forged = forgedReply(message);
+      if (forged !== null) for (const other of ports) if (other !== remote.port) udp.send(forged, other, remote.address);
+      const genuine = repliesFor(stub, records, message);
+      setTimeout(() => {
+        for (const out of genuine) udp.send(out, remote.port, remote.address);
+      }, OTHER_PORTS_DELAY_MS);
+      return;
+    }
     for (const out of repliesFor(stub, records, message)) udp.send(out, remote.port, remote.address);
   });
   const tcp = createTcpServer((socket) => {

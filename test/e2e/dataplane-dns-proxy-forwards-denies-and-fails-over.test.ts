@@ -7,6 +7,7 @@ import type { Answer, DecodedPacket, Packet } from 'dns-packet';
 import { pino } from 'pino';
 import { Dataplane } from '../../src/dataplane/dataplane.js';
 import { rcodeOf, RCODE } from '../../src/dataplane/dns-messages.js';
+import { DNS_UPSTREAM_SOCKETS_PER_UPSTREAM } from '../../src/dataplane/dns-upstream.js';
 import { NodeMetrics } from '../../src/metrics/registry.js';
 import { compilePolicy, parsePolicy, type CompiledPolicy } from '../../src/policy/index.js';
 import { startStubDns, type StubDns } from '../bench/dataplane-fixtures.js';
@@ -249,6 +250,19 @@ describe('DNS proxy against a stub upstream', { timeout: 30_000 }, () => {
     try {
       assert.deepEqual(addressesOf(await askUdp(port, query('www.allowed.test').bytes)), ['192.0.2.10']);
       assert.equal((dataplane.statsView().dns?.upstream.replies_dropped ?? 0) - droppedBefore, 2);
+    } finally {
+      primary.mode = 'answer';
+    }
+  });
+
+  it('drops a reply with a pending ID that arrives on another of the upstream sockets, and waits for the one sent to the asking socket', async () => {
+    // Every socket of the primary has asked once (they are used in turn), so the stub knows their ports.
+    for (let i = 0; i < DNS_UPSTREAM_SOCKETS_PER_UPSTREAM; i++) assert.deepEqual(addressesOf(await askUdp(port, query('www.allowed.test').bytes)), ['192.0.2.10']);
+    primary.mode = 'other-ports-first';
+    const droppedBefore = dataplane.statsView().dns?.upstream.replies_dropped ?? 0;
+    try {
+      assert.deepEqual(addressesOf(await askUdp(port, query('www.allowed.test').bytes)), ['192.0.2.10'], 'not the forged address sent to the other sockets');
+      assert.equal((dataplane.statsView().dns?.upstream.replies_dropped ?? 0) - droppedBefore, DNS_UPSTREAM_SOCKETS_PER_UPSTREAM - 1);
     } finally {
       primary.mode = 'answer';
     }
