@@ -57,6 +57,14 @@ export const MAX_PENDING_READ_REQUESTS = 4096;
 
 /** The state-machine image of a bootstrap snapshot at index 0: the empty state. */
 const EMPTY_IMAGE = new Uint8Array(0);
+/**
+ * Most bytes of entries in an append sent while probing (`pr.state === 'probe'`). A probe looks for
+ * the match point; once one is accepted the follower is replicated at full size. Probes are sent
+ * again on every heartbeat response until one is answered, so a follower that is slow to answer
+ * (a restarted member parsing its catch-up) would otherwise get a full-size append per heartbeat,
+ * most of them duplicates, and fall further behind with each.
+ */
+export const MAX_PROBE_BYTES = 64 * 1024;
 
 type CampaignKind = 'pre-election' | 'election' | 'transfer';
 
@@ -1099,15 +1107,17 @@ export class RaftNode {
   }
 
   /**
-   * Sends `to` the entries after `pr.next - 1` (bounded by `maxBytesPerAppend`), or a snapshot
-   * when they were compacted. Returns whether a message was sent.
+   * Sends `to` the entries after `pr.next - 1` (bounded by `maxBytesPerAppend`, and by
+   * `MAX_PROBE_BYTES` while probing), or a snapshot when they were compacted. Returns whether a
+   * message was sent.
    */
   private sendAppend(to: NodeId, pr: Progress, sendIfEmpty: boolean): boolean {
     if (pr.isPaused()) return false;
     const prevIndex = pr.next - 1;
     const prevTerm = this.log.term(prevIndex);
     const last = this.log.lastIndex();
-    const entries = prevTerm < 0 ? null : this.log.slice(pr.next, last, this.maxBytesPerAppend);
+    const maxBytes = pr.state === 'probe' ? Math.min(this.maxBytesPerAppend, MAX_PROBE_BYTES) : this.maxBytesPerAppend;
+    const entries = prevTerm < 0 ? null : this.log.slice(pr.next, last, maxBytes);
     if (entries === null) return this.sendSnapshot(to, pr);
     if (entries.length === 0 && !sendIfEmpty) return false;
     const commit = this.log.committed;

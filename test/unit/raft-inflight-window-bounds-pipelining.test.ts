@@ -7,6 +7,7 @@ import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { TestCluster } from '../sim/cluster.js';
 import { entrySizeBytes } from '../../src/raft/index.js';
+import { MAX_PROBE_BYTES } from '../../src/raft/node.js';
 import type { AppendMessage } from '../../src/raft/index.js';
 
 function appendsTo(c: TestCluster, to: string, from = 0): AppendMessage[] {
@@ -82,4 +83,32 @@ test('max bytes per append: an entry larger than the bound is still sent, alone'
   assert.ok(msgs.every((m) => m.entries.length === 1));
   c.run(1);
   assert.equal(c.node('n2').applied.length, 2);
+});
+
+test('probing appends carry at most MAX_PROBE_BYTES; once the follower replicates, appends are full size again', () => {
+  const c = new TestCluster({ voters: ['n1', 'n2', 'n3'], maxBytesPerAppend: 1024 * 1024 });
+  c.elect('n1');
+  c.run(1);
+  c.isolate('n2');
+  const data = 'p'.repeat(2048);
+  for (let i = 0; i < 100; i++) c.raft('n1').propose(`${i}${data}`); // about 200 KiB that n2 misses
+  c.stabilize();
+  // A new leader knows nothing of n2: it probes from its own last index down.
+  c.raft('n1').transferLeadership('n3');
+  for (let i = 0; i < 20 && c.raft('n3').status().role !== 'leader'; i++) c.run(1, ['n1', 'n3']);
+  assert.equal(c.raft('n3').status().role, 'leader');
+  assert.equal(c.raft('n3').status().progress?.['n2']?.state, 'probe');
+  const n2Last = c.raft('n2').status().lastIndex;
+  c.heal();
+  const before = c.sent.length;
+  c.run(5);
+  const msgs = appendsTo(c, 'n2', before).filter((m) => m.from === 'n3');
+  const bytes = (m: AppendMessage): number => m.entries.reduce((sum, e) => sum + entrySizeBytes(e), 0);
+  // The probes that find the match point (right after n2's last entry) are bounded...
+  const probes = msgs.filter((m) => m.index === n2Last);
+  assert.ok(probes.length >= 1, `no probe after index ${n2Last}: ${msgs.map((m) => m.index).join(',')}`);
+  for (const probe of probes) assert.ok(bytes(probe) <= MAX_PROBE_BYTES, `probe of ${bytes(probe)} bytes`);
+  // ...and what follows in replicate state is not.
+  assert.ok(msgs.some((m) => m.index > n2Last && bytes(m) > MAX_PROBE_BYTES), msgs.map((m) => `${m.index}:${bytes(m)}`).join(','));
+  assert.equal(c.node('n2').applied.length, c.node('n3').applied.length);
 });
