@@ -181,7 +181,9 @@ export class ClusterRuntime {
       snapshotsDir: options.snapshotsDir,
       raft: this.config.raft,
       bootstrapVoters: this.start === 'seed-first-start' ? [this.nodeId] : null,
-      send: (messages) => this.transport.sendRaftBatch(messages),
+      send: (messages) => {
+        for (const message of messages) this.transport.sendRaft(message.to, message);
+      },
       logger: this.logger,
       metrics: options.metrics,
       onFatal: options.onFatal,
