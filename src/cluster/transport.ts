@@ -15,6 +15,8 @@ export const MAX_QUEUED_FRAMES = 4096;
  * much of it stale by the time it arrives. Raft resends what is dropped. Eight 1 MiB appends.
  */
 export const MAX_UNSENT_BYTES_PER_PEER = 8 * 1024 * 1024;
+/** Why a Raft message was not sent: the connected peer's unsent bytes, or the queue while reconnecting, were full. */
+export type DropReason = 'backlog' | 'reconnect-queue';
 export const RECONNECT_BACKOFF_MIN_MS = 50;
 export const RECONNECT_BACKOFF_MAX_MS = 2_000;
 export const CONNECT_TIMEOUT_MS = 3_000;
@@ -282,7 +284,7 @@ export interface ClusterTransportOptions {
   /** Peers whose connections are refused even with a valid certificate (removed members). */
   readonly isRefused?: (nodeId: string) => boolean;
   /** A Raft message to `peerId` was dropped (see `MAX_UNSENT_BYTES_PER_PEER`, `MAX_QUEUED_FRAMES`). */
-  readonly onDropped?: (peerId: string, reason: 'backlog' | 'reconnect-queue') => void;
+  readonly onDropped?: (peerId: string, reason: DropReason) => void;
 }
 
 /**
@@ -309,7 +311,7 @@ export class ClusterTransport extends EventEmitter {
   }
 
   /** A Raft message to `peerId` was not sent (the peer's backlog or reconnect queue was full). */
-  dropped(peerId: string, reason: 'backlog' | 'reconnect-queue'): void {
+  dropped(peerId: string, reason: DropReason): void {
     this.options.onDropped?.(peerId, reason);
   }
 

@@ -65,7 +65,7 @@ function troubled(round: FailoverRound): boolean {
  * result, every member's log (its first process's and its restarts') and every member's own
  * cluster status now. Returns the directory.
  */
-export async function keepFailoverEvidence(result: FailoverResult, cluster: TestCluster, state: BenchClusterState): Promise<string> {
+async function keepFailoverEvidence(result: FailoverResult, cluster: TestCluster, state: BenchClusterState): Promise<string> {
   const dir = join(REPO_ROOT, 'bench-results', `failover-${new Date().toISOString().replace(/[:.]/g, '-')}`);
   mkdirSync(dir, { recursive: true });
   writeFileSync(join(dir, 'failover.json'), `${JSON.stringify(result, null, 2)}\n`);
