@@ -17,6 +17,7 @@ import { clusterTlsPaths, issueWithCa, loadClusterTls, saveClusterTls, saveManag
 import { advertisedListener } from './advertise.js';
 import { joinCluster } from './join-client.js';
 import { createJoinServer, JoinService, type Admission } from './join-service.js';
+import { raftMessageProblem } from './raft-message.js';
 import { openRaftReplicator, type RaftReplicator } from './raft-host.js';
 import { ClusterTransport, type ClusterTls } from './transport.js';
 
@@ -82,6 +83,8 @@ export class ClusterRuntime {
   private readonly timers: NodeJS.Timeout[] = [];
   private readonly addressHints = new Map<string, string>();
   private readonly lastContactMs = new Map<string, number>();
+  /** Peer and field of each malformed Raft message already logged (`deliver`). */
+  private readonly malformedLogged = new Set<string>();
   private caCache: KeyAndCert | null;
   private promoting = false;
   private leaderView: { atMs: number; peers: PeerStatus[] } | null = null;
@@ -173,7 +176,7 @@ export class ClusterRuntime {
       isRefused: (id) => this.replicator?.stateMachine.isRemoved(id) ?? false,
       onDropped: (_peer, reason) => options.metrics.raftMessagesDropped.inc({ reason }),
     });
-    this.transport.on('raft', (from: string, message: unknown) => this.deliver(from, message));
+    this.transport.on('raft', (from: string, message: unknown) => this.deliver(from, message, options.metrics));
     this.replicator = await openRaftReplicator({
       db: options.db,
       dbPath: options.dbPath,
@@ -246,18 +249,25 @@ export class ClusterRuntime {
   }
 
   /** Hands a peer's Raft message to the core after checking it speaks for its own certificate. */
-  private deliver(from: string, raw: unknown): void {
-    const message = raw as Partial<Message> | null;
-    if (message === null || typeof message !== 'object' || typeof message.type !== 'string' || typeof message.term !== 'number') {
-      this.logger.warn({ from }, 'dropped a malformed Raft message');
+  private deliver(from: string, raw: unknown, metrics: NodeMetrics): void {
+    const problem = raftMessageProblem(raw);
+    if (problem !== null) {
+      metrics.raftMessagesDropped.inc({ reason: 'malformed' });
+      // Once per peer and problem: a peer with a bug sends the same bad message many times a second.
+      const key = `${from}\u0000${problem.slice(0, problem.indexOf(' '))}`;
+      if (!this.malformedLogged.has(key)) {
+        this.malformedLogged.add(key);
+        this.logger.warn({ from, problem }, 'dropped a malformed Raft message (logged once per peer and field)');
+      }
       return;
     }
+    const message = raw as Message;
     if (message.from !== from || message.to !== this.nodeId) {
       this.logger.warn({ from, claimed: message.from, to: message.to }, 'dropped a Raft message whose sender does not match its certificate');
       return;
     }
     this.lastContactMs.set(from, Date.now());
-    this.replicator.step(message as Message);
+    this.replicator.step(message);
   }
 
   /** The CA key, opened from this node's envelope with its bootstrap token. */

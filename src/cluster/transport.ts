@@ -15,8 +15,20 @@ export const MAX_QUEUED_FRAMES = 4096;
  * much of it stale by the time it arrives. Raft resends what is dropped. Eight 1 MiB appends.
  */
 export const MAX_UNSENT_BYTES_PER_PEER = 8 * 1024 * 1024;
-/** Why a Raft message was not sent: the connected peer's unsent bytes, or the queue while reconnecting, were full. */
-export type DropReason = 'backlog' | 'reconnect-queue';
+/**
+ * Raft messages queued while a peer was unreachable are sent once it is connected only if they
+ * are younger than this. The queue bridges a reconnect, not an outage: after a restart the peer
+ * would otherwise first chew through appends and heartbeats from minutes ago (up to
+ * `MAX_QUEUED_FRAMES` of them, and replicated entries that Raft sends again anyway), and catch-up
+ * decisions (e.g. that it needs a snapshot) would be hidden behind them.
+ */
+export const MAX_QUEUED_RAFT_AGE_MS = 1_000;
+/**
+ * Why a Raft message was not sent: the connected peer's unsent bytes were too many (`backlog`),
+ * the queue while reconnecting was full (`reconnect-queue`), or it waited in that queue longer
+ * than `MAX_QUEUED_RAFT_AGE_MS` (`stale`).
+ */
+export type DropReason = 'backlog' | 'reconnect-queue' | 'stale';
 export const RECONNECT_BACKOFF_MIN_MS = 50;
 export const RECONNECT_BACKOFF_MAX_MS = 2_000;
 export const CONNECT_TIMEOUT_MS = 3_000;
@@ -35,9 +47,14 @@ type Frame =
   | { kind: 'rpc-ok'; id: number; body: unknown }
   | { kind: 'rpc-error'; id: number; code: string; message: string };
 
-/** Binary payloads (snapshot chunks) travel inside JSON as `{"$b64": "..."}`. */
-function replacer(_key: string, value: unknown): unknown {
-  return value instanceof Uint8Array ? { $b64: Buffer.from(value.buffer, value.byteOffset, value.byteLength).toString('base64') } : value;
+/**
+ * Binary payloads (snapshot chunks) travel inside JSON as `{"$b64": "..."}`. The holder's own
+ * property is what is checked: JSON.stringify calls a Buffer's `toJSON` BEFORE the replacer, so
+ * `value` of a Buffer (a snapshot read from its file is one) is already `{type:'Buffer',data:[...]}`.
+ */
+function replacer(this: unknown, key: string, value: unknown): unknown {
+  const raw = (this as Record<string, unknown>)[key];
+  return raw instanceof Uint8Array ? { $b64: Buffer.from(raw.buffer, raw.byteOffset, raw.byteLength).toString('base64') } : value;
 }
 
 /** The key of a binary payload as it appears in an encoded frame. */
@@ -134,8 +151,12 @@ interface Pending {
 class PeerLink {
   private socket: TLSSocket | null = null;
   private connecting = false;
-  /** Frames waiting for the connection; `rpcId` marks an RPC request whose caller waits for it. */
-  private queue: { frame: Buffer; rpcId: number | null }[] = [];
+  /**
+   * Frames waiting for the connection; `rpcId` marks an RPC request whose caller waits for it (a
+   * failed connection attempt fails the call and removes it), and a frame without one is a Raft
+   * message (droppable); `atMs` is when it was queued.
+   */
+  private queue: { frame: Buffer; rpcId: number | null; atMs: number }[] = [];
   private backoffMs = RECONNECT_BACKOFF_MIN_MS;
   private retryTimer: NodeJS.Timeout | null = null;
   private readonly pending = new Map<number, Pending>();
@@ -157,6 +178,7 @@ class PeerLink {
       this.socket.write(frame);
       return;
     }
+    if (this.queue.length >= MAX_QUEUED_FRAMES) this.dropStaleQueued();
     if (this.queue.length >= MAX_QUEUED_FRAMES) {
       if (droppable) {
         this.transport.dropped(this.peerId, 'reconnect-queue');
@@ -166,8 +188,16 @@ class PeerLink {
       const dropped = this.queue.shift();
       if (dropped !== undefined && dropped.rpcId !== null) this.failCall(dropped.rpcId, `cluster RPC to ${this.peerId} dropped: ${MAX_QUEUED_FRAMES} frames queued while reconnecting`);
     }
-    this.queue.push({ frame, rpcId });
+    this.queue.push({ frame, rpcId, atMs: performance.now() });
     this.ensureConnected();
+  }
+
+  /** Drops the queued Raft messages older than `MAX_QUEUED_RAFT_AGE_MS` (they would not be sent). */
+  private dropStaleQueued(): void {
+    const staleBefore = performance.now() - MAX_QUEUED_RAFT_AGE_MS;
+    const kept = this.queue.filter((queued) => queued.rpcId !== null || queued.atMs >= staleBefore);
+    for (let i = kept.length; i < this.queue.length; i++) this.transport.dropped(this.peerId, 'stale');
+    this.queue = kept;
   }
 
   private failCall(id: number, message: string): void {
@@ -219,6 +249,7 @@ class PeerLink {
       // Once per established connection (failed attempts while the peer is down stay at debug).
       this.transport.logger.info({ peer: this.peerId, address: `${address.host}:${address.port}` }, 'cluster connection to peer established');
       socket.setTimeout(0);
+      this.dropStaleQueued();
       const queued = this.queue;
       this.queue = [];
       for (const { frame } of queued) socket.write(frame);
@@ -242,6 +273,9 @@ class PeerLink {
         pending.reject(new NeuwerkError('NW_ERR_RPC', `connection to ${this.peerId} closed`));
         this.pending.delete(id);
       }
+      // Requests still queued have just failed for their callers: never send them later (the peer
+      // would carry out, say, a forwarded write that its caller was told had failed).
+      if (this.queue.some((queued) => queued.rpcId !== null)) this.queue = this.queue.filter((queued) => queued.rpcId === null);
       if (this.closed) return;
       const delay = this.backoffMs + Math.floor(Math.random() * this.backoffMs);
       this.backoffMs = Math.min(this.backoffMs * 2, RECONNECT_BACKOFF_MAX_MS);

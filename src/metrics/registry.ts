@@ -81,7 +81,7 @@ export class NodeMetrics {
     this.raftLeaderChanges = new Counter({ name: 'neuwerk_raft_leader_changes_total', help: 'Times this node saw the leader change.', registers });
     this.raftMessagesDropped = new Counter({
       name: 'neuwerk_cluster_raft_messages_dropped_total',
-      help: 'Raft messages not sent to a peer because its connection already held too many unsent bytes or its reconnect queue was full (Raft sends them again).',
+      help: 'Raft messages dropped (Raft sends again what matters): not sent because the peer connection held too many unsent bytes (backlog), its reconnect queue was full (reconnect-queue) or they waited in that queue too long (stale); or received malformed (malformed).',
       labelNames: ['reason'],
       registers,
     });

@@ -5,6 +5,8 @@ import { join } from 'node:path';
 import { after, before, describe, it } from 'node:test';
 import { request } from 'undici';
 import { createClusterCa, createNodeCsr, signNodeCertificate } from '../../src/cluster/ca.js';
+import { MAX_SNAPSHOT_CHUNK_BYTES } from '../../src/cluster/raft-host.js';
+import { KEYVAL_VALUE_MAX_BYTES } from '../../src/store/commands.js';
 import { TestCluster, type ClusterMember } from './cluster-harness.js';
 import { runCli, tempDir } from './harness.js';
 
@@ -42,6 +44,13 @@ describe('cluster: snapshots, the mTLS port, and the operator CLI', () => {
     const leader = cluster.leader(status);
     const follower = cluster.members.find((m) => m !== leader) as ClusterMember;
     await follower.node.stop('SIGKILL');
+    // Enough state for a snapshot of several InstallSnapshot chunks (MAX_SNAPSHOT_CHUNK_BYTES each).
+    const bulk = 'b'.repeat(KEYVAL_VALUE_MAX_BYTES - 1024);
+    const bulkKeys = Math.ceil((2.5 * MAX_SNAPSHOT_CHUNK_BYTES) / bulk.length);
+    for (let i = 0; i < bulkKeys; i += 1) {
+      const put = await cluster.api(leader, 'PUT', `/api/v1/keyval/bulk/k${i}`, { value: bulk });
+      assert.equal(put.status, 200);
+    }
     for (let i = 0; i < 60; i += 1) {
       const put = await cluster.api(leader, 'PUT', `/api/v1/keyval/snap/k${i}`, { value: `v${i}` });
       assert.equal(put.status, 200);
@@ -61,6 +70,14 @@ describe('cluster: snapshots, the mTLS port, and the operator CLI', () => {
     assert.equal(value, 'v59');
     const list = await cluster.api(follower, 'GET', '/api/v1/keyval/snap?stale=true&limit=100');
     assert.equal((list.json as { items: unknown[] }).items.length, 60);
+    const bulkList = await cluster.api(follower, 'GET', `/api/v1/keyval/bulk?stale=true&limit=${bulkKeys + 1}`);
+    const bulkItems = (bulkList.json as { items: { value: string }[] }).items;
+    assert.equal(bulkItems.length, bulkKeys);
+    assert.ok(bulkItems.every((item) => item.value === bulk));
+    // It caught up by InstallSnapshot, in several chunks — not from appends queued while it was down.
+    const installed = follower.node.logLines().find((l) => l.msg === 'installed a raft snapshot from the leader');
+    assert.ok(installed !== undefined, 'the follower never installed a snapshot');
+    assert.ok((installed.bytes as number) > 2 * MAX_SNAPSHOT_CHUNK_BYTES, `the snapshot had ${String(installed.bytes)} bytes`);
   });
 
   it('the cluster port refuses a client without a certificate', async () => {

@@ -4,7 +4,7 @@ import { connect, createServer as createTlsServer, type TLSSocket } from 'node:t
 import fc from 'fast-check';
 import { after, before, describe, it } from 'node:test';
 import { createClusterCa, createNodeCsr, signNodeCertificate, type KeyAndCert } from '../../src/cluster/ca.js';
-import { ClusterTransport, encodeFrame, FrameDecoder, MAX_FRAME_BYTES, MAX_QUEUED_FRAMES, MAX_UNSENT_BYTES_PER_PEER, type ClusterTls } from '../../src/cluster/transport.js';
+import { ClusterTransport, encodeFrame, FrameDecoder, MAX_FRAME_BYTES, MAX_QUEUED_FRAMES, MAX_QUEUED_RAFT_AGE_MS, MAX_UNSENT_BYTES_PER_PEER, type ClusterTls } from '../../src/cluster/transport.js';
 import { createLogger } from '../../src/log/logger.js';
 
 const logger = createLogger({ level: 'fatal', format: 'json' });
@@ -171,6 +171,55 @@ describe('cluster transport over mutual TLS', () => {
       (accepted as TLSSocket | null)?.destroy();
       await new Promise((resolve) => server.close(resolve));
     }
+  });
+
+  it('Raft messages queued while a peer is down are dropped as stale once older than the bound, fresh ones get through, and a failed RPC is never sent later', async () => {
+    // A port with nothing behind it yet: the link retries (with backoff) and queues meanwhile.
+    const probe = createServer();
+    await new Promise<void>((resolve) => probe.listen(0, '127.0.0.1', resolve));
+    const port = (probe.address() as AddressInfo).port;
+    await new Promise<void>((resolve) => probe.close(() => resolve()));
+    addresses.set('node-late', { host: '127.0.0.1', port });
+    const drops: string[] = [];
+    const sender = new ClusterTransport({ nodeId: 'node-s2', tls: identity(ca, 'node-s2'), logger, resolveAddress, onDropped: (peer, reason) => drops.push(`${peer}:${reason}`) });
+    const late = new ClusterTransport({ nodeId: 'node-late', tls: identity(ca, 'node-late'), logger, resolveAddress });
+    const executed: unknown[] = [];
+    late.handle('echo', async (from, body) => {
+      executed.push(body);
+      return { from, body };
+    });
+    const received: string[] = [];
+    late.on('raft', (_from: string, message: { tag: string }) => received.push(message.tag));
+    try {
+      sender.sendRaft('node-late', { tag: 'old' });
+      // The caller learns at the first failed connection attempt, not at its timeout.
+      await assert.rejects(sender.call('node-late', 'echo', { queued: true }, 10_000), /connection to node-late closed/);
+      await new Promise((r) => setTimeout(r, MAX_QUEUED_RAFT_AGE_MS + 200));
+      await late.listen('127.0.0.1', port);
+      // Raft sends again until the peer answers; one of these is young enough when the link connects.
+      for (let i = 0; i < 100 && !received.includes('fresh'); i++) {
+        sender.sendRaft('node-late', { tag: 'fresh' });
+        await new Promise((r) => setTimeout(r, 50));
+      }
+      assert.ok(received.includes('fresh'), 'no fresh message arrived');
+      assert.ok(!received.includes('old'), 'a message queued before the bound arrived');
+      assert.ok(drops.includes('node-late:stale'), drops.join(','));
+      assert.ok(drops.every((d) => d === 'node-late:stale'), drops.join(','));
+      assert.deepEqual(await sender.call('node-late', 'echo', { now: true }, 5_000), { from: 'node-s2', body: { now: true } });
+      assert.deepEqual(executed, [{ now: true }], 'the failed call was carried out after all');
+    } finally {
+      addresses.delete('node-late');
+      await sender.close();
+      await late.close();
+    }
+  });
+
+  it('a Buffer (a snapshot read from its file) travels as its bytes, not as what Buffer#toJSON makes of it', () => {
+    const file = Buffer.from([9, 0, 1, 2, 255, 7]);
+    const frame = { kind: 'raft', body: { type: 'snapshot', data: file.subarray(1, 5), nested: [{ bytes: file }] } } as const;
+    const [decoded] = new FrameDecoder().push(encodeFrame(frame as never)) as unknown as [{ body: { data: unknown; nested: [{ bytes: unknown }] } }];
+    assert.deepEqual(decoded.body.data, new Uint8Array([0, 1, 2, 255]));
+    assert.deepEqual(decoded.body.nested[0].bytes, new Uint8Array([9, 0, 1, 2, 255, 7]));
   });
 
   it('the frame decoder refuses oversized frames and reassembles split ones', () => {

@@ -4,6 +4,8 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { after, describe, it } from 'node:test';
 import { openRaftReplicator, type RaftReplicator } from '../../src/cluster/raft-host.js';
+import { raftMessageProblem } from '../../src/cluster/raft-message.js';
+import { encodeFrame, FrameDecoder } from '../../src/cluster/transport.js';
 import type { RaftSettings } from '../../src/config/load.js';
 import { NeuwerkError } from '../../src/errors.js';
 import type { Message } from '../../src/raft/index.js';
@@ -29,8 +31,22 @@ async function waitFor(what: string, condition: () => boolean): Promise<void> {
 }
 
 /**
+ * A message as the peer gets it from the cluster transport: encoded into a frame, decoded, and
+ * checked as `ClusterRuntime` checks it before its core sees it (a snapshot read from its file is
+ * a Buffer, which once went over the wire as `{type: 'Buffer', data: [...]}`).
+ */
+function overTheWire(message: Message): Message {
+  const frames = new FrameDecoder().push(encodeFrame({ kind: 'raft', body: message }));
+  assert.equal(frames.length, 1);
+  const body = (frames[0] as { body: unknown }).body;
+  const problem = raftMessageProblem(body);
+  assert.equal(problem, null, `a ${message.type} message from ${message.from} arrives malformed: ${problem}`);
+  return body as Message;
+}
+
+/**
  * Three real hosts (own SQLite file, snapshots dir, ticker) wired by an in-process transport that
- * delivers each message in a later turn as a structured clone, with links that can be cut.
+ * delivers each message in a later turn through the real frame codec, with links that can be cut.
  */
 class InProcessCluster {
   readonly hosts = new Map<string, RaftReplicator>();
@@ -63,7 +79,7 @@ class InProcessCluster {
   private deliver(messages: Message[]): void {
     for (const message of messages) {
       if (this.cut.has(message.from) || this.cut.has(message.to)) continue;
-      const copy = structuredClone(message);
+      const copy = overTheWire(message);
       setImmediate(() => {
         if (this.cut.has(copy.from) || this.cut.has(copy.to)) return;
         this.hosts.get(copy.to)?.step(copy);
