@@ -11,15 +11,19 @@
  *      commit only after `advance()`;
  *   1. persist hard state, entries and a received snapshot — one SQLite transaction, so everything
  *      that became ready during the turn is one commit (group commit); a Ready that only raises the
- *      commit index is written without an fsync of its own (`COMMIT_ONLY_WITHOUT_FSYNC`);
- *   2. only then send the messages (vote grants and append acks promise that durability);
- *   3. then apply the committed entries (after the snapshot, if one was installed), resolve the
- *      proposals and reads waiting on them;
- *   4. `advance()`, then compact the log when it is long enough (the snapshot copy is taken in the
- *      pass, its fsyncs run off the loop, then it is recorded and the log trimmed in batches).
+ *      commit index is written without an fsync of its own (`COMMIT_ONLY_WITHOUT_FSYNC`), and the
+ *      entries it committed are applied in that same transaction (`APPLY_WITH_COMMIT_ONLY_PERSIST`);
+ *   2. only then send the messages (vote grants and append acks promise that durability); a pass
+ *      that writes no entries and answers waiting proposals or reads holds its messages (early
+ *      ones included) until a later phase, after the answers (`SEND_AFTER_ANSWERS`);
+ *   3. then apply the committed entries (after the snapshot, if one was installed) unless step 1
+ *      did, and resolve the proposals and reads waiting on them;
+ *   4. `advance()`, then compact the log when it is long enough (the snapshot is copied on a worker
+ *      thread and made durable off the loop, then recorded and the log trimmed in batches).
  * A committed entry that cannot be applied, or any failure of the store, stops the loop and goes
  * to `onFatal`: continuing could diverge the replicated state.
  */
+import { rmSync } from 'node:fs';
 import { NeuwerkError } from '../errors.js';
 import type { RaftSettings } from '../config/load.js';
 import type { Logger } from '../log/logger.js';
@@ -32,7 +36,8 @@ import type { ConfChange, Entry, Message, NodeId, ProposeRejection, RaftStatus, 
 import { encodeCommand, validateCommand, type Command } from '../store/commands.js';
 import type { SqliteDatabase } from '../store/database.js';
 import { RaftStorage } from '../store/raft-storage.js';
-import { publishSnapshot, type SnapshotFile } from '../store/snapshot.js';
+import { StoreWorker } from '../store/store-worker.js';
+import { publishSnapshot, type SnapshotCopy, type SnapshotFile, type UnpublishedSnapshot } from '../store/snapshot.js';
 import { StateMachine, type AppliedEntry, type ApplyResult } from '../store/state-machine.js';
 import type { ReplicationStatus, Replicator } from './replicator.js';
 
@@ -63,6 +68,28 @@ export const MAX_SNAPSHOT_CHUNK_BYTES = 1024 * 1024;
  */
 export const APPLY_WITHOUT_FSYNC = true;
 
+/**
+ * A Ready that only raises the commit index (the usual Ready on the leader once a quorum has
+ * acknowledged, and on a follower told of a new commit index) is persisted and applied in ONE
+ * transaction, committed without an fsync: one SQLite commit per write instead of two. Both
+ * halves were already written without an fsync (`COMMIT_ONLY_WITHOUT_FSYNC`, `APPLY_WITHOUT_FSYNC`)
+ * and a crash could already lose either; together it can only lose both or neither, so the
+ * commit index stays at or above the applied index, as before. Messages of that Ready go out
+ * after the transaction, i.e. after the apply: none of them depends on it.
+ */
+export const APPLY_WITH_COMMIT_ONLY_PERSIST = true;
+
+/**
+ * When a pass writes no entries (so there is no fsync for early messages to overlap with) and
+ * commits entries or confirms reads that a local caller waits for, its messages (on the leader:
+ * the new commit index for the followers) are held and sent in the next phase of the loop
+ * (`Timers.soon`), after the promises the pass settled have run: the answer to the client (or to
+ * the follower that forwarded the write) is written first instead of behind a TLS write per
+ * follower. Delaying a message is always allowed (what it promises is already durable); order per
+ * peer is kept, since held messages are sent before any later pass sends anything.
+ */
+export const SEND_AFTER_ANSWERS = true;
+
 /** Everything `openRaftReplicator` needs. The node owns `db` and closes it after `close()`. */
 export interface RaftReplicatorOptions {
   /** The node's store, opened by `openStoreDatabase` (WAL, synchronous=FULL). */
@@ -90,6 +117,12 @@ export interface RaftReplicatorOptions {
   readonly random?: RandomIntSource;
   readonly proposeTimeoutMs?: number;
   readonly readTimeoutMs?: number;
+}
+
+/** Results of an applied batch; `notify` tells the state machine's listeners once it is committed. */
+interface Applied {
+  readonly results: ApplyResult[];
+  readonly notify: () => void;
 }
 
 interface PendingProposal {
@@ -135,7 +168,6 @@ export class RaftReplicator implements Replicator {
   readonly stateMachine: StateMachine;
   private readonly node: RaftNode;
   private readonly storage: RaftStorage;
-  private readonly db: SqliteDatabase;
   private readonly nodeId: NodeId;
   private readonly settings: RaftSettings;
   private readonly sendMessages: (messages: Message[]) => void;
@@ -151,8 +183,13 @@ export class RaftReplicator implements Replicator {
 
   private ticker: TimerHandle | null = null;
   private passScheduled = false;
-  /** A snapshot file is being made durable (`maybeCompact`); no second compaction starts meanwhile. */
+  /** Messages of a pass held until its answers went out (`SEND_AFTER_ANSWERS`), in send order. */
+  private heldMessages: Message[] = [];
+  private heldFlushScheduled = false;
+  /** A snapshot is being copied or made durable (`maybeCompact`); no second compaction starts meanwhile. */
   private compacting = false;
+  /** Takes the snapshot copies and the WAL checkpoints on a thread of its own, off this loop. */
+  private readonly storeWorker: StoreWorker;
   private closed = false;
   private fatalError: Error | null = null;
   private role: Role = 'follower';
@@ -166,7 +203,6 @@ export class RaftReplicator implements Replicator {
 
   /** Use `openRaftReplicator`; the constructor performs no I/O beyond loading the state machine. */
   constructor(options: RaftReplicatorOptions, storage: RaftStorage, stateMachine: StateMachine, random: RandomIntSource) {
-    this.db = options.db;
     this.nodeId = options.nodeId;
     this.settings = options.raft;
     this.sendMessages = options.send;
@@ -179,6 +215,7 @@ export class RaftReplicator implements Replicator {
     this.readTimeoutMs = options.readTimeoutMs ?? DEFAULT_READ_TIMEOUT_MS;
     this.storage = storage;
     this.stateMachine = stateMachine;
+    this.storeWorker = new StoreWorker(options.db, options.dbPath, options.snapshotsDir);
     this.readContextPrefix = `${options.nodeId}:${random(2 ** 30).toString(36)}${random(2 ** 30).toString(36)}`;
     this.node = new RaftNode(
       {
@@ -202,6 +239,7 @@ export class RaftReplicator implements Replicator {
   start(): void {
     if (this.ticker !== null || this.closed) return;
     this.ticker = this.timers.every(this.settings.tickMs, () => this.onTick());
+    this.storeWorker.start();
     this.schedulePass();
   }
 
@@ -420,11 +458,35 @@ export class RaftReplicator implements Replicator {
     // 0. A leader's replication messages go out first, so the followers write their copies while
     //    we write ours (thesis §10.2.1): one fsync of latency per write instead of two in a row.
     //    The core counts our own copy toward commit only after `advance()`.
-    if (ready.earlyMessages.length > 0) this.send(ready.earlyMessages);
+    // A pass that writes no entries (nothing to overlap with) and answers waiting callers holds
+    // all its messages until the answers went out (SEND_AFTER_ANSWERS).
+    const holdForAnswers =
+      SEND_AFTER_ANSWERS &&
+      ready.entries.length === 0 &&
+      ready.snapshot === undefined &&
+      ((ready.committedEntries.length > 0 && this.proposals.size > 0) || (ready.readStates.length > 0 && this.reads.size > 0));
+    if (ready.earlyMessages.length > 0) {
+      if (holdForAnswers) this.hold(ready.earlyMessages);
+      else {
+        this.sendHeld();
+        this.send(ready.earlyMessages);
+      }
+    }
+    // Typed by assertion: it is assigned in the closure below, which narrowing does not follow.
+    let applied = null as Applied | null;
     // 1. Persist: one transaction (group commit).
     if (ready.hardState !== undefined || ready.entries.length > 0 || ready.snapshot !== undefined) {
       const startedMs = this.clock.monotonicMs();
-      const outcome = this.storage.persist(ready);
+      // A commit-only Ready's entries are applied inside its transaction (APPLY_WITH_COMMIT_ONLY_PERSIST).
+      const applyAlongside =
+        APPLY_WITH_COMMIT_ONLY_PERSIST && ready.committedEntries.length > 0 && this.storage.isCommitOnly(ready)
+          ? (): void => {
+              applied = this.applyEntries(ready.committedEntries);
+            }
+          : undefined;
+      const outcome = this.storage.persist(ready, applyAlongside);
+      // The state machine's listeners are told after the commit, as for an apply of its own.
+      applied?.notify();
       // A commit-index-only write is not an append (and is not flushed): keep it out of the histogram.
       if (outcome.flushed) this.metrics?.appendLatency.observe(seconds(startedMs, this.clock.monotonicMs()));
       if (outcome.snapshotInstalled && ready.snapshot !== undefined) {
@@ -438,15 +500,48 @@ export class RaftReplicator implements Replicator {
       }
     }
     if (ready.softState !== undefined) this.onSoftState(ready.softState);
-    // 2. Send, now that what the messages promise is durable.
-    if (ready.messages.length > 0) this.send(ready.messages);
-    // 3. Apply.
-    if (ready.committedEntries.length > 0) this.apply(ready.committedEntries);
+    // 2. Send, now that what the messages promise is durable — after the answers of this pass when
+    //    it has any (SEND_AFTER_ANSWERS).
+    if (ready.messages.length > 0) {
+      if (holdForAnswers) this.hold(ready.messages);
+      else {
+        this.sendHeld();
+        this.send(ready.messages);
+      }
+    }
+    // 3. Apply (unless step 1 did), then settle the proposals.
+    if (ready.committedEntries.length > 0) {
+      const entries = ready.committedEntries;
+      if (applied === null) {
+        applied = APPLY_WITHOUT_FSYNC ? this.storage.withoutFsync(() => this.applyEntries(entries)) : this.applyEntries(entries);
+        applied.notify();
+      }
+      this.settleProposals(entries, applied.results);
+    }
     for (const readState of ready.readStates) {
       const read = this.reads.get(readState.ctx);
       if (read !== undefined) read.index = readState.index;
     }
     this.settleReads();
+  }
+
+  /** Holds `messages` and sends them, with any held before, in the next phase of the loop. */
+  private hold(messages: Message[]): void {
+    for (const message of messages) this.heldMessages.push(message);
+    if (this.heldFlushScheduled) return;
+    this.heldFlushScheduled = true;
+    this.timers.soon(() => {
+      this.heldFlushScheduled = false;
+      if (!this.closed) this.sendHeld();
+    });
+  }
+
+  /** Sends the held messages now (before anything newer goes to the same peers). */
+  private sendHeld(): void {
+    if (this.heldMessages.length === 0) return;
+    const held = this.heldMessages;
+    this.heldMessages = [];
+    this.send(held);
   }
 
   private send(messages: Message[]): void {
@@ -475,17 +570,20 @@ export class RaftReplicator implements Replicator {
     }
   }
 
-  private apply(entries: readonly Entry[]): void {
+  /**
+   * Applies committed entries to the state machine (in its own transaction, or as a savepoint of
+   * the caller's); the caller tells the state machine's listeners with `notify()` once committed.
+   */
+  private applyEntries(entries: readonly Entry[]): Applied {
     const batch: AppliedEntry[] = entries.map((e) => ({ index: e.index, term: e.term, data: e.type === 'normal' ? e.data : '' }));
     const startedMs = this.clock.monotonicMs();
-    let results: ApplyResult[];
-    if (APPLY_WITHOUT_FSYNC) this.db.pragma('synchronous = NORMAL');
-    try {
-      results = this.stateMachine.apply(batch);
-    } finally {
-      if (APPLY_WITHOUT_FSYNC) this.db.pragma('synchronous = FULL');
-    }
+    const applied = this.stateMachine.applyDeferringNotify(batch);
     this.metrics?.applyLatency.observe(seconds(startedMs, this.clock.monotonicMs()));
+    return applied;
+  }
+
+  /** Resolves (or rejects, when another term's entry took the index) the proposals of applied entries. */
+  private settleProposals(entries: readonly Entry[], results: readonly ApplyResult[]): void {
     if (this.proposals.size > 0) {
       for (let i = 0; i < entries.length; i++) {
         const entry = entries[i]!;
@@ -539,53 +637,87 @@ export class RaftReplicator implements Replicator {
 
   /**
    * Log compaction: once `snapshotThresholdEntries` entries were applied since the last snapshot,
-   * snapshot the state machine at the applied index, keep `snapshotTrailingEntries` entries before
-   * it for slow followers, and drop the rest from the core and from SQLite.
+   * snapshot the state machine, keep `snapshotTrailingEntries` entries before the snapshot for
+   * slow followers, and drop the rest from the core and from SQLite.
    *
-   * The copy is taken here, synchronously right after applying, so it is exactly the state at
-   * `applied`; making the file durable (fsync, rename, directory fsync — the I/O wait that used to
-   * stall the loop for tens of milliseconds under load) runs on libuv's thread pool while writes
-   * go on; `finishCompaction` then records it (deleting the first batch of the log prefix; later
-   * passes delete the rest) and hands it to the core. At most one
-   * compaction is in flight. Until it is recorded the previous snapshot and the whole log stay
-   * valid, so a crash at any point restarts from the previous snapshot.
+   * Nothing of it blocks the loop for long: the copy runs on a worker thread with its own
+   * connection (`StoreWorker`) while writes go on, as of one read transaction, so it holds
+   * exactly the state at the applied index that transaction saw — the snapshot is taken at that
+   * index, whatever was applied since the request; making the file durable (fsync, rename,
+   * directory fsync) runs on libuv's thread pool; `finishCompaction` then records it (deleting the
+   * first batch of the log prefix; later passes delete the rest) and hands it to the core. At most
+   * one compaction is in flight. Until it is recorded the previous snapshot and the whole log stay
+   * valid, so a crash at any point restarts from the previous snapshot. A snapshot installed from
+   * the leader meanwhile supersedes the compaction: it is dropped (the install may also have pruned
+   * its file).
    */
   private maybeCompact(): void {
     if (this.compacting) return;
     const applied = this.stateMachine.appliedIndex;
     const snapshotIndex = this.storage.snapshotMeta.index;
     if (applied <= snapshotIndex || applied - snapshotIndex < this.settings.snapshotThresholdEntries) return;
-    // Null: a newer snapshot from the leader superseded `applied`; it is installed from the next Ready.
-    const meta = this.node.snapshotMetaAt(applied);
-    if (meta === null) return;
-    const startedMs = this.clock.monotonicMs();
-    const retainFromIndex = Math.max(1, applied - this.settings.snapshotTrailingEntries + 1);
-    const unpublished = this.storage.beginCompaction(meta);
-    const copyMs = this.clock.monotonicMs() - startedMs;
     this.compacting = true;
-    publishSnapshot(unpublished).then(
-      (file) => this.finishCompaction(meta, file, retainFromIndex, startedMs, copyMs),
-      (err: unknown) => {
-        this.compacting = false;
-        if (this.closed) return;
-        // The file was removed under us by the install of a newer snapshot from the leader: nothing lost.
-        if (this.storage.snapshotMeta.index >= meta.index) return;
-        this.fail(err);
-      },
+    const startedMs = this.clock.monotonicMs();
+    this.storeWorker.copy().then(
+      (copy) => this.publishCompaction(copy, snapshotIndex, startedMs),
+      (err: unknown) => this.compactionFailed(err, snapshotIndex),
     );
   }
 
-  /** Step 2 of `maybeCompact`, once the snapshot file is durable. */
-  private finishCompaction(meta: SnapshotMeta, file: SnapshotFile, retainFromIndex: number, startedMs: number, copyMs: number): void {
+  /** Step 2 of `maybeCompact`, once the copy is taken: names it by its position and makes it durable. */
+  private publishCompaction(copy: SnapshotCopy, snapshotIndexBefore: number, startedMs: number): void {
+    const copyMs = this.clock.monotonicMs() - startedMs;
+    let unpublished: UnpublishedSnapshot;
+    let meta: SnapshotMeta;
+    try {
+      // Null: the node closed, or a snapshot installed from the leader meanwhile supersedes the copy.
+      const position = this.closed || this.storage.snapshotMeta.index !== snapshotIndexBefore ? null : this.node.snapshotMetaAt(copy.index);
+      if (position === null) {
+        this.compacting = false;
+        rmSync(copy.temporary, { force: true });
+        return;
+      }
+      meta = position;
+      unpublished = this.storage.adoptCompactionCopy(meta, copy);
+    } catch (err) {
+      this.compacting = false;
+      rmSync(copy.temporary, { force: true });
+      this.fail(err);
+      return;
+    }
+    const retainFromIndex = Math.max(1, meta.index - this.settings.snapshotTrailingEntries + 1);
+    publishSnapshot(unpublished).then(
+      (file) => this.finishCompaction(meta, file, retainFromIndex, snapshotIndexBefore, startedMs, copyMs),
+      (err: unknown) => this.compactionFailed(err, snapshotIndexBefore),
+    );
+  }
+
+  /** A failed copy or publish stops the loop, unless the node closed or a leader's snapshot superseded it. */
+  private compactionFailed(err: unknown, snapshotIndexBefore: number): void {
+    this.compacting = false;
+    if (this.closed) return;
+    // The install of a newer snapshot from the leader may have removed the file under us: nothing lost.
+    if (this.storage.snapshotMeta.index !== snapshotIndexBefore) return;
+    this.fail(err);
+  }
+
+  /** Step 3 of `maybeCompact`, once the snapshot file is durable. */
+  private finishCompaction(meta: SnapshotMeta, file: SnapshotFile, retainFromIndex: number, snapshotIndexBefore: number, startedMs: number, copyMs: number): void {
     this.compacting = false;
     // After close the database may be closed: the unrecorded file is pruned at the next start.
     if (this.closed) return;
+    // A snapshot from the leader was installed meanwhile; its install pruned (or prunes at the next start) our file.
+    if (this.storage.snapshotMeta.index !== snapshotIndexBefore) {
+      if (this.storage.snapshotPath() !== file.path) rmSync(file.path, { force: true });
+      return;
+    }
     try {
       const recordStartedMs = this.clock.monotonicMs();
       const snapshot = this.storage.recordCompaction(meta, file, retainFromIndex);
       if (snapshot === null) return;
       this.node.compact(snapshot, retainFromIndex);
       const nowMs = this.clock.monotonicMs();
+      this.metrics?.raftSnapshots.inc();
       this.logger?.info(
         {
           index: meta.index,
@@ -606,6 +738,8 @@ export class RaftReplicator implements Replicator {
 
   private stop(reason: Error): void {
     this.closed = true;
+    // Not awaited: the thread has its own connection, and a copy it abandons is removed (or pruned at the next start).
+    void this.storeWorker.close();
     this.ticker?.cancel();
     this.ticker = null;
     for (const proposal of this.proposals.values()) proposal.reject(reason);

@@ -184,9 +184,7 @@ export class ClusterRuntime {
       snapshotsDir: options.snapshotsDir,
       raft: this.config.raft,
       bootstrapVoters: this.start === 'seed-first-start' ? [this.nodeId] : null,
-      send: (messages) => {
-        for (const message of messages) this.transport.sendRaft(message.to, message);
-      },
+      send: (messages) => this.transport.sendRaftBatch(messages),
       logger: this.logger,
       metrics: options.metrics,
       onFatal: options.onFatal,

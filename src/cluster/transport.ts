@@ -85,13 +85,36 @@ function holdsBinary(value: unknown, depth: number): boolean {
   return false;
 }
 
+function frameJson(frame: Frame): string {
+  return holdsBinary(frame, 0) ? JSON.stringify(frame, replacer) : JSON.stringify(frame);
+}
+
+/**
+ * Encodes frames back to back (each a 4-byte big-endian length, then JSON) into ONE buffer: one
+ * allocation, and one socket write (one TLS record, one syscall) for all of them.
+ */
+export function encodeFrames(frames: readonly Frame[]): Buffer {
+  const texts = frames.map(frameJson);
+  const lengths = texts.map((text) => Buffer.byteLength(text, 'utf8'));
+  let total = 0;
+  for (const length of lengths) {
+    if (length > MAX_FRAME_BYTES) throw new NeuwerkError('NW_ERR_RPC', `frame of ${length} bytes exceeds ${MAX_FRAME_BYTES}`);
+    total += 4 + length;
+  }
+  const out = Buffer.allocUnsafe(total);
+  let offset = 0;
+  for (let i = 0; i < texts.length; i++) {
+    const length = lengths[i]!;
+    out.writeUInt32BE(length, offset);
+    out.write(texts[i]!, offset + 4, length, 'utf8');
+    offset += 4 + length;
+  }
+  return out;
+}
+
 /** Encodes one frame: 4-byte big-endian length, then JSON. */
 export function encodeFrame(frame: Frame): Buffer {
-  const body = Buffer.from(holdsBinary(frame, 0) ? JSON.stringify(frame, replacer) : JSON.stringify(frame), 'utf8');
-  if (body.length > MAX_FRAME_BYTES) throw new NeuwerkError('NW_ERR_RPC', `frame of ${body.length} bytes exceeds ${MAX_FRAME_BYTES}`);
-  const header = Buffer.alloc(4);
-  header.writeUInt32BE(body.length);
-  return Buffer.concat([header, body]);
+  return encodeFrames([frame]);
 }
 
 /**
@@ -147,9 +170,42 @@ interface Pending {
   timer: NodeJS.Timeout;
 }
 
+/**
+ * Writes to one socket. Frames written `later` within one turn of the event loop are corked and
+ * leave as one write when `process.nextTick` runs — one TLS record and one syscall (Node merges a
+ * corked batch into one record) instead of one per frame, e.g. the answers to all the RPCs that one
+ * processing pass settled. `now` writes at once, together with whatever was corked before it.
+ */
+export class SocketWriter {
+  private corked = false;
+
+  constructor(private readonly socket: TLSSocket) {}
+
+  now(data: Buffer): void {
+    this.socket.write(data);
+    this.flush();
+  }
+
+  later(data: Buffer): void {
+    if (!this.corked) {
+      this.corked = true;
+      this.socket.cork();
+      process.nextTick(this.flush);
+    }
+    this.socket.write(data);
+  }
+
+  private readonly flush = (): void => {
+    if (!this.corked) return;
+    this.corked = false;
+    this.socket.uncork();
+  };
+}
+
 /** One outgoing, persistent, reconnecting connection to a peer. */
 class PeerLink {
   private socket: TLSSocket | null = null;
+  private writer: SocketWriter | null = null;
   private connecting = false;
   /**
    * Frames waiting for the connection; `rpcId` marks an RPC request whose caller waits for it (a
@@ -168,14 +224,32 @@ class PeerLink {
     private readonly transport: ClusterTransport,
   ) {}
 
-  send(frame: Buffer, droppable: boolean, rpcId: number | null = null): void {
+  /**
+   * Sends Raft frames at once, in order, as one write while connected (the caller relies on them
+   * leaving now: early replication messages must not wait behind its fsync). While disconnected
+   * they are queued one by one and may be dropped (Raft retries).
+   */
+  sendRaft(frames: readonly Frame[]): void {
     if (this.closed) return;
-    if (this.socket !== null && !this.connecting) {
+    if (this.writer !== null && this.socket !== null) {
+      if (this.socket.writableLength >= MAX_UNSENT_BYTES_PER_PEER) {
+        for (let i = 0; i < frames.length; i++) this.transport.dropped(this.peerId, 'backlog');
+        return;
+      }
+      this.writer.now(encodeFrames(frames));
+      return;
+    }
+    for (const frame of frames) this.send(encodeFrame(frame), true);
+  }
+
+  private send(frame: Buffer, droppable: boolean, rpcId: number | null = null): void {
+    if (this.closed) return;
+    if (this.writer !== null && this.socket !== null) {
       if (droppable && this.socket.writableLength >= MAX_UNSENT_BYTES_PER_PEER) {
         this.transport.dropped(this.peerId, 'backlog');
         return;
       }
-      this.socket.write(frame);
+      this.writer.later(frame);
       return;
     }
     if (this.queue.length >= MAX_QUEUED_FRAMES) this.dropStaleQueued();
@@ -245,6 +319,7 @@ class PeerLink {
     socket.once('secureConnect', () => {
       this.connecting = false;
       this.socket = socket;
+      this.writer = new SocketWriter(socket);
       this.backoffMs = RECONNECT_BACKOFF_MIN_MS;
       // Once per established connection (failed attempts while the peer is down stay at debug).
       this.transport.logger.info({ peer: this.peerId, address: `${address.host}:${address.port}` }, 'cluster connection to peer established');
@@ -252,7 +327,7 @@ class PeerLink {
       this.dropStaleQueued();
       const queued = this.queue;
       this.queue = [];
-      for (const { frame } of queued) socket.write(frame);
+      for (const { frame } of queued) this.writer.later(frame);
     });
     socket.on('data', (chunk: Buffer) => {
       try {
@@ -267,6 +342,7 @@ class PeerLink {
     socket.on('close', () => {
       if (this.socket === socket && !this.closed) this.transport.logger.info({ peer: this.peerId }, 'cluster connection to peer lost; reconnecting');
       this.socket = null;
+      this.writer = null;
       this.connecting = false;
       for (const [id, pending] of this.pending) {
         clearTimeout(pending.timer);
@@ -401,6 +477,7 @@ export class ClusterTransport extends EventEmitter {
     }
     this.inbound.add(socket);
     socket.setNoDelay(true);
+    const writer = new SocketWriter(socket);
     const decoder = new FrameDecoder();
     socket.on('data', (chunk: Buffer) => {
       let frames: Frame[];
@@ -411,13 +488,13 @@ export class ClusterTransport extends EventEmitter {
         socket.destroy();
         return;
       }
-      for (const frame of frames) this.onInbound(peerId, socket, frame);
+      for (const frame of frames) this.onInbound(peerId, socket, writer, frame);
     });
     socket.on('error', () => undefined);
     socket.on('close', () => this.inbound.delete(socket));
   }
 
-  private onInbound(peerId: string, socket: TLSSocket, frame: Frame): void {
+  private onInbound(peerId: string, socket: TLSSocket, writer: SocketWriter, frame: Frame): void {
     if (frame.kind === 'raft') {
       this.emit('raft', peerId, frame.body);
       return;
@@ -433,7 +510,7 @@ export class ClusterTransport extends EventEmitter {
         // An answer too large for one frame: the caller gets an error instead of a silence until its timeout.
         encoded = encodeFrame({ kind: 'rpc-error', id: frame.id, code: 'NW_ERR_RPC', message: `answer to cluster RPC ${frame.method} not sent: ${describeError(err)}` });
       }
-      socket.write(encoded);
+      writer.later(encoded);
     };
     if (handler === undefined) {
       reply({ kind: 'rpc-error', id: frame.id, code: 'NW_ERR_RPC', message: `unknown cluster RPC ${frame.method}` });
@@ -460,7 +537,26 @@ export class ClusterTransport extends EventEmitter {
   /** Sends a Raft message; may be dropped under pressure (Raft retries). */
   sendRaft(to: string, message: unknown): void {
     if (to === this.options.nodeId) return;
-    this.link(to).send(encodeFrame({ kind: 'raft', body: message }), true);
+    this.link(to).sendRaft([{ kind: 'raft', body: message }]);
+  }
+
+  /**
+   * Sends Raft messages now, in order per peer; the messages for one peer leave as ONE write (one
+   * TLS record, one syscall) instead of one each. May be dropped under pressure (Raft retries).
+   */
+  sendRaftBatch(messages: readonly { readonly to: string }[]): void {
+    if (messages.length === 1) {
+      this.sendRaft(messages[0]!.to, messages[0]);
+      return;
+    }
+    const byPeer = new Map<string, Frame[]>();
+    for (const message of messages) {
+      if (message.to === this.options.nodeId) continue;
+      const frames = byPeer.get(message.to);
+      if (frames === undefined) byPeer.set(message.to, [{ kind: 'raft', body: message }]);
+      else frames.push({ kind: 'raft', body: message });
+    }
+    for (const [to, frames] of byPeer) this.link(to).sendRaft(frames);
   }
 
   /** Calls an RPC on a peer with a bounded wait. */

@@ -21,6 +21,8 @@ export class NodeMetrics {
   readonly raftLeaderChanges: Counter;
   readonly raftMessagesDropped: Counter;
   readonly raftIsLeader: Gauge;
+  /** Snapshots this node created and compacted its log to (not the ones installed from the leader). */
+  readonly raftSnapshots: Counter;
   readonly applyLatency: Histogram;
   readonly appendLatency: Histogram;
   readonly policyCompile: Histogram;
@@ -86,6 +88,7 @@ export class NodeMetrics {
       registers,
     });
     this.raftIsLeader = new Gauge({ name: 'neuwerk_raft_is_leader', help: '1 when this node is the Raft leader.', registers });
+    this.raftSnapshots = new Counter({ name: 'neuwerk_raft_snapshots_created_total', help: 'Snapshots this node created, compacting its log.', registers });
     this.appendLatency = new Histogram({
       name: 'neuwerk_raft_append_duration_seconds',
       help: 'Time to durably append a batch of log entries and hard state (one SQLite transaction).',

@@ -22,8 +22,10 @@ import {
   pruneSnapshots,
   readSnapshotData,
   snapshotFilePath,
+  unpublishedSnapshotOf,
   validateAttachedSnapshot,
   writeSnapshotFile,
+  type SnapshotCopy,
   type SnapshotFile,
   type UnpublishedSnapshot,
 } from './snapshot.js';
@@ -128,6 +130,8 @@ export class RaftStorage {
    * `open` loads only the log after the snapshot, and no row below it is ever written again.
    */
   private trimBelowIndex = 0;
+  /** Runs `fn` in a transaction; made once (better-sqlite3 builds its wrappers on every `transaction()` call). */
+  private readonly transaction: <T>(fn: () => T) => T;
   private readonly statements: {
     setMeta: Statement<[string, string]>;
     insertEntry: Statement<[number, number, string, string]>;
@@ -151,6 +155,8 @@ export class RaftStorage {
     const n = initialState.entries.length;
     this.lastIndexValue = n === 0 ? initialState.snapshotMeta.index : initialState.entries[n - 1]!.index;
     this.statements = RaftStorage.prepare(db);
+    const run = db.transaction((fn: () => unknown) => fn());
+    this.transaction = <T>(fn: () => T): T => run(fn) as T;
   }
 
   private static prepare(db: SqliteDatabase): RaftStorage['statements'] {
@@ -303,18 +309,18 @@ export class RaftStorage {
    *
    * A `Ready` whose only durable change is a higher commit index commits WITHOUT its own fsync
    * (`synchronous=NORMAL` for that transaction; see `COMMIT_ONLY_WITHOUT_FSYNC`).
+   *
+   * `alongside`, when given, runs inside the same transaction after the Raft writes (the host
+   * applies the entries a commit-only Ready committed there: one SQLite commit instead of two,
+   * and the commit index and the applied index can only be lost together). If it throws,
+   * nothing of the transaction is written.
    */
-  persist(ready: Pick<Ready, 'hardState' | 'entries' | 'snapshot'>): PersistOutcome {
+  persist(ready: Pick<Ready, 'hardState' | 'entries' | 'snapshot'>, alongside?: () => void): PersistOutcome {
     if (this.isCommitOnly(ready)) {
-      this.db.pragma('synchronous = NORMAL');
-      try {
-        this.persistFlushed(ready);
-      } finally {
-        this.db.pragma('synchronous = FULL');
-      }
+      this.withoutFsync(() => this.persistFlushed(ready, alongside));
       return { snapshotInstalled: false, flushed: false };
     }
-    const snapshotInstalled = this.persistFlushed(ready);
+    const snapshotInstalled = this.persistFlushed(ready, alongside);
     this.removeSupersededSnapshots();
     return { snapshotInstalled, flushed: true };
   }
@@ -327,7 +333,7 @@ export class RaftStorage {
    * mode a transaction committed without fsync is still ordered: a crash keeps a prefix of the
    * transactions, and the next flushed commit makes it durable too.
    */
-  private isCommitOnly(ready: Pick<Ready, 'hardState' | 'entries' | 'snapshot'>): boolean {
+  isCommitOnly(ready: Pick<Ready, 'hardState' | 'entries' | 'snapshot'>): boolean {
     const hard = ready.hardState;
     return (
       COMMIT_ONLY_WITHOUT_FSYNC &&
@@ -340,8 +346,24 @@ export class RaftStorage {
     );
   }
 
+  /**
+   * Runs `fn` (which commits transactions) with `synchronous=NORMAL`: its commits are appended to
+   * the WAL without an fsync of their own; the next FULL commit makes them durable. Only for
+   * writes whose loss in a crash is safe (see the callers).
+   */
+  withoutFsync<T>(fn: () => T): T {
+    // Not a prepared statement: SQLite applies `PRAGMA synchronous = ...` while compiling it, so
+    // re-running a statement prepared earlier takes effect only by way of its re-preparation.
+    this.db.pragma('synchronous = NORMAL');
+    try {
+      return fn();
+    } finally {
+      this.db.pragma('synchronous = FULL');
+    }
+  }
+
   /** The transaction of `persist`; returns whether a snapshot image replaced the state-machine tables. */
-  private persistFlushed(ready: Pick<Ready, 'hardState' | 'entries' | 'snapshot'>): boolean {
+  private persistFlushed(ready: Pick<Ready, 'hardState' | 'entries' | 'snapshot'>, alongside: (() => void) | undefined): boolean {
     const snapshot = ready.snapshot;
     const image = snapshot !== undefined && snapshot.meta.index > 0;
     let file: SnapshotFile | null = null;
@@ -351,7 +373,7 @@ export class RaftStorage {
         attachSnapshot(this.db, file.path);
         validateAttachedSnapshot(this.db, file.path, snapshot.meta.index);
       }
-      const committed = this.db.transaction((): { last: number; hardState: HardState } => {
+      const committed = this.transaction((): { last: number; hardState: HardState } => {
         let last = this.lastIndexValue;
         if (snapshot !== undefined) {
           if (image) {
@@ -379,8 +401,9 @@ export class RaftStorage {
         const hardState = ready.hardState ?? this.hardStateValue;
         if (ready.hardState !== undefined || !this.metaPersisted) this.statements.setMeta.run(HARD_STATE_KEY, JSON.stringify(hardState));
         if (snapshot === undefined && !this.metaPersisted) this.statements.setMeta.run(SNAPSHOT_META_KEY, JSON.stringify(this.snapshotMetaValue));
+        alongside?.();
         return { last, hardState };
-      })();
+      });
       this.lastIndexValue = committed.last;
       this.hardStateValue = committed.hardState;
       this.metaPersisted = true;
@@ -412,6 +435,18 @@ export class RaftStorage {
     invariant(meta.index > this.snapshotMetaValue.index, () => `snapshot at ${meta.index} is not newer than ${this.snapshotMetaValue.index}`);
     invariant(meta.index <= this.lastIndexValue, () => `snapshot at ${meta.index} beyond the log (last ${this.lastIndexValue})`);
     return copyStateMachineSnapshot(this.db, this.snapshotsDir, meta);
+  }
+
+  /**
+   * Log compaction, step 1 of 2, for a copy taken off the event loop (`StoreWorker`): names the
+   * copy, which holds exactly the state at `meta.index`, as the snapshot at `meta`. The caller
+   * makes it durable with `publishSnapshot` and then calls `recordCompaction`, as for
+   * `beginCompaction`.
+   */
+  adoptCompactionCopy(meta: SnapshotMeta, copy: SnapshotCopy): UnpublishedSnapshot {
+    invariant(meta.index > this.snapshotMetaValue.index, () => `snapshot at ${meta.index} is not newer than ${this.snapshotMetaValue.index}`);
+    invariant(meta.index <= this.lastIndexValue, () => `snapshot at ${meta.index} beyond the log (last ${this.lastIndexValue})`);
+    return unpublishedSnapshotOf(copy, this.snapshotsDir, meta);
   }
 
   /**

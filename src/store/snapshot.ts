@@ -118,20 +118,14 @@ export interface UnpublishedSnapshot {
 }
 
 /**
- * Writes a consistent copy of the state-machine tables at `position` to a temporary file beside
- * `snapshotsDir/snap-<term>-<index>.db`, WITHOUT flushing it: `publishSnapshot` (or
- * `publishSnapshotSync`) makes it durable under its final name.
- *
- * Contract: the live state machine's applied index is exactly `position.index` (the caller
- * snapshots right after applying, before applying more) — checked inside the copy's read
- * transaction. Runs synchronously on the caller's connection, so nothing can write between the
- * tables; the temporary file skips SQLite's journal and fsyncs (it is fsynced once, whole, when
- * published). This is the CPU part of a snapshot; the I/O wait is in the publish.
+ * Copies the state-machine tables, as of ONE read transaction on `db`, into the new file
+ * `temporary` (each table with its own DDL) and returns the applied index that transaction saw:
+ * the copy is exactly the state at that index, because every apply (and every snapshot install)
+ * changes the tables and `sm_meta.applied_index` in one transaction. `check` runs inside the
+ * transaction with that index and may throw to abandon the copy. The file skips SQLite's journal
+ * and fsyncs (it is fsynced once, whole, when published). On failure the file is removed.
  */
-export function copyStateMachineSnapshot(db: SqliteDatabase, snapshotsDir: string, position: SnapshotPosition): UnpublishedSnapshot {
-  makeDirectory(snapshotsDir, SNAPSHOTS_DIR_MODE);
-  const final = snapshotFilePath(snapshotsDir, position);
-  const temporary = `${final}${SNAPSHOT_TEMP_SUFFIX}`;
+function copyTablesAsOfOneReadTransaction(db: SqliteDatabase, temporary: string, check: (applied: number) => void): number {
   rmSync(temporary, { force: true });
   writeFileSync(temporary, '', { mode: SNAPSHOT_FILE_MODE });
   try {
@@ -151,13 +145,15 @@ export function copyStateMachineSnapshot(db: SqliteDatabase, snapshotsDir: strin
     try {
       db.pragma(`${SNAPSHOT_SCHEMA}.journal_mode = OFF`);
       db.pragma(`${SNAPSHOT_SCHEMA}.synchronous = OFF`);
-      db.transaction(() => {
+      return db.transaction(() => {
+        // The first read of `main` in the transaction fixes the state every later read sees (WAL).
         const applied = appliedIndexOf(db, 'main') ?? 0;
-        invariant(applied === position.index, () => `snapshot at index ${position.index} requested, but the state machine applied ${applied}`);
+        check(applied);
         for (const table of STATE_MACHINE_TABLES) {
           const name = quoteIdentifier(table);
           db.exec(`INSERT INTO ${SNAPSHOT_SCHEMA}.${name} SELECT * FROM main.${name}`);
         }
+        return applied;
       })();
     } finally {
       db.exec(`DETACH DATABASE ${SNAPSHOT_SCHEMA}`);
@@ -166,7 +162,52 @@ export function copyStateMachineSnapshot(db: SqliteDatabase, snapshotsDir: strin
     rmSync(temporary, { force: true });
     throw err;
   }
+}
+
+/**
+ * Writes a consistent copy of the state-machine tables at `position` to a temporary file beside
+ * `snapshotsDir/snap-<term>-<index>.db`, WITHOUT flushing it: `publishSnapshot` (or
+ * `publishSnapshotSync`) makes it durable under its final name.
+ *
+ * Contract: the live state machine's applied index is exactly `position.index` (the caller
+ * snapshots right after applying, before applying more) — checked inside the copy's read
+ * transaction. Runs synchronously on the caller's connection. The Raft host copies off its event
+ * loop instead (`StoreWorker`); this is for tools, tests and benchmarks.
+ */
+export function copyStateMachineSnapshot(db: SqliteDatabase, snapshotsDir: string, position: SnapshotPosition): UnpublishedSnapshot {
+  makeDirectory(snapshotsDir, SNAPSHOTS_DIR_MODE);
+  const final = snapshotFilePath(snapshotsDir, position);
+  const temporary = `${final}${SNAPSHOT_TEMP_SUFFIX}`;
+  copyTablesAsOfOneReadTransaction(db, temporary, (applied) =>
+    invariant(applied === position.index, () => `snapshot at index ${position.index} requested, but the state machine applied ${applied}`),
+  );
   return { temporary, final, snapshotsDir };
+}
+
+/** A copy of the state machine under a temporary name, and the applied index it is exactly the state at. */
+export interface SnapshotCopy {
+  readonly temporary: string;
+  readonly index: number;
+}
+
+/**
+ * Copies the state-machine tables of `db` to the temporary file `temporary` as of one read
+ * transaction, at whatever applied index that transaction sees (returned). Meant for a second
+ * connection on the store file (`store-worker-thread.ts`), so the copy runs while the owner of the
+ * live connection keeps applying: WAL gives the read transaction one fixed state.
+ */
+export function copyStateMachineAsOfNow(db: SqliteDatabase, temporary: string): SnapshotCopy {
+  const index = copyTablesAsOfOneReadTransaction(db, temporary, () => undefined);
+  return { temporary, index };
+}
+
+/**
+ * The `UnpublishedSnapshot` for a `SnapshotCopy` once the caller knows its position (the term and
+ * configuration at `copy.index`): `publishSnapshot` renames the copy to the position's final name.
+ */
+export function unpublishedSnapshotOf(copy: SnapshotCopy, snapshotsDir: string, position: SnapshotPosition): UnpublishedSnapshot {
+  invariant(copy.index === position.index, () => `the copy holds the state at ${copy.index}, not at ${position.index}`);
+  return { temporary: copy.temporary, final: snapshotFilePath(snapshotsDir, position), snapshotsDir };
 }
 
 /**

@@ -93,7 +93,7 @@ export function keyvalZoneChange(zone: string): string {
 export class StateMachine {
   private readonly statements: {
     getMeta: Statement<[string], { value: string }>;
-    setMeta: Statement<[string, string]>;
+    setApplied: Statement<[string, string]>;
     putKeyval: Statement<[string, string, string, number, number | null, number]>;
     getKeyval: Statement<[string, string], KeyvalRecord>;
     deleteKeyval: Statement<[string, string]>;
@@ -109,12 +109,21 @@ export class StateMachine {
   readonly auth: AuthTables;
   private readonly listeners: AppliedListener[] = [];
   private readonly preparedBySql = new Map<string, Statement>();
+  /**
+   * `applyBatch` in a transaction, made once (better-sqlite3 builds its wrappers on every
+   * `transaction()` call); inside a caller's transaction it runs as a savepoint of it.
+   */
+  private readonly applyTransaction: (batch: readonly AppliedEntry[], zones: Set<string>) => ApplyResult[];
 
   constructor(private readonly db: SqliteDatabase) {
     this.auth = new AuthTables(db);
+    this.applyTransaction = db.transaction((batch: readonly AppliedEntry[], zones: Set<string>) => this.applyBatch(batch, zones));
     this.statements = {
       getMeta: db.prepare('SELECT value FROM sm_meta WHERE key = ?'),
-      setMeta: db.prepare('INSERT INTO sm_meta (key, value) VALUES (?, ?) ON CONFLICT (key) DO UPDATE SET value = excluded.value'),
+      // The applied index and term, in one statement (one per applied batch).
+      setApplied: db.prepare(
+        "INSERT INTO sm_meta (key, value) VALUES ('applied_index', ?), ('applied_term', ?) ON CONFLICT (key) DO UPDATE SET value = excluded.value",
+      ),
       putKeyval: db.prepare(
         `INSERT INTO keyval (zone, key, value, version, expires_at, raft_index) VALUES (?, ?, ?, ?, ?, ?)
          ON CONFLICT (zone, key) DO UPDATE SET value = excluded.value, version = excluded.version,
@@ -185,35 +194,48 @@ export class StateMachine {
    * the error propagates as an invariant violation and the node must stop rather than diverge.
    */
   apply(entries: readonly AppliedEntry[]): ApplyResult[] {
-    if (entries.length === 0) return [];
+    const applied = this.applyDeferringNotify(entries);
+    applied.notify();
+    return applied.results;
+  }
+
+  /**
+   * `apply` for a caller that runs it inside a transaction of its own (it becomes a savepoint of
+   * it): the listeners, told outside the transaction, are told when the caller calls `notify()`
+   * after its commit.
+   */
+  applyDeferringNotify(entries: readonly AppliedEntry[]): { results: ApplyResult[]; notify: () => void } {
+    if (entries.length === 0) return { results: [], notify: () => undefined };
     const zones = new Set<string>();
-    const run = this.db.transaction((batch: readonly AppliedEntry[]) => {
-      const results: ApplyResult[] = [];
-      let expected = this.appliedIndexValue + 1;
-      for (const entry of batch) {
-        invariant(entry.index === expected, () => `apply out of order: expected index ${expected}, got ${entry.index}`);
-        if (entry.data === '') {
-          results.push({ type: 'noop' });
-        } else {
-          const command = parseCommitted(entry);
-          results.push(this.applyCommand(command, entry.index));
-          if (command.type === 'keyval.put' || command.type === 'keyval.delete') zones.add(keyvalZoneChange(command.zone));
-        }
-        expected += 1;
-      }
-      const last = batch[batch.length - 1] as AppliedEntry;
-      this.statements.setMeta.run('applied_index', String(last.index));
-      this.statements.setMeta.run('applied_term', String(last.term));
-      return results;
-    });
-    const results = run(entries);
+    const results = this.applyTransaction(entries, zones);
     const last = entries[entries.length - 1] as AppliedEntry;
     this.appliedIndexValue = last.index;
     this.appliedTermValue = last.term;
-    if (this.listeners.length > 0) {
+    const notify = (): void => {
+      if (this.listeners.length === 0) return;
       for (const result of results) zones.add(result.type);
       this.notify(zones);
+    };
+    return { results, notify };
+  }
+
+  /** The body of `apply`'s transaction; adds to `zones` the keyval zones the batch wrote. */
+  private applyBatch(batch: readonly AppliedEntry[], zones: Set<string>): ApplyResult[] {
+    const results: ApplyResult[] = [];
+    let expected = this.appliedIndexValue + 1;
+    for (const entry of batch) {
+      invariant(entry.index === expected, () => `apply out of order: expected index ${expected}, got ${entry.index}`);
+      if (entry.data === '') {
+        results.push({ type: 'noop' });
+      } else {
+        const command = parseCommitted(entry);
+        results.push(this.applyCommand(command, entry.index));
+        if (command.type === 'keyval.put' || command.type === 'keyval.delete') zones.add(keyvalZoneChange(command.zone));
+      }
+      expected += 1;
     }
+    const last = batch[batch.length - 1] as AppliedEntry;
+    this.statements.setApplied.run(String(last.index), String(last.term));
     return results;
   }
 

@@ -3,6 +3,7 @@ import { mkdtempSync, readdirSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { after, describe, it } from 'node:test';
+import Database from 'better-sqlite3';
 import { openRaftReplicator, type RaftReplicator } from '../../src/cluster/raft-host.js';
 import type { RaftSettings } from '../../src/config/load.js';
 import { InvariantViolation, NeuwerkError } from '../../src/errors.js';
@@ -168,6 +169,43 @@ describe('the Raft host as a single-voter group on a real SQLite file', () => {
     for (let i = 0; i < 30; i++) assert.equal(again.replicator.stateMachine.getKeyval('z', `k${i}`, 0)?.value, `v${i}`);
     await again.replicator.propose(put('more', 'yes'));
     await again.close();
+  });
+
+  it('a snapshot taken while writes go on holds exactly the state at the index it is recorded at', async () => {
+    const metrics = new NodeMetrics('n1');
+    const raft = { snapshotThresholdEntries: 500, snapshotTrailingEntries: 10 };
+    const node = await open('compact-under-load', { raft, metrics });
+    // Every write overwrites one of 16 keys, so the state differs at every index.
+    const writes = new Map<number, { key: string; value: string }>();
+    let n = 0;
+    while (node.replicator.raftStatus().snapshotIndex === 0 && n < 20_000) {
+      const batch = await Promise.all(
+        Array.from({ length: 25 }, () => {
+          n += 1;
+          const key = `k${n % 16}`;
+          const value = `v${n}`;
+          return node.replicator.propose(put(key, value)).then((result) => ({ key, value, result }));
+        }),
+      );
+      for (const { key, value, result } of batch) if (result.type === 'keyval.put') writes.set(result.record.version, { key, value });
+    }
+    const snapshotIndex = node.replicator.raftStatus().snapshotIndex;
+    assert.ok(snapshotIndex >= 500, `a snapshot was taken (at ${snapshotIndex})`);
+    const file = join(dir, 'compact-under-load', 'snapshots', `snap-${node.replicator.status().term}-${snapshotIndex}.db`);
+    const image = new Database(file, { readonly: true });
+    try {
+      const applied = image.prepare("SELECT value FROM sm_meta WHERE key = 'applied_index'").get() as { value: string };
+      assert.equal(Number(applied.value), snapshotIndex, 'the file holds the state at the index it is recorded at');
+      const expected = new Map<string, string>();
+      for (const [index, write] of [...writes].sort((a, b) => a[0] - b[0])) if (index <= snapshotIndex) expected.set(write.key, write.value);
+      const rows = image.prepare("SELECT key, value FROM keyval WHERE zone = 'z'").all() as { key: string; value: string }[];
+      assert.deepEqual(new Map(rows.map((r) => [r.key, r.value])), expected);
+    } finally {
+      image.close();
+    }
+    const created = (await metrics.raftSnapshots.get()).values[0]?.value ?? 0;
+    assert.ok(created >= 1, `the snapshot was counted (${created})`);
+    await node.close();
   });
 
   it('a committed entry that fails to apply stops the node through onFatal, and nothing more is accepted', async () => {

@@ -52,6 +52,8 @@ class InProcessCluster {
   readonly hosts = new Map<string, RaftReplicator>();
   readonly dbs = new Map<string, SqliteDatabase>();
   readonly fatal: Error[] = [];
+  /** Every message handed to the transport, in order. */
+  readonly sent: Message[] = [];
   private readonly cut = new Set<string>();
 
   constructor(private readonly dir: string, private readonly raft: RaftSettings, private readonly proposeTimeoutMs?: number) {}
@@ -78,6 +80,7 @@ class InProcessCluster {
 
   private deliver(messages: Message[]): void {
     for (const message of messages) {
+      this.sent.push(message);
       if (this.cut.has(message.from) || this.cut.has(message.to)) continue;
       const copy = overTheWire(message);
       setImmediate(() => {
@@ -137,6 +140,61 @@ describe('three Raft hosts over an in-process transport', () => {
       await follower.linearizableRead();
       assert.equal(follower.stateMachine.getKeyval('z', 'a', 0)?.value, '1', 'a read after the write on a follower sees it');
       await waitFor('every node applied the write', () => [...cluster.hosts.values()].every((h) => h.stateMachine.getKeyval('z', 'a', 0)?.value === '1'));
+      assert.deepEqual(cluster.fatal, []);
+    } finally {
+      await cluster.stop();
+    }
+  });
+
+  it('the leader applies the entries a commit-only Ready committed inside that Ready\'s transaction', async () => {
+    const cluster = new InProcessCluster(join(dir, 'shared-transaction'), RAFT);
+    await cluster.start();
+    try {
+      const leader = await cluster.waitForLeader();
+      await leader.propose(put('warm', 'up'));
+      const db = cluster.dbs.get(leader.status().nodeId)!;
+      const readCommit = db.prepare("SELECT value FROM raft_meta WHERE key = 'hard_state'");
+      const calls: { inTransaction: boolean; commit: number; last: number }[] = [];
+      const apply = leader.stateMachine.applyDeferringNotify.bind(leader.stateMachine);
+      leader.stateMachine.applyDeferringNotify = (entries) => {
+        // Read on the store's own connection: it sees what the open transaction wrote.
+        const commit = (JSON.parse((readCommit.get() as { value: string }).value) as { commit: number }).commit;
+        calls.push({ inTransaction: db.inTransaction, commit, last: entries[entries.length - 1]!.index });
+        return apply(entries);
+      };
+      const toldInTransaction: boolean[] = [];
+      leader.stateMachine.onApplied(() => toldInTransaction.push(db.inTransaction));
+      for (let i = 0; i < 5; i++) await leader.propose(put(`k${i}`, `v${i}`));
+      assert.ok(calls.length > 0);
+      assert.equal(toldInTransaction.length, calls.length);
+      assert.ok(toldInTransaction.every((inside) => !inside), 'the state machine\'s listeners are told after the commit');
+      // Each write commits once a follower acknowledges it: a Ready that only raises the commit index.
+      for (const call of calls) {
+        assert.equal(call.inTransaction, true, 'applied inside the persist transaction');
+        assert.ok(call.commit >= call.last, `the commit index ${call.commit} written in the same transaction covers the applied entry ${call.last}`);
+      }
+      assert.deepEqual(cluster.fatal, []);
+    } finally {
+      await cluster.stop();
+    }
+  });
+
+  it('the leader answers a write before it sends the followers the commit index that includes it', async () => {
+    const cluster = new InProcessCluster(join(dir, 'answer-first'), RAFT);
+    await cluster.start();
+    try {
+      const leader = await cluster.waitForLeader();
+      const leaderId = leader.status().nodeId;
+      await leader.propose(put('warm', 'up'));
+      const commitSent = (index: number): boolean => cluster.sent.some((m) => m.from === leaderId && 'commit' in m && m.commit >= index);
+      for (let i = 0; i < 3; i++) {
+        const result = await leader.propose(put(`k${i}`, `v${i}`));
+        assert.equal(result.type, 'keyval.put');
+        const index = (result as { record: { version: number } }).record.version;
+        assert.equal(commitSent(index), false, `commit index ${index} went out before the answer`);
+        await waitFor(`the followers to be sent commit index ${index}`, () => commitSent(index));
+      }
+      await waitFor('every node applied the writes', () => [...cluster.hosts.values()].every((h) => h.stateMachine.getKeyval('z', 'k2', 0)?.value === 'v2'));
       assert.deepEqual(cluster.fatal, []);
     } finally {
       await cluster.stop();

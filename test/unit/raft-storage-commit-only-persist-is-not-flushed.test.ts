@@ -15,6 +15,8 @@ import { RaftStorage } from '../../src/store/raft-storage.js';
 
 /** `PRAGMA synchronous` value of FULL. */
 const SYNCHRONOUS_FULL = 2;
+/** `PRAGMA synchronous` value of NORMAL. */
+const SYNCHRONOUS_NORMAL = 1;
 
 function entries(from: number, to: number, term: number): Entry[] {
   const out: Entry[] = [];
@@ -48,6 +50,48 @@ describe('raft storage: commit-only persists', () => {
     const again = open('flags');
     assert.deepEqual(again.storage.initialState.hardState, { term: 2, vote: 'n2', commit: 4 }, 'a clean close keeps the commit index');
     again.db.close();
+  });
+
+  it('writes without fsync inside `withoutFsync` from its first call on, and with fsync after it', () => {
+    const { db, storage } = open('without-fsync');
+    const synchronous = (): unknown => db.pragma('synchronous', { simple: true });
+    for (let call = 1; call <= 3; call++) {
+      assert.equal(storage.withoutFsync(synchronous), SYNCHRONOUS_NORMAL, `call ${call}: NORMAL inside`);
+      assert.equal(synchronous(), SYNCHRONOUS_FULL, `call ${call}: FULL after`);
+    }
+    db.close();
+  });
+
+  it('runs `alongside` in the persist transaction: both are written, or neither when it throws', () => {
+    const { db, storage } = open('alongside');
+    db.exec('CREATE TABLE applied (idx INTEGER)');
+    const insert = db.prepare('INSERT INTO applied (idx) VALUES (?)');
+    const applied = (): unknown => db.prepare('SELECT group_concat(idx) AS list FROM applied').get();
+    const commitOf = (): number => (JSON.parse((db.prepare("SELECT value FROM raft_meta WHERE key = 'hard_state'").get() as { value: string }).value) as { commit: number }).commit;
+    storage.persist({ entries: entries(1, 3, 1), hardState: { term: 1, vote: 'n1', commit: 0 } });
+    let inTransaction = false;
+    const outcome = storage.persist({ entries: [], hardState: { term: 1, vote: 'n1', commit: 2 } }, () => {
+      inTransaction = db.inTransaction;
+      insert.run(1);
+      insert.run(2);
+    });
+    assert.equal(inTransaction, true);
+    assert.equal(outcome.flushed, false, 'still a commit-only persist');
+    assert.equal(db.pragma('synchronous', { simple: true }), SYNCHRONOUS_FULL);
+    assert.equal(commitOf(), 2);
+    assert.deepEqual(applied(), { list: '1,2' });
+    assert.throws(
+      () =>
+        storage.persist({ entries: [], hardState: { term: 1, vote: 'n1', commit: 3 } }, () => {
+          insert.run(3);
+          throw new Error('apply failed');
+        }),
+      /apply failed/,
+    );
+    assert.equal(commitOf(), 2, 'the commit index of a failed transaction is not written');
+    assert.deepEqual(applied(), { list: '1,2' }, 'nor is what ran alongside');
+    assert.equal(db.pragma('synchronous', { simple: true }), SYNCHRONOUS_FULL);
+    db.close();
   });
 
   it('a fresh joiner flushes its first persist even when it carries only a commit index', () => {

@@ -7,6 +7,7 @@ import type { Entry, SnapshotMeta } from '../../src/raft/index.js';
 import { encodeCommand } from '../../src/store/commands.js';
 import { openStoreDatabase, type SqliteDatabase } from '../../src/store/database.js';
 import { LOG_TRIM_BATCH_ENTRIES, RaftStorage } from '../../src/store/raft-storage.js';
+import { StoreWorker } from '../../src/store/store-worker.js';
 import { publishSnapshot, snapshotFileName } from '../../src/store/snapshot.js';
 import { StateMachine } from '../../src/store/state-machine.js';
 
@@ -112,6 +113,59 @@ describe('raft storage compaction in two steps (copy, then record once the file 
     assert.equal(again.storage.initialState.entries.length, 20);
     assert.deepEqual(readdirSync(again.snapshotsDir), [], 'the unrecorded file was removed at start');
     again.db.close();
+  });
+
+  it('a copy taken on the worker thread goes through the same steps, and a crash after any of them restarts from the previous state', async () => {
+    const store = open('worker-crash');
+    write(store, 1, 20);
+    const copier = new StoreWorker(store.db, join(dir, 'worker-crash', 'raft.db'), store.snapshotsDir);
+    try {
+      // Crash right after the copy: the file has a temporary name and was never recorded.
+      const copy = await copier.copy();
+      assert.equal(copy.index, 20, 'the copy holds the state at the applied index');
+      assert.ok(existsSync(copy.temporary) && copy.temporary.endsWith('.tmp'), 'the copy is under a temporary name');
+      assert.throws(() => store.storage.adoptCompactionCopy({ index: 19, term: 1, conf: CONF }, copy), /holds the state at 20, not at 19/, 'a copy is only ever named by the index it holds');
+      store.db.close();
+    } finally {
+      await copier.close();
+    }
+    let again = open('worker-crash');
+    assert.equal(again.storage.initialState.snapshotMeta.index, 0, 'the copy was never recorded');
+    assert.equal(again.storage.initialState.entries.length, 20, 'the whole log is still there');
+    assert.deepEqual(readdirSync(again.snapshotsDir), [], 'the orphan copy was removed at start');
+
+    // Crash after the publish, before the record.
+    const copier2 = new StoreWorker(again.db, join(dir, 'worker-crash', 'raft.db'), again.snapshotsDir);
+    const meta: SnapshotMeta = { index: 20, term: 1, conf: CONF };
+    try {
+      const file = await publishSnapshot(again.storage.adoptCompactionCopy(meta, await copier2.copy()));
+      assert.deepEqual(readdirSync(again.snapshotsDir), [snapshotFileName(meta)], 'published under the name of its position');
+      again.db.close();
+      again = open('worker-crash');
+      assert.equal(again.storage.initialState.snapshotMeta.index, 0, 'a published but unrecorded file is not the snapshot');
+      assert.deepEqual(readdirSync(again.snapshotsDir), [], 'the unrecorded file was removed at start');
+      assert.equal(existsSync(file.path), false);
+
+      // And recorded: the restart comes back from it.
+      write(again, 21, 25);
+      const copier3 = new StoreWorker(again.db, join(dir, 'worker-crash', 'raft.db'), again.snapshotsDir);
+      try {
+        const at25: SnapshotMeta = { index: 25, term: 1, conf: CONF };
+        const recorded = again.storage.recordCompaction(at25, await publishSnapshot(again.storage.adoptCompactionCopy(at25, await copier3.copy())), 26);
+        assert.ok(recorded !== null);
+        write(again, 26, 26);
+      } finally {
+        await copier3.close();
+      }
+      again.db.close();
+      again = open('worker-crash');
+      assert.equal(again.storage.initialState.snapshotMeta.index, 25);
+      assert.equal(again.sm.getKeyval('z', 'k25', 0)?.value, 'v25');
+      assert.equal(again.sm.getKeyval('z', 'k26', 0)?.value, 'v26');
+      again.db.close();
+    } finally {
+      await copier2.close();
+    }
   });
 
   it('keeps the previous snapshot file until a flushed commit made the new record durable', async () => {

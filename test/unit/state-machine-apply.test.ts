@@ -23,9 +23,11 @@ describe('the state machine over a real SQLite file', () => {
     ]);
     assert.deepEqual(results[0], { type: 'noop' });
     assert.deepEqual(results[1], { type: 'keyval.put', record: { zone: 'z', key: 'k', value: 'v1', version: 2, expires_at: null } });
+    machine.apply([{ index: 3, term: 2, data: '' }]);
     db.close();
     const reopened = new StateMachine(openStoreDatabase(file));
-    assert.equal(reopened.appliedIndex, 2);
+    assert.equal(reopened.appliedIndex, 3);
+    assert.equal(reopened.appliedTerm, 2);
     assert.equal(reopened.getKeyval('z', 'k', 0)?.value, 'v1');
   });
 
