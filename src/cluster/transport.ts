@@ -393,7 +393,7 @@ export interface ClusterTransportOptions {
   readonly resolveAddress: (nodeId: string) => { host: string; port: number } | null;
   /** Peers whose connections are refused even with a valid certificate (removed members). */
   readonly isRefused?: (nodeId: string) => boolean;
-  /** A Raft message to `peerId` was dropped (see `MAX_UNSENT_BYTES_PER_PEER`, `MAX_QUEUED_FRAMES`). */
+  /** A Raft message to `peerId` was not sent (see `DropReason`). */
   readonly onDropped?: (peerId: string, reason: DropReason) => void;
 }
 
@@ -420,7 +420,7 @@ export class ClusterTransport extends EventEmitter {
     return this.options.resolveAddress(nodeId);
   }
 
-  /** A Raft message to `peerId` was not sent (the peer's backlog or reconnect queue was full). */
+  /** A Raft message to `peerId` was not sent (see `DropReason`). */
   dropped(peerId: string, reason: DropReason): void {
     this.options.onDropped?.(peerId, reason);
   }

@@ -87,7 +87,7 @@ export function registerNodeSysdumpRpc(cluster: SysdumpClusterView, deps: InProc
   cluster.rpc.handle(NODE_SYSDUMP_RPC, async (from) => {
     logger.info({ audit: true, actor: `node:${from}`, action: 'support.sysdump.node' }, 'audit: node sysdump requested by a cluster member');
     const archive = await boundedNodeArchive(deps);
-    const answer: NodeSysdumpAnswer = { node_id: deps.nodeId, archive: new Uint8Array(archive.buffer, archive.byteOffset, archive.byteLength) };
+    const answer: NodeSysdumpAnswer = { node_id: deps.nodeId, archive };
     return answer;
   });
 }
