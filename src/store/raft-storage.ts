@@ -352,14 +352,24 @@ export class RaftStorage {
    * writes whose loss in a crash is safe (see the callers).
    */
   withoutFsync<T>(fn: () => T): T {
-    // Not a prepared statement: SQLite applies `PRAGMA synchronous = ...` while compiling it, so
-    // re-running a statement prepared earlier takes effect only by way of its re-preparation.
-    this.db.pragma('synchronous = NORMAL');
+    this.setSynchronous('NORMAL');
     try {
       return fn();
     } finally {
-      this.db.pragma('synchronous = FULL');
+      this.setSynchronous('FULL');
     }
+  }
+
+  /**
+   * Sets `PRAGMA synchronous` on the node's connection. Through `exec`, not `pragma()` or a cached
+   * statement: SQLite applies this pragma while compiling it, so a statement prepared earlier does
+   * nothing when re-run, and `pragma()` prepares a new statement object per call, which the garbage
+   * collector finalises later in a weak-handle callback during a scavenge (about 1.5 per write on a
+   * follower: 2-3 ms of every young-generation pause at c=1). `exec` prepares, steps and finalises
+   * in native code and leaves nothing behind for the collector.
+   */
+  private setSynchronous(level: 'NORMAL' | 'FULL'): void {
+    this.db.exec(`PRAGMA synchronous = ${level}`);
   }
 
   /** The transaction of `persist`; returns whether a snapshot image replaced the state-machine tables. */
@@ -471,14 +481,14 @@ export class RaftStorage {
     }
     invariant(meta.index <= this.lastIndexValue, () => `snapshot at ${meta.index} beyond the log (last ${this.lastIndexValue})`);
     const keepFrom = Math.min(retainFromIndex, meta.index + 1);
-    this.db.pragma('synchronous = NORMAL');
+    this.setSynchronous('NORMAL');
     try {
       this.db.transaction(() => {
         this.statements.setMeta.run(SNAPSHOT_META_KEY, JSON.stringify(meta));
         this.trimBelowIndex = this.trimOneBatch(keepFrom);
       })();
     } finally {
-      this.db.pragma('synchronous = FULL');
+      this.setSynchronous('FULL');
     }
     this.snapshotMetaValue = meta;
     if (previous.index > 0) this.supersededSnapshots.push(previous);
@@ -504,11 +514,11 @@ export class RaftStorage {
   trimLog(): boolean {
     if (this.trimBelowIndex === 0) return false;
     const below = this.trimBelowIndex;
-    this.db.pragma('synchronous = NORMAL');
+    this.setSynchronous('NORMAL');
     try {
       this.trimBelowIndex = this.db.transaction(() => this.trimOneBatch(below))();
     } finally {
-      this.db.pragma('synchronous = FULL');
+      this.setSynchronous('FULL');
     }
     return this.trimBelowIndex > 0;
   }
