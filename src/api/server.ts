@@ -128,10 +128,10 @@ interface ApiInput {
 
 /**
  * What a handler sees of its request. A class, not an object literal: with a getter in an object
- * literal made per request (`get res()`), V8 keeps that request's getter in a hidden class of the
- * object's own, outside the young generation, and so kept each request's whole object graph
- * (closures, parser, headers, response) alive through every young-generation collection until the
- * next full one. Measured on one node at c=1: about 3 KB promoted per request and a 2.5-3.5 ms
+ * literal made per request (`get res()`), each request's whole object graph (closures, parser,
+ * headers, response) stayed alive through every young-generation collection until the next full
+ * one — as far as we can tell because V8 keeps such a getter in a hidden class of that object's
+ * own, outside the young generation. Measured on one node at c=1: about 3 KB promoted per request and a 2.5-3.5 ms
  * pause every ~200 ms, against nothing promoted and 0.4-0.8 ms pauses with the getter on the
  * prototype, shared by every request.
  */
