@@ -38,7 +38,7 @@ import type { SqliteDatabase } from '../store/database.js';
 import { RaftStorage } from '../store/raft-storage.js';
 import { StoreWorker } from '../store/store-worker.js';
 import { publishSnapshot, type SnapshotCopy, type SnapshotFile, type UnpublishedSnapshot } from '../store/snapshot.js';
-import { StateMachine, type AppliedEntry, type ApplyResult } from '../store/state-machine.js';
+import { StateMachine, type AppliedEntry, type ApplyResult, type DeferredApply } from '../store/state-machine.js';
 import type { ReplicationStatus, Replicator } from './replicator.js';
 
 /** How long `propose` waits for its entry to be applied before rejecting with NW_ERR_TIMEOUT. */
@@ -117,12 +117,6 @@ export interface RaftReplicatorOptions {
   readonly random?: RandomIntSource;
   readonly proposeTimeoutMs?: number;
   readonly readTimeoutMs?: number;
-}
-
-/** Results of an applied batch; `notify` tells the state machine's listeners once it is committed. */
-interface Applied {
-  readonly results: ApplyResult[];
-  readonly notify: () => void;
 }
 
 interface PendingProposal {
@@ -465,15 +459,9 @@ export class RaftReplicator implements Replicator {
       ready.entries.length === 0 &&
       ready.snapshot === undefined &&
       ((ready.committedEntries.length > 0 && this.proposals.size > 0) || (ready.readStates.length > 0 && this.reads.size > 0));
-    if (ready.earlyMessages.length > 0) {
-      if (holdForAnswers) this.hold(ready.earlyMessages);
-      else {
-        this.sendHeld();
-        this.send(ready.earlyMessages);
-      }
-    }
+    if (ready.earlyMessages.length > 0) this.sendOrHold(ready.earlyMessages, holdForAnswers);
     // Typed by assertion: it is assigned in the closure below, which narrowing does not follow.
-    let applied = null as Applied | null;
+    let applied = null as DeferredApply | null;
     // 1. Persist: one transaction (group commit).
     if (ready.hardState !== undefined || ready.entries.length > 0 || ready.snapshot !== undefined) {
       const startedMs = this.clock.monotonicMs();
@@ -502,13 +490,7 @@ export class RaftReplicator implements Replicator {
     if (ready.softState !== undefined) this.onSoftState(ready.softState);
     // 2. Send, now that what the messages promise is durable — after the answers of this pass when
     //    it has any (SEND_AFTER_ANSWERS).
-    if (ready.messages.length > 0) {
-      if (holdForAnswers) this.hold(ready.messages);
-      else {
-        this.sendHeld();
-        this.send(ready.messages);
-      }
-    }
+    if (ready.messages.length > 0) this.sendOrHold(ready.messages, holdForAnswers);
     // 3. Apply (unless step 1 did), then settle the proposals.
     if (ready.committedEntries.length > 0) {
       const entries = ready.committedEntries;
@@ -523,6 +505,16 @@ export class RaftReplicator implements Replicator {
       if (read !== undefined) read.index = readState.index;
     }
     this.settleReads();
+  }
+
+  /** Sends `messages` now (after any held before), or holds them too when `hold`. */
+  private sendOrHold(messages: Message[], hold: boolean): void {
+    if (hold) {
+      this.hold(messages);
+      return;
+    }
+    this.sendHeld();
+    this.send(messages);
   }
 
   /** Holds `messages` and sends them, with any held before, in the next phase of the loop. */
@@ -574,7 +566,7 @@ export class RaftReplicator implements Replicator {
    * Applies committed entries to the state machine (in its own transaction, or as a savepoint of
    * the caller's); the caller tells the state machine's listeners with `notify()` once committed.
    */
-  private applyEntries(entries: readonly Entry[]): Applied {
+  private applyEntries(entries: readonly Entry[]): DeferredApply {
     const batch: AppliedEntry[] = entries.map((e) => ({ index: e.index, term: e.term, data: e.type === 'normal' ? e.data : '' }));
     const startedMs = this.clock.monotonicMs();
     const applied = this.stateMachine.applyDeferringNotify(batch);

@@ -239,22 +239,21 @@ class PeerLink {
       this.writer.now(encodeFrames(frames));
       return;
     }
-    for (const frame of frames) this.send(encodeFrame(frame), true);
+    for (const frame of frames) this.enqueue(encodeFrame(frame), null);
   }
 
-  private send(frame: Buffer, droppable: boolean, rpcId: number | null = null): void {
+  /** Sends an RPC request (never dropped): corked into this turn's write, or queued until connected. */
+  private sendRequest(frame: Buffer, rpcId: number): void {
     if (this.closed) return;
-    if (this.writer !== null && this.socket !== null) {
-      if (droppable && this.socket.writableLength >= MAX_UNSENT_BYTES_PER_PEER) {
-        this.transport.dropped(this.peerId, 'backlog');
-        return;
-      }
-      this.writer.later(frame);
-      return;
-    }
+    if (this.writer !== null && this.socket !== null) this.writer.later(frame);
+    else this.enqueue(frame, rpcId);
+  }
+
+  /** Queues a frame until the connection is up; `rpcId` null marks a Raft message, dropped first. */
+  private enqueue(frame: Buffer, rpcId: number | null): void {
     if (this.queue.length >= MAX_QUEUED_FRAMES) this.dropStaleQueued();
     if (this.queue.length >= MAX_QUEUED_FRAMES) {
-      if (droppable) {
+      if (rpcId === null) {
         this.transport.dropped(this.peerId, 'reconnect-queue');
         return;
       }
@@ -290,7 +289,7 @@ class PeerLink {
         reject(new NeuwerkError('NW_ERR_TIMEOUT', `cluster RPC ${method} to ${this.peerId} timed out after ${timeoutMs} ms`));
       }, timeoutMs);
       this.pending.set(id, { resolve, reject, timer });
-      this.send(encodeFrame({ kind: 'rpc', id, method, body }), false, id);
+      this.sendRequest(encodeFrame({ kind: 'rpc', id, method, body }), id);
     });
   }
 

@@ -483,10 +483,10 @@ export class RaftStorage {
     const keepFrom = Math.min(retainFromIndex, meta.index + 1);
     this.setSynchronous('NORMAL');
     try {
-      this.db.transaction(() => {
+      this.transaction(() => {
         this.statements.setMeta.run(SNAPSHOT_META_KEY, JSON.stringify(meta));
         this.trimBelowIndex = this.trimOneBatch(keepFrom);
-      })();
+      });
     } finally {
       this.setSynchronous('FULL');
     }
@@ -516,7 +516,7 @@ export class RaftStorage {
     const below = this.trimBelowIndex;
     this.setSynchronous('NORMAL');
     try {
-      this.trimBelowIndex = this.db.transaction(() => this.trimOneBatch(below))();
+      this.trimBelowIndex = this.transaction(() => this.trimOneBatch(below));
     } finally {
       this.setSynchronous('FULL');
     }

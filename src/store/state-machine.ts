@@ -64,6 +64,12 @@ export type ApplyResult =
   | { type: 'ca.set' | 'ca.envelope.put' | 'member.tombstone' }
   | { type: 'noop' };
 
+/** An applied batch's results; `notify` tells the listeners once the caller's transaction committed. */
+export interface DeferredApply {
+  readonly results: ApplyResult[];
+  readonly notify: () => void;
+}
+
 /** The stored policy document and its version (the Raft index that set it). */
 export interface PolicyRecord {
   document: Record<string, unknown>;
@@ -204,7 +210,7 @@ export class StateMachine {
    * it): the listeners, told outside the transaction, are told when the caller calls `notify()`
    * after its commit.
    */
-  applyDeferringNotify(entries: readonly AppliedEntry[]): { results: ApplyResult[]; notify: () => void } {
+  applyDeferringNotify(entries: readonly AppliedEntry[]): DeferredApply {
     if (entries.length === 0) return { results: [], notify: () => undefined };
     const zones = new Set<string>();
     const results = this.applyTransaction(entries, zones);

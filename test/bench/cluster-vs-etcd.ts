@@ -127,6 +127,11 @@ export async function benchClusterVsEtcd(): Promise<BenchTable[]> {
   const token = await cluster.token();
   const caFile = join((cluster.members[0] as ClusterMember).dataDir, 'http-tls', 'ca.crt');
   const url = (m: ClusterMember): string => `https://127.0.0.1:${m.httpPort}`;
+  /** The kit's load generator against one member of each system (`args`: concurrency, duration, warm-up). */
+  const loadEtcd = (memberUrl: string, args: string[], timeoutMs: number): Promise<LoadResult> =>
+    lastJsonLine<LoadResult>(join(KIT, 'bench.mjs'), ['--kind', 'etcd', '--url', memberUrl, ...args], timeoutMs);
+  const loadNeuwerk = (memberUrl: string, args: string[], timeoutMs: number): Promise<LoadResult> =>
+    lastJsonLine<LoadResult>(join(KIT, 'bench.mjs'), ['--kind', 'neuwerk', '--url', memberUrl, '--token', token, '--ca', caFile, '--zone', 'bench', ...args], timeoutMs);
   const stateFile = join(cluster.dir.path, 'bench-state.json');
   const state: BenchClusterState = {
     token,
@@ -142,12 +147,8 @@ export async function benchClusterVsEtcd(): Promise<BenchTable[]> {
       if (status === null || status.leader_id === null) throw new Error('neuwerk cluster has no leader');
       const warm = ['--concurrency', '16', '--duration', String(SYSTEM_WARMUP_S), '--warmup', '0'];
       const timeoutMs = (SYSTEM_WARMUP_S + 60) * 1000;
-      await lastJsonLine<LoadResult>(join(KIT, 'bench.mjs'), ['--kind', 'etcd', '--url', await etcdCtl('leader'), ...warm], timeoutMs);
-      await lastJsonLine<LoadResult>(
-        join(KIT, 'bench.mjs'),
-        ['--kind', 'neuwerk', '--url', url(cluster.leader(status)), '--token', token, '--ca', caFile, '--zone', 'bench', ...warm],
-        timeoutMs,
-      );
+      await loadEtcd(await etcdCtl('leader'), warm, timeoutMs);
+      await loadNeuwerk(url(cluster.leader(status)), warm, timeoutMs);
     }
     for (let rep = 0; rep < REPS; rep += 1) {
       for (const concurrency of CONCURRENCIES) {
@@ -158,9 +159,8 @@ export async function benchClusterVsEtcd(): Promise<BenchTable[]> {
           const neuwerkUrl = url(via === 'leader' ? leader : (cluster.members.find((m) => m !== leader) as ClusterMember));
           const etcdUrl = await etcdCtl(via);
           const common = ['--concurrency', String(concurrency), '--duration', String(DURATION_S), '--warmup', String(WARMUP_S)];
-          const measureEtcd = (): Promise<LoadResult> => lastJsonLine<LoadResult>(join(KIT, 'bench.mjs'), ['--kind', 'etcd', '--url', etcdUrl, ...common], STEP_TIMEOUT_MS);
-          const measureNeuwerk = (): Promise<LoadResult> =>
-            lastJsonLine<LoadResult>(join(KIT, 'bench.mjs'), ['--kind', 'neuwerk', '--url', neuwerkUrl, '--token', token, '--ca', caFile, '--zone', 'bench', ...common], STEP_TIMEOUT_MS);
+          const measureEtcd = (): Promise<LoadResult> => loadEtcd(etcdUrl, common, STEP_TIMEOUT_MS);
+          const measureNeuwerk = (): Promise<LoadResult> => loadNeuwerk(neuwerkUrl, common, STEP_TIMEOUT_MS);
           // Alternate who goes first so drift on the shared machine does not favour one side.
           const [first, second] = rep % 2 === 0 ? [measureEtcd, measureNeuwerk] : [measureNeuwerk, measureEtcd];
           const a = await first();
