@@ -18,6 +18,8 @@ export interface JoinResult {
   readonly cluster: ClusterTls;
   readonly management: { keyPem: string; certPem: string; caPem: string };
   readonly grant: JoinGrant;
+  /** The grant lists this node as a learner (and the join said so in its log). */
+  readonly addedAsLearner: boolean;
 }
 
 /**
@@ -81,10 +83,15 @@ export async function joinCluster(options: {
       if (response.statusCode === 200 && body !== null) {
         const grant = openJoinResponse(body, joinRequest, token.secret);
         stage('token accepted, certificates issued', { cluster_id: grant.cluster_id, members: grant.members.length });
+        // The member answers only once the leader committed the joiner's membership (a learner, or
+        // what it already was on an idempotent repeat of the same join).
+        const addedAsLearner = grant.members.some((m) => m.node_id === options.nodeId && m.role === 'learner');
+        if (addedAsLearner) stage('added as learner');
         return {
           cluster: { keyPem: cluster.keyPem, certPem: grant.node_cert, caPem: grant.ca_cert },
           management: { keyPem: management.keyPem, certPem: grant.http_cert, caPem: grant.ca_cert },
           grant,
+          addedAsLearner,
         };
       }
       lastError = body?.error ?? `HTTP ${response.statusCode}`;

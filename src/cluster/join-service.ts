@@ -128,13 +128,10 @@ export class JoinService {
         envelope: { ...sealCaKey(ca.keyPem, token) },
       });
     }
-    const grant: JoinGrant = {
-      node_cert: nodeCert,
-      http_cert: httpCert,
-      ca_cert: ca.certPem,
-      cluster_id: this.deps.clusterId(),
-      members: this.deps.members().map((m) => ({ node_id: m.node_id, cluster_addr: m.cluster_addr, http_addr: m.http_addr, role: m.role })),
-    };
+    const members = this.deps.members().map((m) => ({ node_id: m.node_id, cluster_addr: m.cluster_addr, http_addr: m.http_addr, role: m.role }));
+    // Admitted through the leader: this member's replica may not have applied the admission yet.
+    if (!members.some((m) => m.node_id === request.node_id)) members.push({ node_id: request.node_id, cluster_addr: request.cluster_advertise, http_addr: request.http_advertise, role: 'learner' });
+    const grant: JoinGrant = { node_cert: nodeCert, http_cert: httpCert, ca_cert: ca.certPem, cluster_id: this.deps.clusterId(), members };
     return sealJoinResponse(grant, request, token.secret);
   }
 }

@@ -37,7 +37,9 @@ export const LEADER_VIEW_REFRESH_MS = 1_000;
 export const LEADER_VIEW_MAX_AGE_MS = 5_000;
 /** Marker file in the cluster data dir of a node that was removed: it never rejoins by itself. */
 export const REMOVED_MARKER = 'removed';
-/** How often a joining node reports its progress (learner, catching up, voter). */
+/** How often a joining node looks for a change of its join stage (learner added, voter). */
+const JOIN_STAGE_POLL_MS = 100;
+/** How often a joining node reports its progress while it catches up as a learner. */
 const JOIN_PROGRESS_INTERVAL_MS = 1_000;
 
 export type PeerHealth = 'healthy' | 'lagging' | 'unreachable';
@@ -93,6 +95,8 @@ export class ClusterRuntime {
   replicator!: RaftReplicator;
   clusterAddress!: HostPort;
   joinAddress!: HostPort;
+  /** A joined node's log already said it was added as a learner (the join answer listed it so). */
+  private learnerSaid = false;
 
   private constructor(
     private readonly config: NodeConfig,
@@ -150,6 +154,7 @@ export class ClusterRuntime {
       if (config.http.certPath === null) saveManagementTls(config.http.tlsDir, result.management);
       const runtime = new ClusterRuntime(config, nodeId, logger, result.cluster, 'joined', null);
       for (const member of result.grant.members) if (member.cluster_addr !== null) runtime.addressHints.set(member.node_id, member.cluster_addr);
+      runtime.learnerSaid = result.addedAsLearner;
       return runtime;
     }
     if (currentToken(tokens) === null) throw new NeuwerkError('NW_ERR_BOOTSTRAP_TOKEN', `bootstrap token file ${settings.bootstrapTokenPath}: no token is valid now`);
@@ -219,7 +224,7 @@ export class ClusterRuntime {
     });
     this.every(PROMOTION_INTERVAL_MS, () => void this.promoteCaughtUpLearners());
     this.every(LEADER_VIEW_REFRESH_MS, () => void this.refreshLeaderView());
-    if (this.start === 'joined') this.watchOwnJoin();
+    if (this.start === 'joined') this.watchOwnJoin(this.learnerSaid);
     return this.replicator;
   }
 
@@ -352,23 +357,32 @@ export class ClusterRuntime {
     }
   }
 
-  /** A joining node says where it stands until it is a voter. */
-  private watchOwnJoin(): void {
-    let said: 'none' | 'learner' | 'voter' = 'none';
+  /**
+   * A joining node says where it stands until it is a voter: the learner stage (unless the join
+   * answer already said so), its progress while it catches up (applied / commit index, once it
+   * has heard the leader's commit index and then every `JOIN_PROGRESS_INTERVAL_MS`), and the
+   * promotion.
+   */
+  private watchOwnJoin(learnerSaid: boolean): void {
+    let saidLearner = learnerSaid;
+    let progressSaidAtMs: number | null = null;
     const timer = setInterval(() => {
       const status = this.replicator.raftStatus();
+      const applied = this.replicator.stateMachine.appliedIndex;
       if (status.conf.voters.includes(this.nodeId)) {
-        if (said !== 'voter') this.logger.info({ stage: 'voter' }, 'join: promoted to voter; join complete');
-        said = 'voter';
+        this.logger.info({ stage: 'voter', applied }, `join: promoted to voter at index ${applied}; join complete`);
         clearInterval(timer);
         return;
       }
-      if (status.conf.learners.includes(this.nodeId)) {
-        if (said === 'none') this.logger.info({ stage: 'learner added' }, 'join: added as learner');
-        said = 'learner';
-        this.logger.info({ stage: 'catching up', applied: this.replicator.stateMachine.appliedIndex, commit: status.commit }, `join: catching up ${this.replicator.stateMachine.appliedIndex}/${status.commit}`);
+      if (!status.conf.learners.includes(this.nodeId)) return;
+      if (!saidLearner) this.logger.info({ stage: 'added as learner' }, 'join: added as learner');
+      saidLearner = true;
+      const nowMs = Date.now();
+      if (status.commit > 0 && (progressSaidAtMs === null || nowMs - progressSaidAtMs >= JOIN_PROGRESS_INTERVAL_MS)) {
+        progressSaidAtMs = nowMs;
+        this.logger.info({ stage: 'catching up', applied, commit: status.commit }, `join: catching up ${applied}/${status.commit}`);
       }
-    }, JOIN_PROGRESS_INTERVAL_MS);
+    }, JOIN_STAGE_POLL_MS);
     timer.unref();
     this.timers.push(timer);
   }

@@ -1,6 +1,6 @@
 import assert from 'node:assert/strict';
 import { after, before, describe, it } from 'node:test';
-import { TestCluster, type ClusterMember } from './cluster-harness.js';
+import { TestCluster, assertJoinStages, type ClusterMember } from './cluster-harness.js';
 
 describe('a three-node cluster', () => {
   let cluster: TestCluster;
@@ -26,9 +26,7 @@ describe('a three-node cluster', () => {
       assert.ok(checks.some((c) => c.name === 'cluster' && c.ok));
       assert.ok(checks.some((c) => c.name === 'policy_replication' && c.ok));
     }
-    const joinerLog = (cluster.members[1] as ClusterMember).node.logLines().map((l) => l.msg);
-    assert.ok(joinerLog.includes('join: token accepted, certificates issued'));
-    assert.ok(joinerLog.includes('join: promoted to voter; join complete'));
+    for (const member of cluster.members.slice(1)) await assertJoinStages(member);
   });
 
   it('a write through a follower is proxied to the leader and readable on every node', async () => {

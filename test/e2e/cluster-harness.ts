@@ -1,3 +1,4 @@
+import assert from 'node:assert/strict';
 import { chmodSync, copyFileSync, mkdirSync } from 'node:fs';
 import { createServer } from 'node:net';
 import { join } from 'node:path';
@@ -144,4 +145,28 @@ export class TestCluster {
     for (const member of this.members) await member.node.stop('SIGKILL');
     this.dir.cleanup();
   }
+}
+
+/** The join stages a joined member logged (the `stage` field), once it logged the last one (`voter`). */
+export async function joinStages(member: ClusterMember, timeoutMs = 5_000): Promise<string[]> {
+  const deadline = Date.now() + timeoutMs;
+  for (;;) {
+    const stages = member.node.logLines().flatMap((l) => (typeof l.stage === 'string' ? [l.stage] : []));
+    if (stages.includes('voter') || Date.now() >= deadline) return stages;
+    await new Promise((r) => setTimeout(r, 50));
+  }
+}
+
+/**
+ * Asserts a joiner's log walks through every stage of a join in order: progress lines, if any,
+ * only while it is a learner, and the promotion naming the index it had applied.
+ */
+export async function assertJoinStages(member: ClusterMember): Promise<void> {
+  const stages = await joinStages(member);
+  const trail = stages.join(' > ');
+  assert.deepEqual(stages.filter((s) => s !== 'catching up'), ['requesting', 'token accepted, certificates issued', 'added as learner', 'voter'], trail);
+  const learnerAt = stages.indexOf('added as learner');
+  const voterAt = stages.indexOf('voter');
+  assert.ok(stages.every((s, i) => s !== 'catching up' || (i > learnerAt && i < voterAt)), trail);
+  assert.match(member.node.logLines().find((l) => l.stage === 'voter')?.msg as string, /^join: promoted to voter at index \d+; join complete$/);
 }

@@ -7,7 +7,7 @@ import { request } from 'undici';
 import { decodeTokenSecret } from '../../src/cluster/bootstrap-token.js';
 import { createNodeCsr } from '../../src/cluster/ca.js';
 import { signJoinRequest } from '../../src/cluster/crypto.js';
-import { TestCluster, freePort, type ClusterMember } from './cluster-harness.js';
+import { TestCluster, assertJoinStages, freePort, type ClusterMember } from './cluster-harness.js';
 import { runCli, tempDir } from './harness.js';
 
 async function postJoin(port: number, body: unknown): Promise<{ status: number; json: { error?: string } }> {
@@ -147,6 +147,7 @@ describe('joins, membership and cross-node auth', () => {
     await cluster.waitFor((s) => s.leader_id !== null && s.leader_id !== seed.node.nodeId, 'a leader other than the seed', 15_000);
     const fourth = await cluster.add(other);
     await cluster.waitFor((s) => s.peers.some((p) => p.node_id === fourth.node.nodeId && p.role !== 'learner' && p.status === 'healthy'), 'the fourth node a healthy voter');
+    await assertJoinStages(fourth);
     await cluster.restart(seed);
   });
 
