@@ -11,7 +11,7 @@ export default class ClusterMembersRemove extends NeuwerkCommand {
   static override flags = {
     ...connectionFlags,
     ...tokenFlag,
-    force: Flags.boolean({ description: 'Remove even if that leaves the cluster without failure tolerance.', default: false }),
+    force: Flags.boolean({ description: 'Remove even if that leaves the healthy voters below a quorum of the remaining voters.', default: false }),
   };
 
   async run(): Promise<void> {

@@ -12,7 +12,7 @@ export default class ClusterVotersSet extends NeuwerkCommand {
     ...connectionFlags,
     ...tokenFlag,
     ids: Flags.string({ description: 'Comma-separated node ids.', required: true }),
-    force: Flags.boolean({ description: 'Allow removals that leave no failure tolerance.', default: false }),
+    force: Flags.boolean({ description: 'Allow removals that leave the healthy voters below a quorum of the remaining voters.', default: false }),
   };
 
   async run(): Promise<{ voters: string[] }> {

@@ -59,7 +59,7 @@ export const CLUSTER_SCHEMAS: RouteSchemas = {
   'GET /api/v1/cluster/status': { response: STATUS_SCHEMA },
   'GET /api/v1/cluster/members': { response: { type: 'object', properties: { members: { type: 'array', items: MEMBER_SCHEMA } } } },
   'DELETE /api/v1/cluster/members/:node_id': {
-    query: { force: { schema: { type: 'boolean', default: false }, description: 'true: remove even when the remaining voters could not tolerate another failure.' } },
+    query: { force: { schema: { type: 'boolean', default: false }, description: 'true: remove even when the healthy voters left would be fewer than a quorum of the remaining voters.' } },
     responseStatus: 204,
   },
   'PUT /api/v1/cluster/voters': { request: VOTERS_SCHEMA, response: { type: 'object', properties: { voters: { type: 'array', items: { type: 'string' } } } } },
@@ -131,7 +131,7 @@ export function addClusterRoutes(router: Router, deps: { cluster: ClusterRuntime
     method: 'DELETE',
     path: '/api/v1/cluster/members/:node_id',
     access: 'admin',
-    summary: 'Remove a member for good; refuses a removal that would leave no failure tolerance unless ?force=true.',
+    summary: 'Remove a member for good; refuses a removal that would leave the healthy voters below a quorum of the remaining voters unless ?force=true.',
     handler: async (ctx) => {
       const runtime = need();
       const target = ctx.params.node_id as string;
