@@ -140,7 +140,7 @@ describe('cluster: snapshots, the mTLS port, and the operator CLI', () => {
     const leader = cluster.leader(status);
     const result = await runCli(['cluster', 'members', 'remove', follower.node.nodeId, '--http-addr', `127.0.0.1:${leader.httpPort}`, '--ca', join(leader.dataDir, 'http-tls', 'ca.crt')], { env });
     assert.equal(result.code, 1);
-    assert.match(result.stderr, /below quorum; pass \?force=true/);
+    assert.match(result.stderr, /below quorum; force it with \?force=true \(CLI: --force\)/);
     await cluster.restart(other);
   });
 });

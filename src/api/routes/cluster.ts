@@ -177,7 +177,7 @@ async function removeMember(runtime: ClusterRuntime, replicator: Replicator, tar
     const healthyRemaining = status.healthy_voters - (peer?.status === 'unreachable' ? 0 : 1);
     if (remaining === 0) throw new NeuwerkError('NW_ERR_CONFLICT', `removing ${target} would leave no voter`);
     if (healthyRemaining < Math.floor(remaining / 2) + 1) {
-      throw new NeuwerkError('NW_ERR_CONFLICT', `removing ${target} would leave ${healthyRemaining} healthy of ${remaining} voters, below quorum; pass ?force=true to remove it anyway`);
+      throw new NeuwerkError('NW_ERR_CONFLICT', `removing ${target} would leave ${healthyRemaining} healthy of ${remaining} voters, below quorum; force it with ?force=true (CLI: --force) to remove it anyway`);
     }
   }
   if (isVoter || conf.learners.includes(target)) await runtime.replicator.proposeConfChange({ type: 'remove', nodeId: target });
