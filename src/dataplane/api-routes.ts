@@ -113,8 +113,13 @@ function findingKey(f: FindingJson): string {
 /**
  * Merges the local findings of several nodes by (type, source group, hostname, destination,
  * port): counts add up, first_seen is the earliest, last_seen the latest, and the latest
- * occurrence's finding/rule/reason/client win. Most recently seen first, at most `limit`; `total`
- * counts merged findings. Each input should have been queried with the same filters and limit.
+ * occurrence's finding/rule/reason/client win. Most recently seen first, at most `limit`. Each
+ * input should have been queried with the same filters and the largest limit
+ * (FINDINGS_QUERY_LIMIT_MAX), so that `limit` applies to the merged list, not to each node's.
+ *
+ * `total` counts the merged findings. When a node's own list was truncated, the findings it left
+ * out cannot be merged, so `total` is then a lower bound: the larger of the merged count and the
+ * largest node's own total.
  */
 export function mergeFindings(views: readonly FindingsView[], limit: number): FindingsView {
   const merged = new Map<string, FindingJson>();
@@ -138,5 +143,7 @@ export function mergeFindings(views: readonly FindingsView[], limit: number): Fi
     }
   }
   const all = [...merged.values()].sort((a, b) => (a.last_seen < b.last_seen ? 1 : a.last_seen > b.last_seen ? -1 : 0));
-  return { findings: all.slice(0, limit), total: all.length, truncated: anyTruncated || all.length > limit };
+  let total = all.length;
+  if (anyTruncated) for (const view of views) total = Math.max(total, view.total);
+  return { findings: all.slice(0, limit), total, truncated: anyTruncated || all.length > limit };
 }

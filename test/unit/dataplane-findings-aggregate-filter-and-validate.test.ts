@@ -155,4 +155,29 @@ describe('audit findings', () => {
     assert.equal(evil?.last_seen, new Date(EPOCH_MS + 10_000).toISOString());
     assert.equal(evil?.finding, 'audit');
   });
+
+  it('mergeFindings cuts the merged list to the limit and counts everything merged as its total', () => {
+    const { findings: one } = store();
+    const { findings: two } = store();
+    for (let i = 0; i < 5; i++) one.record(event({ hostname: `n${i}.test` }));
+    for (let i = 3; i < 8; i++) two.record(event({ hostname: `n${i}.test` }));
+    const merged = mergeFindings([one.query({ limit: 100 }), two.query({ limit: 100 })], 4);
+    assert.equal(merged.findings.length, 4);
+    assert.equal(merged.total, 8, 'n0..n7, n3 and n4 on both nodes');
+    assert.equal(merged.truncated, true);
+    const all = mergeFindings([one.query({ limit: 100 }), two.query({ limit: 100 })], 100);
+    assert.deepEqual(all.findings.map((f) => `${f.hostname}:${f.count}`).sort(), ['n0.test:1', 'n1.test:1', 'n2.test:1', 'n3.test:2', 'n4.test:2', 'n5.test:1', 'n6.test:1', 'n7.test:1']);
+    assert.equal(all.truncated, false);
+  });
+
+  it("mergeFindings' total is at least any node's own total when that node's list was truncated", () => {
+    const { findings: one } = store();
+    const { findings: two } = store();
+    for (let i = 0; i < 30; i++) one.record(event({ hostname: `a${i}.test` }));
+    two.record(event({ hostname: 'b.test' }));
+    const single = mergeFindings([one.query({ limit: 10 })], 10);
+    assert.deepEqual([single.findings.length, single.total, single.truncated], [10, 30, true]);
+    const both = mergeFindings([one.query({ limit: 10 }), two.query({ limit: 10 })], 10);
+    assert.deepEqual([both.findings.length, both.total, both.truncated], [10, 30, true]);
+  });
 });

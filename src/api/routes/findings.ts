@@ -3,15 +3,17 @@
  * part locally and asks every other member's `GET /api/v1/audit/findings/local` over HTTPS at the
  * member's `http_addr`, verified with the cluster CA (every management certificate is issued by
  * it) and carrying the caller's `Authorization` (and cookie) unchanged, so each member checks the
- * caller itself. The same query string (filters and `limit`) goes to every node; each node gets
- * FINDINGS_NODE_TIMEOUT_MS. The answers are merged with `mergeFindings`; a member that fails or
+ * caller itself. The same filters go to every node with the largest `limit`
+ * (FINDINGS_QUERY_LIMIT_MAX), so that the caller's `limit` cuts the merged list and a finding's
+ * count adds up every node's part; each node gets FINDINGS_NODE_TIMEOUT_MS. The answers are
+ * merged with `mergeFindings`; a member that fails or
  * times out is listed in `node_errors` and makes the answer `partial` — never a failed request.
  * A single node (no cluster) answers with its local findings only.
  */
 import { Agent, request } from 'undici';
 import type { Dataplane } from '../../dataplane/dataplane.js';
 import { FINDINGS_QUERY_PARAMETERS, mergeFindings } from '../../dataplane/api-routes.js';
-import { parseFindingsQuery, type FindingsView } from '../../dataplane/findings.js';
+import { FINDINGS_QUERY_LIMIT_MAX, parseFindingsQuery, type FindingsView } from '../../dataplane/findings.js';
 import { describeError } from '../../errors.js';
 import type { Logger } from '../../log/logger.js';
 import type { RouteSchemas } from '../openapi.js';
@@ -68,7 +70,7 @@ export const FINDINGS_SCHEMAS: RouteSchemas = {
       required: ['findings', 'total', 'truncated', 'partial', 'node_errors', 'nodes_queried', 'nodes_responded'],
       properties: {
         findings: { type: 'array', items: { type: 'object', description: 'As in /api/v1/audit/findings/local, merged across nodes.' } },
-        total: { type: 'integer' },
+        total: { type: 'integer', description: `Merged findings matching the filters before limit; a lower bound when some node holds more than ${FINDINGS_QUERY_LIMIT_MAX} of them.` },
         truncated: { type: 'boolean' },
         partial: { type: 'boolean', description: 'Some member did not answer; see node_errors.' },
         node_errors: { type: 'array', items: { type: 'object', required: ['node_id', 'error'], properties: { node_id: { type: 'string' }, error: { type: 'string' } } } },
@@ -134,13 +136,15 @@ export function addClusterFindingsRoutes(router: Router, deps: ClusterFindingsDe
     summary: 'Audit findings of every member, merged (same filters as /api/v1/audit/findings/local); partial, node_errors, nodes_queried, nodes_responded say who answered.',
     handler: async (ctx) => {
       const filter = parseFindingsQuery(ctx.query); // 400 here, before any fan-out
-      const local = deps.dataplane.findingsView(ctx.query);
+      const nodeQuery = new URLSearchParams(ctx.query);
+      nodeQuery.set('limit', String(FINDINGS_QUERY_LIMIT_MAX));
+      const local = deps.dataplane.findingsView(nodeQuery);
       const others = deps.members === null || dispatcher === null ? [] : deps.members().filter((m) => m.node_id !== deps.nodeId);
       const headers: Record<string, string> = { accept: 'application/json' };
       const { authorization, cookie } = ctx.headers;
       if (typeof authorization === 'string') headers.authorization = authorization;
       if (typeof cookie === 'string') headers.cookie = cookie;
-      const search = ctx.query.toString() === '' ? '' : `?${ctx.query.toString()}`;
+      const search = `?${nodeQuery.toString()}`;
       const answers = await Promise.allSettled(others.map((m) => askMember(dispatcher as Agent, m, search, headers, timeoutMs)));
       const views: FindingsView[] = [local];
       const nodeErrors: FindingsNodeError[] = [];
