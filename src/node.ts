@@ -174,7 +174,7 @@ export async function startNode(config: NodeConfig, logger: Logger, ring?: LogRi
     addPolicyRoutes(router, replicator, enforcement, logger);
     const nodeSysdump = { nodeId, config, db, stateMachine: replicator.stateMachine, readiness, metrics, ring, replicationStatus: () => replicator.status() };
     if (cluster !== null) registerNodeSysdumpRpc(cluster, nodeSysdump, logger);
-    addSupportRoutes(router, { ring, nodeId, sysdump: { node: nodeSysdump, cluster, members: () => replicator.stateMachine.members(), logger } });
+    addSupportRoutes(router, { ring, nodeId, config, sysdump: { node: nodeSysdump, cluster, members: () => replicator.stateMachine.members(), logger } });
 
     // Enforcement is local: the proxies decide with this node's compiled policy, leader or not.
     const dataplane = new Dataplane({

@@ -43,6 +43,8 @@ export interface LiveSource {
   logs(): Promise<string[]>;
   /** Live cluster status; null when this build of the node has no such endpoint. */
   clusterStatus(): Promise<unknown>;
+  /** The configuration the node runs with (file, flags and defaults), key-redacted or not. */
+  configuration(): Promise<unknown>;
 }
 
 /** The configuration summary: the file as written and as resolved, both redacted before writing. */
@@ -224,10 +226,23 @@ export async function collectNodeSysdump(
     }
   }
 
+  // A running node says what it runs with (its start flags included); otherwise the file and the
+  // defaults are all there is to go by.
+  let resolved = sources.configuration.resolved;
+  let resolvedFrom = 'the config file and defaults as `neuwerk start` resolves them without flags (the node is not running: its start flags are not known)';
+  if (sources.live !== null) {
+    try {
+      resolved = await sources.live.configuration();
+      resolvedFrom = `the running node (${sources.live.description})`;
+    } catch (err) {
+      resolvedFrom = `the config file and defaults as \`neuwerk start\` resolves them without flags (the running node's own configuration could not be read: ${fail(SYSDUMP_PATHS.configuration, err)})`;
+    }
+  }
   json(SYSDUMP_PATHS.configuration, {
     config_path: sources.configuration.configPath,
     file: redactConfiguration(sources.configuration.file, sources.known),
-    resolved: redactConfiguration(describeAddresses(sources.configuration.resolved), sources.known),
+    resolved: redactConfiguration(describeAddresses(resolved), sources.known),
+    resolved_from: resolvedFrom,
     redaction: 'values of secret-bearing keys are "<redacted>"; paths are kept; no file the configuration names is copied',
   });
 

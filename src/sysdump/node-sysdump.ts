@@ -260,6 +260,9 @@ function answerError(what: string, response: { status: number; json: unknown; te
 }
 
 /** Live snapshots over the management API (and the metrics listener), each request bounded. */
+/** The running node's configuration (`GET /api/v1/support/configuration`, admin). */
+const CONFIGURATION_PATH = '/api/v1/support/configuration';
+
 class ApiLiveSource implements LiveSource {
   private logLines: Promise<string[]> | null = null;
 
@@ -277,6 +280,16 @@ class ApiLiveSource implements LiveSource {
     const response = await this.connection.call('GET', '/ready', undefined, LIVE_REQUEST_TIMEOUT_MS);
     if (response.status !== 200 && response.status !== 503) throw answerError('GET /ready', response);
     return { httpStatus: response.status, report: response.json };
+  }
+
+  async configuration(): Promise<unknown> {
+    if (!this.hasToken) throw new Error(`no admin token for GET ${CONFIGURATION_PATH} (see the "api token" error)`);
+    const response = await this.connection.call('GET', CONFIGURATION_PATH, undefined, LIVE_REQUEST_TIMEOUT_MS);
+    if (response.status === 404) throw new Error(`GET ${CONFIGURATION_PATH}: this build of the node has no such endpoint`);
+    if (response.status !== 200) throw answerError(`GET ${CONFIGURATION_PATH}`, response);
+    const resolved = (response.json as { resolved?: unknown } | null)?.resolved;
+    if (resolved === null || typeof resolved !== 'object') throw new Error(`GET ${CONFIGURATION_PATH}: the answer has no resolved configuration`);
+    return resolved;
   }
 
   logs(): Promise<string[]> {
@@ -529,6 +542,7 @@ export async function buildNodeSysdumpInProcess(deps: InProcessSysdumpDeps): Pro
     metrics: () => deps.metrics.render(),
     logs: () => (deps.ring ? Promise.resolve(deps.ring.snapshot().map((line) => scrubText(line, known))) : Promise.reject(new Error('this node keeps no in-memory log ring'))),
     clusterStatus: () => Promise.resolve(deps.replicationStatus ? deps.replicationStatus() : null),
+    configuration: () => Promise.resolve(deps.config),
   };
   return collectNodeSysdump(
     {

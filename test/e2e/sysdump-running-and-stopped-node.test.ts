@@ -105,8 +105,12 @@ describe('neuwerk sysdump of a running and then a stopped node', () => {
     const policy = json<{ version: number; document: { default_policy: string } }>(files, 'summary/policy.json');
     assert.ok(policy.version > 0);
     assert.equal(policy.document.default_policy, 'deny');
-    const configuration = json<{ resolved: { dataDir: string } }>(files, 'summary/configuration.json');
+    // The node was started with --http-bind and --metrics-bind flags (port 0): the archive has
+    // what it runs with, not what the sysdump command would resolve on its own (port 8443).
+    const configuration = json<{ resolved: { dataDir: string; http: { bind: string } }; resolved_from: string }>(files, 'summary/configuration.json');
     assert.equal(configuration.resolved.dataDir, dataDir);
+    assert.equal(configuration.resolved.http.bind, '127.0.0.1:0');
+    assert.match(configuration.resolved_from, /^the running node \(https:\/\/127\.0\.0\.1:\d+\)$/);
     const accounts = json<{ accounts: unknown[]; signing_keys: { kid: string }[] }>(files, 'summary/service-accounts.json');
     assert.equal(accounts.signing_keys.length, 1);
   });
@@ -136,6 +140,9 @@ describe('neuwerk sysdump of a running and then a stopped node', () => {
     const state = json<{ applied_index: number; members: { node_id: string }[] }>(files, 'summary/state.json');
     assert.ok(state.applied_index >= appliedWhileRunning, 'the store was read read-only after the stop');
     assert.deepEqual(state.members.map((m) => m.node_id), [node.nodeId]);
+    const configuration = json<{ resolved: { http: { bind: string } }; resolved_from: string }>(files, 'summary/configuration.json');
+    assert.equal(configuration.resolved.http.bind, '127.0.0.1:8443', 'without the node, the sysdump resolves the file and defaults itself');
+    assert.match(configuration.resolved_from, /the node is not running: its start flags are not known/);
   });
 
   it('usage and output errors exit 2 or 1 and name the path', async () => {

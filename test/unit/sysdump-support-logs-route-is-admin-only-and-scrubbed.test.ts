@@ -27,7 +27,7 @@ function identity(roles: Identity['roles']): Identity {
 describe('GET /api/v1/support/logs', () => {
   const ring = new LogRing(4);
   const router = new Router();
-  addSupportRoutes(router, { ring, nodeId: 'node-1' });
+  addSupportRoutes(router, { ring, nodeId: 'node-1', config: { configPath: null } });
   const tls = generateSelfSignedTls('node-1', ['127.0.0.1']);
   const server = createApiServer({
     tls: { ...tls, certPath: 'server.crt', keyPath: 'server.key', caPath: 'ca.crt' },
@@ -95,7 +95,7 @@ describe('GET /api/v1/support/logs', () => {
 
   it('answers an empty list when the node keeps no ring', async () => {
     const bare = new Router();
-    addSupportRoutes(bare, { ring: undefined, nodeId: 'node-2' });
+    addSupportRoutes(bare, { ring: undefined, nodeId: 'node-2', config: { configPath: null } });
     const match = bare.match('GET', SUPPORT_LOGS_PATH);
     assert.ok(!(match instanceof NeuwerkError));
     const result = await match.route.handler({} as never);

@@ -1,12 +1,15 @@
 import { NeuwerkError } from '../../errors.js';
 import type { LogRing } from '../../log/logger.js';
 import { buildClusterSysdump, type ClusterSysdumpDeps } from '../../sysdump/cluster-sysdump.js';
-import { scrubText } from '../../sysdump/redaction.js';
+import { describeAddresses } from '../../sysdump/collect.js';
+import { redactConfiguration, scrubText } from '../../sysdump/redaction.js';
 import type { RouteSchemas } from '../openapi.js';
 import type { Router } from '../router.js';
 
 /** The path of the recent-logs endpoint, used by `neuwerk sysdump` on a running node. */
 export const SUPPORT_LOGS_PATH = '/api/v1/support/logs';
+/** The configuration the node runs with, redacted, used by `neuwerk sysdump` on a running node. */
+export const SUPPORT_CONFIGURATION_PATH = '/api/v1/support/configuration';
 /** The cluster-wide sysdump endpoint (admin; served by the leader). */
 export const SUPPORT_CLUSTER_SYSDUMP_PATH = '/api/v1/support/sysdump/cluster';
 /** The members-only node sysdump endpoint; over HTTPS it always refuses (see `addSupportRoutes`). */
@@ -27,12 +30,25 @@ export const SUPPORT_SCHEMAS: RouteSchemas = {
       },
     },
   },
+  [`GET ${SUPPORT_CONFIGURATION_PATH}`]: {
+    response: {
+      type: 'object',
+      required: ['node_id', 'config_path', 'resolved'],
+      properties: {
+        node_id: { type: 'string' },
+        config_path: { type: ['string', 'null'], description: 'The config file the node read, if any.' },
+        resolved: { type: 'object', description: 'The configuration the node runs with (config file, start flags and defaults); addresses as host:port, values of secret-bearing keys "<redacted>".' },
+      },
+    },
+  },
 };
 
 /** What the support routes read: the node's in-memory log ring (null when the node keeps none). */
 export interface SupportRouteDeps {
   readonly ring: LogRing | null | undefined;
   readonly nodeId: string;
+  /** The configuration the node runs with, and the file it came from. */
+  readonly config: { readonly configPath: string | null };
   /** Sources of the cluster sysdump; omitted, the sysdump routes are not served. */
   readonly sysdump?: ClusterSysdumpDeps;
 }
@@ -82,6 +98,19 @@ export function addSupportRoutes(router: Router, deps: SupportRouteDeps): void {
     handler: () => {
       throw new NeuwerkError('NW_ERR_AUTH_FORBIDDEN', NODE_SYSDUMP_HTTP_REFUSAL);
     },
+  });
+
+  router.add({
+    method: 'GET',
+    path: SUPPORT_CONFIGURATION_PATH,
+    access: 'admin',
+    routing: 'local',
+    summary: 'The configuration this node runs with (config file, start flags and defaults), secret-bearing values redacted.',
+    handler: () => ({
+      status: 200,
+      headers: { 'cache-control': 'no-store' },
+      body: { node_id: deps.nodeId, config_path: deps.config.configPath, resolved: redactConfiguration(describeAddresses(deps.config)) },
+    }),
   });
 
   router.add({
