@@ -12,8 +12,23 @@ export interface QueryParameter {
   readonly description: string;
 }
 
-/** Request and response schemas (and the query parameters) published per route, keyed by `METHOD path`. */
-export type RouteSchemas = Record<string, { request?: object; response?: object; responseStatus?: number; query?: Readonly<Record<string, QueryParameter>> }>;
+/**
+ * Request and response schemas (and the query parameters) published per route, keyed by `METHOD
+ * path`. Bodies are `application/json`; `requestMediaTypes` and `responseMediaTypes` name further
+ * media types a route accepts or answers with (the request schema applies to each accepted one; a
+ * further response type is a document of its own, e.g. YAML or a gzip archive).
+ */
+export type RouteSchemas = Record<
+  string,
+  {
+    request?: object;
+    requestMediaTypes?: readonly string[];
+    response?: object;
+    responseStatus?: number;
+    responseMediaTypes?: Readonly<Record<string, object>>;
+    query?: Readonly<Record<string, QueryParameter>>;
+  }
+>;
 
 /**
  * On a follower, an authenticated route with leader routing is proxied to the leader unless one of
@@ -25,7 +40,7 @@ const LOCAL_READ_PARAMETERS: Readonly<Record<string, QueryParameter>> = {
 };
 
 /**
- * Builds the OpenAPI 3 document from the router's own table and the schemas the server validates
+ * Builds the OpenAPI 3.1 document (JSON Schema 2020-12 schemas: `type: [..., "null"]` for nullable fields) from the router's own table and the schemas the server validates
  * with, so the published contract cannot drift from what is served.
  */
 export function buildOpenApiDocument(routes: readonly Route[], schemas: RouteSchemas, version: string): object {
@@ -45,17 +60,27 @@ export function buildOpenApiDocument(routes: readonly Route[], schemas: RouteSch
       responses: {
         [String(schema.responseStatus ?? 200)]: {
           description: 'Success',
-          ...(schema.response ? { content: { 'application/json': { schema: schema.response } } } : {}),
+          ...(schema.response || schema.responseMediaTypes
+            ? {
+                content: {
+                  ...(schema.response ? { 'application/json': { schema: schema.response } } : {}),
+                  ...Object.fromEntries(Object.entries(schema.responseMediaTypes ?? {}).map(([type, body]) => [type, { schema: body }])),
+                },
+              }
+            : {}),
         },
         default: { description: 'Error', content: { 'application/json': { schema: { $ref: '#/components/schemas/Error' } } } },
       },
     };
-    if (schema.request) operation.requestBody = { required: true, content: { 'application/json': { schema: schema.request } } };
+    if (schema.request) {
+      const types = ['application/json', ...(schema.requestMediaTypes ?? [])];
+      operation.requestBody = { required: true, content: Object.fromEntries(types.map((type) => [type, { schema: schema.request }])) };
+    }
     if (route.access !== 'public') operation.security = [{ bearer: [] }, { cookie: [] }];
     (paths[openApiPath] ??= {})[route.method.toLowerCase()] = operation;
   }
   return {
-    openapi: '3.0.3',
+    openapi: '3.1.0',
     info: { title: 'neuwerk management API', version },
     paths,
     components: {

@@ -63,6 +63,9 @@ describe('neuwerk start (single node)', () => {
     assert.ok(queryOf('/api/v1/policy', 'get').includes('format'));
     assert.ok(queryOf('/api/v1/cluster/members/{node_id}', 'delete').includes('force'));
     assert.deepEqual(queryOf('/api/v1/audit/findings/local', 'get').sort(), ['finding_type', 'limit', 'since', 'source_group', 'until']);
+    // 3.1 (JSON Schema types): nullable fields are type arrays, never the 3.0 `nullable` keyword.
+    assert.equal(document.openapi, '3.1.0');
+    assert.ok(!JSON.stringify(document).includes('"nullable"'));
   });
 
   it('creates the data dir 0700, the node id, the store and self-signed TLS files', () => {

@@ -29,7 +29,12 @@ describe('the OpenAPI document', () => {
     route('GET', '/health', { access: 'public' }),
   ];
   const schemas: RouteSchemas = {
-    'GET /api/v1/things/:zone': { query: { limit: { schema: { type: 'integer', minimum: 1, maximum: 10 }, description: 'Page size.' } } },
+    'GET /api/v1/things/:zone': {
+      query: { limit: { schema: { type: 'integer', minimum: 1, maximum: 10 }, description: 'Page size.' } },
+      response: { type: 'object' },
+      responseMediaTypes: { 'application/yaml': { type: 'string' } },
+    },
+    'PUT /api/v1/things/:zone': { request: { type: 'object', properties: { n: { type: ['integer', 'null'] } } }, requestMediaTypes: ['application/yaml'] },
   };
   const document = buildOpenApiDocument(routes, schemas, '1.2.3');
 
@@ -44,5 +49,15 @@ describe('the OpenAPI document', () => {
     assert.deepEqual(parametersOf(document, '/api/v1/things/{zone}', 'put').map((p) => p.name), ['zone']);
     assert.deepEqual(parametersOf(document, '/api/v1/mine', 'get'), []);
     assert.deepEqual(parametersOf(document, '/health', 'get'), []);
+  });
+
+  it('is OpenAPI 3.1 and lists every media type a route accepts or answers with', () => {
+    const doc = document as { openapi: string; paths: Record<string, Record<string, { requestBody?: { content: Record<string, { schema: unknown }> }; responses: Record<string, { content?: Record<string, { schema: unknown }> }> }>> };
+    assert.equal(doc.openapi, '3.1.0');
+    const things = doc.paths['/api/v1/things/{zone}'];
+    assert.deepEqual(Object.keys(things?.get?.responses['200']?.content ?? {}), ['application/json', 'application/yaml']);
+    const body = things?.put?.requestBody?.content ?? {};
+    assert.deepEqual(Object.keys(body), ['application/json', 'application/yaml']);
+    assert.deepEqual(body['application/yaml']?.schema, body['application/json']?.schema);
   });
 });

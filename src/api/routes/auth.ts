@@ -19,8 +19,8 @@ const IDENTITY_SCHEMA = {
   properties: {
     sub: { type: 'string' },
     roles: { type: 'array', items: role },
-    exp: { type: 'integer', nullable: true },
-    sa_id: { type: 'string', nullable: true },
+    exp: { type: ['integer', 'null'] },
+    sa_id: { type: ['string', 'null'] },
   },
 } as const;
 
@@ -69,8 +69,8 @@ const TOKEN_METADATA_SCHEMA = {
   type: 'object',
   properties: {
     id: { type: 'string' }, name: { type: 'string' }, created_at: { type: 'string' }, created_by: { type: 'string' },
-    expires_at: { type: 'string', nullable: true }, revoked_at: { type: 'string', nullable: true },
-    last_used_at: { type: 'string', nullable: true }, kid: { type: 'string' }, role,
+    expires_at: { type: ['string', 'null'] }, revoked_at: { type: ['string', 'null'] },
+    last_used_at: { type: ['string', 'null'] }, kid: { type: 'string' }, role,
     status: { type: 'string', enum: ['active', 'revoked', 'expired'] },
   },
 } as const;
@@ -79,7 +79,7 @@ const KEY_SCHEMA = {
   type: 'object',
   properties: {
     kid: { type: 'string' }, status: { type: 'string', enum: ['active', 'previous', 'retired'] },
-    created_at: { type: 'string' }, created_by: { type: 'string' }, retired_at: { type: 'string', nullable: true },
+    created_at: { type: 'string' }, created_by: { type: 'string' }, retired_at: { type: ['string', 'null'] },
   },
 } as const;
 

@@ -12,9 +12,9 @@ const PEER_SCHEMA = {
     node_id: { type: 'string' },
     role: { type: 'string', enum: ['leader', 'follower', 'learner', 'candidate'] },
     status: { type: 'string', enum: ['healthy', 'lagging', 'unreachable'] },
-    match_index: { type: 'integer', nullable: true },
-    lag: { type: 'integer', nullable: true },
-    last_contact_ms: { type: 'integer', nullable: true },
+    match_index: { type: ['integer', 'null'] },
+    lag: { type: ['integer', 'null'] },
+    last_contact_ms: { type: ['integer', 'null'] },
   },
 } as const;
 
@@ -25,7 +25,7 @@ const STATUS_SCHEMA = {
     cluster_enabled: { type: 'boolean' },
     node_id: { type: 'string' },
     role: { type: 'string' },
-    leader_id: { type: 'string', nullable: true },
+    leader_id: { type: ['string', 'null'] },
     term: { type: 'integer' },
     commit_index: { type: 'integer' },
     applied_index: { type: 'integer' },
@@ -40,9 +40,9 @@ const STATUS_SCHEMA = {
 const MEMBER_SCHEMA = {
   type: 'object',
   properties: {
-    node_id: { type: 'string' }, cluster_addr: { type: 'string', nullable: true }, http_addr: { type: 'string' },
-    proxy_addr: { type: 'string', nullable: true, description: "The node's forward proxy; null when it runs none or has not recorded it yet." },
-    dns_addr: { type: 'string', nullable: true, description: "The node's DNS proxy (UDP and TCP); null when it runs none or has not recorded it yet." },
+    node_id: { type: 'string' }, cluster_addr: { type: ['string', 'null'] }, http_addr: { type: 'string' },
+    proxy_addr: { type: ['string', 'null'], description: "The node's forward proxy; null when it runs none or has not recorded it yet." },
+    dns_addr: { type: ['string', 'null'], description: "The node's DNS proxy (UDP and TCP); null when it runs none or has not recorded it yet." },
     role: { type: 'string', enum: ['leader', 'follower', 'learner', 'candidate'] }, voter: { type: 'boolean' },
     status: { type: 'string', enum: ['healthy', 'lagging', 'unreachable'] }, joined_at: { type: 'string' },
   },

@@ -27,7 +27,7 @@ const RECORD_SCHEMA = {
   properties: {
     zone: { type: 'string' }, key: { type: 'string' }, value: { type: 'string' },
     version: { type: 'integer', description: 'The Raft index that last wrote the key.' },
-    expires_at: { type: 'string', nullable: true, description: 'RFC 3339, or null for no expiry.' },
+    expires_at: { type: ['string', 'null'], description: 'RFC 3339, or null for no expiry.' },
   },
 } as const;
 
@@ -40,7 +40,7 @@ export const KEYVAL_SCHEMAS: RouteSchemas = {
       after: { schema: { type: 'string' }, description: 'Start after this key (the previous page\'s `next`).' },
       limit: { schema: { type: 'integer', minimum: 1, maximum: KEYVAL_LIST_LIMIT_MAX, default: KEYVAL_LIST_LIMIT_DEFAULT }, description: 'Page size.' },
     },
-    response: { type: 'object', required: ['items', 'next'], properties: { items: { type: 'array', items: RECORD_SCHEMA }, next: { type: 'string', nullable: true } } },
+    response: { type: 'object', required: ['items', 'next'], properties: { items: { type: 'array', items: RECORD_SCHEMA }, next: { type: ['string', 'null'] } } },
   },
   'DELETE /api/v1/keyval/:zone/:key': { responseStatus: 204 },
 };

@@ -19,10 +19,11 @@ const PUT_RESPONSE_SCHEMA = {
 
 export const POLICY_SCHEMAS: RouteSchemas = {
   'GET /api/v1/policy': {
-    query: { format: { schema: { type: 'string', enum: ['json', 'yaml'], default: 'json' }, description: 'yaml: the document as YAML (text/yaml).' } },
+    query: { format: { schema: { type: 'string', enum: ['json', 'yaml'], default: 'json' }, description: 'yaml: the document as YAML (application/yaml).' } },
     response: POLICY_JSON_SCHEMA as object,
+    responseMediaTypes: { 'application/yaml': { type: 'string', description: 'With ?format=yaml: the same document as YAML.' } },
   },
-  'PUT /api/v1/policy': { request: POLICY_JSON_SCHEMA as object, response: PUT_RESPONSE_SCHEMA },
+  'PUT /api/v1/policy': { request: POLICY_JSON_SCHEMA as object, requestMediaTypes: ['application/yaml'], response: PUT_RESPONSE_SCHEMA },
 };
 
 /** The singleton policy document (DESIGN §6, §8). */

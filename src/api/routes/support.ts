@@ -30,6 +30,9 @@ export const SUPPORT_SCHEMAS: RouteSchemas = {
       },
     },
   },
+  [`POST ${SUPPORT_CLUSTER_SYSDUMP_PATH}`]: {
+    responseMediaTypes: { 'application/gzip': { type: 'string', format: 'binary', description: 'The archive (tar.gz); x-neuwerk-sysdump-partial says whether a member is missing from it.' } },
+  },
   [`GET ${SUPPORT_CONFIGURATION_PATH}`]: {
     response: {
       type: 'object',

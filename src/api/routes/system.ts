@@ -12,7 +12,7 @@ const READY_SCHEMA = {
       items: {
         type: 'object',
         required: ['name', 'ok', 'detail'],
-        properties: { name: { type: 'string' }, ok: { type: 'boolean' }, detail: { type: 'string', nullable: true } },
+        properties: { name: { type: 'string' }, ok: { type: 'boolean' }, detail: { type: ['string', 'null'] } },
       },
     },
   },
