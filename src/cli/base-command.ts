@@ -3,13 +3,14 @@ import { EXIT_USAGE, NeuwerkError } from '../errors.js';
 
 /**
  * The base of every neuwerk command: renders typed errors with their code, next actions and exit
- * code (DESIGN §7), as JSON on stdout under `--json`, else as text on stderr.
+ * code (DESIGN §7) on stderr: one JSON object under `--json` (stdout then stays empty, so a
+ * caller never parses an error as the command's answer), else as text.
  */
 export abstract class NeuwerkCommand extends Command {
   protected override async catch(err: Error & { exitCode?: number; oclif?: { exit?: number } }): Promise<void> {
     if (err instanceof NeuwerkError) {
       if (this.jsonEnabled()) {
-        process.stdout.write(`${JSON.stringify(err.toJSON())}\n`);
+        process.stderr.write(`${JSON.stringify({ ...err.toJSON(), ...(err.actions.length > 0 ? { actions: err.actions } : {}) })}\n`);
       } else {
         process.stderr.write(`error: ${err.message}\n`);
         for (const action of err.actions) process.stderr.write(`  ${action}\n`);

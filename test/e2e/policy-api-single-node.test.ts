@@ -53,6 +53,12 @@ describe('policy API and CLI on a single node', () => {
     assert.equal(fetched.code, 0, fetched.stderr);
     assert.match(fetched.stdout, /id: allow-github/);
     assert.match(fetched.stdout, /- "8000-8100"|- 8000-8100/);
+    const asJson = await cli(['policy', 'get', '--json']);
+    assert.equal(asJson.code, 0, asJson.stderr);
+    assert.equal((JSON.parse(asJson.stdout) as { source_groups: { rules: { id: string }[] }[] }).source_groups[0]?.rules[0]?.id, 'allow-github');
+    const conflicting = await cli(['policy', 'get', '--json', '--format', 'yaml']);
+    assert.equal(conflicting.code, 2);
+    assert.match(conflicting.stderr, /--json and --format yaml/);
     const viaApi = await node.api('GET', '/api/v1/policy', undefined, headers);
     assert.equal(viaApi.headers['x-neuwerk-policy-version'], String(answer.version));
   });

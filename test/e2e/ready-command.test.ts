@@ -62,6 +62,20 @@ describe('neuwerk ready', () => {
     assert.ok(elapsed >= 1500, `polled for ${elapsed} ms`);
   });
 
+  it('an error under --json is one JSON object on stderr, and stdout stays empty', async () => {
+    const blocker = createServer();
+    await new Promise<void>((resolve) => blocker.listen(0, '127.0.0.1', resolve));
+    const port = (blocker.address() as { port: number }).port;
+    blocker.close();
+    const result = await runCli(['status', '--http-addr', `127.0.0.1:${port}`, '--insecure', '--token', 'x', '--json']);
+    assert.equal(result.code, 1);
+    assert.equal(result.stdout, '');
+    const error = JSON.parse(result.stderr) as { error: string; code: string; actions: string[] };
+    assert.equal(error.code, 'NW_ERR_API_UNREACHABLE');
+    assert.ok(error.error.includes(`127.0.0.1:${port}`), error.error);
+    assert.ok(error.actions.length > 0);
+  });
+
   it('usage errors exit 2: --ca with --insecure, a bad --timeout, a missing CA', async () => {
     const both = await runCli(['ready', '--ca', '/x', '--insecure']);
     assert.equal(both.code, 2);
