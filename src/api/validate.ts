@@ -1,7 +1,8 @@
 import { Ajv, type ErrorObject } from 'ajv';
 import { NeuwerkError } from '../errors.js';
 
-const ajv = new Ajv({ allErrors: true, strict: false });
+// verbose: errors carry their schema, so a `not: {required: [...]}` can name the fields it forbids together.
+const ajv = new Ajv({ allErrors: true, strict: false, verbose: true });
 
 function renderPath(instancePath: string): string {
   const path = instancePath
@@ -30,6 +31,11 @@ function describe(document: unknown, error: ErrorObject): string {
       return `${path}: missing required field "${(error.params as { missingProperty: string }).missingProperty}"`;
     case 'enum':
       return `${path}: ${shown} is not one of ${(error.params as { allowedValues: unknown[] }).allowedValues.join(', ')}`;
+    case 'not': {
+      const together = (error.schema as { required?: unknown } | undefined)?.required;
+      if (Array.isArray(together)) return `${path === 'body' ? '' : `${path}: `}${together.map((field) => `"${String(field)}"`).join(' and ')} cannot be given together`;
+      return `${path}: ${shown} ${error.message ?? 'is invalid'}`;
+    }
     default:
       return `${path}: ${shown} ${error.message ?? 'is invalid'}`;
   }

@@ -147,6 +147,7 @@ describe('auth on a single node', () => {
     assert.equal(tooHigh.status, 403);
     const both = await call('POST', `/api/v1/service-accounts/${account.id}/tokens`, admin, { ttl: '1h', eternal: true });
     assert.equal(both.status, 400);
+    assert.equal((both.json as { error: string }).error, '"ttl" and "eternal" cannot be given together');
 
     const mintedA = await call('POST', `/api/v1/service-accounts/${account.id}/tokens`, admin, { name: 'a', ttl: '1h' });
     assert.equal(mintedA.status, 201);
