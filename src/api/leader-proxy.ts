@@ -14,8 +14,11 @@ import {
 } from './forwarded-request.js';
 import { readBody, type Method, type Route } from './router.js';
 
-/** A routed request waits at most this long for a leader to be known (DESIGN §6: within 2 s). */
-export const NO_LEADER_WAIT_MS = 2_000;
+/**
+ * A routed request waits at most this long for a leader to be known; the 503 then leaves within
+ * DESIGN §6's 2 s with room for the request's own handling.
+ */
+export const NO_LEADER_WAIT_MS = 1_900;
 /** Upper bound of one proxied request. */
 export const PROXY_TIMEOUT_MS = 30_000;
 /** Marks a request a follower already forwarded, so it is never forwarded twice. */
@@ -74,8 +77,9 @@ export class LeaderProxy {
     const deadline = Date.now() + NO_LEADER_WAIT_MS;
     for (;;) {
       const leader = this.leader();
-      if (leader !== null || Date.now() >= deadline) return leader;
-      await new Promise((resolve) => setTimeout(resolve, 50));
+      const left = deadline - Date.now();
+      if (leader !== null || left <= 0) return leader;
+      await new Promise((resolve) => setTimeout(resolve, Math.min(50, left)));
     }
   }
 

@@ -114,6 +114,18 @@ describe('a three-node cluster', () => {
     assert.ok(elapsed < 7_000, `answered in ${elapsed} ms`);
     const ready = await survivor.node.api('GET', '/ready');
     assert.equal(ready.status, 503, 'the survivor is not ready without a quorum');
+    // Once the survivor knows no leader, a request for the leader answers 503 within 2 s (DESIGN §6).
+    const noLeaderBy = Date.now() + 10_000;
+    while (((await cluster.api(survivor, 'GET', '/api/v1/cluster/status?local=true')).json as { leader_id: string | null }).leader_id !== null) {
+      assert.ok(Date.now() < noLeaderBy, 'the survivor stepped down');
+      await new Promise((resolve) => setTimeout(resolve, 100));
+    }
+    const readStarted = Date.now();
+    const read = await cluster.api(survivor, 'GET', '/api/v1/keyval/quorum/k');
+    const readElapsed = Date.now() - readStarted;
+    assert.equal(read.status, 503, JSON.stringify(read.json));
+    assert.equal((read.json as { error: string }).error, 'no cluster leader');
+    assert.ok(readElapsed < 2_000, `answered in ${readElapsed} ms`);
     for (const member of others) await cluster.restart(member);
     await cluster.waitFor((s) => s.leader_id !== null && s.healthy_voters === 3, 'quorum restored');
     let ok = false;
