@@ -67,6 +67,13 @@ describe('replicated key-value zones on a single node', () => {
     const badKey = await node.api('PUT', `/api/v1/keyval/z/${encodeURIComponent('has space')}`, { value: 'v' }, headers);
     assert.equal(badKey.status, 400);
     assert.match((badKey.json as { error: string }).error, /key "has space" is not valid/);
+    // Reads check names the same way: a bad name is a 400, not an empty zone or a missing key.
+    const badZoneList = await node.api('GET', `/api/v1/keyval/${encodeURIComponent('bad zone')}`, undefined, headers);
+    assert.equal(badZoneList.status, 400);
+    assert.match((badZoneList.json as { error: string }).error, /zone "bad zone" is not valid/);
+    const badKeyRead = await node.api('GET', `/api/v1/keyval/z/${encodeURIComponent('has space')}`, undefined, headers);
+    assert.equal(badKeyRead.status, 400);
+    assert.match((badKeyRead.json as { error: string }).error, /key "has space" is not valid/);
     const badBody = await node.api('PUT', '/api/v1/keyval/z/k', { value: 5, extra: true }, headers);
     assert.equal(badBody.status, 400);
     assert.match((badBody.json as { error: string }).error, /value: 5 must be string/);

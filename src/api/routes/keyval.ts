@@ -89,6 +89,8 @@ export function addKeyvalRoutes(router: Router, replicator: Replicator): void {
     access: 'read',
     summary: 'Read a key (linearizable; ?stale=true reads the local replica).',
     handler: async (ctx) => {
+      checkName('zone', ctx.params.zone as string);
+      checkName('key', ctx.params.key as string);
       await read(ctx.query.get('stale') === 'true');
       const record = replicator.stateMachine.getKeyval(ctx.params.zone as string, ctx.params.key as string, Date.now());
       if (record === null) throw new NeuwerkError('NW_ERR_NOT_FOUND', `key ${ctx.params.key} not found in zone ${ctx.params.zone}`);
@@ -101,6 +103,7 @@ export function addKeyvalRoutes(router: Router, replicator: Replicator): void {
     access: 'read',
     summary: 'List keys in key order: ?prefix=&after=&limit= (1..10000, default 1000).',
     handler: async (ctx) => {
+      checkName('zone', ctx.params.zone as string);
       const limitText = ctx.query.get('limit');
       const limit = limitText === null ? KEYVAL_LIST_LIMIT_DEFAULT : Number(limitText);
       if (!Number.isInteger(limit) || limit < 1 || limit > KEYVAL_LIST_LIMIT_MAX) {
