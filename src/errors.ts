@@ -40,6 +40,8 @@ export const ERROR_CATALOGUE = {
   NW_ERR_HTTP_METHOD: { exitCode: EXIT_FAILURE, httpStatus: 405 },
   NW_ERR_HTTP_BODY_TOO_LARGE: { exitCode: EXIT_FAILURE, httpStatus: 413 },
   NW_ERR_HTTP_BAD_REQUEST: { exitCode: EXIT_FAILURE, httpStatus: 400 },
+  NW_ERR_HTTP_HEADERS_TOO_LARGE: { exitCode: EXIT_FAILURE, httpStatus: 431 },
+  NW_ERR_HTTP_REQUEST_TIMEOUT: { exitCode: EXIT_FAILURE, httpStatus: 408 },
   NW_ERR_INTERNAL: { exitCode: EXIT_FAILURE, httpStatus: 500 },
   NW_ERR_VALIDATION: { exitCode: EXIT_USAGE, httpStatus: 400 },
   NW_ERR_NOT_FOUND: { exitCode: EXIT_FAILURE, httpStatus: 404 },

@@ -103,7 +103,10 @@ export class Router {
     let pathMatched = false;
     for (const route of this.bySegmentCount.get(parts.length) ?? []) {
       if (!literalsMatch(route.literals, parts)) continue;
-      if (route.method !== method) {
+      // HEAD is a GET without the body (Node leaves it out), on the public routes a load balancer
+      // or monitor probes (/health, /ready); they are answered locally, never forwarded.
+      const asHead = method === 'HEAD' && route.method === 'GET' && route.access === 'public';
+      if (route.method !== method && !asHead) {
         if (!pathMatched) pathMatched = decodeParams(route, parts) !== null;
         continue;
       }

@@ -1,5 +1,6 @@
 import { createServer, type Server } from 'node:https';
-import type { IncomingHttpHeaders, IncomingMessage, ServerResponse } from 'node:http';
+import { STATUS_CODES, type IncomingHttpHeaders, type IncomingMessage, type ServerResponse } from 'node:http';
+import type { Duplex } from 'node:stream';
 import type { Logger } from '../log/logger.js';
 import type { Identity } from '../auth/tokens.js';
 import { NeuwerkError, describeError } from '../errors.js';
@@ -188,6 +189,29 @@ function asNeuwerkError(err: unknown, logger: Logger, route: string, method: str
   return error;
 }
 
+/**
+ * A request Node's HTTP parser refused before any handler saw it (a malformed request line or
+ * header, a head beyond the size limit, a head not received within `headersTimeout`): answered
+ * with the same `{"error", "code"}` body as every other error, then the connection closes. As in
+ * Node's own handler, nothing is written while a response on the connection is under way.
+ */
+export function answerClientError(err: NodeJS.ErrnoException, socket: Duplex): void {
+  const inFlight = (socket as Duplex & { _httpMessage?: { headersSent?: boolean } | null })._httpMessage;
+  if (err.code === 'ECONNRESET' || !socket.writable || inFlight?.headersSent === true) {
+    socket.destroy();
+    return;
+  }
+  const error =
+    err.code === 'HPE_HEADER_OVERFLOW'
+      ? new NeuwerkError('NW_ERR_HTTP_HEADERS_TOO_LARGE', 'request head too large')
+      : err.code === 'ERR_HTTP_REQUEST_TIMEOUT'
+        ? new NeuwerkError('NW_ERR_HTTP_REQUEST_TIMEOUT', 'request head not received in time')
+        : new NeuwerkError('NW_ERR_HTTP_BAD_REQUEST', `malformed HTTP request (${err.code ?? 'parse error'})`);
+  const body = JSON.stringify(error.toJSON());
+  const status = error.httpStatus;
+  socket.end(`HTTP/1.1 ${status} ${STATUS_CODES[status] ?? ''}\r\ncontent-type: application/json\r\ncontent-length: ${Buffer.byteLength(body)}\r\nconnection: close\r\n\r\n${body}`);
+}
+
 /** The HTTPS management API. Every error is `{"error", "code"}` with the catalogue's status. */
 export function createApiServer(options: ApiServerOptions): Server {
   const { router, logger, metrics } = options;
@@ -198,6 +222,7 @@ export function createApiServer(options: ApiServerOptions): Server {
   server.requestTimeout = 60_000;
   server.keepAliveTimeout = API_KEEP_ALIVE_TIMEOUT_MS;
   server.on('tlsClientError', (err) => logger.debug({ err: describeError(err) }, 'management API TLS handshake failed'));
+  server.on('clientError', answerClientError);
 
   async function handle(req: IncomingMessage, res: ServerResponse): Promise<void> {
     const started = process.hrtime.bigint();

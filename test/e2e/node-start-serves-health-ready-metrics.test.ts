@@ -3,7 +3,8 @@ import { statSync, readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { X509Certificate } from 'node:crypto';
 import { after, before, describe, it } from 'node:test';
-import { request } from 'undici';
+import { connect as tlsConnect } from 'node:tls';
+import { Agent, request } from 'undici';
 import { NodeProcess, tempDir } from './harness.js';
 
 describe('neuwerk start (single node)', () => {
@@ -48,6 +49,31 @@ describe('neuwerk start (single node)', () => {
     assert.deepEqual(response.json, { error: 'no such endpoint: /api/v1/nope', code: 'NW_ERR_HTTP_NOT_FOUND' });
     const wrongMethod = await node.api('DELETE', '/health');
     assert.equal(wrongMethod.status, 405);
+    assert.equal((wrongMethod.json as { code: string }).code, 'NW_ERR_HTTP_METHOD');
+  });
+
+  it('answers HEAD on the public probes, and a request its HTTP parser refuses with the JSON error body', async () => {
+    const ca = readFileSync(join(node.dataDir, 'http-tls', 'ca.crt'));
+    const dispatcher = new Agent({ connect: { ca } });
+    const head = await request(`https://${node.httpAddress}/ready`, { method: 'HEAD', dispatcher });
+    assert.equal(head.statusCode, 200);
+    assert.equal(await head.body.text(), '');
+    await dispatcher.close();
+    // A Content-Length that is not a number: Node's parser refuses it before any handler runs.
+    const [host, port] = [node.httpAddress.slice(0, node.httpAddress.lastIndexOf(':')), Number(node.httpAddress.slice(node.httpAddress.lastIndexOf(':') + 1))];
+    const raw = await new Promise<string>((resolve, reject) => {
+      const socket = tlsConnect({ host, port, ca, servername: host }, () => socket.write('GET /health HTTP/1.1\r\nHost: x\r\nContent-Length: abc\r\n\r\n'));
+      let text = '';
+      socket.setEncoding('utf8');
+      socket.on('data', (chunk: string) => (text += chunk));
+      socket.on('end', () => resolve(text));
+      socket.on('error', reject);
+    });
+    assert.match(raw, /^HTTP\/1\.1 400 Bad Request\r\n/);
+    assert.match(raw, /\r\ncontent-type: application\/json\r\n/);
+    const body = JSON.parse(raw.slice(raw.indexOf('\r\n\r\n') + 4)) as { error: string; code: string };
+    assert.equal(body.code, 'NW_ERR_HTTP_BAD_REQUEST');
+    assert.match(body.error, /^malformed HTTP request \(HPE_/);
   });
 
   it('publishes an OpenAPI document listing its routes', async () => {
