@@ -25,9 +25,9 @@ export async function mintWithKeys(tables: AuthTables, request: MintWithKeysRequ
   if (key === null) {
     throw request.kid === undefined
       ? new NeuwerkError('NW_ERR_AUTH_NO_KEY', 'no active signing key yet; start the node once so it creates one')
-      : new NeuwerkError('NW_ERR_NOT_FOUND', `signing key ${request.kid} does not exist`);
+      : new NeuwerkError('NW_ERR_VALIDATION', `kid: signing key ${request.kid} does not exist`);
   }
-  if (key.status === 'retired') throw new NeuwerkError('NW_ERR_VALIDATION', `signing key ${key.kid} is retired and cannot sign`);
+  if (key.status === 'retired') throw new NeuwerkError('NW_ERR_VALIDATION', `kid: signing key ${key.kid} is retired and cannot sign`);
   const jti = request.jti ?? randomUUID();
   const token = await signToken({ kid: key.kid, privateKeyPem: key.private_key_pem }, { sub: request.sub, roles: request.roles, ttlMs: request.ttlMs, jti, ...(request.saId ? { saId: request.saId } : {}) });
   return { token, kid: key.kid, jti };

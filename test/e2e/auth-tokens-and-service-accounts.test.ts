@@ -109,6 +109,13 @@ describe('auth on a single node', () => {
     assert.equal((await call('DELETE', '/api/v1/keyval/zone/key', reader)).status, 403);
   });
 
+  it('mint --kid naming no signing key is a usage error naming the kid', async () => {
+    const unknown = await runCli(['auth', 'token', 'mint', '--sub', 'x', '--kid', 'no-such-kid', '--data-dir', node.dataDir]);
+    assert.equal(unknown.code, 2);
+    assert.equal(unknown.stdout, '');
+    assert.match(unknown.stderr, /kid: signing key no-such-kid does not exist/);
+  });
+
   it("a retired key's tokens are refused; the active key cannot be retired", async () => {
     const oldKid = activeKey().kid;
     const oldToken = (await runCli(['auth', 'token', 'mint', '--sub', 'old', '--data-dir', node.dataDir])).stdout.trim();
