@@ -54,6 +54,8 @@ export interface Route {
    * answer with large bodies.
    */
   readonly forwarding?: 'rpc' | 'https';
+  /** Largest request body this route reads (default MAX_BODY_BYTES); 413 beyond it. */
+  readonly maxBodyBytes?: number;
   readonly summary: string;
   readonly handler: (ctx: RequestContext) => Promise<HandlerResult> | HandlerResult;
 }

@@ -8,6 +8,7 @@ import type { NodeMetrics } from '../metrics/registry.js';
 import { readBody, type HandlerResult, type RequestContext, type Route, type RouteMatch, type Router } from './router.js';
 import { FORWARDED_HEADER, type LeaderProxy } from './leader-proxy.js';
 import { encodeForwardedAnswer, parseForwardedRequest, type ForwardedAnswer } from './forwarded-request.js';
+import { JSON_MAX_DEPTH, jsonNestsDeeperThan } from './json-depth.js';
 import type { TlsMaterial } from './tls.js';
 
 /** How long a request may take to send its headers before the socket is closed. */
@@ -97,7 +98,12 @@ export function splitRequestTarget(target: string): { readonly pathname: string;
     // The query keeps its `?`: URLSearchParams drops exactly one leading `?` (a second is data).
     if (!DOT_SEGMENT.test(pathname)) return { pathname, query: new URLSearchParams(mark === -1 ? '' : target.slice(mark)) };
   }
-  const url = new URL(target, PARSE_BASE);
+  let url: URL;
+  try {
+    url = new URL(target, PARSE_BASE);
+  } catch {
+    throw new NeuwerkError('NW_ERR_HTTP_BAD_REQUEST', `request target ${JSON.stringify(target.slice(0, 80))} is not a valid path or URL`);
+  }
   return { pathname: url.pathname, query: url.searchParams };
 }
 
@@ -160,6 +166,7 @@ class ApiRequestContext implements RequestContext {
   readonly readJson = async (): Promise<unknown> => {
     const text = (await this.input.readRaw()).toString('utf8');
     if (text.trim() === '') throw new NeuwerkError('NW_ERR_HTTP_BAD_REQUEST', 'request body is empty; expected JSON');
+    if (jsonNestsDeeperThan(text)) throw new NeuwerkError('NW_ERR_HTTP_BAD_REQUEST', `request body nests arrays and objects deeper than ${JSON_MAX_DEPTH} levels`);
     try {
       return JSON.parse(text) as unknown;
     } catch (err) {
@@ -255,7 +262,7 @@ export function createApiServer(options: ApiServerOptions): Server {
         query: target.query,
         headers: req.headers,
         clientAddress: req.socket.remoteAddress ?? 'unknown',
-        readRaw: async () => (bodyCache ??= await readBody(req)),
+        readRaw: async () => (bodyCache ??= await readBody(req, match.route.maxBodyBytes)),
         res: () => {
           // A handler that writes the response itself gets it with the header already set.
           if (!res.headersSent) res.setHeader('x-neuwerk-served-by', options.nodeId);

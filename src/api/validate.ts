@@ -49,8 +49,16 @@ function describe(document: unknown, error: ErrorObject): string {
 export function bodyValidator<T>(schema: object): (body: unknown) => T {
   const validate = ajv.compile(schema);
   return (body: unknown): T => {
-    if (validate(body)) return body as T;
-    const messages = [...new Set((validate.errors ?? []).filter((e) => e.keyword !== 'if' && e.keyword !== 'oneOf').map((e) => describe(body, e)))];
+    let messages: string[];
+    try {
+      if (validate(body)) return body as T;
+      messages = [...new Set((validate.errors ?? []).filter((e) => e.keyword !== 'if' && e.keyword !== 'oneOf').map((e) => describe(body, e)))];
+    } catch (err) {
+      // A value nested too deeply for the checks' recursion (JSON bodies are refused deeper than
+      // JSON_MAX_DEPTH before this; other sources, e.g. YAML, may still get here).
+      if (err instanceof RangeError) throw new NeuwerkError('NW_ERR_VALIDATION', 'body: nested too deeply to check');
+      throw err;
+    }
     throw new NeuwerkError('NW_ERR_VALIDATION', messages.join('; '), { detail: { errors: messages } });
   };
 }

@@ -412,7 +412,13 @@ export function validatePolicy(input: unknown): PolicyIssue[] {
  * @throws PolicyValidationError naming every failing path and value.
  */
 export function parsePolicy(input: unknown): PolicyDocument {
-  const issues = validatePolicy(input);
+  let issues: PolicyIssue[];
+  try {
+    issues = validatePolicy(input);
+  } catch (err) {
+    if (err instanceof RangeError) throw new PolicyValidationError([{ path: '', message: 'the document nests too deeply to check' }]);
+    throw err;
+  }
   if (issues.length > 0) throw new PolicyValidationError(issues);
   // A JSON round trip: a deep copy the caller cannot mutate behind our back, and plain JSON data.
   return JSON.parse(JSON.stringify(input)) as PolicyDocument;
@@ -425,16 +431,27 @@ export function parsePolicy(input: unknown): PolicyDocument {
  */
 export function parsePolicyYaml(text: string): PolicyDocument {
   const lineCounter = new LineCounter();
-  const doc = parseDocument(text, { prettyErrors: false, uniqueKeys: true, lineCounter });
-  if (doc.errors.length > 0) {
-    const issues = doc.errors.map((e) => {
-      const pos = lineCounter.linePos(e.pos[0]);
-      const where = `line ${pos.line}, column ${pos.col}: `;
-      return { path: '', message: `YAML ${where}${e.message.split('\n')[0] ?? ''}` };
-    });
-    throw new PolicyValidationError(issues, 'invalid policy YAML');
+  let value: unknown;
+  try {
+    // logLevel 'error': the parser's warnings stay in doc.warnings instead of process warnings on stderr.
+    const doc = parseDocument(text, { prettyErrors: false, uniqueKeys: true, lineCounter, logLevel: 'error' });
+    if (doc.errors.length > 0) {
+      const issues = doc.errors.map((e) => {
+        const pos = lineCounter.linePos(e.pos[0]);
+        const where = `line ${pos.line}, column ${pos.col}: `;
+        return { path: '', message: `YAML ${where}${e.message.split('\n')[0] ?? ''}` };
+      });
+      throw new PolicyValidationError(issues, 'invalid policy YAML');
+    }
+    value = doc.toJS({ maxAliasCount: 100 });
+  } catch (err) {
+    if (err instanceof PolicyValidationError) throw err;
+    // toJS refuses alias expansion beyond maxAliasCount ("billion laughs"); deep nesting can
+    // exhaust the stack. Either way the document is refused, not the server.
+    const reason = err instanceof RangeError ? 'nested too deeply' : (err as Error).message.split('\n')[0] ?? 'unreadable';
+    throw new PolicyValidationError([{ path: '', message: `YAML: ${reason}` }], 'invalid policy YAML');
   }
-  return parsePolicy(doc.toJS({ maxAliasCount: 100 }));
+  return parsePolicy(value);
 }
 
 /** The YAML form of a document, keys in the document's order, no line folding. */

@@ -62,7 +62,7 @@ describe('neuwerk start (single node)', () => {
     // A Content-Length that is not a number: Node's parser refuses it before any handler runs.
     const [host, port] = [node.httpAddress.slice(0, node.httpAddress.lastIndexOf(':')), Number(node.httpAddress.slice(node.httpAddress.lastIndexOf(':') + 1))];
     const raw = await new Promise<string>((resolve, reject) => {
-      const socket = tlsConnect({ host, port, ca, servername: host }, () => socket.write('GET /health HTTP/1.1\r\nHost: x\r\nContent-Length: abc\r\n\r\n'));
+      const socket = tlsConnect({ host, port, ca }, () => socket.write('GET /health HTTP/1.1\r\nHost: x\r\nContent-Length: abc\r\n\r\n'));
       let text = '';
       socket.setEncoding('utf8');
       socket.on('data', (chunk: string) => (text += chunk));

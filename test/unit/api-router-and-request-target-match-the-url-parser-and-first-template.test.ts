@@ -68,8 +68,8 @@ describe('request targets and routes', () => {
       try {
         url = new URL(target, 'https://neuwerk.invalid');
       } catch {
-        // e.g. `//host` with a host the parser refuses: the server answers it as before (500).
-        assert.throws(() => splitRequestTarget(target), TypeError, JSON.stringify(target));
+        // e.g. `//host` with a host the parser refuses: a 400 naming the target.
+        assert.throws(() => splitRequestTarget(target), (err) => err instanceof NeuwerkError && err.code === 'NW_ERR_HTTP_BAD_REQUEST' && err.httpStatus === 400, JSON.stringify(target));
         continue;
       }
       const split = splitRequestTarget(target);

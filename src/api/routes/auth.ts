@@ -124,6 +124,9 @@ function tokenTtlMs(body: { ttl?: string | number; eternal?: boolean }): number 
   return ms;
 }
 
+/** Largest token-login body: a JSON object holding one token. */
+export const TOKEN_LOGIN_MAX_BODY_BYTES = 16 * 1024;
+
 /** Identity, login, signing keys and service accounts (DESIGN §6). */
 export function addAuthRoutes(router: Router, deps: { auth: AuthService; authenticator: Authenticator; limiter: LoginLimiter }): void {
   const { auth, authenticator, limiter } = deps;
@@ -135,13 +138,21 @@ export function addAuthRoutes(router: Router, deps: { auth: AuthService; authent
     method: 'POST',
     path: '/api/v1/auth/token-login',
     access: 'public',
+    // Anyone may call it: a token fits in far less, and a body refused as malformed counts as a failed login.
+    maxBodyBytes: TOKEN_LOGIN_MAX_BODY_BYTES,
     summary: 'Exchange a bearer token for the neuwerk_auth cookie (rate-limited per client address).',
     handler: async (ctx) => {
       const waitMs = limiter.retryAfterMs(ctx.clientAddress);
       if (waitMs > 0) {
         throw new NeuwerkError('NW_ERR_AUTH_RATE_LIMITED', `too many failed logins from ${ctx.clientAddress}; retry in ${Math.ceil(waitMs / 1000)} s`);
       }
-      const body = validateTokenLogin(await ctx.readJson());
+      let body: { token: string };
+      try {
+        body = validateTokenLogin(await ctx.readJson());
+      } catch (err) {
+        limiter.recordFailure(ctx.clientAddress);
+        throw err;
+      }
       const token = body.token.replace(/^Bearer\s+/i, '').trim();
       let identity: Identity;
       try {
