@@ -37,7 +37,11 @@ export const PROXY_CONNECTIONS_MAX = 256;
  */
 export const PROXY_BUFFERED_BODY_BYTES_MAX = 64 * 1024;
 
-const HOP_BY_HOP = new Set(['connection', 'keep-alive', 'proxy-connection', 'transfer-encoding', 'upgrade', 'te', 'trailer', 'host', 'content-length']);
+/**
+ * Not passed on in either direction. `expect` included: this node already answered the client's
+ * `Expect: 100-continue` (Node does), so the body is on its way, and the HTTPS client refuses it.
+ */
+const HOP_BY_HOP = new Set(['connection', 'keep-alive', 'proxy-connection', 'transfer-encoding', 'upgrade', 'te', 'trailer', 'host', 'content-length', 'expect']);
 
 /** Calls a cluster RPC on a member (the cluster transport's `call`). */
 export type ClusterRpcCall = (nodeId: string, method: string, body: unknown, timeoutMs: number) => Promise<unknown>;

@@ -1,4 +1,7 @@
 import assert from 'node:assert/strict';
+import { readFileSync } from 'node:fs';
+import { request as httpsRequest } from 'node:https';
+import { join } from 'node:path';
 import { after, before, describe, it } from 'node:test';
 import { request } from 'undici';
 import { TestCluster, type ClusterMember } from './cluster-harness.js';
@@ -25,8 +28,10 @@ describe('a follower forwards management requests to the leader over the cluster
   let cluster: TestCluster;
   let leader: ClusterMember;
   let follower: ClusterMember;
+  let token: string;
   before(async () => {
     cluster = await TestCluster.create(3);
+    token = await cluster.token();
     const status = await cluster.status();
     assert.ok(status !== null && status.leader_id !== null);
     leader = cluster.leader(status);
@@ -99,5 +104,39 @@ describe('a follower forwards management requests to the leader over the cluster
     assert.deepEqual(large.json, direct.json);
     assert.equal(large.headers['x-neuwerk-served-by'], leader.node.nodeId);
     assert.deepEqual(delta(before, await forwardedCounts(follower)), { 'https/answer-too-large': 1, 'https/body-large': 1 });
+  });
+
+  it('a large body sent with Expect: 100-continue (curl does for bodies above 1 MiB) is forwarded over HTTPS like any other', async () => {
+    const body = JSON.stringify({ value: 'x'.repeat(70_000) });
+    const at = follower.node.httpAddress.lastIndexOf(':');
+    const answer = await new Promise<{ status: number; json: unknown; servedBy: unknown; continued: boolean }>((resolve, reject) => {
+      let continued = false;
+      const req = httpsRequest(
+        {
+          host: follower.node.httpAddress.slice(0, at),
+          port: Number(follower.node.httpAddress.slice(at + 1)),
+          method: 'PUT',
+          path: '/api/v1/keyval/rpc-big/expects',
+          ca: readFileSync(join(follower.dataDir, 'http-tls', 'ca.crt')),
+          headers: { authorization: `Bearer ${token}`, 'content-type': 'application/json', 'content-length': Buffer.byteLength(body), expect: '100-continue' },
+        },
+        (res) => {
+          let text = '';
+          res.setEncoding('utf8');
+          res.on('data', (chunk: string) => (text += chunk));
+          res.on('end', () => resolve({ status: res.statusCode ?? 0, json: JSON.parse(text) as unknown, servedBy: res.headers['x-neuwerk-served-by'], continued }));
+        },
+      );
+      req.on('continue', () => {
+        continued = true;
+        req.end(body);
+      });
+      req.on('error', reject);
+    });
+    assert.equal(answer.continued, true, 'the follower said 100 Continue');
+    const direct = await cluster.api(leader, 'PUT', '/api/v1/keyval/rpc-big/expects', { value: 'x'.repeat(70_000) });
+    assert.equal(answer.status, 400, JSON.stringify(answer.json));
+    assert.deepEqual(answer.json, direct.json, 'the leader answered it (the value is above the limit)');
+    assert.equal(answer.servedBy, leader.node.nodeId);
   });
 });
