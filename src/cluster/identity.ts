@@ -49,3 +49,41 @@ export function issueWithCa(ca: KeyAndCert, nodeId: string, host: string): { key
   const { keyPem, csrPem } = createNodeCsr(nodeId, host);
   return { keyPem, certPem: signNodeCertificate(ca, csrPem, nodeId, host) };
 }
+
+/** The members a join answer named, with their cluster addresses: where a joined node finds its peers. */
+export interface JoinPeer {
+  readonly node_id: string;
+  readonly cluster_addr: string;
+}
+
+/** `<cluster-data-dir>/join-peers.json`: kept so a joined node that restarts before it has the membership in its store can still reach the others. */
+export function joinPeersPath(clusterDataDir: string): string {
+  return join(clusterDataDir, 'join-peers.json');
+}
+
+/** Records the peers a join answer named (addresses only; 0600 like the rest of the cluster dir). */
+export function saveJoinPeers(clusterDataDir: string, peers: readonly JoinPeer[]): void {
+  makeDirectory(clusterDataDir, 0o700);
+  writeFileAtomic(joinPeersPath(clusterDataDir), `${JSON.stringify({ peers }, null, 2)}\n`, 0o600);
+}
+
+/** The peers recorded at join time; none when the file is absent. A damaged file is an error naming it. */
+export function loadJoinPeers(clusterDataDir: string): JoinPeer[] {
+  const path = joinPeersPath(clusterDataDir);
+  if (!existsSync(path)) return [];
+  let parsed: unknown;
+  try {
+    parsed = JSON.parse(readFileSync(path, 'utf8'));
+  } catch (err) {
+    throw new NeuwerkError('NW_ERR_CLUSTER_TLS', `${path} is not valid JSON (${(err as Error).message})`, {
+      actions: ['Remove the file: the node then finds its peers in its store once it has caught up, or join again from an empty data dir.'],
+    });
+  }
+  const peers = (parsed as { peers?: unknown } | null)?.peers;
+  if (!Array.isArray(peers) || !peers.every((p) => typeof (p as JoinPeer)?.node_id === 'string' && typeof (p as JoinPeer)?.cluster_addr === 'string')) {
+    throw new NeuwerkError('NW_ERR_CLUSTER_TLS', `${path}: "peers" must be a list of {node_id, cluster_addr}`, {
+      actions: ['Remove the file: the node then finds its peers in its store once it has caught up, or join again from an empty data dir.'],
+    });
+  }
+  return peers as JoinPeer[];
+}

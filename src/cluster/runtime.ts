@@ -7,13 +7,13 @@ import type { NodeConfig } from '../config/load.js';
 import { NeuwerkError, describeError } from '../errors.js';
 import type { Logger } from '../log/logger.js';
 import type { NodeMetrics } from '../metrics/registry.js';
-import { closeServer, listen } from '../net/listen.js';
+import { checkListenersFree, closeServer, listen, type PlannedListener } from '../net/listen.js';
 import type { Message } from '../raft/index.js';
 import type { SqliteDatabase } from '../store/database.js';
 import { currentToken, loadBootstrapTokens } from './bootstrap-token.js';
 import { createClusterCa, type KeyAndCert } from './ca.js';
 import { openCaKey, sealCaKey, type CaKeyEnvelope } from './crypto.js';
-import { clusterTlsPaths, issueWithCa, loadClusterTls, saveClusterTls, saveManagementTls } from './identity.js';
+import { clusterTlsPaths, issueWithCa, loadClusterTls, loadJoinPeers, saveClusterTls, saveJoinPeers, saveManagementTls } from './identity.js';
 import { advertisedListener } from './advertise.js';
 import { joinCluster } from './join-client.js';
 import { createJoinServer, JoinService, type Admission } from './join-service.js';
@@ -37,6 +37,19 @@ export const LEADER_VIEW_REFRESH_MS = 1_000;
 export const LEADER_VIEW_MAX_AGE_MS = 5_000;
 /** Marker file in the cluster data dir of a node that was removed: it never rejoins by itself. */
 export const REMOVED_MARKER = 'removed';
+/** Every listener `neuwerk start` opens for this configuration (checked before a join). */
+function plannedListeners(config: NodeConfig): PlannedListener[] {
+  const cluster = config.cluster as NonNullable<NodeConfig['cluster']>;
+  return [
+    { address: cluster.bind, setting: '--cluster-bind' },
+    { address: cluster.joinBind, setting: '--cluster-join-bind' },
+    { address: config.http.bind, setting: '--http-bind' },
+    { address: config.metrics.bind, setting: '--metrics-bind' },
+    ...(config.proxy === null ? [] : [{ address: config.proxy.bind, setting: '--proxy-bind' }]),
+    ...(config.dns === null ? [] : [{ address: config.dns.bind, setting: '--dns-bind', udp: true }]),
+  ];
+}
+
 /** How often a joining node looks for a change of its join stage (learner added, voter). */
 const JOIN_STAGE_POLL_MS = 100;
 /** How often a joining node reports its progress while it catches up as a learner. */
@@ -129,7 +142,11 @@ export class ClusterRuntime {
     }
     if (existing !== null) {
       logger.info({ tls_dir: clusterTlsPaths(config.clusterDataDir).dir }, 'cluster identity found; rejoining cluster traffic without a token');
-      return new ClusterRuntime(config, nodeId, logger, existing, 'restart', null);
+      const runtime = new ClusterRuntime(config, nodeId, logger, existing, 'restart', null);
+      // A joined node that stopped before its store held the membership (e.g. a listener failed
+      // after the join) finds its peers where the join answer named them.
+      for (const peer of loadJoinPeers(config.clusterDataDir)) runtime.addressHints.set(peer.node_id, peer.cluster_addr);
+      return runtime;
     }
     const hasRaftState = options.db.prepare("SELECT 1 FROM raft_meta WHERE key = 'hard_state'").get() !== undefined;
     // The token is needed either way: a seed seals its CA key with it, a joiner authenticates with it.
@@ -140,6 +157,8 @@ export class ClusterRuntime {
           actions: ['Move the data dir aside (or pass an empty --data-dir) to join as a new node.'],
         });
       }
+      // Joining makes this node a member; nothing after it may fail for a reason known now.
+      await checkListenersFree(plannedListeners(config));
       const result = await joinCluster({
         seed: settings.join,
         nodeId,
@@ -150,6 +169,10 @@ export class ClusterRuntime {
         dnsAdvertise: config.dns === null || config.dns.bind.port === 0 ? null : advertisedListener(config.dns.bind, config.http.advertise.host),
         logger,
       });
+      saveJoinPeers(
+        config.clusterDataDir,
+        result.grant.members.flatMap((m) => (m.cluster_addr === null || m.node_id === nodeId ? [] : [{ node_id: m.node_id, cluster_addr: m.cluster_addr }])),
+      );
       saveClusterTls(config.clusterDataDir, result.cluster);
       if (config.http.certPath === null) saveManagementTls(config.http.tlsDir, result.management);
       const runtime = new ClusterRuntime(config, nodeId, logger, result.cluster, 'joined', null);

@@ -1,4 +1,5 @@
-import type { Server } from 'node:net';
+import { createSocket as createUdpSocket } from 'node:dgram';
+import { createServer as createNetServer, isIPv6, type Server } from 'node:net';
 import { NeuwerkError } from '../errors.js';
 import { formatHostPort, type HostPort } from '../config/address.js';
 
@@ -45,5 +46,44 @@ export function closeServer(server: Server & { closeIdleConnections?: () => void
       resolve();
     });
     server.closeIdleConnections?.();
+  });
+}
+
+/** A listener a node is about to open: its address, the setting it came from, and its protocols. */
+export interface PlannedListener {
+  readonly address: HostPort;
+  readonly setting: string;
+  /** Also a UDP socket on the same address (the DNS proxy). */
+  readonly udp?: boolean;
+}
+
+/**
+ * Binds and at once releases every planned listener (port 0 ones are skipped), so a step that
+ * cannot be undone — a join, which makes the node a member — never runs when a listener is taken.
+ * Fails with the same error `listen` would.
+ */
+export async function checkListenersFree(planned: readonly PlannedListener[]): Promise<void> {
+  for (const listener of planned) {
+    if (listener.address.port === 0) continue;
+    const server = createNetServer();
+    await listen(server, listener.address, listener.setting);
+    await new Promise<void>((resolve) => server.close(() => resolve()));
+    if (listener.udp === true) await checkUdpFree(listener.address, listener.setting);
+  }
+}
+
+function checkUdpFree(address: HostPort, setting: string): Promise<void> {
+  return new Promise((resolve, reject) => {
+    const socket = createUdpSocket(isIPv6(address.host) ? 'udp6' : 'udp4');
+    socket.once('error', (err: NodeJS.ErrnoException) => {
+      socket.close();
+      const shown = formatHostPort(address);
+      reject(
+        err.code === 'EADDRINUSE'
+          ? new NeuwerkError('NW_ERR_ADDRESS_IN_USE', `${setting} ${shown} (UDP) is already in use`, { actions: [`Stop whatever listens on ${shown}, or choose another address with ${setting}.`] })
+          : new NeuwerkError('NW_ERR_LISTEN_FAILED', `${setting} ${shown} (UDP): cannot bind (${err.code ?? err.message})`),
+      );
+    });
+    socket.bind({ address: address.host, port: address.port, exclusive: true }, () => socket.close(() => resolve()));
   });
 }

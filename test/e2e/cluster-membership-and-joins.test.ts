@@ -1,6 +1,7 @@
 import assert from 'node:assert/strict';
 import { randomBytes } from 'node:crypto';
-import { chmodSync, readFileSync, writeFileSync } from 'node:fs';
+import { chmodSync, copyFileSync, mkdirSync, readFileSync, writeFileSync } from 'node:fs';
+import { createServer } from 'node:net';
 import { join } from 'node:path';
 import { after, before, describe, it } from 'node:test';
 import { request } from 'undici';
@@ -8,7 +9,7 @@ import { decodeTokenSecret } from '../../src/cluster/bootstrap-token.js';
 import { createNodeCsr } from '../../src/cluster/ca.js';
 import { signJoinRequest } from '../../src/cluster/crypto.js';
 import { TestCluster, assertJoinStages, freePort, type ClusterMember } from './cluster-harness.js';
-import { runCli, tempDir } from './harness.js';
+import { NodeProcess, runCli, tempDir } from './harness.js';
 
 async function postJoin(port: number, body: unknown): Promise<{ status: number; json: { error?: string } }> {
   const response = await request(`http://127.0.0.1:${port}/v1/join`, { method: 'POST', headers: { 'content-type': 'application/json' }, body: JSON.stringify(body) });
@@ -138,6 +139,46 @@ describe('joins, membership and cross-node auth', () => {
       assert.equal(status, 401, 'a retired key is refused on every node');
     }
      cluster.forgetToken();
+  });
+
+  it('a join is never sent while a listener is taken; a node that fails after its join finds its peers when restarted', async () => {
+    const status = await cluster.status();
+    assert.ok(status !== null);
+    const leader = cluster.leader(status);
+    const dataDir = join(scratch.path, 'late');
+    mkdirSync(dataDir, { recursive: true, mode: 0o700 });
+    copyFileSync(cluster.tokenFile, join(dataDir, 'bootstrap-token'));
+    chmodSync(join(dataDir, 'bootstrap-token'), 0o600);
+    const listeners = ['--cluster-bind', `127.0.0.1:${await freePort()}`, '--http-bind', `127.0.0.1:${await freePort()}`];
+    const args = [...listeners, '--metrics-bind', '127.0.0.1:0'];
+
+    // A taken --metrics-bind: refused before the join request leaves, so the cluster never hears of it.
+    const blocker = createServer();
+    const blockedPort = await freePort();
+    await new Promise<void>((resolve) => blocker.listen(blockedPort, '127.0.0.1', resolve));
+    const taken = await runCli(['join', `127.0.0.1:${leader.joinPort}`, '--data-dir', dataDir, ...listeners, '--metrics-bind', `127.0.0.1:${blockedPort}`]);
+    blocker.close();
+    assert.equal(taken.code, 1, taken.stderr);
+    assert.match(taken.stderr, new RegExp(`--metrics-bind 127\\.0\\.0\\.1:${blockedPort} is already in use`));
+    assert.ok(!taken.stderr.includes('join: requesting'), taken.stderr);
+    assert.equal((await cluster.status())?.peers.length, status.peers.length, 'no member added');
+
+    // A failure after the join (the configured management certificate does not exist): the node is a learner now.
+    const config = join(scratch.path, 'late.yaml');
+    writeFileSync(config, `version: 1\nhttp:\n  cert_path: ${join(scratch.path, 'missing.crt')}\n  key_path: ${join(scratch.path, 'missing.key')}\n`);
+    const failed = await runCli(['join', `127.0.0.1:${leader.joinPort}`, '--config', config, '--data-dir', dataDir, ...args]);
+    assert.equal(failed.code, 1);
+    assert.match(failed.stderr, /join: added as learner/);
+    assert.match(failed.stderr, /cannot read TLS file .*missing\.crt/);
+    const late = await NodeProcess.start(dataDir, args);
+    try {
+      await cluster.waitFor((s) => s.peers.some((p) => p.node_id === late.nodeId && p.role !== 'learner' && p.status === 'healthy'), 'the restarted joiner a healthy voter');
+      const removed = await cluster.api(leader, 'DELETE', `/api/v1/cluster/members/${late.nodeId}`);
+      assert.equal(removed.status, 204, JSON.stringify(removed.json));
+    } finally {
+      await late.stop('SIGKILL');
+    }
+    await cluster.waitFor((s) => s.voters === 3 && s.healthy_voters === 3, 'back to three healthy voters');
   });
 
   it('after the seed stops, a fourth node joins through another member and the new leader signs', async () => {
