@@ -160,6 +160,8 @@ export class LeaderProxy {
         bodyTimeout: PROXY_TIMEOUT_MS,
       });
     } catch (err) {
+      // The client went away while its body was streamed on: nothing to answer, nothing wrong with the leader.
+      if (req.destroyed && !req.complete) throw new NeuwerkError('NW_ERR_HTTP_BAD_REQUEST', 'the client closed the connection before its request body arrived');
       this.logger.warn({ leader: leader.nodeId, via: 'https', err: (err as Error).message }, 'forwarding to the leader failed');
       throw new NeuwerkError('NW_ERR_NO_LEADER', `no cluster leader reachable (leader ${leader.nodeId} at ${leader.address} did not answer)`);
     }

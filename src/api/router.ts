@@ -172,6 +172,7 @@ export function readBody(req: IncomingMessage, limitBytes = MAX_BODY_BYTES): Pro
       chunks.push(chunk);
     });
     req.on('end', () => resolve(Buffer.concat(chunks)));
-    req.on('error', reject);
+    // A client that resets the connection mid-body: a 400 nobody reads, not a handler failure.
+    req.on('error', () => reject(new NeuwerkError('NW_ERR_HTTP_BAD_REQUEST', 'the client closed the connection before its request body arrived')));
   });
 }

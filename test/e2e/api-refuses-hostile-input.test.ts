@@ -75,6 +75,21 @@ describe('the management API refuses hostile input with 4xx answers and keeps se
     assert.deepEqual(body, { error: 'request target "http://[" is not a valid path or URL', code: 'NW_ERR_HTTP_BAD_REQUEST' });
   });
 
+  it('a client that goes away in the middle of its body is not a handler failure', async () => {
+    const at = node.httpAddress.lastIndexOf(':');
+    await new Promise<void>((resolve, reject) => {
+      const socket = tlsConnect({ host: node.httpAddress.slice(0, at), port: Number(node.httpAddress.slice(at + 1)), ca: readFileSync(join(node.dataDir, 'http-tls', 'ca.crt')) }, () => {
+        socket.write(`PUT /api/v1/keyval/z/k HTTP/1.1\r\nHost: x\r\n${Object.entries(headers).map(([k, v]) => `${k}: ${v}`).join('\r\n')}\r\ncontent-type: application/json\r\ncontent-length: 100000\r\n\r\n{"value":"`);
+        setTimeout(() => {
+          socket.destroy();
+          resolve();
+        }, 200);
+      });
+      socket.on('error', reject);
+    });
+    await new Promise((resolve) => setTimeout(resolve, 200));
+  });
+
   it('none of it was logged as a handler failure, and the node still answers', async () => {
     assert.equal((await node.api('GET', '/health')).status, 200);
     const failures = node.logLines().filter((line) => line.msg === 'management API handler failed');
