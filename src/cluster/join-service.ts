@@ -44,6 +44,41 @@ function refuse(reason: string): NeuwerkError {
   return new NeuwerkError('NW_ERR_JOIN_REFUSED', reason);
 }
 
+/** What a node id may look like (the join request's check, applied to forwarded admissions too). */
+const NODE_ID = /^[A-Za-z0-9._:-]{1,128}$/;
+const ENVELOPE_FIELDS = ['kid', 'salt', 'nonce', 'ciphertext', 'tag'] as const;
+
+/**
+ * Checks an admission a member forwarded to the leader (cluster RPC `join.admit`): the member
+ * checked the join request, but the leader proposes what it receives, so it checks the shape
+ * again and refuses anything else with a message naming the field.
+ */
+export function parseAdmission(body: unknown): Admission {
+  const bad = (field: string): NeuwerkError => new NeuwerkError('NW_ERR_COMMAND_INVALID', `join.admit: ${field} is missing or malformed`);
+  if (body === null || typeof body !== 'object' || Array.isArray(body)) throw bad('the admission');
+  const value = body as Record<string, unknown>;
+  if (typeof value.node_id !== 'string' || !NODE_ID.test(value.node_id)) throw bad('node_id');
+  for (const field of ['cluster_addr', 'http_addr'] as const) {
+    const address = value[field];
+    if (typeof address !== 'string' || 'error' in parseHostPort(address)) throw bad(field);
+  }
+  for (const field of ['proxy_addr', 'dns_addr'] as const) {
+    const address = value[field];
+    if (address !== null && (typeof address !== 'string' || 'error' in parseHostPort(address))) throw bad(field);
+  }
+  const envelope = value.envelope as Record<string, unknown> | null | undefined;
+  if (envelope === null || typeof envelope !== 'object' || Array.isArray(envelope)) throw bad('envelope');
+  for (const field of ENVELOPE_FIELDS) if (typeof envelope[field] !== 'string' || (envelope[field] as string).length === 0) throw bad(`envelope.${field}`);
+  return {
+    node_id: value.node_id,
+    cluster_addr: value.cluster_addr as string,
+    http_addr: value.http_addr as string,
+    proxy_addr: value.proxy_addr as string | null,
+    dns_addr: value.dns_addr as string | null,
+    envelope: Object.fromEntries(ENVELOPE_FIELDS.map((field) => [field, envelope[field] as string])),
+  };
+}
+
 /**
  * The member side of the join protocol (DESIGN §5): checks the token window, the HMAC (constant
  * time), the timestamp and the nonce; signs the CSRs; seals the CA key for the joiner; has the
@@ -80,7 +115,7 @@ export class JoinService {
       if (typeof request?.[field] !== 'string' || request[field].length === 0) throw refuse(`malformed join request: missing ${field}`);
     }
     if (typeof request.timestamp !== 'number') throw refuse('malformed join request: missing timestamp');
-    if (!/^[A-Za-z0-9._:-]{1,128}$/.test(request.node_id)) throw refuse('malformed join request: bad node_id');
+    if (!NODE_ID.test(request.node_id)) throw refuse('malformed join request: bad node_id');
     const clusterAddress = parseHostPort(request.cluster_advertise);
     const httpAddress = parseHostPort(request.http_advertise);
     if ('error' in clusterAddress || 'error' in httpAddress) throw refuse('malformed join request: bad advertised address');

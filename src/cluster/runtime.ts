@@ -16,7 +16,7 @@ import { openCaKey, sealCaKey, type CaKeyEnvelope } from './crypto.js';
 import { clusterTlsPaths, issueWithCa, loadClusterTls, loadJoinPeers, saveClusterTls, saveJoinPeers, saveManagementTls } from './identity.js';
 import { advertisedListener } from './advertise.js';
 import { joinCluster } from './join-client.js';
-import { createJoinServer, JoinService, type Admission } from './join-service.js';
+import { createJoinServer, JoinService, parseAdmission, type Admission } from './join-service.js';
 import { raftMessageProblem } from './raft-message.js';
 import { openRaftReplicator, type RaftReplicator } from './raft-host.js';
 import { ClusterTransport, type ClusterTls } from './transport.js';
@@ -218,8 +218,9 @@ export class ClusterRuntime {
       onFatal: options.onFatal,
     });
     this.transport.handle('join.admit', async (from, body) => {
-      this.logger.info({ from, joiner: (body as Admission).node_id }, 'join forwarded by a member');
-      await this.admit(body as Admission);
+      const admission = parseAdmission(body);
+      this.logger.info({ from, joiner: admission.node_id }, 'join forwarded by a member');
+      await this.admit(admission);
       return { ok: true };
     });
     this.clusterAddress = await listenTransport(this.transport, settings.bind);
