@@ -100,6 +100,11 @@ export async function joinCluster(options: {
           actions: ['Check that this node has the same bootstrap token file as the cluster, that the token is within its validity window, and that clocks are in sync.'],
         });
       }
+      if (response.statusCode === 429) {
+        throw new NeuwerkError('NW_ERR_JOIN_FAILED', `join refused by ${formatHostPort(options.seed)}: ${lastError}`, {
+          actions: ['Too many joins from this address were refused; fix the cause (token file, clocks) and try again once the wait has passed.'],
+        });
+      }
     } catch (err) {
       if (err instanceof NeuwerkError && err.code === 'NW_ERR_JOIN_FAILED') throw err;
       lastError = describeError(err);

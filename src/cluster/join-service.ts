@@ -2,6 +2,7 @@ import { createServer, type Server } from 'node:http';
 import { NeuwerkError, describeError } from '../errors.js';
 import type { Logger } from '../log/logger.js';
 import { readBody } from '../api/router.js';
+import { LOGIN_BLOCK_MS, LoginLimiter } from '../auth/login-limiter.js';
 import { loadBootstrapTokens, tokenValidAt, type BootstrapToken } from './bootstrap-token.js';
 import { signNodeCertificate, type KeyAndCert } from './ca.js';
 import { joinRequestMacValid, sealCaKey, sealJoinResponse, type JoinGrant, type JoinRequest } from './crypto.js';
@@ -172,7 +173,7 @@ export class JoinService {
 }
 
 /** The join listener: plain HTTP, because every request and answer is authenticated and the answer encrypted. */
-export function createJoinServer(service: JoinService, logger: Logger): Server {
+export function createJoinServer(service: JoinService, logger: Logger, limiter = new LoginLimiter()): Server {
   const server = createServer((req, res) => {
     const answer = (status: number, body: unknown): void => {
       const text = JSON.stringify(body);
@@ -180,6 +181,15 @@ export function createJoinServer(service: JoinService, logger: Logger): Server {
     };
     if (req.method !== 'POST' || req.url !== JOIN_PATH) {
       answer(404, { error: `join listener: POST ${JOIN_PATH} only`, code: 'NW_ERR_HTTP_NOT_FOUND' });
+      return;
+    }
+    // Refused joins are limited per address like failed token-logins: a token guesser (or a
+    // misconfigured loop) gets 429s without a token file read or a log line each.
+    const address = req.socket.remoteAddress ?? 'unknown';
+    const waitMs = limiter.retryAfterMs(address);
+    if (waitMs > 0) {
+      req.resume();
+      answer(429, { error: `too many refused joins from ${address}; retry in ${Math.ceil(waitMs / 1000)} s`, code: 'NW_ERR_AUTH_RATE_LIMITED' });
       return;
     }
     readBody(req, JOIN_REQUEST_MAX_BYTES)
@@ -191,10 +201,15 @@ export function createJoinServer(service: JoinService, logger: Logger): Server {
           throw refuse('malformed join request: not JSON');
         }
         answer(200, await service.handle(request));
+        limiter.recordSuccess(address);
       })
       .catch((err: unknown) => {
         const error = err instanceof NeuwerkError ? err : new NeuwerkError('NW_ERR_INTERNAL', 'join failed on this member');
         if (error.code === 'NW_ERR_INTERNAL') logger.error({ err: describeError(err) }, 'join handler failed');
+        if (error.code === 'NW_ERR_JOIN_REFUSED' || error.code === 'NW_ERR_HTTP_BODY_TOO_LARGE' || error.code === 'NW_ERR_HTTP_BAD_REQUEST') {
+          limiter.recordFailure(address);
+          if (limiter.retryAfterMs(address) > 0) logger.warn({ address, block_ms: LOGIN_BLOCK_MS }, 'join: too many refused joins from one address; refusing it for a while');
+        }
         const status = error.code === 'NW_ERR_JOIN_REFUSED' ? 403 : error.code === 'NW_ERR_NOT_LEADER' || error.code === 'NW_ERR_NO_LEADER' || error.code === 'NW_ERR_TIMEOUT' ? 503 : error.httpStatus;
         answer(status, error.toJSON());
       });
