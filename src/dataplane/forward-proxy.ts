@@ -932,7 +932,7 @@ export class ForwardProxy {
         if (dialed !== null) this.abandon(dialed);
         this.release(flow);
         this.count('connect', 'error');
-        this.refuseSocket(socket, 502, `cannot connect to ${target.hostname ?? target.literalIp}:${target.port}`);
+        this.refuseSocket(socket, 502, `cannot connect to ${formatHostPort({ host: target.hostname ?? target.literalIp ?? '', port: target.port })}`);
         return;
       }
       const verdict = verdicts[candidates.indexOf(dialed.ip)] as Verdict;
