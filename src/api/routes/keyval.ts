@@ -105,7 +105,7 @@ export function addKeyvalRoutes(router: Router, replicator: Replicator): void {
     handler: async (ctx) => {
       checkName('zone', ctx.params.zone as string);
       const limitText = ctx.query.get('limit');
-      const limit = limitText === null ? KEYVAL_LIST_LIMIT_DEFAULT : Number(limitText);
+      const limit = limitText === null ? KEYVAL_LIST_LIMIT_DEFAULT : /^\d{1,6}$/.test(limitText) ? Number(limitText) : Number.NaN;
       if (!Number.isInteger(limit) || limit < 1 || limit > KEYVAL_LIST_LIMIT_MAX) {
         throw new NeuwerkError('NW_ERR_VALIDATION', `limit: ${JSON.stringify(limitText)} must be an integer from 1 to ${KEYVAL_LIST_LIMIT_MAX}`);
       }
