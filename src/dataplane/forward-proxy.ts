@@ -659,7 +659,9 @@ export class ForwardProxy {
     if (decision.enforced === 'deny') return { ip, decision, allowed: false, reason: decision.reason };
     const special = this.guard.specialReason(ip);
     if (special !== null && !(decision.action === 'allow' && ruleNamesDestination(policy, decision))) {
-      return { ip, decision, allowed: false, reason: `destination ${ip} is ${special}; only an allowing rule naming it in dst_ips or dst_cidrs permits it` };
+      // Say which rule let the flow through, so the operator sees why a rule naming the address further down did not decide.
+      const decidedBy = decision.action === 'allow' ? (decision.ruleId !== null ? `rule ${decision.ruleId} allows it without naming it` : 'the default allows it') : null;
+      return { ip, decision, allowed: false, reason: `destination ${ip} is ${special}; only an allowing rule naming it in dst_ips or dst_cidrs permits it${decidedBy === null ? '' : ` (${decidedBy})`}` };
     }
     return { ip, decision, allowed: decision.enforced === 'allow', reason: decision.reason };
   }

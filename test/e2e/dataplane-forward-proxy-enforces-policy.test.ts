@@ -157,7 +157,7 @@ describe('forward proxy against local origins', { timeout: 60_000 }, () => {
 
   it('never dials loopback or metadata addresses unless a rule names them by address', async () => {
     for (const [authority, pattern] of [
-      [`wide.test:${echo.port}`, /loopback address; only an allowing rule naming it/],
+      [`wide.test:${echo.port}`, /loopback address; only an allowing rule naming it in dst_ips or dst_cidrs permits it \(rule wide-echo allows it without naming it\)/],
       ['meta.test:80', /link-local address \(cloud metadata/],
       ['169.254.169.254:80', /link-local/],
       ['[::1]:80', /loopback/],
