@@ -56,6 +56,8 @@ function readClusterTls(dir: string, flag: string): ClusterTls {
  * authenticates the call. Null in single-node mode.
  */
 function clusterTarget(addressing: LocalAddressing): ClusterTarget | null {
+  const givenTlsDir = addressing['cluster-tls-dir'];
+  if (givenTlsDir !== undefined && !existsSync(givenTlsDir)) throw new NeuwerkError('NW_ERR_USAGE', `--cluster-tls-dir: no such directory ${givenTlsDir}`);
   const explicit = addressing['cluster-addr'];
   if (explicit !== undefined) {
     const address = parseHostPort(explicit);

@@ -109,11 +109,15 @@ describe('auth on a single node', () => {
     assert.equal((await call('DELETE', '/api/v1/keyval/zone/key', reader)).status, 403);
   });
 
-  it('mint --kid naming no signing key is a usage error naming the kid', async () => {
+  it('mint with a --kid naming no signing key, or a --cluster-tls-dir that does not exist, is a usage error naming it', async () => {
     const unknown = await runCli(['auth', 'token', 'mint', '--sub', 'x', '--kid', 'no-such-kid', '--data-dir', node.dataDir]);
     assert.equal(unknown.code, 2);
     assert.equal(unknown.stdout, '');
     assert.match(unknown.stderr, /kid: signing key no-such-kid does not exist/);
+    const missing = join(node.dataDir, 'no-such-tls-dir');
+    const noDir = await runCli(['auth', 'token', 'mint', '--sub', 'x', '--cluster-tls-dir', missing, '--data-dir', node.dataDir]);
+    assert.equal(noDir.code, 2);
+    assert.ok(noDir.stderr.includes(`--cluster-tls-dir: no such directory ${missing}`), noDir.stderr);
   });
 
   it("a retired key's tokens are refused; the active key cannot be retired", async () => {
