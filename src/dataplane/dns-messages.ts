@@ -32,8 +32,11 @@ export const DNS_EDNS_UDP_PAYLOAD_BYTES = 1232;
 /** Longest CNAME chain followed when reading the addresses of an answer. */
 export const DNS_CNAME_CHAIN_MAX_HOPS = 16;
 
-/** Response codes the proxy uses (RFC 1035 §4.1.1, RFC 6895). */
-export const RCODE = { NOERROR: 0, FORMERR: 1, SERVFAIL: 2, NXDOMAIN: 3, NOTIMP: 4, REFUSED: 5 } as const;
+/**
+ * Response codes the proxy uses (RFC 1035 §4.1.1, RFC 6895). BADVERS (RFC 6891) is an extended
+ * code: its upper bits travel in the answer's OPT record, so it is only sent to an EDNS query.
+ */
+export const RCODE = { NOERROR: 0, FORMERR: 1, SERVFAIL: 2, NXDOMAIN: 3, NOTIMP: 4, REFUSED: 5, BADVERS: 16 } as const;
 export type Rcode = (typeof RCODE)[keyof typeof RCODE];
 
 /** Extended DNS Error codes (RFC 8914) attached to the proxy's own answers when the client speaks EDNS. */
@@ -173,6 +176,10 @@ function classifyDecoded(raw: Buffer, packet: DecodedPacket): QueryClassificatio
   if (opcodeOf(packet) !== OPCODE_QUERY) return { kind: 'unsupported', packet, rcode: RCODE.NOTIMP };
   const questions = packet.questions ?? [];
   if (questions.length !== 1) return { kind: 'unsupported', packet, rcode: RCODE.FORMERR };
+  // EDNS (RFC 6891 §6.1.1, §6.1.3): at most one OPT record, and only version 0 is spoken here.
+  const opts = (packet.additionals ?? []).filter((record) => record.type === 'OPT');
+  if (opts.length > 1) return { kind: 'unsupported', packet: { ...packet, additionals: [] }, rcode: RCODE.FORMERR };
+  if (opts.length === 1 && ((opts[0] as { ednsVersion?: number }).ednsVersion ?? 0) !== 0) return { kind: 'unsupported', packet, rcode: RCODE.BADVERS };
   const question = questions[0] as Question;
   const length = canonicalQuestionLength(raw, question);
   if (length < 0) return { kind: 'malformed', reason: 'non-canonical question name' };
@@ -224,7 +231,7 @@ function optRecord(query: DecodedPacket): Answer | null {
   return null;
 }
 
-function optAnswer(ede: { code: number; text: string } | undefined): Answer {
+function optAnswer(ede: { code: number; text: string } | undefined, extendedRcode = 0): Answer {
   const options = [];
   if (ede !== undefined) {
     const text = Buffer.from(ede.text.replace(/[^\x20-\x7e]/g, '?')).subarray(0, EDE_TEXT_MAX_BYTES);
@@ -233,7 +240,7 @@ function optAnswer(ede: { code: number; text: string } | undefined): Answer {
     text.copy(data, 2);
     options.push({ code: EDE_OPTION_CODE, data });
   }
-  return { type: 'OPT', name: '.', udpPayloadSize: DNS_EDNS_UDP_PAYLOAD_BYTES, flags: 0, options } as unknown as Answer;
+  return { type: 'OPT', name: '.', udpPayloadSize: DNS_EDNS_UDP_PAYLOAD_BYTES, extendedRcode, ednsVersion: 0, flags: 0, options } as unknown as Answer;
 }
 
 /**
@@ -246,10 +253,10 @@ export function buildResponse(query: DecodedPacket, rcode: Rcode, ede?: { code: 
   const packet: Packet = {
     type: 'response',
     id: query.id ?? 0,
-    flags: flags | FLAG_RA | rcode,
+    flags: flags | FLAG_RA | (rcode & 0xf),
     questions: query.questions ?? [],
   };
-  if (optRecord(query) !== null) packet.additionals = [optAnswer(ede)];
+  if (optRecord(query) !== null) packet.additionals = [optAnswer(ede, rcode >> 4)];
   return dnsPacket.encode(packet);
 }
 

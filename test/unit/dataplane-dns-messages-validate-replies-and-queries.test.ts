@@ -61,6 +61,23 @@ describe('DNS message handling', () => {
     assert.equal(notifyClass.kind === 'unsupported' && notifyClass.rcode, RCODE.NOTIMP);
   });
 
+  it('EDNS: an OPT of version 1 is answered BADVERS (extended code in a version 0 OPT), two OPTs FORMERR without one', () => {
+    const opt = (version: number): Answer => ({ type: 'OPT', name: '.', udpPayloadSize: 1232, extendedRcode: 0, ednsVersion: version, flags: 0, options: [] }) as unknown as Answer;
+    assert.equal(classifyQuery(query('a.test', { additionals: [opt(0)] })).kind, 'query');
+    const v1 = classifyQuery(query('a.test', { additionals: [opt(1)] }));
+    assert.ok(v1.kind === 'unsupported' && v1.rcode === RCODE.BADVERS);
+    const badvers = dnsPacket.decode(buildResponse(v1.packet, v1.rcode));
+    assert.equal(badvers.id, 4321);
+    assert.equal((dnsPacket.decode(buildResponse(v1.packet, v1.rcode)) as { rcode?: string }).rcode, 'NOERROR', 'the header holds the lower 4 bits of 16');
+    const answerOpt = badvers.additionals?.[0] as unknown as { type: string; extendedRcode: number; ednsVersion: number };
+    assert.deepEqual([answerOpt.type, answerOpt.extendedRcode, answerOpt.ednsVersion], ['OPT', 1, 0], 'BADVERS = 16: upper bits 1 in the OPT, and the version spoken: 0');
+    const two = classifyQuery(query('a.test', { additionals: [opt(0), opt(0)] }));
+    assert.ok(two.kind === 'unsupported' && two.rcode === RCODE.FORMERR);
+    const formerr = buildResponse(two.packet, two.rcode);
+    assert.equal((dnsPacket.decode(formerr) as { rcode?: string }).rcode, 'FORMERR');
+    assert.deepEqual(dnsPacket.decode(formerr).additionals ?? [], []);
+  });
+
   it('classifyQuery never throws on arbitrary bytes', () => {
     fc.assert(
       fc.property(fc.uint8Array({ maxLength: 300 }), (bytes) => {
