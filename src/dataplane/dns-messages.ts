@@ -177,13 +177,20 @@ function classifyDecoded(raw: Buffer, packet: DecodedPacket): QueryClassificatio
   const questions = packet.questions ?? [];
   if (questions.length !== 1) return { kind: 'unsupported', packet, rcode: RCODE.FORMERR };
   // EDNS (RFC 6891 §6.1.1, §6.1.3): at most one OPT record, and only version 0 is spoken here.
-  const opts = (packet.additionals ?? []).filter((record) => record.type === 'OPT');
-  if (opts.length > 1) return { kind: 'unsupported', packet: { ...packet, additionals: [] }, rcode: RCODE.FORMERR };
-  if (opts.length === 1 && ((opts[0] as { ednsVersion?: number }).ednsVersion ?? 0) !== 0) return { kind: 'unsupported', packet, rcode: RCODE.BADVERS };
+  // Without allocating: this runs for every query.
+  let opt: Answer | null = null;
+  if (packet.additionals !== undefined) {
+    for (const record of packet.additionals) {
+      if (record.type !== 'OPT') continue;
+      if (opt !== null) return { kind: 'unsupported', packet: { ...packet, additionals: [] }, rcode: RCODE.FORMERR };
+      opt = record;
+    }
+  }
+  if (opt !== null && ((opt as { ednsVersion?: number }).ednsVersion ?? 0) !== 0) return { kind: 'unsupported', packet, rcode: RCODE.BADVERS };
   const question = questions[0] as Question;
   const length = canonicalQuestionLength(raw, question);
   if (length < 0) return { kind: 'malformed', reason: 'non-canonical question name' };
-  return { kind: 'query', query: { packet, question, questionEnd: DNS_HEADER_BYTES + length, edns: optRecord(packet) !== null } };
+  return { kind: 'query', query: { packet, question, questionEnd: DNS_HEADER_BYTES + length, edns: opt !== null } };
 }
 
 /**
