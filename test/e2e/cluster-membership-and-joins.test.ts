@@ -113,9 +113,13 @@ describe('joins, membership and cross-node auth', () => {
     assert.deepEqual((who.json as { sub: string; roles: string[] }), { sub: 'via-b', roles: ['readonly'], exp: (who.json as { exp: number }).exp, sa_id: null });
     assert.ok(b.node.logLines().some((l) => l.action === 'auth.token.mint' && l.sub === 'via-b'));
     // Without a member identity the cluster port answers nothing.
-    const stranger = await runCli(['auth', 'token', 'mint', '--sub', 'x', '--cluster-addr', `127.0.0.1:${b.clusterPort}`, '--cluster-tls-dir', join(scratch.path, 'nowhere')]);
+    const emptyTlsDir = join(scratch.path, 'no-identity');
+    mkdirSync(emptyTlsDir, { recursive: true });
+    const stranger = await runCli(['auth', 'token', 'mint', '--sub', 'x', '--cluster-addr', `127.0.0.1:${b.clusterPort}`, '--cluster-tls-dir', emptyTlsDir]);
     assert.equal(stranger.code, 1);
     assert.match(stranger.stderr, /no .*node\.key|no .*ca\.crt/);
+    const mistyped = await runCli(['auth', 'token', 'mint', '--sub', 'x', '--cluster-addr', `127.0.0.1:${b.clusterPort}`, '--cluster-tls-dir', join(scratch.path, 'nowhere')]);
+    assert.equal(mistyped.code, 2, 'a --cluster-tls-dir that does not exist is a usage error');
 
     const account = (await cluster.api(b, 'POST', '/api/v1/service-accounts', { name: 'robot', role: 'readonly' })).json as { id: string };
     const sa = (await cluster.api(b, 'POST', `/api/v1/service-accounts/${account.id}/tokens`, { ttl: '1h' })).json as { token: string; metadata: { id: string } };

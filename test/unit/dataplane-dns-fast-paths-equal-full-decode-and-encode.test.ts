@@ -1,8 +1,8 @@
 /**
  * The DNS proxy's fast paths give what the full dns-packet round trip gives:
  * - `classifyQuery` decodes the common query (one question, at most one additional record)
- *   section by section; property: its classification equals the one obtained from the full
- *   `dnsPacket.decode` of the message — for valid queries of every shape, for mutated bytes, and
+ *   section by section; property: its classification (EDNS checks included: one OPT record at
+ *   most, version 0) equals the one obtained from the full `dnsPacket.decode` of the message — for valid queries of every shape, for mutated bytes, and
  *   for questions of raw label bytes with any type and class (the printable-ASCII shortcut of the
  *   canonical-question check must agree with re-encoding);
  * - `buildAnswerFromQuery` patches the client's header instead of encoding a packet; property:
@@ -29,6 +29,9 @@ function referenceClassify(raw: Buffer): { kind: string; rcode?: number } {
   if ((((packet.flags ?? 0) >> 11) & 0xf) !== 0) return { kind: 'unsupported', rcode: RCODE.NOTIMP };
   const questions = packet.questions ?? [];
   if (questions.length !== 1) return { kind: 'unsupported', rcode: RCODE.FORMERR };
+  const opts = (packet.additionals ?? []).filter((record) => record.type === 'OPT') as unknown as { ednsVersion?: number }[];
+  if (opts.length > 1) return { kind: 'unsupported', rcode: RCODE.FORMERR };
+  if (opts.length === 1 && (opts[0]?.ednsVersion ?? 0) !== 0) return { kind: 'unsupported', rcode: RCODE.BADVERS };
   let encoded: Buffer;
   try {
     encoded = dnsPacket.encode({ type: 'query', id: 0, flags: 0, questions: [questions[0] as Question] });
@@ -42,9 +45,9 @@ function referenceClassify(raw: Buffer): { kind: string; rcode?: number } {
 
 const label = fc.oneof(fc.constantFrom('www', 'example', 'test', 'A', 'Mixed', 'x-y', '_srv', 'd00042', 'bench'), fc.string({ minLength: 1, maxLength: 12 }));
 const name = fc.array(label, { minLength: 0, maxLength: 5 }).map((labels) => labels.join('.'));
-const opt = fc.record({ udpPayloadSize: fc.integer({ min: 0, max: 65_535 }), flags: fc.constantFrom(0, 0x8000), withOption: fc.boolean() }).map(
-  ({ udpPayloadSize, flags, withOption }) =>
-    ({ type: 'OPT', name: '.', udpPayloadSize, flags, options: withOption ? [{ code: 10, data: Buffer.from('0123456789abcdef', 'hex') }] : [] }) as unknown as Answer,
+const opt = fc.record({ udpPayloadSize: fc.integer({ min: 0, max: 65_535 }), flags: fc.constantFrom(0, 0x8000), withOption: fc.boolean(), ednsVersion: fc.constantFrom(0, 0, 0, 1) }).map(
+  ({ udpPayloadSize, flags, withOption, ednsVersion }) =>
+    ({ type: 'OPT', name: '.', udpPayloadSize, flags, ednsVersion, options: withOption ? [{ code: 10, data: Buffer.from('0123456789abcdef', 'hex') }] : [] }) as unknown as Answer,
 );
 const packet = fc.record({
   id: fc.integer({ min: 0, max: 65_535 }),
