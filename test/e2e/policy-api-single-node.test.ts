@@ -68,6 +68,13 @@ describe('policy API and CLI on a single node', () => {
     const bad = await node.api('PUT', '/api/v1/policy', { default_policy: 'deny', source_groups: [{ id: 'g', sources: { cidrs: ['10.0.0.0/33'] }, rules: [] }] }, headers);
     assert.equal(bad.status, 400);
     assert.match((bad.json as { error: string }).error, /source_groups\[0\]\.sources\.cidrs\[0\]: "10\.0\.0\.0\/33"/);
+    // The same through the CLI: bad input is a usage error (exit 2) naming the path and value.
+    const file = join(dir.path, 'bad-policy.yaml');
+    writeFileSync(file, 'default_policy: deny\nsource_groups:\n  - id: g\n    sources: { cidrs: ["10.0.0.0/33"] }\n    rules: []\n');
+    const applied = await cli(['policy', 'apply', '-f', file]);
+    assert.equal(applied.code, 2, applied.stderr);
+    assert.equal(applied.stdout, '');
+    assert.match(applied.stderr, /source_groups\[0\]\.sources\.cidrs\[0\]: "10\.0\.0\.0\/33"/);
     const after = await node.api('GET', '/api/v1/policy', undefined, headers);
     assert.deepEqual(after.json, before.json);
     assert.equal(after.headers['x-neuwerk-policy-version'], before.headers['x-neuwerk-policy-version']);
