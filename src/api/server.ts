@@ -8,6 +8,7 @@ import type { NodeMetrics } from '../metrics/registry.js';
 import { readBody, type HandlerResult, type RequestContext, type Route, type RouteMatch, type Router } from './router.js';
 import { FORWARDED_HEADER, type LeaderProxy } from './leader-proxy.js';
 import { encodeForwardedAnswer, parseForwardedRequest, type ForwardedAnswer } from './forwarded-request.js';
+import { formatHostPort } from '../config/address.js';
 import { JSON_MAX_DEPTH, jsonNestsDeeperThan } from './json-depth.js';
 import type { TlsMaterial } from './tls.js';
 
@@ -219,6 +220,21 @@ export function answerClientError(err: NodeJS.ErrnoException, socket: Duplex): v
   socket.end(`HTTP/1.1 ${status} ${STATUS_CODES[status] ?? ''}\r\ncontent-type: application/json\r\ncontent-length: ${Buffer.byteLength(body)}\r\nconnection: close\r\n\r\n${body}`);
 }
 
+/**
+ * A plain-HTTP request to the HTTPS port (`curl http://...:8443/health`, a common slip) is told
+ * so in plain HTTP, instead of a connection closed with no answer. OpenSSL recognises an HTTP
+ * request line as the first record (`ERR_SSL_HTTP_REQUEST`); the answer goes to the TCP socket
+ * under the TLS one (`_parent`, which Node 20 keeps on a server-side TLS socket; without it the
+ * connection just closes as before).
+ */
+export function answerPlainHttpOnTlsPort(err: NodeJS.ErrnoException, tlsSocket: { _parent?: Duplex | null; localAddress?: string | undefined; localPort?: number | undefined }): void {
+  const raw = tlsSocket._parent;
+  if (err.code !== 'ERR_SSL_HTTP_REQUEST' || raw === null || raw === undefined || !raw.writable) return;
+  const where = tlsSocket.localAddress !== undefined && tlsSocket.localPort !== undefined ? formatHostPort({ host: tlsSocket.localAddress, port: tlsSocket.localPort }) : '<this address>';
+  const body = JSON.stringify(new NeuwerkError('NW_ERR_HTTP_BAD_REQUEST', `this port speaks HTTPS only; use https://${where}`).toJSON());
+  raw.end(`HTTP/1.1 400 Bad Request\r\ncontent-type: application/json\r\ncontent-length: ${Buffer.byteLength(body)}\r\nconnection: close\r\n\r\n${body}`);
+}
+
 /** The HTTPS management API. Every error is `{"error", "code"}` with the catalogue's status. */
 export function createApiServer(options: ApiServerOptions): Server {
   const { router, logger, metrics } = options;
@@ -228,7 +244,10 @@ export function createApiServer(options: ApiServerOptions): Server {
   server.headersTimeout = API_HEADERS_TIMEOUT_MS;
   server.requestTimeout = 60_000;
   server.keepAliveTimeout = API_KEEP_ALIVE_TIMEOUT_MS;
-  server.on('tlsClientError', (err) => logger.debug({ err: describeError(err) }, 'management API TLS handshake failed'));
+  server.on('tlsClientError', (err, tlsSocket) => {
+    logger.debug({ err: describeError(err) }, 'management API TLS handshake failed');
+    answerPlainHttpOnTlsPort(err, tlsSocket as unknown as Parameters<typeof answerPlainHttpOnTlsPort>[1]);
+  });
   server.on('clientError', answerClientError);
 
   async function handle(req: IncomingMessage, res: ServerResponse): Promise<void> {

@@ -1,6 +1,7 @@
 import assert from 'node:assert/strict';
 import { readFileSync } from 'node:fs';
 import { join } from 'node:path';
+import { connect as netConnect } from 'node:net';
 import { connect as tlsConnect } from 'node:tls';
 import { after, before, describe, it } from 'node:test';
 import { NodeProcess, runCli, tempDir } from './harness.js';
@@ -66,6 +67,21 @@ describe('the management API refuses hostile input with 4xx answers and keeps se
     assert.equal(nested.status, 400, JSON.stringify(nested.json));
     assert.equal((nested.json as { code: string }).code, 'NW_ERR_POLICY_INVALID');
     assert.equal((await node.api('GET', '/api/v1/policy', undefined, headers)).headers['x-neuwerk-policy-version'], before);
+  });
+
+  it('plain HTTP to the HTTPS port is told to use HTTPS, in plain HTTP', async () => {
+    const at = node.httpAddress.lastIndexOf(':');
+    const answer = await new Promise<string>((resolve, reject) => {
+      const socket = netConnect(Number(node.httpAddress.slice(at + 1)), node.httpAddress.slice(0, at), () => socket.write('GET /health HTTP/1.1\r\nHost: x\r\n\r\n'));
+      let text = '';
+      socket.setEncoding('utf8');
+      socket.on('data', (chunk: string) => (text += chunk));
+      socket.on('close', () => resolve(text));
+      socket.on('error', reject);
+    });
+    assert.match(answer, /^HTTP\/1\.1 400 Bad Request\r\n/);
+    const body = JSON.parse(answer.slice(answer.indexOf('\r\n\r\n') + 4)) as { error: string; code: string };
+    assert.deepEqual(body, { error: `this port speaks HTTPS only; use https://${node.httpAddress}`, code: 'NW_ERR_HTTP_BAD_REQUEST' });
   });
 
   it('a request target the URL parser refuses is a 400', async () => {
