@@ -225,7 +225,7 @@ export async function startNode(config: NodeConfig, logger: Logger, ring?: LogRi
       nodeId,
       authenticate: (token) => authenticator.authenticate(token),
       onAuthenticated: (identity) => auth.noteUse(identity),
-      ...(proxy !== null ? { routing: { isLeader, proxy } } : {}),
+      ...(proxy !== null ? { routing: { isLeader, proxy, isMember: (id: string) => membership.isMember(id) } } : {}),
     };
     const apiServer = createApiServer(apiOptions);
     if (cluster !== null) {

@@ -31,6 +31,8 @@ export interface ApiServerOptions {
   readonly routing?: {
     readonly isLeader: () => boolean;
     readonly proxy: LeaderProxy;
+    /** Whether a node id is a member (a forwarded request names its sender in FORWARDED_HEADER). */
+    readonly isMember?: (nodeId: string) => boolean;
   };
 }
 
@@ -264,7 +266,10 @@ export function createApiServer(options: ApiServerOptions): Server {
       routeLabel = match.route.path;
       const routing = options.routing;
       if (routing !== undefined && routedToLeader(match.route, target.query) && !routing.isLeader()) {
-        if (req.headers[FORWARDED_HEADER] !== undefined) {
+        // Forwarded here by a member that took this node for the leader: never forwarded twice.
+        // A header naming no member is a client's, and the request goes on like any other.
+        const forwardedBy = req.headers[FORWARDED_HEADER];
+        if (typeof forwardedBy === 'string' && (routing.isMember?.(forwardedBy) ?? true)) {
           throw new NeuwerkError('NW_ERR_NO_LEADER', 'no cluster leader (leadership moved while the request was forwarded; retry)');
         }
         const leader = await routing.proxy.waitForLeader();

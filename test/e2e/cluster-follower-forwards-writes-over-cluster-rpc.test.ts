@@ -62,6 +62,12 @@ describe('a follower forwards management requests to the leader over the cluster
     assert.equal((await forwardedCounts(leader)).size, 0);
   });
 
+  it('a client sending x-neuwerk-forwarded-by with no member id in it is forwarded like any other request', async () => {
+    const put = await follower.node.api('PUT', '/api/v1/keyval/rpc/spoofed', { value: 'v' }, { authorization: `Bearer ${token}`, 'x-neuwerk-forwarded-by': 'not-a-member' });
+    assert.equal(put.status, 200, JSON.stringify(put.json));
+    assert.equal(put.headers['x-neuwerk-served-by'], leader.node.nodeId);
+  });
+
   it('authentication failures through a follower have the same status and body as on the leader', async () => {
     const minted = await runCli(['auth', 'token', 'mint', '--sub', 'reader', '--roles', 'readonly', '--ttl', '10m', '--data-dir', leader.dataDir]);
     assert.equal(minted.code, 0, minted.stderr);
