@@ -62,3 +62,14 @@ export function bodyValidator<T>(schema: object): (body: unknown) => T {
     throw new NeuwerkError('NW_ERR_VALIDATION', messages.join('; '), { detail: { errors: messages } });
   };
 }
+
+/**
+ * Refuses a query parameter the route does not read (a typo such as `?prefx=` would otherwise be
+ * ignored silently), naming it and the ones the route takes.
+ * @throws NeuwerkError NW_ERR_VALIDATION (HTTP 400).
+ */
+export function checkQueryNames(query: URLSearchParams, known: ReadonlySet<string>): void {
+  for (const name of query.keys()) {
+    if (!known.has(name)) throw new NeuwerkError('NW_ERR_VALIDATION', `${name.slice(0, 80)}: unknown query parameter (expected ${[...known].join(', ')})`);
+  }
+}

@@ -7,6 +7,7 @@
  * Bounded: at most FINDINGS_MAX_ENTRIES aggregates; beyond it the least recently seen is evicted
  * (and counted), so a client spraying random names cannot grow memory.
  */
+import { checkQueryNames } from '../api/validate.js';
 import { NeuwerkError } from '../errors.js';
 import { systemClock, type Clock } from '../platform/clock.js';
 import { RecencyList, type RecencyLinks } from './recency-list.js';
@@ -123,6 +124,8 @@ function parseTime(name: string, text: string): number {
   return ms;
 }
 
+const FINDINGS_QUERY_NAMES: ReadonlySet<string> = new Set(['source_group', 'finding_type', 'since', 'until', 'limit']);
+
 /**
  * Validates the query string of `GET /api/v1/audit/findings/local` (and of the cluster-wide
  * endpoint): `source_group`, `finding_type` (dns|connect|http), `since`, `until` (RFC 3339),
@@ -130,11 +133,8 @@ function parseTime(name: string, text: string): number {
  * @throws NeuwerkError NW_ERR_VALIDATION (HTTP 400) naming the parameter and the value.
  */
 export function parseFindingsQuery(query: URLSearchParams): FindingsFilter {
-  const known = new Set(['source_group', 'finding_type', 'since', 'until', 'limit']);
-  for (const name of query.keys()) {
-    if (!known.has(name)) throw new NeuwerkError('NW_ERR_VALIDATION', `${name.slice(0, 80)}: unknown query parameter (expected ${[...known].join(', ')})`);
-  }
-  for (const name of known) {
+  checkQueryNames(query, FINDINGS_QUERY_NAMES);
+  for (const name of FINDINGS_QUERY_NAMES) {
     if (query.getAll(name).length > 1) throw new NeuwerkError('NW_ERR_VALIDATION', `${name}: given more than once`);
   }
   const limitText = query.get('limit');

@@ -45,6 +45,10 @@ describe('replicated key-value zones on a single node', () => {
     assert.equal(page2.next, null);
     assert.equal((await node.api('GET', '/api/v1/keyval/pages?limit=0', undefined, headers)).status, 400);
     assert.equal((await node.api('GET', '/api/v1/keyval/pages?limit=10001', undefined, headers)).status, 400);
+    const typo = await node.api('GET', '/api/v1/keyval/pages?prefx=a', undefined, headers);
+    assert.equal(typo.status, 400);
+    assert.equal((typo.json as { error: string }).error, 'prefx: unknown query parameter (expected prefix, after, limit, stale, local)');
+    assert.equal((await node.api('GET', '/api/v1/keyval/pages/k?stale=true&verbose=1', undefined, headers)).status, 400);
     for (const spelled of ['1e3', '0x10', '%20%205', '2.0', '-1']) {
       assert.equal((await node.api('GET', `/api/v1/keyval/pages?limit=${spelled}`, undefined, headers)).status, 400, `limit=${spelled}`);
     }

@@ -4,7 +4,7 @@ import { KEYVAL_NAME_PATTERN, KEYVAL_VALUE_MAX_BYTES } from '../../store/command
 import type { KeyvalRecord } from '../../store/state-machine.js';
 import type { RouteSchemas } from '../openapi.js';
 import type { Router } from '../router.js';
-import { bodyValidator } from '../validate.js';
+import { bodyValidator, checkQueryNames } from '../validate.js';
 
 /** Largest `ttl_secs` accepted for a key (one year). */
 export const KEYVAL_TTL_MAX_SECONDS = 366 * 86_400;
@@ -47,6 +47,9 @@ export const KEYVAL_SCHEMAS: RouteSchemas = {
 
 const validatePut = bodyValidator<{ value: string; ttl_secs?: number }>(PUT_SCHEMA);
 const NAME = new RegExp(KEYVAL_NAME_PATTERN);
+/** Query parameters of a key read and of a listing (`stale` and `local` ask for this node's replica). */
+const READ_QUERY_NAMES: ReadonlySet<string> = new Set(['stale', 'local']);
+const LIST_QUERY_NAMES: ReadonlySet<string> = new Set(['prefix', 'after', 'limit', 'stale', 'local']);
 
 function checkName(kind: 'zone' | 'key', value: string): void {
   if (!NAME.test(value)) {
@@ -89,6 +92,7 @@ export function addKeyvalRoutes(router: Router, replicator: Replicator): void {
     access: 'read',
     summary: 'Read a key (linearizable; ?stale=true reads the local replica).',
     handler: async (ctx) => {
+      checkQueryNames(ctx.query, READ_QUERY_NAMES);
       checkName('zone', ctx.params.zone as string);
       checkName('key', ctx.params.key as string);
       await read(ctx.query.get('stale') === 'true');
@@ -103,6 +107,7 @@ export function addKeyvalRoutes(router: Router, replicator: Replicator): void {
     access: 'read',
     summary: 'List keys in key order: ?prefix=&after=&limit= (1..10000, default 1000).',
     handler: async (ctx) => {
+      checkQueryNames(ctx.query, LIST_QUERY_NAMES);
       checkName('zone', ctx.params.zone as string);
       const limitText = ctx.query.get('limit');
       const limit = limitText === null ? KEYVAL_LIST_LIMIT_DEFAULT : /^\d{1,6}$/.test(limitText) ? Number(limitText) : Number.NaN;
