@@ -4,7 +4,7 @@ import { join } from 'node:path';
 import { connect as netConnect } from 'node:net';
 import { connect as tlsConnect } from 'node:tls';
 import { after, before, describe, it } from 'node:test';
-import { NodeProcess, runCli, tempDir } from './harness.js';
+import { NodeProcess, tempDir } from './harness.js';
 
 /** One raw request over TLS; resolves with everything the server sent until it closed. */
 function rawRequest(node: NodeProcess, head: string): Promise<string> {
@@ -27,8 +27,7 @@ describe('the management API refuses hostile input with 4xx answers and keeps se
   let headers: Record<string, string>;
   before(async () => {
     node = await NodeProcess.start(join(dir.path, 'data'));
-    const token = (await runCli(['auth', 'bootstrap', '--data-dir', node.dataDir])).stdout.trim();
-    headers = { authorization: `Bearer ${token}` };
+    headers = { authorization: `Bearer ${await node.adminToken()}` };
   });
   after(async () => {
     await node.stop('SIGKILL');

@@ -2,7 +2,7 @@ import assert from 'node:assert/strict';
 import { join } from 'node:path';
 import { after, before, describe, it } from 'node:test';
 import { proxyConnect, proxyGet, startHttpOrigin, startStubDns, type StubDns, type TestServer } from '../bench/dataplane-fixtures.js';
-import { NodeProcess, runCli, tempDir } from './harness.js';
+import { NodeProcess, tempDir } from './harness.js';
 
 function port(address: string): number {
   return Number(address.slice(address.lastIndexOf(':') + 1));
@@ -20,8 +20,7 @@ describe('denylist on the forward proxy, and the single-node stats and findings 
     node = await NodeProcess.start(join(dir.path, 'data'), [
       '--dns-bind', '127.0.0.1:0', '--dns-upstream', `127.0.0.1:${upstream.address.port}`, '--proxy-bind', '127.0.0.1:0', '--default-policy', 'deny',
     ]);
-    const token = (await runCli(['auth', 'bootstrap', '--data-dir', node.dataDir])).stdout.trim();
-    headers = { authorization: `Bearer ${token}` };
+    headers = { authorization: `Bearer ${await node.adminToken()}` };
   });
   after(async () => {
     await node?.stop('SIGKILL');

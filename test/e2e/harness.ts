@@ -117,6 +117,13 @@ export class NodeProcess {
     return readFileSync(join(this.dataDir, 'http-tls', 'ca.crt'), 'utf8');
   }
 
+  /** A fresh admin token from `neuwerk auth bootstrap` on this node's data dir (fails the test if it cannot). */
+  async adminToken(): Promise<string> {
+    const result = await runCli(['auth', 'bootstrap', '--data-dir', this.dataDir]);
+    if (result.code !== 0) throw new Error(`auth bootstrap failed (${result.code}): ${result.stderr}`);
+    return result.stdout.trim();
+  }
+
   /** HTTPS request to the management API, verified against the node's own CA. */
   async api(method: string, path: string, body?: unknown, headers: Record<string, string> = {}): Promise<{ status: number; json: unknown; headers: Record<string, string | string[] | undefined> }> {
     const dispatcher = new Agent({ connect: { ca: this.caCert() } });

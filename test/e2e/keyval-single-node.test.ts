@@ -1,7 +1,7 @@
 import assert from 'node:assert/strict';
 import { join } from 'node:path';
 import { after, before, describe, it } from 'node:test';
-import { NodeProcess, runCli, tempDir } from './harness.js';
+import { NodeProcess, tempDir } from './harness.js';
 
 describe('replicated key-value zones on a single node', () => {
   const dir = tempDir();
@@ -9,8 +9,7 @@ describe('replicated key-value zones on a single node', () => {
   let headers: Record<string, string>;
   before(async () => {
     node = await NodeProcess.start(join(dir.path, 'data'));
-    const token = (await runCli(['auth', 'bootstrap', '--data-dir', node.dataDir])).stdout.trim();
-    headers = { authorization: `Bearer ${token}` };
+    headers = { authorization: `Bearer ${await node.adminToken()}` };
   });
   after(async () => {
     await node.stop('SIGKILL');

@@ -23,7 +23,7 @@ describe('neuwerk lb haproxy --send-proxy through a real HAProxy', () => {
     node = await NodeProcess.start(join(dir.path, 'data'), [
       '--dns-bind', '127.0.0.1:0', '--dns-upstream', `127.0.0.1:${upstream.address.port}`, '--proxy-bind', '127.0.0.1:0', '--proxy-protocol-from', '127.0.0.1/32', '--default-policy', 'deny',
     ]);
-    const token = (await runCli(['auth', 'bootstrap', '--data-dir', node.dataDir])).stdout.trim();
+    const token = await node.adminToken();
     headers = { authorization: `Bearer ${token}` };
     const policy = {
       default_policy: 'deny',

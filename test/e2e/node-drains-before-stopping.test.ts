@@ -4,7 +4,7 @@ import { connect, type Socket } from 'node:net';
 import { join } from 'node:path';
 import { after, describe, it } from 'node:test';
 import { proxyConnect, startEchoServer } from '../bench/dataplane-fixtures.js';
-import { NodeProcess, runCli, tempDir } from './harness.js';
+import { NodeProcess, tempDir } from './harness.js';
 
 /** DESIGN §7: a graceful stop finishes within 10 s. */
 const STOP_LIMIT_MS = 10_000;
@@ -81,7 +81,7 @@ describe('graceful stop behind a load balancer', () => {
     writeFileSync(config, `version: 1\nproxy:\n  bind: 127.0.0.1:0\n  tunnel_grace_ms: ${graceMs}\n`);
     const node = await NodeProcess.start(join(dir.path, 'grace-data'), ['--config', config, '--default-policy', 'deny']);
     try {
-      const token = (await runCli(['auth', 'bootstrap', '--data-dir', node.dataDir])).stdout.trim();
+      const token = await node.adminToken();
       const policy = {
         default_policy: 'deny',
         source_groups: [{ id: 'lab', sources: { cidrs: ['127.0.0.0/8'] }, rules: [{ id: 'echo', action: 'allow', match: { dst_cidrs: ['127.0.0.1/32'], dst_ports: [echo.port] } }] }],

@@ -24,7 +24,7 @@ describe('policy API and CLI on a single node', () => {
   let headers: Record<string, string>;
   before(async () => {
     node = await NodeProcess.start(join(dir.path, 'data'), ['--default-policy', 'allow']);
-    token = (await runCli(['auth', 'bootstrap', '--data-dir', node.dataDir])).stdout.trim();
+    token = await node.adminToken();
     headers = { authorization: `Bearer ${token}` };
   });
   after(async () => {
