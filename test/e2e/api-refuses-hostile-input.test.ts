@@ -1,25 +1,9 @@
 import assert from 'node:assert/strict';
 import { readFileSync } from 'node:fs';
 import { join } from 'node:path';
-import { connect as netConnect } from 'node:net';
 import { connect as tlsConnect } from 'node:tls';
 import { after, before, describe, it } from 'node:test';
 import { NodeProcess, tempDir } from './harness.js';
-
-/** One raw request over TLS; resolves with everything the server sent until it closed. */
-function rawRequest(node: NodeProcess, head: string): Promise<string> {
-  const at = node.httpAddress.lastIndexOf(':');
-  const host = node.httpAddress.slice(0, at);
-  const port = Number(node.httpAddress.slice(at + 1));
-  return new Promise((resolve, reject) => {
-    const socket = tlsConnect({ host, port, ca: readFileSync(join(node.dataDir, 'http-tls', 'ca.crt')) }, () => socket.write(head));
-    let text = '';
-    socket.setEncoding('utf8');
-    socket.on('data', (chunk: string) => (text += chunk));
-    socket.on('end', () => resolve(text));
-    socket.on('error', reject);
-  });
-}
 
 describe('the management API refuses hostile input with 4xx answers and keeps serving', () => {
   const dir = tempDir();
@@ -69,22 +53,14 @@ describe('the management API refuses hostile input with 4xx answers and keeps se
   });
 
   it('plain HTTP to the HTTPS port is told to use HTTPS, in plain HTTP', async () => {
-    const at = node.httpAddress.lastIndexOf(':');
-    const answer = await new Promise<string>((resolve, reject) => {
-      const socket = netConnect(Number(node.httpAddress.slice(at + 1)), node.httpAddress.slice(0, at), () => socket.write('GET /health HTTP/1.1\r\nHost: x\r\n\r\n'));
-      let text = '';
-      socket.setEncoding('utf8');
-      socket.on('data', (chunk: string) => (text += chunk));
-      socket.on('close', () => resolve(text));
-      socket.on('error', reject);
-    });
+    const answer = await node.rawHttp('GET /health HTTP/1.1\r\nHost: x\r\n\r\n', { tls: false });
     assert.match(answer, /^HTTP\/1\.1 400 Bad Request\r\n/);
     const body = JSON.parse(answer.slice(answer.indexOf('\r\n\r\n') + 4)) as { error: string; code: string };
     assert.deepEqual(body, { error: `this port speaks HTTPS only; use https://${node.httpAddress}`, code: 'NW_ERR_HTTP_BAD_REQUEST' });
   });
 
   it('a request target the URL parser refuses is a 400', async () => {
-    const answer = await rawRequest(node, 'GET http://[ HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n');
+    const answer = await node.rawHttp('GET http://[ HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n');
     assert.match(answer, /^HTTP\/1\.1 400 /);
     const body = JSON.parse(answer.slice(answer.indexOf('\r\n\r\n') + 4)) as { error: string; code: string };
     assert.deepEqual(body, { error: 'request target "http://[" is not a valid path or URL', code: 'NW_ERR_HTTP_BAD_REQUEST' });

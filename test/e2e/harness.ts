@@ -1,7 +1,9 @@
 import { spawn, type ChildProcess } from 'node:child_process';
 import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
+import { connect as netConnect } from 'node:net';
 import { join, resolve } from 'node:path';
+import { connect as tlsConnect } from 'node:tls';
 import { fileURLToPath } from 'node:url';
 import { Agent, request } from 'undici';
 
@@ -115,6 +117,24 @@ export class NodeProcess {
 
   caCert(): string {
     return readFileSync(join(this.dataDir, 'http-tls', 'ca.crt'), 'utf8');
+  }
+
+  /**
+   * Sends `head` as is to the management API port — over TLS (verified with the node's CA), or as
+   * plain bytes with `tls: false` — and resolves with everything the node sent until it closed.
+   */
+  rawHttp(head: string, options: { tls: boolean } = { tls: true }): Promise<string> {
+    const at = this.httpAddress.lastIndexOf(':');
+    const host = this.httpAddress.slice(0, at);
+    const port = Number(this.httpAddress.slice(at + 1));
+    return new Promise((resolvePromise, reject) => {
+      const socket = options.tls ? tlsConnect({ host, port, ca: this.caCert() }, () => socket.write(head)) : netConnect(port, host, () => socket.write(head));
+      let text = '';
+      socket.setEncoding('utf8');
+      socket.on('data', (chunk: string) => (text += chunk));
+      socket.on('close', () => resolvePromise(text));
+      socket.on('error', reject);
+    });
   }
 
   /** A fresh admin token from `neuwerk auth bootstrap` on this node's data dir (fails the test if it cannot). */

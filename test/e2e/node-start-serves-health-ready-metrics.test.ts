@@ -3,7 +3,6 @@ import { statSync, readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { X509Certificate } from 'node:crypto';
 import { after, before, describe, it } from 'node:test';
-import { connect as tlsConnect } from 'node:tls';
 import { Agent, request } from 'undici';
 import { NodeProcess, tempDir } from './harness.js';
 
@@ -60,15 +59,7 @@ describe('neuwerk start (single node)', () => {
     assert.equal(await head.body.text(), '');
     await dispatcher.close();
     // A Content-Length that is not a number: Node's parser refuses it before any handler runs.
-    const [host, port] = [node.httpAddress.slice(0, node.httpAddress.lastIndexOf(':')), Number(node.httpAddress.slice(node.httpAddress.lastIndexOf(':') + 1))];
-    const raw = await new Promise<string>((resolve, reject) => {
-      const socket = tlsConnect({ host, port, ca }, () => socket.write('GET /health HTTP/1.1\r\nHost: x\r\nContent-Length: abc\r\n\r\n'));
-      let text = '';
-      socket.setEncoding('utf8');
-      socket.on('data', (chunk: string) => (text += chunk));
-      socket.on('end', () => resolve(text));
-      socket.on('error', reject);
-    });
+    const raw = await node.rawHttp('GET /health HTTP/1.1\r\nHost: x\r\nContent-Length: abc\r\n\r\n');
     assert.match(raw, /^HTTP\/1\.1 400 Bad Request\r\n/);
     assert.match(raw, /\r\ncontent-type: application\/json\r\n/);
     const body = JSON.parse(raw.slice(raw.indexOf('\r\n\r\n') + 4)) as { error: string; code: string };
