@@ -53,6 +53,10 @@ const API_CLOSE_GRACE_MS = 2_000;
 export interface RunningNode {
   readonly nodeId: string;
   readonly config: NodeConfig;
+  /** The certificate a client verifies the management API with (`--ca`). */
+  readonly caPath: string;
+  /** The command that mints a first admin token on this node. */
+  readonly bootstrapCommand: string;
   readonly httpAddress: HostPort;
   readonly metricsAddress: HostPort;
   /** Bound DNS proxy address (UDP and TCP), or null without --dns-bind. */
@@ -269,6 +273,8 @@ export async function startNode(config: NodeConfig, logger: Logger, ring?: LogRi
     expiryTimer.unref();
     opened.push(() => clearInterval(expiryTimer));
 
+    // With the config file named, `auth` finds the node's files where its keys put them.
+    const bootstrapCommand = `neuwerk auth bootstrap --data-dir ${config.dataDir}${config.configPath === null ? '' : ` --config ${config.configPath}`}`;
     logger.info(
       {
         node_id: nodeId,
@@ -281,7 +287,7 @@ export async function startNode(config: NodeConfig, logger: Logger, ring?: LogRi
           ...(dataplaneAddresses.proxy === null ? {} : { proxy: formatHostPort(dataplaneAddresses.proxy) }),
         },
         ca_cert: tls.caPath,
-        admin_token: `neuwerk auth bootstrap --data-dir ${config.dataDir}`,
+        admin_token: bootstrapCommand,
       },
       'neuwerk node started',
     );
@@ -295,6 +301,8 @@ export async function startNode(config: NodeConfig, logger: Logger, ring?: LogRi
     return {
       nodeId,
       config,
+      caPath: tls.caPath,
+      bootstrapCommand,
       httpAddress,
       metricsAddress,
       dnsAddress: dataplaneAddresses.dns?.udp ?? null,

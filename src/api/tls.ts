@@ -99,8 +99,10 @@ export function ensureHttpTls(options: {
   if (options.certPath !== null && options.keyPath !== null) {
     const certPem = readTlsFile(options.certPath);
     const keyPem = readTlsFile(options.keyPath);
-    const caPath = join(options.dir, 'ca.crt');
-    const caPem = existsSync(caPath) ? readTlsFile(caPath) : certPem;
+    // Without a ca.crt next to it, the certificate itself is what a client trusts (self-signed).
+    const caFile = join(options.dir, 'ca.crt');
+    const caPath = existsSync(caFile) ? caFile : options.certPath;
+    const caPem = readTlsFile(caPath);
     return { certPem, keyPem, caPem, certPath: options.certPath, keyPath: options.keyPath, caPath, generated: false };
   }
   const certPath = join(options.dir, 'server.crt');

@@ -9,7 +9,7 @@ import { existsSync, readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { parseHostPort } from '../config/address.js';
 import { callClusterRpcOnce, type ClusterTls } from '../cluster/transport.js';
-import { apiFailure, LocalNode, resolveLocalDataDir, type LocalAddressing } from './local-node.js';
+import { apiFailure, LocalNode, resolveLocalPaths, type LocalAddressing } from './local-node.js';
 
 /** How every `auth` command finds its node (DESIGN §7). */
 export const authAddressingFlags = {
@@ -62,15 +62,14 @@ function clusterTarget(addressing: LocalAddressing): ClusterTarget | null {
   if (explicit !== undefined) {
     const address = parseHostPort(explicit);
     if ('error' in address) throw new NeuwerkError('NW_ERR_USAGE', `--cluster-addr: "${explicit}" is not a valid address (${address.error})`);
-    const tlsDir = addressing['cluster-tls-dir'] ?? join(resolveLocalDataDir(addressing), 'cluster', 'tls');
-    return { ...address, tls: readClusterTls(tlsDir, '--cluster-tls-dir') };
+    return { ...address, tls: readClusterTls(resolveLocalPaths(addressing).clusterTlsDir, '--cluster-tls-dir') };
   }
-  const dataDir = resolveLocalDataDir(addressing);
-  const tlsDir = addressing['cluster-tls-dir'] ?? join(dataDir, 'cluster', 'tls');
+  const paths = resolveLocalPaths(addressing);
+  const tlsDir = paths.clusterTlsDir;
   if (!existsSync(join(tlsDir, 'node.key'))) return null;
   const node = LocalNode.open(addressing);
   try {
-    const nodeId = readFileSync(join(dataDir, 'node_id'), 'utf8').trim();
+    const nodeId = readFileSync(paths.nodeIdPath, 'utf8').trim();
     const self = node.stateMachine.member(nodeId);
     if (self === undefined || self.cluster_addr === null) throw new NeuwerkError('NW_ERR_AUTH_NO_CREDENTIALS', `node ${nodeId} has no cluster address in its store yet; pass --cluster-addr`);
     const address = parseHostPort(self.cluster_addr);

@@ -3,7 +3,7 @@ import { userInfo } from 'node:os';
 import { dirname, join } from 'node:path';
 import Database from 'better-sqlite3';
 import { mintWithKeys, type MintWithKeysRequest } from '../auth/service.js';
-import { chooseConfigPath, DEFAULT_DATA_DIR, loadConfigFile } from '../config/load.js';
+import { chooseConfigPath, DEFAULT_DATA_DIR, loadConfigFile, resolveNodeConfig, type NodeConfig } from '../config/load.js';
 import { ERROR_CATALOGUE, NeuwerkError, type ErrorCode } from '../errors.js';
 import { STORE_FILE_NAME } from '../store/database.js';
 import { StateMachine } from '../store/state-machine.js';
@@ -21,21 +21,58 @@ export interface LocalAddressing {
 /** Lifetime of the token an `auth` command mints for itself to call the local API. */
 export const LOCAL_ADMIN_TOKEN_TTL_MS = 60_000;
 
+/** Where a local command finds the node's files, resolved as `neuwerk start` resolves them. */
+export interface LocalPaths {
+  readonly dataDir: string;
+  readonly storePath: string;
+  readonly nodeIdPath: string;
+  readonly httpTlsDir: string;
+  /** The node's cluster identity (`node.crt`, `node.key`, `ca.crt`), unless `--cluster-tls-dir` names another. */
+  readonly clusterTlsDir: string;
+}
+
+/**
+ * The node's paths for a command run on the node: the data dir from `--data-dir`, the parent of
+ * `--http-tls-dir` or the config file, and everything under it from the config file's keys
+ * (`node.node_id_path`, `cluster.data_dir`, `http.tls_dir`) with `neuwerk start`'s rules, so a
+ * node configured with its own paths is found where it keeps its files. A configuration that
+ * `start` itself would refuse falls back to the default layout under the data dir.
+ */
+export function resolveLocalPaths(addressing: LocalAddressing): LocalPaths {
+  const dataDir = resolveLocalDataDir(addressing);
+  const configPath = chooseConfigPath(addressing.config);
+  let config: NodeConfig | null = null;
+  try {
+    config = resolveNodeConfig(configPath === null ? null : loadConfigFile(configPath), configPath, { 'data-dir': dataDir });
+  } catch {
+    config = null;
+  }
+  const clusterDataDir = config?.clusterDataDir ?? join(dataDir, 'cluster');
+  return {
+    dataDir,
+    storePath: join(clusterDataDir, STORE_FILE_NAME),
+    nodeIdPath: config?.nodeIdPath ?? join(dataDir, 'node_id'),
+    httpTlsDir: addressing['http-tls-dir'] ?? config?.http.tlsDir ?? join(dataDir, 'http-tls'),
+    clusterTlsDir: addressing['cluster-tls-dir'] ?? join(clusterDataDir, 'tls'),
+  };
+}
+
 /** A read-only view of the local node's replicated store, for commands run on the node itself. */
 export class LocalNode {
   private constructor(
-    readonly dataDir: string,
+    readonly paths: LocalPaths,
     private readonly db: Database.Database,
     readonly stateMachine: StateMachine,
   ) {}
 
-  /**
-   * Resolves the data dir from `--data-dir`, `--http-tls-dir` (its parent) or the config file,
-   * and opens the store read-only. Cluster addressing arrives with cluster mode.
-   */
+  get dataDir(): string {
+    return this.paths.dataDir;
+  }
+
+  /** Resolves the node's paths (`resolveLocalPaths`) and opens its store read-only. */
   static open(addressing: LocalAddressing): LocalNode {
-    const dataDir = resolveLocalDataDir(addressing);
-    const file = join(dataDir, 'cluster', STORE_FILE_NAME);
+    const paths = resolveLocalPaths(addressing);
+    const file = paths.storePath;
     if (!existsSync(file)) {
       throw new NeuwerkError('NW_ERR_AUTH_NO_CREDENTIALS', `no node store at ${file}`, {
         actions: ['Run this on the node, with --data-dir set to its data dir; start the node once first.'],
@@ -48,7 +85,7 @@ export class LocalNode {
     } catch (err) {
       throw new NeuwerkError('NW_ERR_AUTH_NO_CREDENTIALS', `cannot read the node store ${file}: ${(err as Error).message}`);
     }
-    return new LocalNode(dataDir, db, new StateMachine(db));
+    return new LocalNode(paths, db, new StateMachine(db));
   }
 
   /** Mints a token with the node's own signing keys (the node need not be running). */
@@ -61,10 +98,10 @@ export class LocalNode {
    * command mints for itself (the operator has root on the node, hence the keys).
    */
   async adminConnection(purpose: string): Promise<ApiConnection> {
-    const nodeId = readFileSync(join(this.dataDir, 'node_id'), 'utf8').trim();
+    const nodeId = readFileSync(this.paths.nodeIdPath, 'utf8').trim();
     const member = this.stateMachine.member(nodeId);
     if (member === undefined) throw new NeuwerkError('NW_ERR_AUTH_NO_CREDENTIALS', `node ${nodeId} has no management address in its store; start it once first`);
-    const caPath = join(this.dataDir, 'http-tls', 'ca.crt');
+    const caPath = join(this.paths.httpTlsDir, 'ca.crt');
     const ca = existsSync(caPath) ? readFileSync(caPath, 'utf8') : null;
     if (ca === null) throw new NeuwerkError('NW_ERR_AUTH_NO_CREDENTIALS', `no management CA certificate at ${caPath}`);
     const { token } = await this.mint({ sub: `local:${userInfo().username} (${purpose})`, roles: ['admin'], ttlMs: LOCAL_ADMIN_TOKEN_TTL_MS });

@@ -21,13 +21,13 @@ export async function runNodeInForeground(configFlag: string | undefined, flags:
     const lines = [
       '',
       `neuwerk node ${node.nodeId} is running`,
-      `  management API  https://${formatHostPort(node.httpAddress)}   (CA: ${config.http.tlsDir}/ca.crt)`,
+      `  management API  https://${formatHostPort(node.httpAddress)}   (CA: ${node.caPath})`,
       `  metrics         http://${formatHostPort(node.metricsAddress)}/metrics`,
       ...(node.dnsAddress === null ? [] : [`  DNS proxy       ${formatHostPort(node.dnsAddress)} (UDP and TCP)`]),
       ...(node.proxyAddress === null ? [] : [`  forward proxy   http://${formatHostPort(node.proxyAddress)}`]),
       `  data dir        ${config.dataDir}`,
-      `  check it        neuwerk ready --http-addr ${formatHostPort(node.httpAddress)} --ca ${config.http.tlsDir}/ca.crt`,
-      `  admin token     neuwerk auth bootstrap --data-dir ${config.dataDir} > admin.jwt   (30 min; then use service accounts)`,
+      `  check it        neuwerk ready --http-addr ${formatHostPort(node.httpAddress)} --ca ${node.caPath}`,
+      `  admin token     ${node.bootstrapCommand} > admin.jwt   (30 min; then use service accounts)`,
       '  stop it         Ctrl-C',
       '',
     ];

@@ -115,8 +115,10 @@ export class NodeProcess {
     throw new Error(`timed out after ${timeoutMs} ms waiting for a log line\n${this.stderrText}`);
   }
 
+  /** The management API's CA, where the node said it is at start (its data dir's `http-tls/` by default). */
   caCert(): string {
-    return readFileSync(join(this.dataDir, 'http-tls', 'ca.crt'), 'utf8');
+    const started = this.logLines().find((line) => line.msg === 'neuwerk node started') as { ca_cert?: string } | undefined;
+    return readFileSync(started?.ca_cert ?? join(this.dataDir, 'http-tls', 'ca.crt'), 'utf8');
   }
 
   /**
