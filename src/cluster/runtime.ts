@@ -237,10 +237,13 @@ export class ClusterRuntime {
     this.joinServer = createJoinServer(service, this.logger);
     this.joinAddress = await listen(this.joinServer, settings.joinBind, '--cluster-join-bind');
     this.transport.handle('cluster.removed', async (from) => {
-      const conf = this.replicator.raftStatus().conf;
-      if (from !== this.replicator.status().leaderId && !conf.voters.includes(from)) throw new NeuwerkError('NW_ERR_AUTH_FORBIDDEN', 'only a voter may announce a removal');
+      if (!this.mayAnnounceRemoval(from)) throw new NeuwerkError('NW_ERR_AUTH_FORBIDDEN', 'only a voter may announce a removal');
       this.markRemoved(from);
       return { ok: true };
+    });
+    // A node removed while it was down hears it when a member refuses its connection.
+    this.transport.on('refused', (from: string, reason: string) => {
+      if (reason === 'removed' && this.mayAnnounceRemoval(from)) this.markRemoved(from);
     });
     this.transport.handle('cluster.peers', async () => {
       if (this.replicator.status().role !== 'leader') throw new NeuwerkError('NW_ERR_NOT_LEADER', 'not the leader');
@@ -480,8 +483,13 @@ export class ClusterRuntime {
     try {
       await this.transport.call(nodeId, 'cluster.removed', {}, 2_000);
     } catch {
-      // An unreachable node learns it when it next tries to talk: its connections are refused.
+      // An unreachable node learns it when it next connects: members refuse it with a `refused` frame.
     }
+  }
+
+  /** Only the leader or a voter of this node's own configuration is believed about a removal. */
+  private mayAnnounceRemoval(from: string): boolean {
+    return from === this.replicator.status().leaderId || this.replicator.raftStatus().conf.voters.includes(from);
   }
 
   private markRemoved(by: string): void {

@@ -45,7 +45,14 @@ type Frame =
   | { kind: 'raft'; body: unknown }
   | { kind: 'rpc'; id: number; method: string; body: unknown }
   | { kind: 'rpc-ok'; id: number; body: unknown }
-  | { kind: 'rpc-error'; id: number; code: string; message: string };
+  | { kind: 'rpc-error'; id: number; code: string; message: string }
+  /** The last frame on a connection a member refuses: the connecting node was removed from the cluster. */
+  | { kind: 'refused'; reason: 'removed' };
+
+/** A refused removed member is logged at most this often per peer (it reconnects with backoff). */
+const REFUSED_LOG_INTERVAL_MS = 60_000;
+/** A refused connection is closed after this long if the peer does not close it after the `refused` frame. */
+const REFUSED_CLOSE_MS = 1_000;
 
 /**
  * Binary payloads (snapshot chunks) travel inside JSON as `{"$b64": "..."}`. The holder's own
@@ -363,6 +370,10 @@ class PeerLink {
   }
 
   private onFrame(frame: Frame): void {
+    if (frame.kind === 'refused') {
+      this.transport.emit('refused', this.peerId, frame.reason);
+      return;
+    }
     if (frame.kind !== 'rpc-ok' && frame.kind !== 'rpc-error') return;
     const pending = this.pending.get(frame.id);
     if (pending === undefined) return;
@@ -408,6 +419,8 @@ export class ClusterTransport extends EventEmitter {
   private readonly handlers = new Map<string, RpcHandler>();
   private server: Server | null = null;
   private readonly inbound = new Set<TLSSocket>();
+  /** When each refused removed member was last logged. */
+  private readonly refusedLoggedAtMs = new Map<string, number>();
 
   constructor(private readonly options: ClusterTransportOptions) {
     super();
@@ -470,8 +483,7 @@ export class ClusterTransport extends EventEmitter {
       return;
     }
     if (this.options.isRefused?.(peerId)) {
-      this.logger.warn({ peer: peerId }, 'refused cluster connection from a removed member');
-      socket.destroy();
+      this.refuseRemoved(peerId, socket);
       return;
     }
     this.inbound.add(socket);
@@ -491,6 +503,23 @@ export class ClusterTransport extends EventEmitter {
     });
     socket.on('error', () => undefined);
     socket.on('close', () => this.inbound.delete(socket));
+  }
+
+  /**
+   * A removed member is told so before its connection closes (a `refused` frame), so that a node
+   * removed while it was down learns it on its next attempt instead of retrying forever; it
+   * believes it only from a voter of its own configuration (ClusterRuntime).
+   */
+  private refuseRemoved(peerId: string, socket: TLSSocket): void {
+    const nowMs = Date.now();
+    const logged = this.refusedLoggedAtMs.get(peerId);
+    if (logged === undefined || nowMs - logged >= REFUSED_LOG_INTERVAL_MS) {
+      this.refusedLoggedAtMs.set(peerId, nowMs);
+      this.logger.warn({ peer: peerId }, 'refused cluster connection from a removed member (told it so; logged once a minute)');
+    }
+    socket.on('error', () => undefined);
+    socket.end(encodeFrame({ kind: 'refused', reason: 'removed' }));
+    setTimeout(() => socket.destroy(), REFUSED_CLOSE_MS).unref();
   }
 
   private onInbound(peerId: string, socket: TLSSocket, writer: SocketWriter, frame: Frame): void {

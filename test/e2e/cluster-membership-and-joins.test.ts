@@ -219,4 +219,31 @@ describe('joins, membership and cross-node auth', () => {
     assert.equal(restarted.code, 1);
     assert.match(restarted.stderr, /was removed from its cluster .* cannot rejoin with its old identity/);
   });
+
+  it('a member removed while it was down learns it from the members that refuse it when it comes back', async () => {
+    const status = await cluster.status();
+    assert.ok(status !== null);
+    const leader = cluster.leader(status);
+    const alive = cluster.alive();
+    const absent = alive.find((m) => m !== leader) as ClusterMember;
+    await absent.node.stop('SIGKILL');
+    const removed = await cluster.api(leader, 'DELETE', `/api/v1/cluster/members/${absent.node.nodeId}`);
+    assert.equal(removed.status, 204, JSON.stringify(removed.json));
+    // It starts from its own identity and store (it cannot know yet), tries its peers, is told.
+    await cluster.restart(absent);
+    await absent.node.waitForLog((line) => typeof line.msg === 'string' && line.msg.startsWith('this node was removed from the cluster'), 15_000);
+    const told = absent.node.logLines().find((line) => typeof line.msg === 'string' && line.msg.startsWith('this node was removed from the cluster'));
+    assert.ok(told !== undefined && cluster.alive().some((m) => m !== absent && m.node.nodeId === told.removed_by), JSON.stringify(told));
+    const ready = await absent.node.api('GET', '/ready');
+    assert.equal(ready.status, 503);
+    assert.match(JSON.stringify(ready.json), /this node was removed from the cluster/);
+    await absent.node.stop('SIGKILL');
+    const again = await runCli(['start', '--data-dir', absent.dataDir, ...absent.args, '--metrics-bind', '127.0.0.1:0']);
+    assert.equal(again.code, 1);
+    assert.match(again.stderr, /was removed from its cluster .* cannot rejoin with its old identity/);
+    // The members that refused it logged it once, not once per reconnect attempt.
+    for (const member of cluster.alive()) {
+      assert.ok(member.node.logLines().filter((line) => typeof line.msg === 'string' && line.msg.startsWith('refused cluster connection from a removed member')).length <= 1);
+    }
+  });
 });
