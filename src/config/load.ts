@@ -98,7 +98,7 @@ const validateConfigDocument = ajv.compile<ConfigFile>(CONFIG_SCHEMA);
 
 function configError(file: string, message: string, detail?: Record<string, unknown>): NeuwerkError {
   return new NeuwerkError('NW_ERR_CONFIG_INVALID', `config ${file}: ${message}`, {
-    actions: [`Fix ${file} (see "Configuration" in the README) or pass --config with another file.`],
+    actions: [`Fix ${file} (see "Configuration reference" in the README) or pass --config with another file.`],
     ...(detail ? { detail } : {}),
   });
 }
@@ -278,7 +278,10 @@ export function resolveNodeConfig(file: ConfigFile | null, configPath: string | 
   const upstreamTexts = pick(flags['dns-upstream'], f.dns?.upstreams);
   let dns: NodeConfig['dns'] = null;
   if (dnsBindText !== undefined || upstreamTexts !== undefined) {
-    if (dnsBindText === undefined) throw new NeuwerkError('NW_ERR_USAGE', '--dns-upstream needs --dns-bind (or dns.bind) too');
+    if (dnsBindText === undefined) {
+      if (flags['dns-upstream'] === undefined && configPath !== null) throw configError(configPath, 'dns.upstreams needs dns.bind (or --dns-bind) too');
+      throw new NeuwerkError('NW_ERR_USAGE', '--dns-upstream needs --dns-bind (or dns.bind) too');
+    }
     dns = {
       bind: flags['dns-bind'] !== undefined ? flagAddress('dns-bind', flags['dns-bind']) : fileAddress(dnsBindText),
       upstreams: flags['dns-upstream'] !== undefined ? flags['dns-upstream'].map((u) => flagAddress('dns-upstream', u)) : (upstreamTexts ?? []).map(fileAddress),
@@ -296,7 +299,15 @@ export function resolveNodeConfig(file: ConfigFile | null, configPath: string | 
       proxyProtocolFrom,
     };
   } else if (proxyProtocolFrom.length > 0) {
+    if (flags['proxy-protocol-from'] === undefined && configPath !== null) throw configError(configPath, 'proxy.proxy_protocol_from needs proxy.bind (or --proxy-bind) too');
     throw new NeuwerkError('NW_ERR_USAGE', '--proxy-protocol-from (proxy.proxy_protocol_from) needs --proxy-bind (or proxy.bind) too');
+  }
+
+  const electionTimeoutTicks = f.cluster?.election_timeout_ticks ?? DEFAULT_ELECTION_TIMEOUT_TICKS;
+  const heartbeatTicks = f.cluster?.heartbeat_ticks ?? DEFAULT_HEARTBEAT_TICKS;
+  if (heartbeatTicks >= electionTimeoutTicks) {
+    // Checked here, not only by the Raft core, so the node refuses before it creates any state.
+    throw configError(configPath ?? '(defaults)', `cluster.heartbeat_ticks (${heartbeatTicks}) must be below cluster.election_timeout_ticks (${electionTimeoutTicks})`);
   }
 
   const httpBind = address('http-bind', flags['http-bind'], f.http?.bind, DEFAULT_HTTP_BIND);
@@ -308,8 +319,8 @@ export function resolveNodeConfig(file: ConfigFile | null, configPath: string | 
     cluster,
     raft: {
       tickMs: f.cluster?.tick_ms ?? DEFAULT_TICK_MS,
-      electionTimeoutTicks: f.cluster?.election_timeout_ticks ?? DEFAULT_ELECTION_TIMEOUT_TICKS,
-      heartbeatTicks: f.cluster?.heartbeat_ticks ?? DEFAULT_HEARTBEAT_TICKS,
+      electionTimeoutTicks,
+      heartbeatTicks,
       snapshotThresholdEntries: f.cluster?.snapshot_threshold_entries ?? DEFAULT_SNAPSHOT_THRESHOLD_ENTRIES,
       snapshotTrailingEntries: f.cluster?.snapshot_trailing_entries ?? DEFAULT_SNAPSHOT_TRAILING_ENTRIES,
     },

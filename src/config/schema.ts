@@ -1,7 +1,8 @@
 /**
  * JSON schema of the config file (`version: 1`). Every object is closed (`additionalProperties:
- * false`) so a typo is an error rather than a silently ignored setting. The keys mirror the start
- * flags of DESIGN §7 one to one (`--cluster-join-bind` is `cluster.join_bind`).
+ * false`) so a typo is an error rather than a silently ignored setting. Each start flag of DESIGN
+ * §7 has its key (`--cluster-join-bind` is `cluster.join_bind`); a few keys have no flag
+ * (`http.cert_path`, `http.key_path`, `proxy.tunnel_grace_ms`, the cluster timer and snapshot keys).
  */
 
 const hostPort = { type: 'string', format: 'host-port' } as const;

@@ -138,7 +138,15 @@ describe('resolving flags over the file over defaults', () => {
     assert.match(errorOf(() => resolveNodeConfig(null, null, { 'proxy-bind': '127.0.0.1:3128', 'proxy-protocol-from': ['10.1.2.3/16'] })).message, /^--proxy-protocol-from: "10\.1\.2\.3\/16" has host bits set \(did you mean 10\.1\.0\.0\/16\?\)/);
     assert.match(errorOf(() => resolveNodeConfig(null, null, { 'proxy-protocol-from': ['127.0.0.1/32'] })).message, /--proxy-protocol-from \(proxy\.proxy_protocol_from\) needs --proxy-bind/);
     const withoutBind = validateConfig({ version: 1, proxy: { proxy_protocol_from: ['127.0.0.1/32'] } }, FILE);
-    assert.match(errorOf(() => resolveNodeConfig(withoutBind, FILE, {})).message, /needs --proxy-bind \(or proxy\.bind\)/);
+    const fromFile = errorOf(() => resolveNodeConfig(withoutBind, FILE, {}));
+    assert.equal(fromFile.message, `config ${FILE}: proxy.proxy_protocol_from needs proxy.bind (or --proxy-bind) too`);
+    assert.equal(fromFile.exitCode, 2);
+    const upstreamsOnly = errorOf(() => resolveNodeConfig(validateConfig({ version: 1, dns: { upstreams: ['1.1.1.1:53'] } }, FILE), FILE, {}));
+    assert.equal(upstreamsOnly.message, `config ${FILE}: dns.upstreams needs dns.bind (or --dns-bind) too`);
+    // Timer ticks that cross: refused with the file, both keys and both values, before any state exists.
+    const ticks = errorOf(() => resolveNodeConfig(validateConfig({ version: 1, cluster: { heartbeat_ticks: 20, election_timeout_ticks: 10 } }, FILE), FILE, {}));
+    assert.equal(ticks.message, `config ${FILE}: cluster.heartbeat_ticks (20) must be below cluster.election_timeout_ticks (10)`);
+    assert.equal(ticks.exitCode, 2);
     const tooMany = Array.from({ length: 65 }, (_, i) => `10.${i}.0.0/16`);
     assert.match(errorOf(() => validateConfig({ version: 1, proxy: { bind: '127.0.0.1:3128', proxy_protocol_from: tooMany } }, FILE)).message, /proxy\.proxy_protocol_from: .* must NOT have more than 64 items/);
   });
