@@ -75,8 +75,15 @@ describe('cluster: snapshots, the mTLS port, and the operator CLI', () => {
     assert.equal(bulkItems.length, bulkKeys);
     assert.ok(bulkItems.every((item) => item.value === bulk));
     // It caught up by InstallSnapshot, in several chunks — not from appends queued while it was down.
+    // (Its log line may reach the pipe after the answers above: the logger writes asynchronously.)
+    await follower.node.waitForLog((l) => l.msg === 'installed a raft snapshot from the leader', 5_000).catch(() => undefined);
     const installed = follower.node.logLines().find((l) => l.msg === 'installed a raft snapshot from the leader');
-    assert.ok(installed !== undefined, 'the follower never installed a snapshot');
+    if (installed === undefined) {
+      // Say enough to tell a leader change (a new leader whose own log still held what the follower missed) from a bug.
+      const now = await cluster.status();
+      const terms = follower.node.logLines().filter((l) => typeof l.msg === 'string' && /leader|snapshot/.test(l.msg)).map((l) => `${String(l.msg)} ${JSON.stringify({ term: l.term, index: l.index })}`);
+      assert.fail(`the follower never installed a snapshot; leader then ${leader.node.nodeId}, now ${String(now?.leader_id)} (term ${String(now?.term)}); follower log: ${terms.join(' | ')}`);
+    }
     assert.ok((installed.bytes as number) > 2 * MAX_SNAPSHOT_CHUNK_BYTES, `the snapshot had ${String(installed.bytes)} bytes`);
   });
 
@@ -142,5 +149,29 @@ describe('cluster: snapshots, the mTLS port, and the operator CLI', () => {
     assert.equal(result.code, 1);
     assert.match(result.stderr, /below quorum; force it with \?force=true \(CLI: --force\)/);
     await cluster.restart(other);
+  });
+
+  it('voters set with a voter down: refused when it would leave too few healthy voters, else the down voter goes first', async () => {
+    await cluster.waitFor((s) => s.healthy_voters === 3, 'three healthy voters');
+    const status = await cluster.status();
+    assert.ok(status !== null);
+    const leader = cluster.leader(status);
+    const [healthy, down] = cluster.members.filter((m) => m !== leader) as [ClusterMember, ClusterMember];
+    await down.node.stop('SIGKILL');
+    await cluster.waitFor((s) => s.healthy_voters === 2, 'one voter down');
+    const env = { NEUWERK_TOKEN: await cluster.token() };
+    const target = ['--http-addr', `127.0.0.1:${leader.httpPort}`, '--ca', join(leader.dataDir, 'http-tls', 'ca.crt')];
+    // Keeping the down voter and dropping the healthy one would leave 1 healthy of 2: refused, nothing changed.
+    const unsafe = await runCli(['cluster', 'voters', 'set', '--ids', `${leader.node.nodeId},${down.node.nodeId}`, ...target], { env });
+    assert.equal(unsafe.code, 1);
+    assert.match(unsafe.stderr, /below quorum/);
+    assert.equal((await cluster.status())?.voters, 3);
+    // Only the leader: the down voter is removed first, then the healthy one; never below quorum on the way.
+    const single = await runCli(['cluster', 'voters', 'set', '--ids', leader.node.nodeId, ...target, '--json'], { env });
+    assert.equal(single.code, 0, single.stderr);
+    assert.deepEqual((JSON.parse(single.stdout) as { voters: string[] }).voters, [leader.node.nodeId]);
+    const after = await cluster.status();
+    assert.deepEqual([after?.voters, after?.healthy_voters, after?.tolerates], [1, 1, 0]);
+    assert.ok(!after?.peers.some((p) => p.node_id === healthy.node.nodeId || p.node_id === down.node.nodeId));
   });
 });

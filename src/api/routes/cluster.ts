@@ -156,7 +156,11 @@ export function addClusterRoutes(router: Router, deps: { cluster: ClusterRuntime
       for (const id of body.ids.filter((i) => raftConf.learners.includes(i))) {
         await runtime.replicator.proposeConfChange({ type: 'promote', nodeId: id });
       }
-      for (const id of raftConf.voters.filter((v) => !body.ids.includes(v))) {
+      // Unreachable voters go first: each removal is checked against quorum on its own, and
+      // dropping a down voter first never lowers the healthy count the next check sees.
+      const unreachable = new Set(status.peers.filter((p) => p.status === 'unreachable').map((p) => p.node_id));
+      const leaving = raftConf.voters.filter((v) => !body.ids.includes(v)).sort((a, b) => Number(unreachable.has(b)) - Number(unreachable.has(a)));
+      for (const id of leaving) {
         await removeMember(runtime, replicator, id, body.force === true, ctx.identity?.sub ?? 'unknown', logger);
       }
       return { status: 200, body: { voters: runtime.replicator.raftStatus().conf.voters } };
