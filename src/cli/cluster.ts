@@ -1,5 +1,6 @@
 import chalk from 'chalk';
 import type { ClusterStatus, PeerStatus } from '../cluster/runtime.js';
+import { NeuwerkError } from '../errors.js';
 import type { ApiConnection } from './connection.js';
 import { apiFailure } from './local-node.js';
 
@@ -18,7 +19,11 @@ export interface MemberView {
 
 export async function fetchStatus(connection: ApiConnection, local: boolean): Promise<ClusterStatus> {
   const response = await connection.call('GET', `/api/v1/cluster/status${local ? '?local=true' : ''}`);
-  if (response.status !== 200) throw apiFailure(response, 'cluster status');
+  if (response.status !== 200) {
+    const failure = apiFailure(response, 'cluster status');
+    if (failure.code !== 'NW_ERR_NO_LEADER' || local) throw failure;
+    throw new NeuwerkError(failure.code, failure.message, { actions: ["Without a leader the cluster's view is unknown; `neuwerk status --local` shows what this node sees (its role, term, and which voters it hears)."] });
+  }
   return response.json as ClusterStatus;
 }
 

@@ -439,9 +439,11 @@ export class ClusterRuntime {
       const contact = this.lastContactMs.get(id);
       const lastContact = contact === undefined ? null : now - contact;
       const progress = raft.progress?.[id];
-      const match = progress?.match ?? null;
-      const lag = match === null ? null : Math.max(0, raft.lastIndex - match);
       const unreachable = lastContact === null || lastContact > UNREACHABLE_HEARTBEATS * heartbeatMs * (own.role === 'leader' ? 1 : this.config.raft.electionTimeoutTicks);
+      // A leader starts every peer's match at 0; one it has not heard from since shows unknown
+      // (null), not a lag of the whole log.
+      const match = progress === undefined || (progress.match === 0 && unreachable) ? null : progress.match;
+      const lag = match === null ? null : Math.max(0, raft.lastIndex - match);
       const health: PeerHealth = unreachable ? 'unreachable' : lag !== null && lag > LAGGING_ENTRIES ? 'lagging' : 'healthy';
       peers.push({ node_id: id, role, status: health, match_index: match, lag, last_contact_ms: lastContact });
     }

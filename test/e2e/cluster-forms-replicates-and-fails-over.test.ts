@@ -1,6 +1,8 @@
 import assert from 'node:assert/strict';
+import { join } from 'node:path';
 import { after, before, describe, it } from 'node:test';
 import { TestCluster, assertJoinStages, type ClusterMember } from './cluster-harness.js';
+import { runCli } from './harness.js';
 
 describe('a three-node cluster', () => {
   let cluster: TestCluster;
@@ -84,6 +86,9 @@ describe('a three-node cluster', () => {
     await Promise.all(writers);
     assert.ok(ackedBeforeKill > 0, 'writes were acknowledged before the kill');
     assert.ok(acknowledged.size > afterElection, 'writes resumed after the new leader was elected');
+    // The new leader never heard from the dead one: its match and lag are unknown, not the whole log.
+    const dead = (await cluster.status())?.peers.find((p) => p.node_id === oldLeader.node.nodeId) as unknown as { status: string; match_index: number | null; lag: number | null };
+    assert.deepEqual([dead.status, dead.match_index, dead.lag], ['unreachable', null, null]);
 
     await cluster.restart(oldLeader);
     await cluster.waitFor((s) => s.peers.filter((p) => p.status === 'healthy').length === 3, 'the old leader back and healthy');
@@ -126,6 +131,13 @@ describe('a three-node cluster', () => {
     assert.equal(read.status, 503, JSON.stringify(read.json));
     assert.equal((read.json as { error: string }).error, 'no cluster leader');
     assert.ok(readElapsed < 2_000, `answered in ${readElapsed} ms`);
+    const cliTarget = ['--http-addr', `127.0.0.1:${survivor.httpPort}`, '--ca', join(survivor.dataDir, 'http-tls', 'ca.crt')];
+    const noLeader = await runCli(['status', ...cliTarget], { env: { NEUWERK_TOKEN: await cluster.token() } });
+    assert.equal(noLeader.code, 1);
+    assert.match(noLeader.stderr, /no cluster leader[\s\S]*neuwerk status --local/);
+    const local = await runCli(['status', '--local', ...cliTarget, '--json'], { env: { NEUWERK_TOKEN: await cluster.token() } });
+    assert.equal(local.code, 0, local.stderr);
+    assert.equal((JSON.parse(local.stdout) as { leader_id: string | null }).leader_id, null);
     for (const member of others) await cluster.restart(member);
     await cluster.waitFor((s) => s.leader_id !== null && s.healthy_voters === 3, 'quorum restored');
     let ok = false;
