@@ -4,6 +4,7 @@ import { Flags } from '@oclif/core';
 import { Agent, request, type Dispatcher } from 'undici';
 import { formatHostPort, parseHostPort } from '../config/address.js';
 import { chooseConfigPath, DEFAULT_DATA_DIR, DEFAULT_HTTP_BIND, loadConfigFile } from '../config/load.js';
+import type { ConfigFile } from '../config/schema.js';
 import { NeuwerkError } from '../errors.js';
 
 /** Connection flags shared by every command that talks to the management API (DESIGN §7). */
@@ -123,10 +124,33 @@ export class ApiConnection {
   }
 }
 
+/**
+ * The config file a connection takes its defaults from: `--config`, else the default file when it
+ * exists. The default file unreadable (not root on an appliance) is a usage error that says what
+ * to pass instead.
+ */
+function readConnectionConfig(configFlag: string | undefined): ConfigFile | null {
+  const configPath = chooseConfigPath(configFlag);
+  if (configPath === null) return null;
+  try {
+    return loadConfigFile(configPath);
+  } catch (err) {
+    if (configFlag === undefined && err instanceof NeuwerkError && /EACCES/.test(err.message)) {
+      throw new NeuwerkError('NW_ERR_USAGE', `cannot read ${configPath} (permission denied) to find the node's address and CA`, {
+        actions: ['Pass --http-addr <host:port> and --ca <a copy of the node\'s http-tls/ca.crt> (or --insecure), or run the command with sudo.'],
+      });
+    }
+    throw err;
+  }
+}
+
 /** Resolves `--http-addr`, `--ca`/`--insecure` and the token into a connection. */
 export function resolveConnection(options: ConnectionOptions, token: string | null = null): ApiConnection {
-  const configPath = chooseConfigPath(options.config);
-  const file = configPath === null ? null : loadConfigFile(configPath);
+  // The default config file is read only for what the flags leave open: an operator who is not
+  // root can reach a node with --http-addr and --ca (or --insecure) although
+  // /etc/neuwerk/config.yaml is root:neuwerk 0640 on an appliance. A --config given is always read.
+  const needsFile = options.config !== undefined || options['http-addr'] === undefined || (!options.insecure && options.ca === undefined);
+  const file = needsFile ? readConnectionConfig(options.config) : null;
   const addressText = options['http-addr'] ?? file?.http?.advertise ?? file?.http?.bind ?? DEFAULT_HTTP_BIND;
   const address = parseHostPort(addressText);
   if ('error' in address) {
