@@ -29,6 +29,8 @@ export function parseHostPort(text: string): HostPort | { error: string } {
     portText = trimmed.slice(colon + 1);
     if (host.includes(':')) return { error: 'IPv6 addresses must be written as [addr]:port' };
     if (isIP(host) === 0 && !HOSTNAME_PATTERN.test(host)) return { error: `"${host}" is not an IP address or host name` };
+    // All digits and dots is meant as IPv4 (no top-level domain is numeric): 300.1.1.1 is a typo, not a name.
+    if (isIP(host) === 0 && /^[\d.]+$/.test(host)) return { error: `"${host}" is not a valid IPv4 address` };
   }
   if (!/^\d{1,5}$/.test(portText)) return { error: `"${portText}" is not a port number` };
   const port = Number(portText);

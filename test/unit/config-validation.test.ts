@@ -32,6 +32,7 @@ describe('config validation names the file, the path and the value', () => {
     { name: 'PROXY protocol ranges not a list', yaml: 'version: 1\nproxy:\n  proxy_protocol_from: 10.0.0.0/8\n', expected: [/proxy\.proxy_protocol_from: "10\.0\.0\.0\/8" is not of type array/] },
     { name: 'tunnel grace beyond the stop budget', yaml: 'version: 1\nproxy:\n  tunnel_grace_ms: 9000\n', expected: [/proxy\.tunnel_grace_ms: 9000/, /5000/] },
     { name: 'port out of range', yaml: 'version: 1\nmetrics:\n  bind: "0.0.0.0:70000"\n', expected: [/metrics\.bind: "0\.0\.0\.0:70000" is not a valid address \(port 70000 is above 65535\)/] },
+    { name: 'numeric host that is no IPv4 address', yaml: 'version: 1\nmetrics:\n  bind: "300.1.1.1:80"\n', expected: [/metrics\.bind: "300\.1\.1\.1:80" is not a valid address \("300\.1\.1\.1" is not a valid IPv4 address\)/] },
     { name: 'bad IPv6 form', yaml: 'version: 1\nhttp:\n  bind: "::1:8443"\n', expected: [/IPv6 addresses must be written as \[addr\]:port/] },
     { name: 'bad array item', yaml: 'version: 1\ndns:\n  upstreams: ["1.1.1.1:53", "nope"]\n', expected: [/dns\.upstreams\[1\]: "nope" is not a valid address/] },
     { name: 'bad enum', yaml: 'version: 1\npolicy:\n  default: maybe\n', expected: [/policy\.default: "maybe" is not one of allow, deny/] },
