@@ -21,6 +21,9 @@ export default class Status extends NeuwerkCommand {
     try {
       const status = await fetchStatus(connection, flags.local);
       const policyVersions = await policyVersionsByNode(connection, await listMembers(connection).catch(() => []));
+      // The node that answered says its own version (without a leader the member list is not known).
+      const own = (status as { policy_version?: unknown }).policy_version;
+      if (policyVersions[status.node_id] === undefined && typeof own === 'number') policyVersions[status.node_id] = own;
       if (!this.jsonEnabled()) process.stdout.write(renderStatus(status, policyVersions));
       return { ...status, policy_versions: policyVersions };
     } finally {

@@ -137,7 +137,9 @@ describe('a three-node cluster', () => {
     assert.match(noLeader.stderr, /no cluster leader[\s\S]*neuwerk status --local/);
     const local = await runCli(['status', '--local', ...cliTarget, '--json'], { env: { NEUWERK_TOKEN: await cluster.token() } });
     assert.equal(local.code, 0, local.stderr);
-    assert.equal((JSON.parse(local.stdout) as { leader_id: string | null }).leader_id, null);
+    const localView = JSON.parse(local.stdout) as { leader_id: string | null; policy_versions: Record<string, number | null> };
+    assert.equal(localView.leader_id, null);
+    assert.ok((localView.policy_versions[survivor.node.nodeId] ?? 0) > 0, `its own policy version: ${JSON.stringify(localView.policy_versions)}`);
     for (const member of others) await cluster.restart(member);
     await cluster.waitFor((s) => s.leader_id !== null && s.healthy_voters === 3, 'quorum restored');
     let ok = false;
