@@ -5,7 +5,7 @@ import { parseDocument } from 'yaml';
 import { NeuwerkError } from '../errors.js';
 import { formatIp, parseDocumentCidr } from '../policy/ip.js';
 import { parseHostPort, type HostPort } from './address.js';
-import { CONFIG_SCHEMA, DEFAULT_TUNNEL_GRACE_MS, type ConfigFile, type LogFormat, type LogLevel } from './schema.js';
+import { CONFIG_SCHEMA, DEFAULT_TUNNEL_GRACE_MS, MAX_DNS_UPSTREAMS, MAX_PROXY_PROTOCOL_FROM, type ConfigFile, type LogFormat, type LogLevel } from './schema.js';
 
 /** Where `neuwerk start` looks for a config file when `--config` is not given. */
 export const DEFAULT_CONFIG_PATH = '/etc/neuwerk/config.yaml';
@@ -242,6 +242,18 @@ function fileAddress(value: string): HostPort {
  * Resolves the node configuration: a flag wins over the file, the file over the defaults.
  * Relative paths, from flags and file alike, resolve against the current directory.
  */
+/** Repeated `--dns-upstream` flags, within the same bound as the file's `dns.upstreams`. */
+function dnsUpstreamFlags(values: readonly string[]): HostPort[] {
+  if (values.length > MAX_DNS_UPSTREAMS) throw new NeuwerkError('NW_ERR_USAGE', `--dns-upstream: at most ${MAX_DNS_UPSTREAMS} upstreams (got ${values.length})`);
+  return values.map((value) => flagAddress('dns-upstream', value));
+}
+
+/** Repeated `--proxy-protocol-from` flags, within the same bound as the file's list. */
+function proxyProtocolFlags(values: readonly string[]): string[] {
+  if (values.length > MAX_PROXY_PROTOCOL_FROM) throw new NeuwerkError('NW_ERR_USAGE', `--proxy-protocol-from: at most ${MAX_PROXY_PROTOCOL_FROM} CIDRs (got ${values.length})`);
+  return values.map((value) => flagCidr('proxy-protocol-from', value));
+}
+
 export function resolveNodeConfig(file: ConfigFile | null, configPath: string | null, flags: StartFlags): NodeConfig {
   const f = file ?? { version: 1 };
   const pick = <T>(flag: T | undefined, fromFile: T | undefined): T | undefined => (flag !== undefined ? flag : fromFile);
@@ -284,13 +296,13 @@ export function resolveNodeConfig(file: ConfigFile | null, configPath: string | 
     }
     dns = {
       bind: flags['dns-bind'] !== undefined ? flagAddress('dns-bind', flags['dns-bind']) : fileAddress(dnsBindText),
-      upstreams: flags['dns-upstream'] !== undefined ? flags['dns-upstream'].map((u) => flagAddress('dns-upstream', u)) : (upstreamTexts ?? []).map(fileAddress),
+      upstreams: flags['dns-upstream'] !== undefined ? dnsUpstreamFlags(flags['dns-upstream']) : (upstreamTexts ?? []).map(fileAddress),
     };
   }
 
   const proxyBindText = pick(flags['proxy-bind'], f.proxy?.bind);
   const proxyProtocolFrom =
-    flags['proxy-protocol-from'] !== undefined ? flags['proxy-protocol-from'].map((c) => flagCidr('proxy-protocol-from', c)) : (f.proxy?.proxy_protocol_from ?? []).map(fileCidr);
+    flags['proxy-protocol-from'] !== undefined ? proxyProtocolFlags(flags['proxy-protocol-from']) : (f.proxy?.proxy_protocol_from ?? []).map(fileCidr);
   let proxy: NodeConfig['proxy'] = null;
   if (proxyBindText !== undefined) {
     proxy = {

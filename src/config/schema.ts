@@ -17,6 +17,8 @@ export const MAX_TUNNEL_GRACE_MS = 5_000;
 export const DEFAULT_TUNNEL_GRACE_MS = 3_000;
 /** Most address ranges `proxy.proxy_protocol_from` may list (a few balancers, not a client list). */
 export const MAX_PROXY_PROTOCOL_FROM = 64;
+/** DNS upstreams in failover order, from the file or repeated flags. */
+export const MAX_DNS_UPSTREAMS = 8;
 
 export const CONFIG_SCHEMA = {
   $id: 'neuwerk-config-v1',
@@ -72,7 +74,7 @@ export const CONFIG_SCHEMA = {
       additionalProperties: false,
       properties: {
         bind: hostPort,
-        upstreams: { type: 'array', items: hostPort, minItems: 1, maxItems: 8 },
+        upstreams: { type: 'array', items: hostPort, minItems: 1, maxItems: MAX_DNS_UPSTREAMS },
       },
     },
     proxy: {

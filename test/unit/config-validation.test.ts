@@ -144,6 +144,13 @@ describe('resolving flags over the file over defaults', () => {
     assert.equal(fromFile.exitCode, 2);
     const upstreamsOnly = errorOf(() => resolveNodeConfig(validateConfig({ version: 1, dns: { upstreams: ['1.1.1.1:53'] } }, FILE), FILE, {}));
     assert.equal(upstreamsOnly.message, `config ${FILE}: dns.upstreams needs dns.bind (or --dns-bind) too`);
+    // Repeated flags have the file's bounds.
+    const nineUpstreams = Array.from({ length: 9 }, (_, i) => `127.0.0.${i + 1}:53`);
+    const tooManyUpstreams = errorOf(() => resolveNodeConfig(null, null, { 'dns-bind': '127.0.0.1:5353', 'dns-upstream': nineUpstreams }));
+    assert.deepEqual([tooManyUpstreams.message, tooManyUpstreams.exitCode], ['--dns-upstream: at most 8 upstreams (got 9)', 2]);
+    assert.equal(resolveNodeConfig(null, null, { 'dns-bind': '127.0.0.1:5353', 'dns-upstream': nineUpstreams.slice(0, 8) }).dns?.upstreams.length, 8);
+    const manyBalancers = Array.from({ length: 65 }, (_, i) => `10.${i}.0.0/16`);
+    assert.equal(errorOf(() => resolveNodeConfig(null, null, { 'proxy-bind': '127.0.0.1:3128', 'proxy-protocol-from': manyBalancers })).message, '--proxy-protocol-from: at most 64 CIDRs (got 65)');
     // Timer ticks that cross: refused with the file, both keys and both values, before any state exists.
     const ticks = errorOf(() => resolveNodeConfig(validateConfig({ version: 1, cluster: { heartbeat_ticks: 20, election_timeout_ticks: 10 } }, FILE), FILE, {}));
     assert.equal(ticks.message, `config ${FILE}: cluster.heartbeat_ticks (20) must be below cluster.election_timeout_ticks (10)`);
