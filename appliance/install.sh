@@ -176,13 +176,22 @@ owner_ids() {
   esac
 }
 
+# What an owner label means, for messages ("root:neuwerk", not "mixed").
+owner_name() {
+  case "$1" in
+    root) echo "root:root" ;;
+    svc) echo "$USER_NAME:$USER_NAME" ;;
+    mixed) echo "root:$USER_NAME" ;;
+  esac
+}
+
 # ensure_owner_mode STEP PATH MODE OWNER(root|svc|mixed)
 ensure_owner_mode() {
   local step="$1" path="$2" mode="$3" who="$4" target="$ROOT$2"
   local want_ids; want_ids="$(owner_ids "$who")"
   if [ ! -e "$target" ]; then
     # dry run of a path not yet created
-    say "$step" "would chmod $mode and chown $who $path"
+    say "$step" "would chmod $mode and chown $(owner_name "$who") $path"
     return
   fi
   local have_mode; have_mode="$(stat -c '%a' "$target")"
@@ -191,7 +200,7 @@ ensure_owner_mode() {
     else chmod "$mode" "$target"; changed "$step" "chmod $mode $path (was $have_mode)"; fi
   fi
   if [ "$IS_ROOT" -eq 0 ]; then
-    [ "$who" = root ] || say "$step" "skipped: not root, cannot chown $path to $who"
+    [ "$who" = root ] || say "$step" "skipped: not root, cannot chown $path to $(owner_name "$who")"
     return
   fi
   if [ -z "$want_ids" ]; then

@@ -202,7 +202,9 @@ export function loadConfigFile(file: string): ConfigFile {
   if (document.errors.length > 0) {
     const first = document.errors[0]!;
     const where = first.linePos ? ` at line ${first.linePos[0].line}, column ${first.linePos[0].col}` : '';
-    throw configError(file, `not valid YAML${where}: ${first.message.split('\n')[0]}`);
+    // The parser's own message ends with the same position again ("... at line 4, column 1:").
+    const message = (first.message.split('\n')[0] ?? '').replace(/ at line \d+, column \d+:?$/, '');
+    throw configError(file, `not valid YAML${where}: ${message}`);
   }
   return validateConfig(document.toJS(), file);
 }

@@ -67,7 +67,9 @@ describe('config files', () => {
     writeFileSync(file, 'version: 1\nhttp:\n  bind: [\n');
     const error = errorOf(() => loadConfigFile(file));
     assert.equal(error.exitCode, 2);
-    assert.match(error.message, new RegExp(`config ${file}: not valid YAML at line \\d+`));
+    assert.match(error.message, new RegExp(`config ${file}: not valid YAML at line \\d+, column \\d+: `));
+    assert.equal(error.message.match(/at line/g)?.length, 1, `the position once: ${error.message}`);
+    assert.ok(!error.message.endsWith(':'), error.message);
   });
 
   it('a duplicate key is an error, not a silent override', () => {
