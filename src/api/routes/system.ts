@@ -47,7 +47,7 @@ export function addSystemRoutes(router: Router, readiness: Readiness, schemas: (
     method: 'GET',
     path: '/api/v1/openapi.json',
     access: 'public',
-    summary: 'The OpenAPI 3 document of this API.',
+    summary: 'The OpenAPI 3.1 document of this API.',
     handler: () => ({ status: 200, body: (document ??= buildOpenApiDocument(router.all(), schemas(), version)) }),
   });
 }
