@@ -72,7 +72,10 @@ export interface RunningNode {
  * Starts one node: data dir, identity, store, TLS, metrics, API — in that order, so each step can
  * rely on the ones before it. A failure part-way releases what was already opened.
  */
-export async function startNode(config: NodeConfig, logger: Logger, ring?: LogRing): Promise<RunningNode> {
+export async function startNode(config: NodeConfig, rootLogger: Logger, ring?: LogRing): Promise<RunningNode> {
+  // Once the node id is known every line carries it, so a cluster's logs collected in one place
+  // say which node wrote each line.
+  let logger = rootLogger;
   const opened: (() => Promise<void> | void)[] = [];
   const releaseAll = async (): Promise<void> => {
     for (const release of opened.reverse()) {
@@ -87,7 +90,8 @@ export async function startNode(config: NodeConfig, logger: Logger, ring?: LogRi
   try {
     ensureDataDir(config.dataDir);
     const { nodeId, created } = loadOrCreateNodeId(config.nodeIdPath);
-    if (created) logger.info({ node_id: nodeId, path: config.nodeIdPath }, 'created node id');
+    logger = rootLogger.child({ node_id: nodeId });
+    if (created) logger.info({ path: config.nodeIdPath }, 'created node id');
 
     const storePath = join(config.clusterDataDir, STORE_FILE_NAME);
     const db: SqliteDatabase = openStoreDatabase(storePath);
@@ -174,7 +178,7 @@ export async function startNode(config: NodeConfig, logger: Logger, ring?: LogRi
     addSystemRoutes(router, readiness, () => ({ ...SYSTEM_SCHEMAS, ...AUTH_SCHEMAS, ...KEYVAL_SCHEMAS, ...POLICY_SCHEMAS, ...CLUSTER_SCHEMAS, ...SUPPORT_SCHEMAS, ...DATAPLANE_SCHEMAS, ...STATS_SCHEMAS, ...FINDINGS_SCHEMAS }), NEUWERK_VERSION);
     addClusterRoutes(router, { cluster, replicator, logger, policyVersion: () => enforcement.version });
     addAuthRoutes(router, { auth, authenticator, limiter: new LoginLimiter() });
-    addKeyvalRoutes(router, replicator);
+    addKeyvalRoutes(router, replicator, logger);
     addPolicyRoutes(router, replicator, enforcement, logger);
     const nodeSysdump = { nodeId, config, db, stateMachine: replicator.stateMachine, readiness, metrics, ring, replicationStatus: () => replicator.status() };
     if (cluster !== null) registerNodeSysdumpRpc(cluster, nodeSysdump, logger);
@@ -277,7 +281,6 @@ export async function startNode(config: NodeConfig, logger: Logger, ring?: LogRi
     const bootstrapCommand = `neuwerk auth bootstrap --data-dir ${config.dataDir}${config.configPath === null ? '' : ` --config ${config.configPath}`}`;
     logger.info(
       {
-        node_id: nodeId,
         version: NEUWERK_VERSION,
         data_dir: config.dataDir,
         listeners: {

@@ -205,6 +205,8 @@ export class ClusterRuntime {
       onDropped: (_peer, reason) => options.metrics.raftMessagesDropped.inc({ reason }),
     });
     this.transport.on('raft', (from: string, message: unknown) => this.deliver(from, message, options.metrics));
+    // Every drop reason has a sample from the start (0), so a rate() alert sees 0, not "no data".
+    for (const reason of ['backlog', 'reconnect-queue', 'stale', 'malformed']) options.metrics.raftMessagesDropped.inc({ reason }, 0);
     this.replicator = await openRaftReplicator({
       db: options.db,
       dbPath: options.dbPath,

@@ -100,6 +100,16 @@ export function systemDnsUpstreams(): HostPort[] {
  */
 function findingsCounter(metrics: NodeMetrics): (event: FindingEvent) => void {
   const children = new Map<FindingEvent['type'], Map<FindingEvent['finding'], { inc(): void }>>();
+  // Every (type, finding) has a sample from the start (0), so a rate() alert sees 0, not "no data".
+  for (const type of FINDING_TYPES) {
+    const byFinding = new Map<FindingEvent['finding'], { inc(): void }>();
+    for (const finding of FINDING_KINDS) {
+      const child = metrics.auditFindings.labels(type, finding);
+      child.inc(0);
+      byFinding.set(finding, child);
+    }
+    children.set(type, byFinding);
+  }
   return (event) => {
     let byFinding = children.get(event.type);
     if (byFinding === undefined) {
@@ -114,6 +124,9 @@ function findingsCounter(metrics: NodeMetrics): (event: FindingEvent) => void {
     child.inc();
   };
 }
+
+const FINDING_TYPES: readonly FindingEvent['type'][] = ['dns', 'connect', 'http'];
+const FINDING_KINDS: readonly FindingEvent['finding'][] = ['deny', 'audit'];
 
 /** The node's dataplane; see the module comment. */
 export class Dataplane {

@@ -182,6 +182,8 @@ export class DnsProxy {
     const sinks = {} as Record<DnsResult, ResultSinks>;
     for (const result of DNS_RESULTS) {
       const counter = options.metrics?.dnsQueries.labels(result);
+      // Every result has a sample from the start (0), so a rate() alert sees 0, not "no data".
+      counter?.inc(0);
       const histogram = options.metrics?.dnsQueryLatency.labels(result);
       sinks[result] = {
         inc: counter === undefined ? () => undefined : () => counter.inc(),

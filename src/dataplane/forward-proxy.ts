@@ -450,6 +450,7 @@ export class ForwardProxy {
       sinks[kind] = {} as Record<ProxyResult, () => void>;
       for (const result of PROXY_RESULTS) {
         const child = options.metrics?.proxyDecisions.labels(kind, result);
+        child?.inc(0); // a sample from the start, so a rate() alert sees 0, not "no data"
         sinks[kind][result] = child === undefined ? () => undefined : () => child.inc();
       }
     }
@@ -457,6 +458,8 @@ export class ForwardProxy {
     this.countSinks = sinks;
     this.tunnelBytesUp = options.metrics?.proxyTunnelBytes.labels('client_to_upstream');
     this.tunnelBytesDown = options.metrics?.proxyTunnelBytes.labels('upstream_to_client');
+    this.tunnelBytesUp?.inc(0);
+    this.tunnelBytesDown?.inc(0);
   }
 
   /**

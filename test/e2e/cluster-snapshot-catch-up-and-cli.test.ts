@@ -134,6 +134,8 @@ describe('cluster: snapshots, the mTLS port, and the operator CLI', () => {
     const body = await metrics.body.text();
     assert.match(body, /neuwerk_cluster_voters\{[^}]*\} 3/);
     assert.match(body, /neuwerk_cluster_tolerates\{[^}]*\} 1/);
+    // Every drop reason has a sample (0 or more) from the start.
+    for (const reason of ['backlog', 'reconnect-queue', 'stale', 'malformed']) assert.match(body, new RegExp(`^neuwerk_cluster_raft_messages_dropped_total\\{reason="${reason}"[^}]*\\} \\d+$`, 'm'), reason);
   });
 
   it('refuses an unsafe removal without --force', async () => {

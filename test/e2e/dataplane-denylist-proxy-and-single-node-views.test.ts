@@ -1,6 +1,7 @@
 import assert from 'node:assert/strict';
 import { join } from 'node:path';
 import { after, before, describe, it } from 'node:test';
+import { request } from 'undici';
 import { proxyConnect, proxyGet, startHttpOrigin, startStubDns, type StubDns, type TestServer } from '../bench/dataplane-fixtures.js';
 import { NodeProcess, tempDir } from './harness.js';
 
@@ -29,6 +30,16 @@ describe('denylist on the forward proxy, and the single-node stats and findings 
     dir.cleanup();
   });
 
+  it('every labelled dataplane counter has a sample (0) before any traffic, so a rate() alert sees 0 and not "no data"', async () => {
+    const response = await request(`http://${node.metricsAddress}/metrics`);
+    const text = await response.body.text();
+    const sample = (line: string): void => assert.match(text, new RegExp(`^${line.replace(/[{}]/g, '\\$&')} 0$`, 'm'), line);
+    for (const result of ['allowed', 'audit', 'denied', 'servfail', 'malformed', 'unsupported']) sample(`neuwerk_dns_queries_total{result="${result}",node_id="${node.nodeId}"}`);
+    for (const kind of ['connect', 'http']) for (const result of ['allowed', 'audit', 'denied', 'limited', 'error']) sample(`neuwerk_proxy_decisions_total{kind="${kind}",result="${result}",node_id="${node.nodeId}"}`);
+    for (const direction of ['client_to_upstream', 'upstream_to_client']) sample(`neuwerk_proxy_tunnel_bytes_total{direction="${direction}",node_id="${node.nodeId}"}`);
+    for (const type of ['dns', 'connect', 'http']) for (const finding of ['deny', 'audit']) sample(`neuwerk_audit_findings_total{type="${type}",finding="${finding}",node_id="${node.nodeId}"}`);
+  });
+
   it('a denylisted hostname (and names below it) or client gets 403 "denylisted" and a finding; a delete lifts it', async () => {
     const proxyPort = port(node.proxyAddress);
     assert.equal((await node.api('PUT', '/api/v1/keyval/denylist/blocked.example.test', { value: 'test' }, headers)).status, 200);
@@ -51,6 +62,11 @@ describe('denylist on the forward proxy, and the single-node stats and findings 
     for (const key of ['127.0.0.1', 'blocked.example.test']) assert.equal((await node.api('DELETE', `/api/v1/keyval/denylist/${key}`, undefined, headers)).status, 204);
     const lifted = await proxyGet(proxyPort, `http://blocked.example.test:${origin.port}/x`);
     assert.doesNotMatch(lifted.headers['x-neuwerk-reason'] ?? '', /denylisted/);
+    // Each denylist change is audited like a policy change, with the node that logged it.
+    const audited = node.logLines().filter((l) => l.audit === true && typeof l.action === 'string' && l.action.startsWith('denylist.'));
+    assert.deepEqual(audited.map((l) => `${String(l.action)} ${String(l.key)}`), ['denylist.put blocked.example.test', 'denylist.put 127.0.0.1', 'denylist.delete 127.0.0.1', 'denylist.delete blocked.example.test']);
+    assert.ok(audited.every((l) => l.node_id === node.nodeId && l.actor === 'bootstrap-admin'), JSON.stringify(audited));
+    assert.ok(node.logLines().filter((l) => l.level !== undefined).every((l) => l.node_id === node.nodeId), 'every log line names its node');
 
     const findings = await node.api('GET', '/api/v1/audit/findings?limit=50', undefined, headers);
     assert.equal(findings.status, 200, JSON.stringify(findings.json));

@@ -1,4 +1,6 @@
 import type { Replicator } from '../../cluster/replicator.js';
+import { DENYLIST_ZONE } from '../../dataplane/denylist.js';
+import type { Logger } from '../../log/logger.js';
 import { NeuwerkError } from '../../errors.js';
 import { KEYVAL_NAME_PATTERN, KEYVAL_VALUE_MAX_BYTES } from '../../store/commands.js';
 import type { KeyvalRecord } from '../../store/state-machine.js';
@@ -62,7 +64,11 @@ function present(record: KeyvalRecord): Record<string, unknown> {
 }
 
 /** Replicated key-value zones (DESIGN §6): writes answer after commit; reads are linearizable unless `?stale=true`. */
-export function addKeyvalRoutes(router: Router, replicator: Replicator): void {
+export function addKeyvalRoutes(router: Router, replicator: Replicator, logger: Logger): void {
+  // A change of the denylist zone changes enforcement on every node: audited like a policy change.
+  const auditDenylist = (zone: string, action: 'put' | 'delete', key: string, actor: string, detail: Record<string, unknown> = {}): void => {
+    if (zone === DENYLIST_ZONE) logger.info({ audit: true, actor, action: `denylist.${action}`, key, ...detail }, `audit: denylist.${action}`);
+  };
   const read = async (stale: boolean): Promise<void> => {
     if (!stale) await replicator.linearizableRead();
   };
@@ -83,6 +89,7 @@ export function addKeyvalRoutes(router: Router, replicator: Replicator): void {
       const expiresAt = body.ttl_secs === undefined ? null : Date.now() + body.ttl_secs * 1000;
       const result = await replicator.propose({ v: 1, type: 'keyval.put', zone, key, value: body.value, expires_at: expiresAt });
       if (result.type !== 'keyval.put') throw new NeuwerkError('NW_ERR_INTERNAL', 'unexpected apply result');
+      auditDenylist(zone, 'put', key, ctx.identity?.sub ?? 'unknown', { version: result.record.version, expires_at: expiresAt === null ? null : new Date(expiresAt).toISOString() });
       return { status: 200, body: present(result.record) };
     },
   });
@@ -135,6 +142,7 @@ export function addKeyvalRoutes(router: Router, replicator: Replicator): void {
       checkName('zone', ctx.params.zone as string);
       checkName('key', ctx.params.key as string);
       await replicator.propose({ v: 1, type: 'keyval.delete', zone: ctx.params.zone as string, key: ctx.params.key as string });
+      auditDenylist(ctx.params.zone as string, 'delete', ctx.params.key as string, ctx.identity?.sub ?? 'unknown');
       return { status: 204 };
     },
   });
