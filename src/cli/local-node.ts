@@ -3,7 +3,8 @@ import { userInfo } from 'node:os';
 import { dirname, join } from 'node:path';
 import Database from 'better-sqlite3';
 import { mintWithKeys, type MintWithKeysRequest } from '../auth/service.js';
-import { chooseConfigPath, DEFAULT_DATA_DIR, loadConfigFile, resolveNodeConfig, type NodeConfig } from '../config/load.js';
+import { chooseConfigPath, loadConfigFile, nodePaths, resolveNodeConfig, type NodeConfig, type NodePaths } from '../config/load.js';
+import type { ConfigFile } from '../config/schema.js';
 import { ERROR_CATALOGUE, NeuwerkError, type ErrorCode } from '../errors.js';
 import { STORE_FILE_NAME } from '../store/database.js';
 import { StateMachine } from '../store/state-machine.js';
@@ -22,38 +23,43 @@ export interface LocalAddressing {
 export const LOCAL_ADMIN_TOKEN_TTL_MS = 60_000;
 
 /** Where a local command finds the node's files, resolved as `neuwerk start` resolves them. */
-export interface LocalPaths {
-  readonly dataDir: string;
+export interface LocalPaths extends NodePaths {
   readonly storePath: string;
-  readonly nodeIdPath: string;
-  readonly httpTlsDir: string;
   /** The node's cluster identity (`node.crt`, `node.key`, `ca.crt`), unless `--cluster-tls-dir` names another. */
   readonly clusterTlsDir: string;
 }
 
 /**
- * The node's paths for a command run on the node: the data dir from `--data-dir`, the parent of
- * `--http-tls-dir` or the config file, and everything under it from the config file's keys
- * (`node.node_id_path`, `cluster.data_dir`, `http.tls_dir`) with `neuwerk start`'s rules, so a
- * node configured with its own paths is found where it keeps its files. A configuration that
- * `start` itself would refuse falls back to the default layout under the data dir.
+ * The node's paths for a command run on the node (`nodePaths`): the data dir from `--data-dir`,
+ * the parent of `--http-tls-dir` or the config file, and the config file's path keys
+ * (`node.node_id_path`, `cluster.data_dir`, `http.tls_dir`) as `neuwerk start` reads them, so a
+ * node configured with its own paths is found where it keeps its files. The config file is read
+ * once; a default one that fails is ignored when a flag names the data dir.
  */
 export function resolveLocalPaths(addressing: LocalAddressing): LocalPaths {
-  const dataDir = resolveLocalDataDir(addressing);
+  if (addressing['data-dir'] !== undefined && addressing['http-tls-dir'] !== undefined) {
+    throw new NeuwerkError('NW_ERR_USAGE', 'choose either --data-dir or --http-tls-dir, not both');
+  }
+  const dataDirFlag = addressing['data-dir'] ?? (addressing['http-tls-dir'] !== undefined ? dirname(addressing['http-tls-dir']) : undefined);
   const configPath = chooseConfigPath(addressing.config);
+  let file: ConfigFile | null = null;
+  try {
+    file = configPath === null ? null : loadConfigFile(configPath);
+  } catch (err) {
+    if (addressing.config !== undefined || dataDirFlag === undefined) throw err;
+  }
   let config: NodeConfig | null = null;
   try {
-    config = resolveNodeConfig(configPath === null ? null : loadConfigFile(configPath), configPath, { 'data-dir': dataDir });
+    config = resolveNodeConfig(file, configPath, { 'data-dir': dataDirFlag });
   } catch {
     config = null;
   }
-  const clusterDataDir = config?.clusterDataDir ?? join(dataDir, 'cluster');
+  const paths = nodePaths(config, file, dataDirFlag);
   return {
-    dataDir,
-    storePath: join(clusterDataDir, STORE_FILE_NAME),
-    nodeIdPath: config?.nodeIdPath ?? join(dataDir, 'node_id'),
-    httpTlsDir: addressing['http-tls-dir'] ?? config?.http.tlsDir ?? join(dataDir, 'http-tls'),
-    clusterTlsDir: addressing['cluster-tls-dir'] ?? join(clusterDataDir, 'tls'),
+    ...paths,
+    storePath: join(paths.clusterDataDir, STORE_FILE_NAME),
+    httpTlsDir: addressing['http-tls-dir'] ?? paths.httpTlsDir,
+    clusterTlsDir: addressing['cluster-tls-dir'] ?? join(paths.clusterDataDir, 'tls'),
   };
 }
 
@@ -112,17 +118,6 @@ export class LocalNode {
   close(): void {
     this.db.close();
   }
-}
-
-/** The data dir an `auth` command acts for: `--data-dir`, the parent of `--http-tls-dir`, or the config file's. */
-export function resolveLocalDataDir(addressing: LocalAddressing): string {
-  if (addressing['data-dir'] !== undefined && addressing['http-tls-dir'] !== undefined) {
-    throw new NeuwerkError('NW_ERR_USAGE', 'choose either --data-dir or --http-tls-dir, not both');
-  }
-  if (addressing['data-dir'] !== undefined) return addressing['data-dir'];
-  if (addressing['http-tls-dir'] !== undefined) return dirname(addressing['http-tls-dir']);
-  const configPath = chooseConfigPath(addressing.config);
-  return (configPath === null ? null : loadConfigFile(configPath).node?.data_dir) ?? DEFAULT_DATA_DIR;
 }
 
 /** Turns a non-2xx API answer into the server's own error message and code. */

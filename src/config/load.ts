@@ -244,6 +244,29 @@ function fileAddress(value: string): HostPort {
  * Resolves the node configuration: a flag wins over the file, the file over the defaults.
  * Relative paths, from flags and file alike, resolve against the current directory.
  */
+/** Where a node keeps its files (everything but the store file's name, which is the store's). */
+export interface NodePaths {
+  readonly dataDir: string;
+  readonly nodeIdPath: string;
+  readonly clusterDataDir: string;
+  readonly httpTlsDir: string;
+}
+
+/**
+ * A node's paths for a command that acts on it from outside (`auth`, `sysdump`): `start`'s own
+ * resolution when the configuration resolves (`config`), else the file's keys and then the
+ * defaults under the data dir, so a configuration `start` would refuse still names the files.
+ */
+export function nodePaths(config: NodeConfig | null, file: ConfigFile | null, dataDirFlag: string | undefined): NodePaths {
+  const dataDir = config?.dataDir ?? resolve(dataDirFlag ?? file?.node?.data_dir ?? DEFAULT_DATA_DIR);
+  return {
+    dataDir,
+    nodeIdPath: config?.nodeIdPath ?? resolve(file?.node?.node_id_path ?? join(dataDir, 'node_id')),
+    clusterDataDir: config?.clusterDataDir ?? resolve(file?.cluster?.data_dir ?? join(dataDir, 'cluster')),
+    httpTlsDir: config?.http.tlsDir ?? resolve(file?.http?.tls_dir ?? join(dataDir, 'http-tls')),
+  };
+}
+
 /** Repeated `--dns-upstream` flags, within the same bound as the file's `dns.upstreams`. */
 function dnsUpstreamFlags(values: readonly string[]): HostPort[] {
   if (values.length > MAX_DNS_UPSTREAMS) throw new NeuwerkError('NW_ERR_USAGE', `--dns-upstream: at most ${MAX_DNS_UPSTREAMS} upstreams (got ${values.length})`);

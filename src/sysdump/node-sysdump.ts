@@ -7,7 +7,7 @@ import { resolveConnection, type ApiConnection } from '../cli/connection.js';
 import { decodeTokenSecret } from '../cluster/bootstrap-token.js';
 import { LocalNode } from '../cli/local-node.js';
 import { formatHostPort, parseHostPort } from '../config/address.js';
-import { chooseConfigPath, DEFAULT_DATA_DIR, DEFAULT_METRICS_BIND, loadConfigFile, resolveNodeConfig, type NodeConfig } from '../config/load.js';
+import { chooseConfigPath, DEFAULT_METRICS_BIND, loadConfigFile, nodePaths, resolveNodeConfig, type NodeConfig } from '../config/load.js';
 import type { ConfigFile } from '../config/schema.js';
 import { describeError, NeuwerkError } from '../errors.js';
 import { makeDirectory } from '../fs-util.js';
@@ -113,9 +113,7 @@ function resolveTarget(options: NodeSysdumpOptions, errors: ManifestError[]): Sy
   } catch (err) {
     errors.push({ source: 'configuration', error: `cannot resolve the configuration as neuwerk start would: ${describeError(err)}` });
   }
-  const dataDir = config?.dataDir ?? resolve(options.dataDir ?? file?.node?.data_dir ?? DEFAULT_DATA_DIR);
-  const clusterDataDir = config?.clusterDataDir ?? resolve(file?.cluster?.data_dir ?? join(dataDir, 'cluster'));
-  const httpTlsDir = config?.http.tlsDir ?? resolve(file?.http?.tls_dir ?? join(dataDir, 'http-tls'));
+  const { dataDir, nodeIdPath, clusterDataDir, httpTlsDir } = nodePaths(config, file, options.dataDir);
   const tokenPathCandidates = [options.bootstrapTokenPath, config?.cluster?.bootstrapTokenPath, file?.cluster?.bootstrap_token_path, join(dataDir, 'bootstrap-token')];
   const bootstrapTokenPaths = [...new Set(tokenPathCandidates.filter((p): p is string => p !== undefined).map((p) => resolve(p)))];
   return {
@@ -123,7 +121,7 @@ function resolveTarget(options: NodeSysdumpOptions, errors: ManifestError[]): Sy
     configFile: file,
     config,
     dataDir,
-    nodeIdPath: config?.nodeIdPath ?? resolve(file?.node?.node_id_path ?? join(dataDir, 'node_id')),
+    nodeIdPath,
     storePath: join(clusterDataDir, STORE_FILE_NAME),
     clusterDataDir,
     httpTlsDir,
