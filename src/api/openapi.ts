@@ -40,8 +40,9 @@ const LOCAL_READ_PARAMETERS: Readonly<Record<string, QueryParameter>> = {
 };
 
 /**
- * Builds the OpenAPI 3.1 document (JSON Schema 2020-12 schemas: `type: [..., "null"]` for nullable fields) from the router's own table and the schemas the server validates
- * with, so the published contract cannot drift from what is served.
+ * Builds the OpenAPI 3.1 document from the router's own table and the schemas the server
+ * validates with (JSON Schema 2020-12: `type: [..., "null"]` for a nullable field), so the
+ * published contract cannot drift from what is served.
  */
 export function buildOpenApiDocument(routes: readonly Route[], schemas: RouteSchemas, version: string): object {
   const paths: Record<string, Record<string, object>> = {};

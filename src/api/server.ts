@@ -217,9 +217,14 @@ export function answerClientError(err: NodeJS.ErrnoException, socket: Duplex): v
       : err.code === 'ERR_HTTP_REQUEST_TIMEOUT'
         ? new NeuwerkError('NW_ERR_HTTP_REQUEST_TIMEOUT', 'request head not received in time')
         : new NeuwerkError('NW_ERR_HTTP_BAD_REQUEST', `malformed HTTP request (${err.code ?? 'parse error'})`);
+  socket.end(rawErrorAnswer(error));
+}
+
+/** A whole HTTP/1.1 answer carrying `error` as the usual JSON body, for writing to a raw socket that then closes. */
+function rawErrorAnswer(error: NeuwerkError): string {
   const body = JSON.stringify(error.toJSON());
   const status = error.httpStatus;
-  socket.end(`HTTP/1.1 ${status} ${STATUS_CODES[status] ?? ''}\r\ncontent-type: application/json\r\ncontent-length: ${Buffer.byteLength(body)}\r\nconnection: close\r\n\r\n${body}`);
+  return `HTTP/1.1 ${status} ${STATUS_CODES[status] ?? ''}\r\ncontent-type: application/json\r\ncontent-length: ${Buffer.byteLength(body)}\r\nconnection: close\r\n\r\n${body}`;
 }
 
 /**
@@ -233,8 +238,7 @@ export function answerPlainHttpOnTlsPort(err: NodeJS.ErrnoException, tlsSocket: 
   const raw = tlsSocket._parent;
   if (err.code !== 'ERR_SSL_HTTP_REQUEST' || raw === null || raw === undefined || !raw.writable) return;
   const where = tlsSocket.localAddress !== undefined && tlsSocket.localPort !== undefined ? formatHostPort({ host: tlsSocket.localAddress, port: tlsSocket.localPort }) : '<this address>';
-  const body = JSON.stringify(new NeuwerkError('NW_ERR_HTTP_BAD_REQUEST', `this port speaks HTTPS only; use https://${where}`).toJSON());
-  raw.end(`HTTP/1.1 400 Bad Request\r\ncontent-type: application/json\r\ncontent-length: ${Buffer.byteLength(body)}\r\nconnection: close\r\n\r\n${body}`);
+  raw.end(rawErrorAnswer(new NeuwerkError('NW_ERR_HTTP_BAD_REQUEST', `this port speaks HTTPS only; use https://${where}`)));
 }
 
 /** The HTTPS management API. Every error is `{"error", "code"}` with the catalogue's status. */

@@ -67,6 +67,8 @@ export function saveJoinPeers(clusterDataDir: string, peers: readonly JoinPeer[]
   writeFileAtomic(joinPeersPath(clusterDataDir), `${JSON.stringify({ peers }, null, 2)}\n`, 0o600);
 }
 
+const JOIN_PEERS_FIX = 'Remove the file: the node then finds its peers in its store once it has caught up, or join again from an empty data dir.';
+
 /** The peers recorded at join time; none when the file is absent. A damaged file is an error naming it. */
 export function loadJoinPeers(clusterDataDir: string): JoinPeer[] {
   const path = joinPeersPath(clusterDataDir);
@@ -76,13 +78,13 @@ export function loadJoinPeers(clusterDataDir: string): JoinPeer[] {
     parsed = JSON.parse(readFileSync(path, 'utf8'));
   } catch (err) {
     throw new NeuwerkError('NW_ERR_CLUSTER_TLS', `${path} is not valid JSON (${(err as Error).message})`, {
-      actions: ['Remove the file: the node then finds its peers in its store once it has caught up, or join again from an empty data dir.'],
+      actions: [JOIN_PEERS_FIX],
     });
   }
   const peers = (parsed as { peers?: unknown } | null)?.peers;
   if (!Array.isArray(peers) || !peers.every((p) => typeof (p as JoinPeer)?.node_id === 'string' && typeof (p as JoinPeer)?.cluster_addr === 'string')) {
     throw new NeuwerkError('NW_ERR_CLUSTER_TLS', `${path}: "peers" must be a list of {node_id, cluster_addr}`, {
-      actions: ['Remove the file: the node then finds its peers in its store once it has caught up, or join again from an empty data dir.'],
+      actions: [JOIN_PEERS_FIX],
     });
   }
   return peers as JoinPeer[];
