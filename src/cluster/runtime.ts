@@ -19,7 +19,7 @@ import { joinCluster } from './join-client.js';
 import { createJoinServer, JoinService, parseAdmission, type Admission } from './join-service.js';
 import { raftMessageProblem } from './raft-message.js';
 import { openRaftReplicator, type RaftReplicator } from './raft-host.js';
-import { ClusterTransport, type ClusterTls } from './transport.js';
+import { ClusterTransport, DROP_REASONS, type ClusterTls } from './transport.js';
 
 /** How often the leader looks for caught-up learners to promote. */
 export const PROMOTION_INTERVAL_MS = 300;
@@ -206,7 +206,7 @@ export class ClusterRuntime {
     });
     this.transport.on('raft', (from: string, message: unknown) => this.deliver(from, message, options.metrics));
     // Every drop reason has a sample from the start (0), so a rate() alert sees 0, not "no data".
-    for (const reason of ['backlog', 'reconnect-queue', 'stale', 'malformed']) options.metrics.raftMessagesDropped.inc({ reason }, 0);
+    for (const reason of [...DROP_REASONS, 'malformed']) options.metrics.raftMessagesDropped.inc({ reason }, 0);
     this.replicator = await openRaftReplicator({
       db: options.db,
       dbPath: options.dbPath,

@@ -28,7 +28,9 @@ export const MAX_QUEUED_RAFT_AGE_MS = 1_000;
  * the queue while reconnecting was full (`reconnect-queue`), or it waited in that queue longer
  * than `MAX_QUEUED_RAFT_AGE_MS` (`stale`).
  */
-export type DropReason = 'backlog' | 'reconnect-queue' | 'stale';
+/** Why a Raft message was not sent (metric label `reason`, with `malformed` for received ones the host drops). */
+export const DROP_REASONS = ['backlog', 'reconnect-queue', 'stale'] as const;
+export type DropReason = (typeof DROP_REASONS)[number];
 export const RECONNECT_BACKOFF_MIN_MS = 50;
 export const RECONNECT_BACKOFF_MAX_MS = 2_000;
 export const CONNECT_TIMEOUT_MS = 3_000;

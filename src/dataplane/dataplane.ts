@@ -93,14 +93,16 @@ export function systemDnsUpstreams(): HostPort[] {
   return out;
 }
 
+const FINDING_TYPES: readonly FindingEvent['type'][] = ['dns', 'connect', 'http'];
+const FINDING_KINDS: readonly FindingEvent['finding'][] = ['deny', 'audit'];
+
 /**
  * `neuwerk_audit_findings_total` incremented per recorded finding through its labelled children,
- * looked up once per (type, finding) rather than per event (prom-client hashes the label set on
- * every `inc({...})`).
+ * made once for every (type, finding) rather than looked up per event (prom-client hashes the
+ * label set on every `inc({...})`). Each starts at 0, so a rate() alert sees 0, not "no data".
  */
 function findingsCounter(metrics: NodeMetrics): (event: FindingEvent) => void {
   const children = new Map<FindingEvent['type'], Map<FindingEvent['finding'], { inc(): void }>>();
-  // Every (type, finding) has a sample from the start (0), so a rate() alert sees 0, not "no data".
   for (const type of FINDING_TYPES) {
     const byFinding = new Map<FindingEvent['finding'], { inc(): void }>();
     for (const finding of FINDING_KINDS) {
@@ -110,23 +112,8 @@ function findingsCounter(metrics: NodeMetrics): (event: FindingEvent) => void {
     }
     children.set(type, byFinding);
   }
-  return (event) => {
-    let byFinding = children.get(event.type);
-    if (byFinding === undefined) {
-      byFinding = new Map();
-      children.set(event.type, byFinding);
-    }
-    let child = byFinding.get(event.finding);
-    if (child === undefined) {
-      child = metrics.auditFindings.labels(event.type, event.finding);
-      byFinding.set(event.finding, child);
-    }
-    child.inc();
-  };
+  return (event) => children.get(event.type)?.get(event.finding)?.inc();
 }
-
-const FINDING_TYPES: readonly FindingEvent['type'][] = ['dns', 'connect', 'http'];
-const FINDING_KINDS: readonly FindingEvent['finding'][] = ['deny', 'audit'];
 
 /** The node's dataplane; see the module comment. */
 export class Dataplane {
