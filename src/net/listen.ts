@@ -11,14 +11,7 @@ export function listen(server: Server, address: HostPort, setting: string): Prom
   return new Promise((resolve, reject) => {
     const onError = (err: NodeJS.ErrnoException): void => {
       server.off('listening', onListening);
-      const shown = formatHostPort(address);
-      if (err.code === 'EADDRINUSE') {
-        reject(new NeuwerkError('NW_ERR_ADDRESS_IN_USE', `${setting} ${shown} is already in use`, {
-          actions: [`Stop whatever listens on ${shown}, or choose another address with ${setting}.`],
-        }));
-      } else {
-        reject(new NeuwerkError('NW_ERR_LISTEN_FAILED', `${setting} ${shown}: cannot listen (${err.code ?? err.message})`));
-      }
+      reject(bindError(err, address, setting, ''));
     };
     const onListening = (): void => {
       server.off('error', onError);
@@ -30,6 +23,17 @@ export function listen(server: Server, address: HostPort, setting: string): Prom
     server.once('listening', onListening);
     server.listen({ host: address.host, port: address.port, exclusive: true });
   });
+}
+
+/** Why an address could not be bound, naming the setting it came from (`protocol`: '' or ' (UDP)'). */
+function bindError(err: NodeJS.ErrnoException, address: HostPort, setting: string, protocol: string): NeuwerkError {
+  const shown = formatHostPort(address);
+  if (err.code === 'EADDRINUSE') {
+    return new NeuwerkError('NW_ERR_ADDRESS_IN_USE', `${setting} ${shown}${protocol} is already in use`, {
+      actions: [`Stop whatever listens on ${shown}, or choose another address with ${setting}.`],
+    });
+  }
+  return new NeuwerkError('NW_ERR_LISTEN_FAILED', `${setting} ${shown}${protocol}: cannot listen (${err.code ?? err.message})`);
 }
 
 /** Closes a server, ending idle keep-alive connections so the close does not wait for clients. */
@@ -77,12 +81,7 @@ function checkUdpFree(address: HostPort, setting: string): Promise<void> {
     const socket = createUdpSocket(isIPv6(address.host) ? 'udp6' : 'udp4');
     socket.once('error', (err: NodeJS.ErrnoException) => {
       socket.close();
-      const shown = formatHostPort(address);
-      reject(
-        err.code === 'EADDRINUSE'
-          ? new NeuwerkError('NW_ERR_ADDRESS_IN_USE', `${setting} ${shown} (UDP) is already in use`, { actions: [`Stop whatever listens on ${shown}, or choose another address with ${setting}.`] })
-          : new NeuwerkError('NW_ERR_LISTEN_FAILED', `${setting} ${shown} (UDP): cannot bind (${err.code ?? err.message})`),
-      );
+      reject(bindError(err, address, setting, ' (UDP)'));
     });
     socket.bind({ address: address.host, port: address.port, exclusive: true }, () => socket.close(() => resolve()));
   });
