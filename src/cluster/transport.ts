@@ -31,8 +31,8 @@ export const MAX_QUEUED_RAFT_AGE_MS = 1_000;
 /** Why a Raft message was not sent (metric label `reason`, with `malformed` for received ones the host drops). */
 export const DROP_REASONS = ['backlog', 'reconnect-queue', 'stale'] as const;
 export type DropReason = (typeof DROP_REASONS)[number];
-export const RECONNECT_BACKOFF_MIN_MS = 50;
-export const RECONNECT_BACKOFF_MAX_MS = 2_000;
+/** Reconnect backoff bounds: each failed attempt doubles the wait, plus up to as much again in jitter. */
+export const RECONNECT_BACKOFF_MS = { min: 50, max: 2_000 } as const;
 export const CONNECT_TIMEOUT_MS = 3_000;
 export const RPC_TIMEOUT_DEFAULT_MS = 5_000;
 
@@ -222,7 +222,7 @@ class PeerLink {
    * message (droppable); `atMs` is when it was queued.
    */
   private queue: { frame: Buffer; rpcId: number | null; atMs: number }[] = [];
-  private backoffMs = RECONNECT_BACKOFF_MIN_MS;
+  private backoffMs: number;
   private retryTimer: NodeJS.Timeout | null = null;
   private readonly pending = new Map<number, Pending>();
   private nextId = 1;
@@ -231,7 +231,9 @@ class PeerLink {
   constructor(
     readonly peerId: string,
     private readonly transport: ClusterTransport,
-  ) {}
+  ) {
+    this.backoffMs = transport.reconnectBackoffMs.min;
+  }
 
   /**
    * Sends Raft frames at once, in order, as one write while connected (the caller relies on them
@@ -328,7 +330,7 @@ class PeerLink {
       this.connecting = false;
       this.socket = socket;
       this.writer = new SocketWriter(socket);
-      this.backoffMs = RECONNECT_BACKOFF_MIN_MS;
+      this.backoffMs = this.transport.reconnectBackoffMs.min;
       // Once per established connection (failed attempts while the peer is down stay at debug).
       this.transport.logger.info({ peer: this.peerId, address: `${address.host}:${address.port}` }, 'cluster connection to peer established');
       socket.setTimeout(0);
@@ -362,13 +364,26 @@ class PeerLink {
       if (this.queue.some((queued) => queued.rpcId !== null)) this.queue = this.queue.filter((queued) => queued.rpcId === null);
       if (this.closed) return;
       const delay = this.backoffMs + Math.floor(Math.random() * this.backoffMs);
-      this.backoffMs = Math.min(this.backoffMs * 2, RECONNECT_BACKOFF_MAX_MS);
+      this.backoffMs = Math.min(this.backoffMs * 2, this.transport.reconnectBackoffMs.max);
       this.retryTimer = setTimeout(() => {
         this.retryTimer = null;
         if (this.queue.length > 0 || this.pending.size > 0) this.ensureConnected();
       }, delay);
       this.retryTimer.unref();
     });
+  }
+
+  /**
+   * The peer has just connected to us, so it is up: a reconnect waiting out its backoff (grown
+   * while the peer was down, up to 4 s with jitter) starts now. Without this, after a full restart
+   * the node that waited alone answered the others' votes only when its timer fired.
+   */
+  peerIsUp(): void {
+    if (this.closed || this.retryTimer === null) return;
+    clearTimeout(this.retryTimer);
+    this.retryTimer = null;
+    this.backoffMs = this.transport.reconnectBackoffMs.min;
+    if (this.queue.length > 0 || this.pending.size > 0) this.ensureConnected();
   }
 
   private onFrame(frame: Frame): void {
@@ -407,6 +422,8 @@ export interface ClusterTransportOptions {
   readonly isRefused?: (nodeId: string) => boolean;
   /** A Raft message to `peerId` was not sent (see `DropReason`). */
   readonly onDropped?: (peerId: string, reason: DropReason) => void;
+  /** Reconnect backoff bounds (tests); `RECONNECT_BACKOFF_MS` by default. */
+  readonly reconnectBackoffMs?: { readonly min: number; readonly max: number };
 }
 
 /**
@@ -417,6 +434,7 @@ export interface ClusterTransportOptions {
 export class ClusterTransport extends EventEmitter {
   readonly tls: ClusterTls;
   readonly logger: Logger;
+  readonly reconnectBackoffMs: { readonly min: number; readonly max: number };
   private readonly links = new Map<string, PeerLink>();
   private readonly handlers = new Map<string, RpcHandler>();
   private server: Server | null = null;
@@ -428,6 +446,7 @@ export class ClusterTransport extends EventEmitter {
     super();
     this.tls = options.tls;
     this.logger = options.logger;
+    this.reconnectBackoffMs = options.reconnectBackoffMs ?? RECONNECT_BACKOFF_MS;
   }
 
   addressOf(nodeId: string): { host: string; port: number } | null {
@@ -489,6 +508,7 @@ export class ClusterTransport extends EventEmitter {
       return;
     }
     this.inbound.add(socket);
+    this.links.get(peerId)?.peerIsUp();
     socket.setNoDelay(true);
     const writer = new SocketWriter(socket);
     const decoder = new FrameDecoder();

@@ -97,6 +97,38 @@ describe('cluster transport over mutual TLS', () => {
     assert.deepEqual(answer, { from: 'node-a', body: { again: true } });
   });
 
+  it('a peer that connects to us ends our backoff toward it: after a full restart the node that waited alone answers at once', async () => {
+    const probe = createServer();
+    await new Promise<void>((resolve) => probe.listen(0, '127.0.0.1', resolve));
+    const port = (probe.address() as AddressInfo).port;
+    await new Promise<void>((resolve) => probe.close(() => resolve()));
+    addresses.set('node-later', { host: '127.0.0.1', port });
+    // A backoff of a minute: without the shortcut nothing would reach node-later within this test.
+    const waiter = new ClusterTransport({ nodeId: 'node-waiter', tls: identity(ca, 'node-waiter'), logger, resolveAddress, reconnectBackoffMs: { min: 60_000, max: 60_000 } });
+    addresses.set('node-waiter', await waiter.listen('127.0.0.1', 0));
+    const later = new ClusterTransport({ nodeId: 'node-later', tls: identity(ca, 'node-later'), logger, resolveAddress });
+    const received: string[] = [];
+    later.on('raft', (_from: string, message: { tag: string }) => received.push(message.tag));
+    const heard = new Promise<string>((resolve) => waiter.once('raft', (from: string) => resolve(from)));
+    try {
+      // The first attempt fails (nothing listens yet) and the link waits out its backoff.
+      await assert.rejects(waiter.call('node-later', 'echo', {}, 10_000), /connection to node-later closed/);
+      await later.listen('127.0.0.1', port);
+      later.sendRaft('node-waiter', { tag: 'vote?' });
+      assert.equal(await heard, 'node-later');
+      for (let i = 0; i < 100 && !received.includes('vote!'); i++) {
+        waiter.sendRaft('node-later', { tag: 'vote!' });
+        await new Promise((r) => setTimeout(r, 50));
+      }
+      assert.ok(received.includes('vote!'), 'the answer waited for the backoff');
+    } finally {
+      addresses.delete('node-later');
+      addresses.delete('node-waiter');
+      await waiter.close();
+      await later.close();
+    }
+  });
+
   it('an RPC request pushed out of a full queue fails at once instead of at its timeout', async () => {
     // A peer that accepts TCP and never answers the TLS handshake: the link stays connecting.
     const held: Socket[] = [];
