@@ -60,7 +60,7 @@ export type ApplyResult =
   | { type: 'member.remove'; removed: boolean }
   | { type: 'settings.put' }
   | AuthApplyResult
-  | { type: 'policy.set'; version: number }
+  | { type: 'policy.set'; version: number; previousVersion: number | null }
   | { type: 'ca.set' | 'ca.envelope.put' | 'member.tombstone' }
   | { type: 'noop' };
 
@@ -283,7 +283,8 @@ export class StateMachine {
       case 'sa.token.create':
       case 'sa.token.revoke':
         return this.auth.apply(command as AuthCommand, index);
-      case 'policy.set':
+      case 'policy.set': {
+        const previousVersion = this.policyVersion() || null;
         this.db
           .prepare(
             `INSERT INTO policy (id, document, version, raft_index, set_by, set_at) VALUES (1, ?, ?, ?, ?, ?)
@@ -291,7 +292,8 @@ export class StateMachine {
                raft_index = excluded.raft_index, set_by = excluded.set_by, set_at = excluded.set_at`,
           )
           .run(JSON.stringify(command.document), index, index, command.set_by, command.set_at);
-        return { type: 'policy.set', version: index };
+        return { type: 'policy.set', version: index, previousVersion };
+      }
       case 'ca.set':
         // The first CA wins: a second seed can never replace the cluster's trust root.
         this.statement('INSERT INTO cluster_ca (id, cluster_id, cert_pem, raft_index) VALUES (1, ?, ?, ?) ON CONFLICT (id) DO NOTHING').run(command.cluster_id, command.cert_pem, index);

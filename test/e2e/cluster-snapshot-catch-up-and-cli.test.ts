@@ -175,5 +175,7 @@ describe('cluster: snapshots, the mTLS port, and the operator CLI', () => {
     const after = await cluster.status();
     assert.deepEqual([after?.voters, after?.healthy_voters, after?.tolerates], [1, 1, 0]);
     assert.ok(!after?.peers.some((p) => p.node_id === healthy.node.nodeId || p.node_id === down.node.nodeId));
+    const removals = leader.node.logLines().filter((l) => l.audit === true && l.action === 'cluster.member.remove').map((l) => l.node_id);
+    assert.deepEqual(removals, [down.node.nodeId, healthy.node.nodeId], 'each removal is audited, in order');
   });
 });

@@ -44,6 +44,7 @@ describe('policy API and CLI on a single node', () => {
   it('policy apply -f answers with the version once active; get returns the same document as YAML', async () => {
     const file = join(dir.path, 'policy.yaml');
     writeFileSync(file, POLICY_YAML);
+    const before = (await node.api('GET', '/api/v1/policy', undefined, headers)).headers['x-neuwerk-policy-version'];
     const applied = await cli(['policy', 'apply', '-f', file, '--json']);
     assert.equal(applied.code, 0, applied.stderr);
     const answer = JSON.parse(applied.stdout) as { version: number; active: boolean; source_groups: number; rules: number };
@@ -61,6 +62,9 @@ describe('policy API and CLI on a single node', () => {
     assert.match(conflicting.stderr, /--json and --format yaml/);
     const viaApi = await node.api('GET', '/api/v1/policy', undefined, headers);
     assert.equal(viaApi.headers['x-neuwerk-policy-version'], String(answer.version));
+    // The audit line says which version the change replaced.
+    const audit = node.logLines().find((l) => l.audit === true && l.action === 'policy.set' && l.version === answer.version);
+    assert.equal(audit?.previous_version, Number(before), JSON.stringify(audit));
   });
 
   it('an invalid document is refused with the path named, and the previous policy stays active', async () => {

@@ -155,6 +155,7 @@ export function addClusterRoutes(router: Router, deps: { cluster: ClusterRuntime
       const raftConf = runtime.replicator.raftStatus().conf;
       for (const id of body.ids.filter((i) => raftConf.learners.includes(i))) {
         await runtime.replicator.proposeConfChange({ type: 'promote', nodeId: id });
+        logger.info({ audit: true, actor: ctx.identity?.sub ?? 'unknown', action: 'cluster.voter.promote', node_id: id }, 'audit: cluster.voter.promote');
       }
       // Unreachable voters go first: each removal is checked against quorum on its own, and
       // dropping a down voter first never lowers the healthy count the next check sees.

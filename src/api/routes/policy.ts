@@ -65,7 +65,7 @@ export function addPolicyRoutes(router: Router, replicator: Replicator, enforcem
       });
       if (result.type !== 'policy.set') throw new NeuwerkError('NW_ERR_INTERNAL', 'unexpected apply result');
       const active = enforcement.version >= result.version;
-      logger.info({ audit: true, actor: identity?.sub ?? 'unknown', action: 'policy.set', version: result.version, rules: compiled.stats.rules }, 'audit: policy.set');
+      logger.info({ audit: true, actor: identity?.sub ?? 'unknown', action: 'policy.set', version: result.version, previous_version: result.previousVersion, rules: compiled.stats.rules }, 'audit: policy.set');
       return {
         status: 200,
         body: { version: result.version, active, source_groups: compiled.stats.sourceGroups, rules: compiled.stats.rules },
