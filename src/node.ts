@@ -189,8 +189,8 @@ export async function startNode(config: NodeConfig, rootLogger: Logger, ring?: L
       enforcement,
       logger,
       metrics,
-      dns: config.dns === null ? null : { bind: config.dns.bind, upstreams: config.dns.upstreams.length > 0 ? config.dns.upstreams : systemDnsUpstreams() },
-      proxy: config.proxy,
+      dns: config.dns === null ? null : { bind: config.dns.bind, bindSetting: config.bindSettings.dns, upstreams: config.dns.upstreams.length > 0 ? config.dns.upstreams : systemDnsUpstreams() },
+      proxy: config.proxy === null ? null : { ...config.proxy, bindSetting: config.bindSettings.proxy },
       ownAddresses: [
         config.http.bind.host,
         config.metrics.bind.host,
@@ -207,7 +207,7 @@ export async function startNode(config: NodeConfig, rootLogger: Logger, ring?: L
     opened.push(addClusterFindingsRoutes(router, { nodeId, dataplane, logger, caPem: cluster?.tls.caPem ?? null, members: cluster === null ? null : () => replicator.stateMachine.members() }));
 
     const metricsServer = createMetricsServer(metrics);
-    const metricsAddress = await listen(metricsServer, config.metrics.bind, '--metrics-bind');
+    const metricsAddress = await listen(metricsServer, config.metrics.bind, config.bindSettings.metrics);
     opened.push(() => closeServer(metricsServer, 500));
 
     const clusterForProxy = cluster;
@@ -246,7 +246,7 @@ export async function startNode(config: NodeConfig, rootLogger: Logger, ring?: L
         }),
       );
     }
-    const httpAddress = await listen(apiServer as unknown as Server, config.http.bind, '--http-bind');
+    const httpAddress = await listen(apiServer as unknown as Server, config.http.bind, config.bindSettings.http);
     opened.push(() => closeServer(apiServer as unknown as Server, API_CLOSE_GRACE_MS));
 
     const advertiseHost = config.http.advertise.host;

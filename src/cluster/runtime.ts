@@ -2,12 +2,12 @@ import { randomUUID } from 'node:crypto';
 import { existsSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import type { Server } from 'node:http';
-import { formatHostPort, parseHostPort, type HostPort } from '../config/address.js';
+import { parseHostPort, type HostPort } from '../config/address.js';
 import type { NodeConfig } from '../config/load.js';
 import { NeuwerkError, describeError } from '../errors.js';
 import type { Logger } from '../log/logger.js';
 import type { NodeMetrics } from '../metrics/registry.js';
-import { checkListenersFree, closeServer, listen, type PlannedListener } from '../net/listen.js';
+import { bindError, checkListenersFree, closeServer, listen, type PlannedListener } from '../net/listen.js';
 import type { Message } from '../raft/index.js';
 import type { SqliteDatabase } from '../store/database.js';
 import { currentToken, loadBootstrapTokens } from './bootstrap-token.js';
@@ -40,13 +40,14 @@ export const REMOVED_MARKER = 'removed';
 /** Every listener `neuwerk start` opens for this configuration (checked before a join). */
 function plannedListeners(config: NodeConfig): PlannedListener[] {
   const cluster = config.cluster as NonNullable<NodeConfig['cluster']>;
+  const settings = config.bindSettings;
   return [
-    { address: cluster.bind, setting: '--cluster-bind' },
-    { address: cluster.joinBind, setting: '--cluster-join-bind' },
-    { address: config.http.bind, setting: '--http-bind' },
-    { address: config.metrics.bind, setting: '--metrics-bind' },
-    ...(config.proxy === null ? [] : [{ address: config.proxy.bind, setting: '--proxy-bind' }]),
-    ...(config.dns === null ? [] : [{ address: config.dns.bind, setting: '--dns-bind', udp: true }]),
+    { address: cluster.bind, setting: settings.cluster },
+    { address: cluster.joinBind, setting: settings.clusterJoin },
+    { address: config.http.bind, setting: settings.http },
+    { address: config.metrics.bind, setting: settings.metrics },
+    ...(config.proxy === null ? [] : [{ address: config.proxy.bind, setting: settings.proxy }]),
+    ...(config.dns === null ? [] : [{ address: config.dns.bind, setting: settings.dns, udp: true }]),
   ];
 }
 
@@ -225,7 +226,7 @@ export class ClusterRuntime {
       await this.admit(admission);
       return { ok: true };
     });
-    this.clusterAddress = await listenTransport(this.transport, settings.bind);
+    this.clusterAddress = await listenTransport(this.transport, settings.bind, this.config.bindSettings.cluster);
     const service = new JoinService({
       nodeId: this.nodeId,
       tokenPath: settings.bootstrapTokenPath,
@@ -237,7 +238,7 @@ export class ClusterRuntime {
       admit: (admission) => this.admitOnLeader(admission),
     });
     this.joinServer = createJoinServer(service, this.logger);
-    this.joinAddress = await listen(this.joinServer, settings.joinBind, '--cluster-join-bind');
+    this.joinAddress = await listen(this.joinServer, settings.joinBind, this.config.bindSettings.clusterJoin);
     this.transport.handle('cluster.removed', async (from) => {
       if (!this.mayAnnounceRemoval(from)) throw new NeuwerkError('NW_ERR_AUTH_FORBIDDEN', 'only a voter may announce a removal');
       this.markRemoved(from);
@@ -536,12 +537,10 @@ export class ClusterRuntime {
   }
 }
 
-async function listenTransport(transport: ClusterTransport, bind: HostPort): Promise<HostPort> {
+async function listenTransport(transport: ClusterTransport, bind: HostPort, setting: string): Promise<HostPort> {
   try {
     return await transport.listen(bind.host, bind.port);
   } catch (err) {
-    const code = (err as NodeJS.ErrnoException).code;
-    if (code === 'EADDRINUSE') throw new NeuwerkError('NW_ERR_ADDRESS_IN_USE', `--cluster-bind ${formatHostPort(bind)} is already in use`);
-    throw new NeuwerkError('NW_ERR_LISTEN_FAILED', `--cluster-bind ${formatHostPort(bind)}: cannot listen (${code ?? describeError(err)})`);
+    throw bindError(err as NodeJS.ErrnoException, bind, setting, '');
   }
 }

@@ -89,6 +89,20 @@ export interface NodeConfig {
   readonly proxy: { readonly bind: HostPort; readonly tunnelGraceMs: number; readonly proxyProtocolFrom: readonly string[] } | null;
   readonly policy: { readonly defaultPolicy: 'allow' | 'deny' };
   readonly log: { readonly level: LogLevel; readonly format: LogFormat };
+  /**
+   * Where each listen address came from, as a listen error names it: the flag (`--http-bind`, also
+   * for a default) or the file's key (`http.bind (config /etc/neuwerk/config.yaml)`).
+   */
+  readonly bindSettings: BindSettings;
+}
+
+export interface BindSettings {
+  readonly http: string;
+  readonly metrics: string;
+  readonly cluster: string;
+  readonly clusterJoin: string;
+  readonly dns: string;
+  readonly proxy: string;
 }
 
 const ajv = new Ajv({ allErrors: true, strict: true });
@@ -348,6 +362,8 @@ export function resolveNodeConfig(file: ConfigFile | null, configPath: string | 
   }
 
   const httpBind = address('http-bind', flags['http-bind'], f.http?.bind, DEFAULT_HTTP_BIND);
+  const setting = (flag: keyof StartFlags, key: string, fileValue: string | undefined): string =>
+    flags[flag] === undefined && fileValue !== undefined && configPath !== null ? `${key} (config ${configPath})` : `--${flag}`;
   return {
     configPath,
     dataDir,
@@ -375,6 +391,14 @@ export function resolveNodeConfig(file: ConfigFile | null, configPath: string | 
     log: {
       level: pick(flags['log-level'], f.log?.level) ?? 'info',
       format: pick(flags['log-format'], f.log?.format) ?? 'json',
+    },
+    bindSettings: {
+      http: setting('http-bind', 'http.bind', f.http?.bind),
+      metrics: setting('metrics-bind', 'metrics.bind', f.metrics?.bind),
+      cluster: setting('cluster-bind', 'cluster.bind', f.cluster?.bind),
+      clusterJoin: setting('cluster-join-bind', 'cluster.join_bind', f.cluster?.join_bind),
+      dns: setting('dns-bind', 'dns.bind', f.dns?.bind),
+      proxy: setting('proxy-bind', 'proxy.bind', f.proxy?.bind),
     },
   };
 }

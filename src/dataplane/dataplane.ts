@@ -29,12 +29,12 @@ export interface DataplaneOptions {
   readonly logger: Logger;
   readonly metrics?: NodeMetrics;
   /** The DNS proxy (`--dns-bind`, `--dns-upstream`); null: no DNS proxy. */
-  readonly dns: { readonly bind: HostPort; readonly upstreams: readonly HostPort[] } | null;
+  readonly dns: { readonly bind: HostPort; readonly bindSetting?: string; readonly upstreams: readonly HostPort[] } | null;
   /**
    * The forward proxy (`--proxy-bind`); null: no forward proxy. `proxyProtocolFrom`: balancers whose
    * connections must begin with a PROXY protocol header (`--proxy-protocol-from`; absent: none).
    */
-  readonly proxy: { readonly bind: HostPort; readonly proxyProtocolFrom?: readonly string[] } | null;
+  readonly proxy: { readonly bind: HostPort; readonly bindSetting?: string; readonly proxyProtocolFrom?: readonly string[] } | null;
   /**
    * Upstreams of the forward proxy's resolver; default: `dns.upstreams`, else the system's
    * name servers (`/etc/resolv.conf`).
@@ -178,6 +178,7 @@ export class Dataplane {
       if (dns !== null && this.upstream !== null) {
         this.dnsProxyValue = new DnsProxy({
           bind: dns.bind,
+          ...(dns.bindSetting !== undefined ? { bindSetting: dns.bindSetting } : {}),
           upstream: this.upstream,
           enforcement,
           allowlist: this.allowlist,
@@ -195,6 +196,7 @@ export class Dataplane {
         const ownAddresses = [...this.options.ownAddresses, ...(dns !== null ? [dns.bind.host] : [])];
         this.forwardProxyValue = new ForwardProxy({
           bind: proxy.bind,
+          ...(proxy.bindSetting !== undefined ? { bindSetting: proxy.bindSetting } : {}),
           enforcement,
           resolver,
           allowlist: this.allowlist,

@@ -29,10 +29,10 @@ import { lookup as dnsLookup } from 'node:dns';
 import { createServer, isIP, type Server, type Socket } from 'node:net';
 import { performance } from 'node:perf_hooks';
 import { formatHostPort, type HostPort } from '../config/address.js';
-import { describeError, NeuwerkError } from '../errors.js';
+import { describeError } from '../errors.js';
 import type { Logger } from '../log/logger.js';
 import type { NodeMetrics } from '../metrics/registry.js';
-import { closeServer } from '../net/listen.js';
+import { bindError, closeServer } from '../net/listen.js';
 import { decideDns, type CompiledPolicy, type Decision } from '../policy/index.js';
 import { normalizeHostname } from '../policy/hostname.js';
 import type { DynamicAllowlist } from './allowlist.js';
@@ -65,6 +65,8 @@ export interface PolicySource {
 export interface DnsProxyOptions {
   /** UDP and TCP listen address; port 0 picks one port free on both. */
   readonly bind: HostPort;
+  /** Where `bind` came from, as a listen error names it (default `--dns-bind`). */
+  readonly bindSetting?: string;
   /** Started by the caller and shared with the forward proxy's resolver; not closed by `stop`. */
   readonly upstream: DnsUpstreamClient;
   readonly enforcement: PolicySource;
@@ -151,16 +153,6 @@ function listenTcp(server: Server, address: HostPort): Promise<number> {
   });
 }
 
-function listenError(err: unknown, address: HostPort): NeuwerkError {
-  const shown = formatHostPort(address);
-  const code = (err as NodeJS.ErrnoException).code;
-  if (code === 'EADDRINUSE') {
-    return new NeuwerkError('NW_ERR_ADDRESS_IN_USE', `--dns-bind ${shown} is already in use`, {
-      actions: [`Stop whatever listens on ${shown} (UDP or TCP), or choose another address with --dns-bind.`],
-    });
-  }
-  return new NeuwerkError('NW_ERR_LISTEN_FAILED', `--dns-bind ${shown}: cannot listen (${code ?? describeError(err)})`);
-}
 
 /** The DNS proxy; see the module comment for the per-query contract. */
 export class DnsProxy {
@@ -197,7 +189,7 @@ export class DnsProxy {
   /**
    * Binds UDP and TCP. With port 0, retries until one port is free on both (up to
    * DNS_BIND_ATTEMPTS_MAX), else accepts different ports. Resolves with the bound addresses.
-   * @throws NeuwerkError NW_ERR_ADDRESS_IN_USE / NW_ERR_LISTEN_FAILED naming `--dns-bind`.
+   * @throws NeuwerkError NW_ERR_ADDRESS_IN_USE / NW_ERR_LISTEN_FAILED naming `bindSetting`.
    */
   async start(): Promise<DnsProxyAddresses> {
     const { bind } = this.options;
@@ -209,7 +201,7 @@ export class DnsProxy {
         udpPort = await bindUdp(udp, bind);
       } catch (err) {
         udp.close();
-        throw listenError(err, bind);
+        throw bindError(err as NodeJS.ErrnoException, bind, this.options.bindSetting ?? '--dns-bind', ' (UDP)');
       }
       const tcp = createServer({ allowHalfOpen: true }, (socket) => this.onTcpConnection(socket));
       tcp.maxConnections = this.options.tcpMaxConnections ?? DNS_TCP_MAX_CONNECTIONS;
@@ -221,7 +213,7 @@ export class DnsProxy {
         break;
       } catch (err) {
         udp.close();
-        if (bind.port !== 0 || (err as NodeJS.ErrnoException).code !== 'EADDRINUSE') throw listenError(err, bind);
+        if (bind.port !== 0 || (err as NodeJS.ErrnoException).code !== 'EADDRINUSE') throw bindError(err as NodeJS.ErrnoException, bind, this.options.bindSetting ?? '--dns-bind', ' (TCP)');
       }
     }
     const udp = this.udp;

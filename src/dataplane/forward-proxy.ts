@@ -119,6 +119,8 @@ const NO_GROUP = '(none)';
 /** Options of a `ForwardProxy`. */
 export interface ForwardProxyOptions {
   readonly bind: HostPort;
+  /** Where `bind` came from, as a listen error names it (default `--proxy-bind`). */
+  readonly bindSetting?: string;
   readonly enforcement: PolicySource;
   readonly resolver: HostnameResolver;
   readonly allowlist: DynamicAllowlist;
@@ -464,7 +466,7 @@ export class ForwardProxy {
 
   /**
    * Starts listening; resolves with the bound address (port 0 picks one).
-   * @throws NeuwerkError NW_ERR_ADDRESS_IN_USE / NW_ERR_LISTEN_FAILED naming `--proxy-bind`.
+   * @throws NeuwerkError NW_ERR_ADDRESS_IN_USE / NW_ERR_LISTEN_FAILED naming `bindSetting`.
    */
   async start(): Promise<HostPort> {
     const headerTimeoutMs = this.options.headerTimeoutMs ?? PROXY_HEADER_TIMEOUT_MS;
@@ -497,7 +499,7 @@ export class ForwardProxy {
     });
     server.on('clientError', (err: NodeJS.ErrnoException, socket: Duplex) => this.onClientError(err, socket as Socket));
     this.server = server;
-    this.address = await listen(server, this.options.bind, '--proxy-bind');
+    this.address = await listen(server, this.options.bind, this.options.bindSetting ?? '--proxy-bind');
     this.idle.start();
     return this.address;
   }

@@ -25,12 +25,15 @@ export function listen(server: Server, address: HostPort, setting: string): Prom
   });
 }
 
-/** Why an address could not be bound, naming the setting it came from (`protocol`: '' or ' (UDP)'). */
-function bindError(err: NodeJS.ErrnoException, address: HostPort, setting: string, protocol: string): NeuwerkError {
+/**
+ * Why an address could not be bound, naming the setting it came from (a flag, or a config key and
+ * its file; see `NodeConfig.bindSettings`); `protocol`: '', ' (UDP)' or ' (UDP or TCP)'.
+ */
+export function bindError(err: NodeJS.ErrnoException, address: HostPort, setting: string, protocol: string): NeuwerkError {
   const shown = formatHostPort(address);
   if (err.code === 'EADDRINUSE') {
     return new NeuwerkError('NW_ERR_ADDRESS_IN_USE', `${setting} ${shown}${protocol} is already in use`, {
-      actions: [`Stop whatever listens on ${shown}, or choose another address with ${setting}.`],
+      actions: [`Stop whatever listens on ${shown}${protocol}, or choose another address with ${setting}.`],
     });
   }
   return new NeuwerkError('NW_ERR_LISTEN_FAILED', `${setting} ${shown}${protocol}: cannot listen (${err.code ?? err.message})`);

@@ -1,4 +1,5 @@
 import assert from 'node:assert/strict';
+import { createSocket } from 'node:dgram';
 import { createServer } from 'node:net';
 import { existsSync, mkdirSync, readFileSync, statSync, truncateSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
@@ -50,6 +51,32 @@ describe('neuwerk start refuses bad input with a clear message and the right exi
       assert.match(result.stderr, new RegExp(`--http-bind 127\\.0\\.0\\.1:${port} is already in use`));
     } finally {
       blocker.close();
+    }
+  });
+
+  it('an address from the config file that is in use is named by its key and file, TCP or UDP', async () => {
+    const blocker = createServer();
+    await new Promise<void>((resolve) => blocker.listen(0, '127.0.0.1', resolve));
+    const port = (blocker.address() as { port: number }).port;
+    const udpBlocker = createSocket('udp4');
+    await new Promise<void>((resolve) => udpBlocker.bind(0, '127.0.0.1', resolve));
+    const udpPort = udpBlocker.address().port;
+    try {
+      const file = join(dir.path, 'taken.yaml');
+      writeFileSync(file, `version: 1\nnode:\n  data_dir: ${join(dir.path, 'taken')}\nhttp:\n  bind: 127.0.0.1:0\nmetrics:\n  bind: 127.0.0.1:${port}\n`);
+      const metrics = await runCli(['start', '--config', file]);
+      assert.equal(metrics.code, 1, metrics.stderr);
+      assert.ok(metrics.stderr.includes(`metrics.bind (config ${file}) 127.0.0.1:${port} is already in use`), metrics.stderr);
+      // The same address given as a flag is named by the flag.
+      const flagged = await runCli(['start', '--config', file, '--metrics-bind', `127.0.0.1:${port}`]);
+      assert.ok(flagged.stderr.includes(`--metrics-bind 127.0.0.1:${port} is already in use`), flagged.stderr);
+      writeFileSync(file, `version: 1\nnode:\n  data_dir: ${join(dir.path, 'taken')}\nhttp:\n  bind: 127.0.0.1:0\nmetrics:\n  bind: 127.0.0.1:0\ndns:\n  bind: 127.0.0.1:${udpPort}\n  upstreams: [127.0.0.1:9]\n`);
+      const dns = await runCli(['start', '--config', file]);
+      assert.equal(dns.code, 1, dns.stderr);
+      assert.ok(dns.stderr.includes(`dns.bind (config ${file}) 127.0.0.1:${udpPort} (UDP) is already in use`), dns.stderr);
+    } finally {
+      blocker.close();
+      udpBlocker.close();
     }
   });
 

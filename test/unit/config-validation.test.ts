@@ -107,6 +107,10 @@ describe('resolving flags over the file over defaults', () => {
     assert.deepEqual(config.http.advertise, { host: '127.0.0.1', port: 9443 });
     assert.equal(config.log.level, 'debug');
     assert.equal(config.log.format, 'pretty');
+    // A listen error names where the address came from: the flag, the file's key, or the flag of a default.
+    assert.equal(config.bindSettings.http, '--http-bind');
+    assert.equal(resolveNodeConfig(file, FILE, {}).bindSettings.http, `http.bind (config ${FILE})`);
+    assert.equal(resolveNodeConfig(file, FILE, {}).bindSettings.metrics, '--metrics-bind');
   });
 
   it('a bad flag value names the flag', () => {
