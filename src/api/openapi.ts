@@ -27,6 +27,8 @@ export type RouteSchemas = Record<
     responseStatus?: number;
     responseMediaTypes?: Readonly<Record<string, object>>;
     query?: Readonly<Record<string, QueryParameter>>;
+    /** A route that only ever refuses over HTTPS (an internal endpoint): its one answer, marked `x-internal`. */
+    refusal?: { readonly status: number; readonly description: string };
   }
 >;
 
@@ -78,6 +80,10 @@ export function buildOpenApiDocument(routes: readonly Route[], schemas: RouteSch
       operation.requestBody = { required: true, content: Object.fromEntries(types.map((type) => [type, { schema: schema.request }])) };
     }
     if (route.access !== 'public') operation.security = [{ bearer: [] }, { cookie: [] }];
+    if (schema.refusal) {
+      operation['x-internal'] = true;
+      operation.responses = { [String(schema.refusal.status)]: { description: schema.refusal.description, content: { 'application/json': { schema: { $ref: '#/components/schemas/Error' } } } } };
+    }
     (paths[openApiPath] ??= {})[route.method.toLowerCase()] = operation;
   }
   return {

@@ -2,6 +2,7 @@ import assert from 'node:assert/strict';
 import { describe, it } from 'node:test';
 import { buildOpenApiDocument, type RouteSchemas } from '../../src/api/openapi.js';
 import type { Route } from '../../src/api/router.js';
+import { SUPPORT_NODE_SYSDUMP_PATH, SUPPORT_SCHEMAS } from '../../src/api/routes/support.js';
 
 function route(method: Route['method'], path: string, extra: Partial<Route> = {}): Route {
   return { method, path, access: 'read', summary: `${method} ${path}`, handler: () => ({ status: 200 }), ...extra };
@@ -59,5 +60,15 @@ describe('the OpenAPI document', () => {
     const body = things?.put?.requestBody?.content ?? {};
     assert.deepEqual(Object.keys(body), ['application/json', 'application/yaml']);
     assert.deepEqual(body['application/yaml']?.schema, body['application/json']?.schema);
+  });
+
+  it('shows the internal node-sysdump endpoint as what it is over HTTPS: a 403, never a success', () => {
+    const internal = buildOpenApiDocument([route('POST', SUPPORT_NODE_SYSDUMP_PATH, { access: 'public', routing: 'local' })], SUPPORT_SCHEMAS, '1.2.3') as {
+      paths: Record<string, Record<string, { responses: Record<string, { description: string }>; 'x-internal'?: boolean }>>;
+    };
+    const operation = internal.paths[SUPPORT_NODE_SYSDUMP_PATH]?.post;
+    assert.deepEqual(Object.keys(operation?.responses ?? {}), ['403']);
+    assert.match(operation?.responses['403']?.description ?? '', /cluster members over the cluster port/);
+    assert.equal(operation?.['x-internal'], true);
   });
 });

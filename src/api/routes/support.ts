@@ -19,6 +19,7 @@ export const NODE_SYSDUMP_HTTP_REFUSAL = 'node sysdumps are served to cluster me
 
 /** Response schemas of the support routes, for the OpenAPI document. */
 export const SUPPORT_SCHEMAS: RouteSchemas = {
+  [`POST ${SUPPORT_NODE_SYSDUMP_PATH}`]: { refusal: { status: 403, description: `Always, over HTTPS: ${NODE_SYSDUMP_HTTP_REFUSAL}.` } },
   [`GET ${SUPPORT_LOGS_PATH}`]: {
     response: {
       type: 'object',
