@@ -54,7 +54,7 @@ export const DNS_BIND_ATTEMPTS_MAX = 8;
 /** The final result of a query, the label of `neuwerk_dns_queries_total`. */
 export type DnsResult = 'allowed' | 'audit' | 'denied' | 'servfail' | 'malformed' | 'unsupported';
 
-const DNS_RESULTS: readonly DnsResult[] = ['allowed', 'audit', 'denied', 'servfail', 'malformed', 'unsupported'];
+export const DNS_RESULTS: readonly DnsResult[] = ['allowed', 'audit', 'denied', 'servfail', 'malformed', 'unsupported'];
 
 /** Where the proxy reads the active policy (`PolicyEnforcement` satisfies it). */
 export interface PolicySource {

@@ -111,8 +111,8 @@ export type ProxyResult = 'allowed' | 'audit' | 'denied' | 'limited' | 'error';
 /** Kinds of `neuwerk_proxy_decisions_total`. */
 export type ProxyKind = 'connect' | 'http';
 
-const PROXY_RESULTS: readonly ProxyResult[] = ['allowed', 'audit', 'denied', 'limited', 'error'];
-const PROXY_KINDS: readonly ProxyKind[] = ['connect', 'http'];
+export const PROXY_RESULTS: readonly ProxyResult[] = ['allowed', 'audit', 'denied', 'limited', 'error'];
+export const PROXY_KINDS: readonly ProxyKind[] = ['connect', 'http'];
 /** The group key for flows no source group decided. */
 const NO_GROUP = '(none)';
 

@@ -3,6 +3,7 @@ import { after, before, describe, it } from 'node:test';
 import { startStubDns, type StubDns } from '../bench/dataplane-fixtures.js';
 import { TestCluster, type ClusterMember } from './cluster-harness.js';
 import { askUdp, rcode as rcodeOf } from './dns-client.js';
+import { assertMatchesPublishedSchema } from './openapi-check.js';
 
 const NOERROR = 0;
 const NXDOMAIN = 3;
@@ -98,6 +99,7 @@ describe('dynamic denylist, stats and cluster-wide findings on a three-node clus
     }
     assert.equal(answer.status, 200, JSON.stringify(answer.json));
     assert.equal(answer.headers['x-neuwerk-served-by'] ?? follower.node.nodeId, follower.node.nodeId, 'served locally');
+    await assertMatchesPublishedSchema(follower.node, '/api/v1/stats', answer.json);
     const stats = answer.json as {
       dataplane: { policy_active: boolean; denylist: { hostnames: number; client_ips: number; denies: { client: number; hostname: number } } };
       dns: { queries: Record<string, number> } | null;

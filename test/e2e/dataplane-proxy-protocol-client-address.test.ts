@@ -3,6 +3,7 @@ import { join } from 'node:path';
 import { after, before, describe, it } from 'node:test';
 import { HttpResponseReader, openProxyConnection, proxyHeaderV1, proxyHeaderV2, startEchoServer, startHttpOrigin, startStubDns, type RawHttpResponse, type StubDns, type TestServer } from '../bench/dataplane-fixtures.js';
 import { NodeProcess, runCli, tempDir } from './harness.js';
+import { assertMatchesPublishedSchema } from './openapi-check.js';
 
 function port(address: string): number {
   return Number(address.slice(address.lastIndexOf(':') + 1));
@@ -139,6 +140,7 @@ describe('PROXY protocol: the balancer-named client address decides, and only tr
     await behindLb.waitForLog((line) => line.msg === 'forward proxy: connection from a PROXY protocol peer refused' && /not a PROXY protocol header/.test(String(line.reason)), 3_000);
     const stats = await behindLb.api('GET', '/api/v1/stats', undefined, lbHeaders);
     assert.equal(stats.status, 200);
+    await assertMatchesPublishedSchema(behindLb, '/api/v1/stats', stats.json);
     const section = (stats.json as { proxy: { proxy_protocol: { trusted_from: string[]; proxied: number; local: number; refused: number } } }).proxy.proxy_protocol;
     assert.deepEqual(section.trusted_from, ['127.0.0.1/32']);
     assert.equal(section.refused, 2);
@@ -156,6 +158,7 @@ describe('PROXY protocol: the balancer-named client address decides, and only tr
     const v2 = await relay(proxyPort, proxyHeaderV2({ sourceIp: '10.9.8.7', destIp: '127.0.0.1', sourcePort: 1, destPort: proxyPort }), get(`http://127.0.0.1:${origin.port}/spoof`));
     assert.equal(v2?.status, 400);
     const stats = await direct.api('GET', '/api/v1/stats', undefined, directHeaders);
+    await assertMatchesPublishedSchema(direct, '/api/v1/stats', stats.json);
     assert.equal((stats.json as { proxy: { proxy_protocol: unknown } }).proxy.proxy_protocol, null);
     const findings = (await direct.api('GET', '/api/v1/audit/findings/local', undefined, directHeaders)).json as { findings: FindingJson[] };
     assert.ok(!findings.findings.some((f) => f.last_client_ip.startsWith('10.9.')), 'nothing was decided as the spoofed address');

@@ -10,6 +10,8 @@
 import type { ClusterRuntime } from '../../cluster/runtime.js';
 import type { Replicator } from '../../cluster/replicator.js';
 import type { Dataplane } from '../../dataplane/dataplane.js';
+import { DNS_RESULTS } from '../../dataplane/dns-proxy.js';
+import { PROXY_KINDS, PROXY_RESULTS } from '../../dataplane/forward-proxy.js';
 import type { RouteSchemas } from '../openapi.js';
 import type { Router } from '../router.js';
 
@@ -53,6 +55,89 @@ const MEMBER_SCHEMA = {
   },
 } as const;
 
+const COUNT = { type: 'integer', minimum: 0 } as const;
+
+/** An object of the named non-negative counters, every one present. */
+function counters(names: readonly string[], description?: string): object {
+  return { type: 'object', required: [...names], properties: Object.fromEntries(names.map((name) => [name, COUNT])), ...(description ? { description } : {}) };
+}
+
+function nullable(schema: object, description: string): object {
+  return { oneOf: [{ type: 'null' }, schema], description };
+}
+
+const DNS_UPSTREAM_SCHEMA = counters(['in_flight', 'timeouts', 'replies_dropped', 'send_errors']);
+
+const DATAPLANE_SECTION_SCHEMA = {
+  type: 'object',
+  description: 'Allowlist, findings, denylist and the shared DNS upstream client.',
+  required: ['policy_active', 'allowlist_entries', 'allowlist_evictions', 'findings_entries', 'findings_recorded', 'findings_evictions', 'dns_upstream', 'denylist'],
+  properties: {
+    policy_active: { type: 'boolean' },
+    allowlist_entries: COUNT,
+    allowlist_evictions: COUNT,
+    findings_entries: COUNT,
+    findings_recorded: COUNT,
+    findings_evictions: COUNT,
+    dns_upstream: nullable(DNS_UPSTREAM_SCHEMA, 'The upstream client shared by the DNS proxy and the forward proxy\'s resolver; null: none.'),
+    denylist: nullable(
+      {
+        type: 'object',
+        required: ['client_ips', 'hostnames', 'invalid_keys', 'truncated', 'rebuilds', 'denies'],
+        properties: {
+          client_ips: COUNT,
+          hostnames: COUNT,
+          invalid_keys: COUNT,
+          truncated: { type: 'boolean', description: 'The zone held more keys than the index takes.' },
+          rebuilds: COUNT,
+          denies: counters(['client', 'hostname'], 'Denies by kind since start.'),
+        },
+      },
+      'The dynamic denylist index; null: no denylist source.',
+    ),
+  },
+} as const;
+
+const DNS_SECTION_SCHEMA = nullable(
+  {
+    type: 'object',
+    required: ['listening', 'queries', 'tcp_connections', 'upstreams', 'upstream'],
+    properties: {
+      listening: { oneOf: [{ type: 'null' }, { type: 'object', required: ['udp', 'tcp'], properties: { udp: { type: 'string' }, tcp: { type: 'string' } } }] },
+      queries: counters(DNS_RESULTS, 'Queries by result since start.'),
+      tcp_connections: COUNT,
+      upstreams: { type: 'array', items: { type: 'string' } },
+      upstream: DNS_UPSTREAM_SCHEMA,
+    },
+  },
+  'The DNS proxy; null when not configured.',
+);
+
+const PROXY_SECTION_SCHEMA = nullable(
+  {
+    type: 'object',
+    required: ['listening', 'active_flows', 'active_flows_by_group', 'client_connections', 'upstream_connections', 'decisions', 'tunnel_bytes', 'proxy_protocol'],
+    properties: {
+      listening: { type: ['string', 'null'] },
+      active_flows: COUNT,
+      active_flows_by_group: { type: 'object', additionalProperties: COUNT, description: 'Active flows per source group (admission limit).' },
+      client_connections: COUNT,
+      upstream_connections: COUNT,
+      decisions: { type: 'object', required: [...PROXY_KINDS], properties: Object.fromEntries(PROXY_KINDS.map((kind) => [kind, counters(PROXY_RESULTS)])), description: 'Decisions by kind and result since start.' },
+      tunnel_bytes: counters(['client_to_upstream', 'upstream_to_client']),
+      proxy_protocol: nullable(
+        {
+          type: 'object',
+          required: ['trusted_from', 'proxied', 'local', 'refused'],
+          properties: { trusted_from: { type: 'array', items: { type: 'string' } }, proxied: COUNT, local: COUNT, refused: COUNT },
+        },
+        'PROXY protocol headers read; null when no balancer is trusted (--proxy-protocol-from).',
+      ),
+    },
+  },
+  'The forward proxy; null when not configured.',
+);
+
 /** Response schema of `GET /api/v1/stats`, for the OpenAPI document. */
 export const STATS_SCHEMAS: RouteSchemas = {
   [`GET ${STATS_PATH}`]: {
@@ -60,16 +145,16 @@ export const STATS_SCHEMAS: RouteSchemas = {
       type: 'object',
       required: ['dataplane', 'dns', 'proxy', 'cluster'],
       properties: {
-        dataplane: { type: 'object', description: 'Allowlist, findings, denylist and the shared DNS upstream client.' },
-        dns: { type: ['object', 'null'], description: 'The DNS proxy; null when not configured.' },
-        proxy: { type: ['object', 'null'], description: 'The forward proxy; null when not configured.' },
+        dataplane: DATAPLANE_SECTION_SCHEMA,
+        dns: DNS_SECTION_SCHEMA,
+        proxy: PROXY_SECTION_SCHEMA,
         cluster: {
           type: 'object',
           required: ['cluster_enabled', 'node_id', 'role', 'leader_id', 'term', 'commit_index', 'applied_index', 'members'],
           properties: {
             cluster_enabled: { type: 'boolean' },
             node_id: { type: 'string' },
-            role: { type: 'string' },
+            role: { enum: ['leader', 'follower', 'learner', 'candidate'] },
             leader_id: { type: ['string', 'null'] },
             term: { type: 'integer' },
             commit_index: { type: 'integer' },
