@@ -5,6 +5,7 @@ import { X509Certificate } from 'node:crypto';
 import { after, before, describe, it } from 'node:test';
 import { Agent, request } from 'undici';
 import { NodeProcess, tempDir } from './harness.js';
+import { assertMatchesPublishedSchema } from './openapi-check.js';
 
 describe('neuwerk start (single node)', () => {
   const dir = tempDir();
@@ -83,6 +84,21 @@ describe('neuwerk start (single node)', () => {
     // 3.1 (JSON Schema types): nullable fields are type arrays, never the 3.0 `nullable` keyword.
     assert.equal(document.openapi, '3.1.0');
     assert.ok(!JSON.stringify(document).includes('"nullable"'));
+  });
+
+  it('every GET route without path parameters answers as its published schema says, with no undeclared field', async () => {
+    const document = (await node.api('GET', '/api/v1/openapi.json')).json as { paths: Record<string, { get?: { responses: Record<string, { content?: Record<string, unknown> }> } }> };
+    const bearer = { authorization: `Bearer ${await node.adminToken()}` };
+    const checked: string[] = [];
+    for (const [path, operations] of Object.entries(document.paths)) {
+      if (operations.get === undefined || path.includes('{') || path === '/api/v1/openapi.json') continue;
+      assert.ok(operations.get.responses['200']?.content?.['application/json'] !== undefined, `GET ${path} publishes a JSON response schema`);
+      const answer = await node.api('GET', path, undefined, bearer);
+      assert.equal(answer.status, 200, `GET ${path}: ${JSON.stringify(answer.json)}`);
+      await assertMatchesPublishedSchema(node, path, answer.json);
+      checked.push(path);
+    }
+    assert.ok(checked.includes('/api/v1/stats') && checked.includes('/api/v1/cluster/status') && checked.length >= 14, checked.join(' '));
   });
 
   it('creates the data dir 0700, the node id, the store and self-signed TLS files', () => {
