@@ -2,6 +2,7 @@ import { createServer, type Server } from 'node:https';
 import { STATUS_CODES, type IncomingHttpHeaders, type IncomingMessage, type ServerResponse } from 'node:http';
 import type { Duplex } from 'node:stream';
 import type { Logger } from '../log/logger.js';
+import { LogThrottle } from '../log/throttle.js';
 import type { Identity } from '../auth/tokens.js';
 import { NeuwerkError, describeError } from '../errors.js';
 import type { NodeMetrics } from '../metrics/registry.js';
@@ -178,15 +179,44 @@ class ApiRequestContext implements RequestContext {
   };
 }
 
+/** A refused credential is logged at most this often per client address and reason. */
+export const AUTH_REFUSAL_LOG_INTERVAL_MS = 60_000;
+
+/** Reports a request whose credentials were refused (missing, invalid, expired, lacking a role). */
+type AuthRefusalLog = (error: NeuwerkError, input: ApiInput, route: string) => void;
+
+/**
+ * Refused credentials as warnings an on-call engineer can find ("why does our automation get
+ * 401?"): the client address, route, error code and reason, never the token; once a minute per
+ * client address and reason, with how many were held back, so a flood of forged tokens cannot
+ * flood the log.
+ */
+function authRefusalLog(logger: Logger): AuthRefusalLog {
+  const throttle = new LogThrottle(AUTH_REFUSAL_LOG_INTERVAL_MS);
+  return (error, input, route) => {
+    const suppressed = throttle.admit(`${input.clientAddress} ${error.code}`, Date.now());
+    if (suppressed === null) return;
+    logger.warn(
+      { client: input.clientAddress, method: input.method, route, code: error.code, reason: error.message, suppressed },
+      'management API refused the credentials of a request (logged once a minute per client and reason)',
+    );
+  };
+}
+
 /** Authenticates and authorises the caller, then runs the route's handler. */
-async function execute(options: Pick<ApiServerOptions, 'authenticate' | 'onAuthenticated'>, match: RouteMatch, input: ApiInput): Promise<HandlerResult> {
+async function execute(options: Pick<ApiServerOptions, 'authenticate' | 'onAuthenticated'>, match: RouteMatch, input: ApiInput, refused: AuthRefusalLog): Promise<HandlerResult> {
   let identity: Identity | null = null;
   if (match.route.access !== 'public') {
-    const token = requestToken(input.headers);
-    if (token === null) throw new NeuwerkError('NW_ERR_AUTH_MISSING', 'authentication required: send Authorization: Bearer <token>');
-    identity = await options.authenticate(token);
-    if (match.route.access === 'admin' && !identity.roles.includes('admin')) {
-      throw new NeuwerkError('NW_ERR_AUTH_FORBIDDEN', `${input.method} ${match.route.path} needs the admin role`);
+    try {
+      const token = requestToken(input.headers);
+      if (token === null) throw new NeuwerkError('NW_ERR_AUTH_MISSING', 'authentication required: send Authorization: Bearer <token>');
+      identity = await options.authenticate(token);
+      if (match.route.access === 'admin' && !identity.roles.includes('admin')) {
+        throw new NeuwerkError('NW_ERR_AUTH_FORBIDDEN', `${input.method} ${match.route.path} needs the admin role`);
+      }
+    } catch (err) {
+      if (err instanceof NeuwerkError) refused(err, input, match.route.path);
+      throw err;
     }
     options.onAuthenticated?.(identity);
   }
@@ -255,6 +285,7 @@ export function createApiServer(options: ApiServerOptions): Server {
     answerPlainHttpOnTlsPort(err, tlsSocket as unknown as Parameters<typeof answerPlainHttpOnTlsPort>[1]);
   });
   server.on('clientError', answerClientError);
+  const refused = authRefusalLog(logger);
 
   async function handle(req: IncomingMessage, res: ServerResponse): Promise<void> {
     const started = process.hrtime.bigint();
@@ -296,7 +327,7 @@ export function createApiServer(options: ApiServerOptions): Server {
           if (!res.headersSent) res.setHeader('x-neuwerk-served-by', options.nodeId);
           return res;
         },
-      });
+      }, refused);
       if (result !== undefined) writeAnswer(res, servedBy, renderResult(result));
     } catch (err) {
       const error = asNeuwerkError(err, logger, routeLabel, method);
@@ -328,6 +359,7 @@ export interface ForwardedRequestOptions {
  */
 export function createForwardedRequestHandler(options: ApiServerOptions, forwarded: ForwardedRequestOptions): (from: string, body: unknown) => Promise<ForwardedAnswer> {
   const { router, logger, metrics } = options;
+  const refused = authRefusalLog(logger);
   return async (from, body) => {
     if (!forwarded.isMember(from)) throw new NeuwerkError('NW_ERR_AUTH_FORBIDDEN', `node ${from} is not a member of this cluster; it may not forward API requests`);
     const request = parseForwardedRequest(body);
@@ -350,7 +382,7 @@ export function createForwardedRequestHandler(options: ApiServerOptions, forward
         clientAddress: request.client_address,
         readRaw: async () => request.bodyBytes,
         res: () => null,
-      });
+      }, refused);
       if (result === undefined) throw new NeuwerkError('NW_ERR_INTERNAL', `${match.route.path} writes its own response; it must be declared forwarding: 'https'`);
       answer = renderResult(result);
     } catch (err) {

@@ -2,6 +2,7 @@ import { EventEmitter } from 'node:events';
 import { connect, createServer, type Server, type TLSSocket } from 'node:tls';
 import { ERROR_CATALOGUE, NeuwerkError, describeError, type ErrorCode } from '../errors.js';
 import type { Logger } from '../log/logger.js';
+import { LogThrottle } from '../log/throttle.js';
 import { certificateNodeId } from './ca.js';
 
 /** Largest frame accepted on the cluster port; a bigger length prefix closes the connection. */
@@ -439,8 +440,8 @@ export class ClusterTransport extends EventEmitter {
   private readonly handlers = new Map<string, RpcHandler>();
   private server: Server | null = null;
   private readonly inbound = new Set<TLSSocket>();
-  /** When each refused removed member was last logged. */
-  private readonly refusedLoggedAtMs = new Map<string, number>();
+  /** Refused removed members are logged once a minute each. */
+  private readonly refusedLog = new LogThrottle(REFUSED_LOG_INTERVAL_MS);
 
   constructor(private readonly options: ClusterTransportOptions) {
     super();
@@ -533,12 +534,8 @@ export class ClusterTransport extends EventEmitter {
    * believes it only from a voter of its own configuration (ClusterRuntime).
    */
   private refuseRemoved(peerId: string, socket: TLSSocket): void {
-    const nowMs = Date.now();
-    const logged = this.refusedLoggedAtMs.get(peerId);
-    if (logged === undefined || nowMs - logged >= REFUSED_LOG_INTERVAL_MS) {
-      this.refusedLoggedAtMs.set(peerId, nowMs);
-      this.logger.warn({ peer: peerId }, 'refused cluster connection from a removed member (told it so; logged once a minute)');
-    }
+    const suppressed = this.refusedLog.admit(peerId, Date.now());
+    if (suppressed !== null) this.logger.warn({ peer: peerId, suppressed }, 'refused cluster connection from a removed member (told it so; logged once a minute)');
     socket.on('error', () => undefined);
     socket.end(encodeFrame({ kind: 'refused', reason: 'removed' }));
     setTimeout(() => socket.destroy(), REFUSED_CLOSE_MS).unref();

@@ -95,6 +95,14 @@ describe('auth on a single node', () => {
     const foreignAnswer = await call('GET', '/api/v1/auth/whoami', foreignToken);
     assert.equal(foreignAnswer.status, 401);
     assert.equal((foreignAnswer.json as { code: string }).code, 'NW_ERR_AUTH_INVALID');
+
+    // Each refusal reason is logged once a minute per client (six invalid tokens above: one line),
+    // at warn (pino level 40), with the route and reason and never the token.
+    const refusals = node.logLines().filter((l) => typeof l.msg === 'string' && l.msg.startsWith('management API refused the credentials'));
+    assert.deepEqual(refusals.map((l) => l.code).sort(), ['NW_ERR_AUTH_EXPIRED', 'NW_ERR_AUTH_INVALID', 'NW_ERR_AUTH_MISSING']);
+    const expiredLine = refusals.find((l) => l.code === 'NW_ERR_AUTH_EXPIRED');
+    assert.deepEqual([expiredLine?.level, expiredLine?.client, expiredLine?.route, expiredLine?.reason], [40, '127.0.0.1', '/api/v1/auth/whoami', 'token has expired']);
+    for (const token of [expired, foreignToken, none]) assert.ok(!node.stderr.includes(token.split('.')[1] as string), 'no token in the log');
   });
 
   it('a readonly token reads but gets 403 on PUT, POST and DELETE', async () => {
