@@ -24,7 +24,7 @@
  * to `onFatal`: continuing could diverge the replicated state.
  */
 import { rmSync } from 'node:fs';
-import { NeuwerkError } from '../errors.js';
+import { NeuwerkError, describeError } from '../errors.js';
 import type { RaftSettings } from '../config/load.js';
 import type { Logger } from '../log/logger.js';
 import type { NodeMetrics } from '../metrics/registry.js';
@@ -34,7 +34,7 @@ import { systemTimers, type TimerHandle, type Timers } from '../platform/timers.
 import { isLearner, RaftNode } from '../raft/index.js';
 import type { ConfChange, Entry, Message, NodeId, ProposeRejection, RaftStatus, Ready, Role, SnapshotMeta, SoftState, TransferResult } from '../raft/index.js';
 import { encodeCommand, validateCommand, type Command } from '../store/commands.js';
-import type { SqliteDatabase } from '../store/database.js';
+import { storageFailure, type SqliteDatabase } from '../store/database.js';
 import { RaftStorage } from '../store/raft-storage.js';
 import { StoreWorker } from '../store/store-worker.js';
 import { publishSnapshot, type SnapshotCopy, type SnapshotFile, type UnpublishedSnapshot } from '../store/snapshot.js';
@@ -184,8 +184,10 @@ export class RaftReplicator implements Replicator {
   private compacting = false;
   /** Takes the snapshot copies and the WAL checkpoints on a thread of its own, off this loop. */
   private readonly storeWorker: StoreWorker;
+  private readonly dbPath: string;
   private closed = false;
-  private fatalError: Error | null = null;
+  /** Why the loop stopped for good: what every later write, read and wait is told. */
+  private stoppedBy: NeuwerkError | null = null;
   private role: Role = 'follower';
   private leaderId: NodeId | null = null;
   private readonly proposals = new Map<number, PendingProposal>();
@@ -209,6 +211,7 @@ export class RaftReplicator implements Replicator {
     this.readTimeoutMs = options.readTimeoutMs ?? DEFAULT_READ_TIMEOUT_MS;
     this.storage = storage;
     this.stateMachine = stateMachine;
+    this.dbPath = options.dbPath;
     this.storeWorker = new StoreWorker(options.db, options.dbPath, options.snapshotsDir);
     this.readContextPrefix = `${options.nodeId}:${random(2 ** 30).toString(36)}${random(2 ** 30).toString(36)}`;
     this.node = new RaftNode(
@@ -258,7 +261,7 @@ export class RaftReplicator implements Replicator {
   /** Resolves once this node has durably become leader; rejects after `timeoutMs` or on close/failure. */
   whenLeader(timeoutMs: number): Promise<void> {
     if (this.role === 'leader') return Promise.resolve();
-    if (this.closed) return Promise.reject(this.fatalError ?? shuttingDown());
+    if (this.closed) return Promise.reject(this.stoppedBy ?? shuttingDown());
     return new Promise<void>((resolve, reject) => {
       const timer = this.timers.after(timeoutMs, () => {
         this.leaderWaiters = this.leaderWaiters.filter((w) => w.resolve !== done);
@@ -286,7 +289,7 @@ export class RaftReplicator implements Replicator {
    * unknown) or NW_ERR_SHUTTING_DOWN.
    */
   async propose(command: Command): Promise<ApplyResult> {
-    if (this.closed) throw this.fatalError !== null ? shuttingDown('the node stopped after a fatal error') : shuttingDown();
+    if (this.closed) throw this.stoppedBy ?? shuttingDown();
     const data = encodeCommand(validateCommand(command));
     if (this.proposals.size >= MAX_PENDING_PROPOSALS) {
       throw new NeuwerkError('NW_ERR_TIMEOUT', `more than ${MAX_PENDING_PROPOSALS} writes are waiting to be applied; retry later`);
@@ -304,7 +307,7 @@ export class RaftReplicator implements Replicator {
    * or when the change does not fit the configuration (e.g. promoting a non-learner).
    */
   async proposeConfChange(change: ConfChange): Promise<void> {
-    if (this.closed) throw shuttingDown();
+    if (this.closed) throw this.stoppedBy ?? shuttingDown();
     if (this.proposals.size >= MAX_PENDING_PROPOSALS) {
       throw new NeuwerkError('NW_ERR_TIMEOUT', `more than ${MAX_PENDING_PROPOSALS} writes are waiting to be applied; retry later`);
     }
@@ -342,7 +345,7 @@ export class RaftReplicator implements Replicator {
    * NW_ERR_TIMEOUT after the bound (e.g. leadership changed), or NW_ERR_SHUTTING_DOWN.
    */
   async linearizableRead(): Promise<void> {
-    if (this.closed) throw shuttingDown('the node is shutting down');
+    if (this.closed) throw this.stoppedBy ?? shuttingDown('the node is shutting down');
     if (this.reads.size >= MAX_PENDING_READS) {
       throw new NeuwerkError('NW_ERR_TIMEOUT', `more than ${MAX_PENDING_READS} reads are waiting; retry later`);
     }
@@ -369,6 +372,7 @@ export class RaftReplicator implements Replicator {
       commitIndex: s.commit,
       appliedIndex: applied,
       caughtUpAtStart: this.caughtUp,
+      stoppedBy: this.stoppedBy?.message ?? null,
     };
   }
 
@@ -743,13 +747,25 @@ export class RaftReplicator implements Replicator {
     for (const waiter of waiters) waiter.reject(reason);
   }
 
-  /** Stops the loop for good and reports `err` once: the node must not go on with a store it cannot trust. */
+  /**
+   * Stops the loop for good and reports `err` once: the node must not go on with a store it cannot
+   * trust. A store the disk will not let it write (full, read-only, failing) is said so, to the
+   * waiting and every later caller, with what to do.
+   */
   private fail(err: unknown): void {
-    if (this.fatalError !== null) return;
+    if (this.stoppedBy !== null) return;
     const error = err instanceof Error ? err : new Error(String(err));
-    this.fatalError = error;
-    this.stop(new NeuwerkError('NW_ERR_SHUTTING_DOWN', 'the node stopped after a fatal error; the write was not acknowledged', { cause: error }));
-    this.logger?.fatal({ err: error }, 'raft loop stopped on a fatal error');
+    const storage = storageFailure(error);
+    this.stoppedBy =
+      storage === null
+        ? new NeuwerkError('NW_ERR_SHUTTING_DOWN', 'the node stopped after a fatal error; the write was not acknowledged', { cause: error })
+        : new NeuwerkError('NW_ERR_STORE_UNAVAILABLE', `the store ${this.dbPath} cannot be written: ${storage}; this node stopped replicating and refuses writes until it is restarted`, {
+            actions: ['Free space on (or repair) the disk that holds the store, then restart the node.'],
+            cause: error,
+          });
+    this.stop(this.stoppedBy);
+    if (storage === null) this.logger?.fatal({ err: error }, 'raft loop stopped on a fatal error');
+    else this.logger?.error({ err: describeError(error), store: this.dbPath }, `raft loop stopped: ${this.stoppedBy.message}`);
     this.onFatal(error);
   }
 }

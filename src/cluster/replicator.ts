@@ -11,6 +11,8 @@ export interface ReplicationStatus {
   readonly appliedIndex: number;
   /** True once the state machine has applied everything committed when the node started. */
   readonly caughtUpAtStart: boolean;
+  /** Why replication stopped for good (the store could not be written, ...); null while it runs. */
+  readonly stoppedBy: string | null;
 }
 
 /**

@@ -138,6 +138,27 @@ function checkHeader(file: string): void {
 }
 
 /**
+ * What keeps the store from being written when `err` (or an error it was caused by) is the disk's
+ * doing rather than neuwerk's: full, over quota, read-only, a file over the size limit, or a
+ * failing device. Null for any other error.
+ */
+export function storageFailure(err: unknown): string | null {
+  let current: unknown = err;
+  for (let depth = 0; depth < 5 && current !== null && typeof current === 'object'; depth++) {
+    const code = (current as { code?: unknown }).code;
+    if (typeof code === 'string') {
+      if (code === 'SQLITE_FULL' || code === 'ENOSPC') return `the disk is full (${code})`;
+      if (code === 'EDQUOT') return `the disk quota is used up (${code})`;
+      if (code === 'EFBIG') return `a file would exceed the file size limit (${code})`;
+      if (code.startsWith('SQLITE_READONLY') || code === 'EROFS') return `the file system is read-only (${code})`;
+      if (code.startsWith('SQLITE_IOERR') || code === 'EIO') return `the disk failed a write (${code})`;
+    }
+    current = (current as { cause?: unknown }).cause;
+  }
+  return null;
+}
+
+/**
  * Opens (creating if needed) the node's store with the durability settings of DESIGN §4: WAL and
  * `synchronous=FULL`, so a committed transaction survives power loss. A damaged file is refused
  * with recovery advice; it is never reset.

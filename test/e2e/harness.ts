@@ -87,11 +87,15 @@ export class NodeProcess {
    * Spawns `neuwerk start` with the management API and metrics on port 0 (no collisions) unless
    * the caller passes its own binds, and waits for the "node started" announcement.
    */
-  static async start(dataDir: string, extraArgs: readonly string[] = []): Promise<NodeProcess> {
+  static async start(dataDir: string, extraArgs: readonly string[] = [], options: { fileSizeLimitBytes?: number } = {}): Promise<NodeProcess> {
     const args = ['start', '--data-dir', dataDir];
     if (!extraArgs.includes('--http-bind')) args.push('--http-bind', '127.0.0.1:0');
     if (!extraArgs.includes('--metrics-bind')) args.push('--metrics-bind', '127.0.0.1:0');
-    const child = spawn(process.execPath, [NEUWERK_BIN, ...args, ...extraArgs], { cwd: REPO_ROOT, stdio: ['ignore', 'pipe', 'pipe'] });
+    const command = [process.execPath, NEUWERK_BIN, ...args, ...extraArgs];
+    // A file size limit (RLIMIT_FSIZE; Node ignores SIGXFSZ, so a write past it fails with EFBIG)
+    // stands in for a full disk without root or a small file system.
+    if (options.fileSizeLimitBytes !== undefined) command.unshift('prlimit', `--fsize=${options.fileSizeLimitBytes}`, '--');
+    const child = spawn(command[0] as string, command.slice(1), { cwd: REPO_ROOT, stdio: ['ignore', 'pipe', 'pipe'] });
     const node = new NodeProcess(child, dataDir);
     await node.waitForLog((line) => line.msg === 'neuwerk node started', START_TIMEOUT_MS);
     const started = node.logLines().find((line) => line.msg === 'neuwerk node started') as { listeners: { http: string; metrics: string; dns?: string; proxy?: string }; node_id: string };
