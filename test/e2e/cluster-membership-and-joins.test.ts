@@ -84,7 +84,7 @@ describe('joins, membership and cross-node auth', () => {
     const tokenCopy = join(scratch.path, 'loose-token');
     writeFileSync(tokenCopy, readFileSync(cluster.tokenFile));
     chmodSync(tokenCopy, 0o644);
-    const result = await runCli(['start', '--data-dir', loose, '--join', `127.0.0.1:${seed.joinPort}`, '--bootstrap-token-path', tokenCopy, '--cluster-bind', `127.0.0.1:${await freePort()}`, '--http-bind', '127.0.0.1:0', '--metrics-bind', '127.0.0.1:0']);
+    const result = await runCli(['start', '--data-dir', loose, '--join', `127.0.0.1:${seed.joinPort}`, '--bootstrap-token-path', tokenCopy, '--cluster-bind', `127.0.0.1:${await freePort()}`, '--cluster-join-bind', `127.0.0.1:${await freePort()}`, '--http-bind', '127.0.0.1:0', '--metrics-bind', '127.0.0.1:0']);
     assert.equal(result.code, 1);
     assert.match(result.stderr, /permissions 0644 are too open/);
 
@@ -92,7 +92,7 @@ describe('joins, membership and cross-node auth', () => {
     const wrong = join(scratch.path, 'wrong-token');
     writeFileSync(wrong, JSON.stringify({ tokens: [{ kid: 'test', token: `hex:${randomBytes(32).toString('hex')}` }] }));
     chmodSync(wrong, 0o600);
-    const refused = await runCli(['start', '--data-dir', join(scratch.path, 'wrong'), '--join', `127.0.0.1:${seed.joinPort}`, '--bootstrap-token-path', wrong, '--cluster-bind', `127.0.0.1:${await freePort()}`, '--http-bind', '127.0.0.1:0', '--metrics-bind', '127.0.0.1:0']);
+    const refused = await runCli(['start', '--data-dir', join(scratch.path, 'wrong'), '--join', `127.0.0.1:${seed.joinPort}`, '--bootstrap-token-path', wrong, '--cluster-bind', `127.0.0.1:${await freePort()}`, '--cluster-join-bind', `127.0.0.1:${await freePort()}`, '--http-bind', '127.0.0.1:0', '--metrics-bind', '127.0.0.1:0']);
     assert.equal(refused.code, 1);
     assert.match(refused.stderr, /join refused by .*bad HMAC/);
     assert.match(refused.stderr, /same bootstrap token file/);
@@ -153,7 +153,8 @@ describe('joins, membership and cross-node auth', () => {
     mkdirSync(dataDir, { recursive: true, mode: 0o700 });
     copyFileSync(cluster.tokenFile, join(dataDir, 'bootstrap-token'));
     chmodSync(join(dataDir, 'bootstrap-token'), 0o600);
-    const listeners = ['--cluster-bind', `127.0.0.1:${await freePort()}`, '--http-bind', `127.0.0.1:${await freePort()}`];
+    // Every port given: the default join port (cluster port + 1) may belong to another process.
+    const listeners = ['--cluster-bind', `127.0.0.1:${await freePort()}`, '--cluster-join-bind', `127.0.0.1:${await freePort()}`, '--http-bind', `127.0.0.1:${await freePort()}`];
     const args = [...listeners, '--metrics-bind', '127.0.0.1:0'];
 
     // A taken --metrics-bind: refused before the join request leaves, so the cluster never hears of it.
