@@ -362,6 +362,12 @@ export class StateMachine {
     return row === undefined ? null : { document: JSON.parse(row.document) as Record<string, unknown>, version: row.version, set_by: row.set_by, set_at: row.set_at };
   }
 
+  /** The stored policy document as its JSON text, with its version (null before any): no parse. */
+  policyText(): { readonly text: string; readonly version: number } | null {
+    const row = this.statement('SELECT document, version FROM policy WHERE id = 1').get() as { document: string; version: number } | undefined;
+    return row === undefined ? null : { text: row.document, version: row.version };
+  }
+
   /** The version of the stored policy (0 before any): cheap, for readiness checks. */
   policyVersion(): number {
     const row = this.statement('SELECT version FROM policy WHERE id = 1').get() as { version: number } | undefined;

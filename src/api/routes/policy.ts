@@ -54,7 +54,10 @@ export function addPolicyRoutes(router: Router, replicator: Replicator, enforcem
     handler: async (ctx) => {
       const contentType = String(ctx.headers['content-type'] ?? 'application/json');
       const document = /yaml/i.test(contentType) ? parsePolicyYaml(await ctx.readText()) : parsePolicy(await ctx.readJson());
+      const compileStarted = performance.now();
       const compiled = compilePolicy(document);
+      // Applied on this node in a moment: spare it a second parse and compile of the same document.
+      enforcement.prepare(document, compiled, performance.now() - compileStarted);
       const identity = ctx.identity;
       const result = await replicator.propose({
         v: 1,
