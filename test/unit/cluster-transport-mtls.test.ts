@@ -14,6 +14,15 @@ function identity(ca: KeyAndCert, nodeId: string): ClusterTls {
   return { keyPem, certPem: signNodeCertificate(ca, csrPem, nodeId, '127.0.0.1'), caPem: ca.certPem };
 }
 
+/** A port with nothing behind it (yet): connections to it are refused. */
+async function unusedPort(): Promise<number> {
+  const probe = createServer();
+  await new Promise<void>((resolve) => probe.listen(0, '127.0.0.1', resolve));
+  const port = (probe.address() as AddressInfo).port;
+  await new Promise<void>((resolve) => probe.close(() => resolve()));
+  return port;
+}
+
 describe('cluster transport over mutual TLS', () => {
   const ca = createClusterCa('t');
   const addresses = new Map<string, { host: string; port: number }>();
@@ -98,10 +107,7 @@ describe('cluster transport over mutual TLS', () => {
   });
 
   it('a peer that connects to us ends our backoff toward it: after a full restart the node that waited alone answers at once', async () => {
-    const probe = createServer();
-    await new Promise<void>((resolve) => probe.listen(0, '127.0.0.1', resolve));
-    const port = (probe.address() as AddressInfo).port;
-    await new Promise<void>((resolve) => probe.close(() => resolve()));
+    const port = await unusedPort();
     addresses.set('node-later', { host: '127.0.0.1', port });
     // A backoff of a minute: without the shortcut nothing would reach node-later within this test.
     const waiter = new ClusterTransport({ nodeId: 'node-waiter', tls: identity(ca, 'node-waiter'), logger, resolveAddress, reconnectBackoffMs: { min: 60_000, max: 60_000 } });
@@ -207,10 +213,7 @@ describe('cluster transport over mutual TLS', () => {
 
   it('Raft messages queued while a peer is down are dropped as stale once older than the bound, fresh ones get through, and a failed RPC is never sent later', async () => {
     // A port with nothing behind it yet: the link retries (with backoff) and queues meanwhile.
-    const probe = createServer();
-    await new Promise<void>((resolve) => probe.listen(0, '127.0.0.1', resolve));
-    const port = (probe.address() as AddressInfo).port;
-    await new Promise<void>((resolve) => probe.close(() => resolve()));
+    const port = await unusedPort();
     addresses.set('node-late', { host: '127.0.0.1', port });
     const drops: string[] = [];
     const sender = new ClusterTransport({ nodeId: 'node-s2', tls: identity(ca, 'node-s2'), logger, resolveAddress, onDropped: (peer, reason) => drops.push(`${peer}:${reason}`) });
