@@ -234,7 +234,7 @@ export async function startNode(config: NodeConfig, rootLogger: Logger, ring?: L
       nodeId,
       authenticate: (token) => authenticator.authenticate(token),
       onAuthenticated: (identity) => auth.noteUse(identity),
-      ...(proxy !== null ? { routing: { isLeader, proxy, isMember: (id: string) => membership.isMember(id) } } : {}),
+      ...(proxy !== null ? { routing: { isLeader, proxy, isMember: (id: string) => membership.isMember(id), stoppedBy: () => replicator.failure() } } : {}),
     };
     const apiServer = createApiServer(apiOptions);
     if (cluster !== null) {

@@ -34,6 +34,8 @@ export interface ApiServerOptions {
     readonly proxy: LeaderProxy;
     /** Whether a node id is a member (a forwarded request names its sender in FORWARDED_HEADER). */
     readonly isMember?: (nodeId: string) => boolean;
+    /** Why this node stopped replicating for good (its store cannot be written), or null. */
+    readonly stoppedBy?: () => NeuwerkError | null;
   };
 }
 
@@ -300,6 +302,10 @@ export function createApiServer(options: ApiServerOptions): Server {
       if (match instanceof NeuwerkError) throw match;
       routeLabel = match.route.path;
       const routing = options.routing;
+      // A node that stopped replicating serves no request that needs the leader: it says why at
+      // once (local and stale reads, and the public routes, still answer).
+      const stopped = routing !== undefined && routedToLeader(match.route, target.query) ? (routing.stoppedBy?.() ?? null) : null;
+      if (stopped !== null) throw stopped;
       if (routing !== undefined && routedToLeader(match.route, target.query) && !routing.isLeader()) {
         // Forwarded here by a member that took this node for the leader: never forwarded twice.
         // A header naming no member is a client's, and the request goes on like any other.

@@ -361,7 +361,7 @@ export class RaftReplicator implements Replicator {
 
   /** Role, leader, term and indexes for readiness, status and metrics. */
   status(): ReplicationStatus {
-    const s = this.node.status();
+    const s = this.raftStatus();
     const applied = this.stateMachine.appliedIndex;
     if (!this.caughtUp && applied >= this.startCommit) this.caughtUp = true;
     return {
@@ -376,9 +376,18 @@ export class RaftReplicator implements Replicator {
     };
   }
 
-  /** The core's full status (configuration, progress of followers) for diagnostics. */
+  failure(): NeuwerkError | null {
+    return this.stoppedBy;
+  }
+
+  /**
+   * The core's full status (configuration, progress of followers) for diagnostics. Once the loop
+   * stopped for good the core's view is frozen: the node no longer claims a role it cannot play
+   * (a follower without a leader, which it no longer hears).
+   */
   raftStatus(): RaftStatus {
-    return this.node.status();
+    const status = this.node.status();
+    return this.stoppedBy === null ? status : { ...status, role: 'follower', leader: null };
   }
 
   /** Delivers a message from a peer (the cluster transport calls this). Ignored after close. */

@@ -1,3 +1,4 @@
+import type { NeuwerkError } from '../errors.js';
 import type { Command } from '../store/commands.js';
 import type { ApplyResult, StateMachine } from '../store/state-machine.js';
 
@@ -26,6 +27,8 @@ export interface Replicator {
   /** Resolves once the local state machine reflects every write committed before the call. */
   linearizableRead(): Promise<void>;
   status(): ReplicationStatus;
+  /** Why replication stopped for good, as the error every later caller gets; null while it runs. */
+  failure(): NeuwerkError | null;
   /** Stops accepting proposals and releases resources; pending proposals reject. */
   close(): Promise<void>;
 }

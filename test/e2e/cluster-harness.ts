@@ -49,19 +49,20 @@ export class TestCluster {
   private adminToken: string | null = null;
 
   /** `extraArgs`: the same for every node, or made per node (e.g. each with its own fixed port). */
-  static async create(size: number, extraArgs: string[] | (() => Promise<string[]>) = []): Promise<TestCluster> {
+  /** `seedFileSizeLimitBytes`: the seed's files may not grow past this (a stand-in for a full disk). */
+  static async create(size: number, extraArgs: string[] | (() => Promise<string[]>) = [], options: { seedFileSizeLimitBytes?: number } = {}): Promise<TestCluster> {
     const cluster = new TestCluster();
     const created = await runCli(['cluster', 'token', 'create', '--path', cluster.tokenFile, '--kid', 'test', '--valid-for', '2h']);
     if (created.code !== 0) throw new Error(created.stderr);
     const argsFor = async (): Promise<string[]> => (typeof extraArgs === 'function' ? extraArgs() : extraArgs);
-    await cluster.add(null, await argsFor());
+    await cluster.add(null, await argsFor(), cluster.tokenFile, options.seedFileSizeLimitBytes === undefined ? {} : { fileSizeLimitBytes: options.seedFileSizeLimitBytes });
     for (let i = 1; i < size; i += 1) await cluster.add(cluster.members[0] as ClusterMember, await argsFor());
     await cluster.waitFor((s) => s.voters === size && s.peers.filter((p) => p.status === 'healthy').length === size, `${size} healthy voters`);
     return cluster;
   }
 
   /** Starts a node: a seed when `via` is null, else a joiner through `via`'s join listener. */
-  async add(via: ClusterMember | null, extraArgs: string[] = [], tokenFile = this.tokenFile): Promise<ClusterMember> {
+  async add(via: ClusterMember | null, extraArgs: string[] = [], tokenFile = this.tokenFile, options: { fileSizeLimitBytes?: number } = {}): Promise<ClusterMember> {
     const dataDir = join(this.dir.path, `node${this.members.length + 1}`);
     mkdirSync(dataDir, { recursive: true, mode: 0o700 });
     copyFileSync(tokenFile, join(dataDir, 'bootstrap-token'));
@@ -74,7 +75,7 @@ export class TestCluster {
       '--http-bind', `127.0.0.1:${httpPort}`, ...extraArgs,
     ];
     const joinArgs = via === null ? [] : ['--join', `127.0.0.1:${via.joinPort}`];
-    const node = await NodeProcess.start(dataDir, [...args, ...joinArgs]);
+    const node = await NodeProcess.start(dataDir, [...args, ...joinArgs], options);
     const member = { node, dataDir, clusterPort, joinPort, httpPort, args };
     this.members.push(member);
     return member;
