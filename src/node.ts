@@ -132,6 +132,13 @@ export async function startNode(config: NodeConfig, rootLogger: Logger, ring?: L
     });
 
     const readiness = new Readiness();
+    metrics.onScrape(() => {
+      const report = readiness.evaluate();
+      metrics.ready.set(report.ready ? 1 : 0);
+      // Only the checks that exist now (`draining` appears once a stop began).
+      metrics.readinessChecks.reset();
+      for (const check of report.checks) metrics.readinessChecks.set({ check: check.name }, check.ok ? 1 : 0);
+    });
     readiness.register('store', () => {
       const status = replicator.status();
       if (status.stoppedBy !== null) return { ok: false, detail: status.stoppedBy };

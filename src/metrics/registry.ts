@@ -52,6 +52,10 @@ export class NodeMetrics {
   readonly proxyProtocolConnections: Counter<'result'>;
   /** Audit findings recorded, by type (dns, connect, http) and finding (deny, audit). */
   readonly auditFindings: Counter<'type' | 'finding'>;
+  /** 1 when `/ready` passes (refreshed at each scrape). */
+  readonly ready: Gauge;
+  /** Each `/ready` check by name: 1 passing, 0 failing (refreshed at each scrape). */
+  readonly readinessChecks: Gauge<'check'>;
   private readonly scrapeHooks: (() => void)[] = [];
 
   constructor(nodeId: string) {
@@ -135,6 +139,8 @@ export class NodeMetrics {
       registers,
     });
     this.auditFindings = new Counter({ name: 'neuwerk_audit_findings_total', help: 'Audit findings recorded by type and finding.', labelNames: ['type', 'finding'], registers });
+    this.ready = new Gauge({ name: 'neuwerk_ready', help: '1 when the node is ready (GET /ready answers 200).', registers });
+    this.readinessChecks = new Gauge({ name: 'neuwerk_readiness_check', help: 'Each readiness check of GET /ready by name: 1 passing, 0 failing.', labelNames: ['check'], registers });
   }
 
   /** Registers a function that refreshes gauges right before each scrape. */

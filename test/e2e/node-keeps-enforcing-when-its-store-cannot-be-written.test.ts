@@ -66,6 +66,10 @@ describe('a node whose store cannot be written (disk full) keeps enforcing and s
     assert.equal(store?.ok, false);
     assert.match(store?.detail ?? '', /cannot be written/);
     assert.equal((await node.api('GET', '/health')).status, 200);
+    const metrics = await fetch(`http://${node.metricsAddress}/metrics`).then((r) => r.text());
+    assert.match(metrics, /^neuwerk_ready\{node_id="[^"]+"\} 0$/m);
+    assert.match(metrics, /^neuwerk_readiness_check\{check="store",node_id="[^"]+"\} 0$/m);
+    assert.match(metrics, /^neuwerk_readiness_check\{check="policy_ready",node_id="[^"]+"\} 1$/m);
     assert.equal(rcode(await askUdp(node.dnsAddress, 'ok.example.test')), NOERROR);
     assert.equal(rcode(await askUdp(node.dnsAddress, 'other.example.test')), NXDOMAIN);
     const stale = await node.api('GET', `/api/v1/keyval/bulk/${acknowledged[0]}?stale=true`, undefined, headers);

@@ -41,6 +41,10 @@ describe('neuwerk start (single node)', () => {
     assert.match(text, /^# HELP neuwerk_process_cpu_user_seconds_total/m);
     assert.match(text, /neuwerk_raft_applied_index\{node_id="[0-9a-f-]{36}"\} [1-9]/);
     assert.match(text, /neuwerk_api_requests_total\{route="\/health",method="GET",status="200"/);
+    // Readiness as metrics, for alerting: the whole and each check.
+    assert.match(text, /^neuwerk_ready\{node_id="[0-9a-f-]{36}"\} 1$/m);
+    assert.match(text, /^neuwerk_readiness_check\{check="store",node_id="[0-9a-f-]{36}"\} 1$/m);
+    assert.match(text, /^neuwerk_readiness_check\{check="policy_ready",node_id="[0-9a-f-]{36}"\} 1$/m);
   });
 
   it('answers unknown paths with a JSON 404 carrying an error code', async () => {
