@@ -57,13 +57,20 @@ function accepted<R>(result: unknown, what: string): R {
   return r as R;
 }
 
+/** How many service-account tokens' last use a node remembers (see `AuthService.lastUsed`). */
+export const LAST_USED_MAX_TOKENS = 10_000;
+
 /**
  * Auth operations that change replicated state: every one is a command through the replicator,
  * with its ids and timestamps fixed here (the proposer), and an audit log line naming who did
  * what — never the secret.
  */
 export class AuthService {
-  /** Last use of service-account tokens seen by this node (not replicated: a write per request would be too costly). */
+  /**
+   * Last use of service-account tokens seen by this node (not replicated: a write per request
+   * would be too costly), for at most `LAST_USED_MAX_TOKENS` tokens, least recently used first
+   * out: automation that mints a short-lived token per job would otherwise grow it forever.
+   */
   private readonly lastUsed = new Map<string, string>();
 
   constructor(private readonly replicator: Replicator, private readonly logger: Logger) {}
@@ -185,17 +192,27 @@ export class AuthService {
 
   async revokeToken(actor: Identity, saId: string, tokenId: string): Promise<void> {
     accepted(await this.propose({ v: 1, type: 'sa.token.revoke', sa_id: saId, id: tokenId, revoked_at: new Date().toISOString() }), `token ${tokenId} of service account ${saId}`);
+    this.lastUsed.delete(tokenId);
     this.audit(actor.sub, 'service_account.token.revoke', { sa_id: saId, token_id: tokenId });
+  }
+
+  /** When this node last saw service-account token `jti` used (null: not seen, or forgotten). */
+  lastUsedAt(jti: string): string | null {
+    return this.lastUsed.get(jti) ?? null;
   }
 
   /** Notes a successful use of a service-account token (local to this node). */
   noteUse(identity: Identity): void {
-    if (identity.sa_id !== null) this.lastUsed.set(identity.jti, new Date().toISOString());
+    if (identity.sa_id === null) return;
+    // Re-inserted so the map's order is the order of last use.
+    this.lastUsed.delete(identity.jti);
+    this.lastUsed.set(identity.jti, new Date().toISOString());
+    if (this.lastUsed.size > LAST_USED_MAX_TOKENS) this.lastUsed.delete(this.lastUsed.keys().next().value as string);
   }
 
   private metadata(record: ServiceAccountTokenRecord): TokenMetadata {
     const expired = record.expires_at !== null && Date.parse(record.expires_at) <= Date.now();
-    return { ...record, last_used_at: this.lastUsed.get(record.id) ?? null, status: record.revoked_at !== null ? 'revoked' : expired ? 'expired' : 'active' };
+    return { ...record, last_used_at: this.lastUsedAt(record.id), status: record.revoked_at !== null ? 'revoked' : expired ? 'expired' : 'active' };
   }
 
   /** Logs a failed token-login (who tried and why; never the token). */
