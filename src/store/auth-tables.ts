@@ -1,6 +1,9 @@
 import type { Command, Role } from './commands.js';
 import type { SqliteDatabase } from './database.js';
 
+/** How long an expired service-account token stays listed before its account's next token removes it. */
+export const EXPIRED_TOKEN_RETENTION_MS = 7 * 24 * 3600 * 1000;
+
 /** A signing key as stored. The private key never leaves the store except to sign locally. */
 export interface SigningKeyRecord {
   kid: string;
@@ -130,6 +133,13 @@ export class AuthTables {
         if (account.status !== 'active') return { type: command.type, ok: false, refusal: 'account_disabled' };
         if (!roleWithin(command.role, account.role)) return { type: command.type, ok: false, refusal: 'role_exceeds_account' };
         if (this.token(command.id)) return { type: command.type, ok: false, refusal: 'conflict' };
+        // The account's tokens that expired more than the retention before this one was made go:
+        // automation that mints a token per job would otherwise grow the table (and every
+        // snapshot) forever. Decided from the command's own time, so every replica does the same.
+        const createdMs = Date.parse(command.created_at);
+        if (Number.isFinite(createdMs)) {
+          db.prepare('DELETE FROM sa_tokens WHERE sa_id = ? AND expires_at IS NOT NULL AND expires_at < ?').run(command.sa_id, new Date(createdMs - EXPIRED_TOKEN_RETENTION_MS).toISOString());
+        }
         db.prepare(
           `INSERT INTO sa_tokens (id, sa_id, name, role, kid, created_at, created_by, expires_at, revoked_at, raft_index)
            VALUES (?, ?, ?, ?, ?, ?, ?, ?, NULL, ?)`,
