@@ -246,9 +246,12 @@ export class RaftNode {
         this.becomeFollower(m.term, null);
       }
     } else if (m.term < this.term) {
-      if ((this.checkQuorum || this.preVote) && (m.type === 'append' || m.type === 'heartbeat')) {
+      if (m.type === 'append' || m.type === 'heartbeat') {
         // A stale leader (e.g. after a partition) learns the newer term and steps down; without
-        // this, pre-vote/check-quorum could leave it stuck forever.
+        // this, pre-vote/check-quorum could leave it stuck forever. Answered with neither as well
+        // (the Raft paper's rule): a node whose configuration is out of date (its voters removed,
+        // or itself a learner there) never campaigns where the leader would hear its higher term,
+        // and ignoring the leader would leave it behind for good (simulation seed 1021809).
         this.msgs.push({ type: 'append-resp', from: this.id, to: m.from, term: this.term, index: 0, reject: false, rejectHint: 0, logTerm: 0 });
       } else if (m.type === 'pre-vote') {
         this.msgs.push({ type: 'pre-vote-resp', from: this.id, to: m.from, term: this.term, reject: true });

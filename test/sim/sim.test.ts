@@ -38,6 +38,18 @@ const REGRESSION_SEEDS: ReadonlyArray<{ seed: number; steps: number; found: stri
   // Simulator: a stale leader accumulated ~800 uncommitted background entries and fully
   // reordering links made catch-up crawl; added host-style backpressure and FIFO links.
   { seed: 217, steps: 3000, found: 'unbounded uncommitted background load' },
+  // Core (pre-vote and check-quorum both off): a node with a higher term and an out-of-date
+  // configuration ignored the leader's lower-term appends without answering and stayed behind for
+  // good; a stale-term append or heartbeat is now always answered with the newer term.
+  { seed: 1021809, steps: 20_000, found: 'stale-term appends ignored without an answer' },
+  { seed: 1022852, steps: 20_000, found: 'stale-term appends ignored without an answer' },
+  { seed: 7025764, steps: 20_000, found: 'stale-term appends ignored without an answer' },
+  // Simulator: a stale leader (check-quorum off) overwrote a learner's copy of an entry a later
+  // term had committed, which Raft allows; the check now flags it only for a writer of that term or later.
+  { seed: 1006720, steps: 20_000, found: 'over-strict committed-entry truncation check' },
+  // Simulator: 30-unit delays, a lossy reordering network and tiny snapshots committed in 5,776
+  // units, over the fixed 3,000 budget; the budget now scales with the drawn round trip.
+  { seed: 7017843, steps: 20_000, found: 'liveness budget too tight for slow drawn settings' },
 ];
 
 function summarize(results: SimResult[]): string {

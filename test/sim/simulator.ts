@@ -393,6 +393,11 @@ class Simulation {
   // Global knowledge for the invariant checks.
   private readonly leaderByTerm = new Map<number, NodeId>();
   private readonly committed: Entry[] = [null as unknown as Entry];
+  /**
+   * Per committed index, the durable term of the node that first recorded it committed: at least
+   * the term it was committed in (that node heard the commit from a leader of that term or later).
+   */
+  private readonly committedKnownAtTerm: number[] = [0];
   private readonly refDigests: string[] = [''];
   private readonly refKv = new Map<string, string>();
   private readonly entryByIndexTerm = new Map<string, string>();
@@ -457,9 +462,15 @@ class Simulation {
     this.runUntil(this.options.steps, () => false);
     this.startLiveness();
     const livenessStart = this.now;
-    const deadline = this.now + this.options.livenessBudgetUnits;
+    // The budget is for a cluster whose replication round trip (two message delays and a disk
+    // write) is up to 20 units; slower drawn settings get it in proportion. With 30-unit delays
+    // and 25-unit writes, a leader's backlog of uncommitted entries took 3,200-6,900 units to
+    // commit in soaks (a slow commit, not a stall).
+    const roundTripUnits = 2 * this.params.delayMaxUnits + this.params.persistDelayMaxUnits;
+    const budget = Math.round(this.options.livenessBudgetUnits * Math.max(1, roundTripUnits / 20));
+    const deadline = this.now + budget;
     this.runUntil(deadline, () => this.markerCommittedIndex > 0);
-    if (this.markerCommittedIndex === 0) this.fail(`liveness: no leader committed a new entry within ${this.options.livenessBudgetUnits} units (${this.describeCluster()})`);
+    if (this.markerCommittedIndex === 0) this.fail(`liveness: no leader committed a new entry within ${budget} units (${this.describeCluster()})`);
     // Catching a learner up can take long in the slowest configurations (one entry per append,
     // a window of one, 60-unit round trips), so it has its own budget.
     this.stats.livenessCommitUnits = this.now - livenessStart;
@@ -650,10 +661,14 @@ class Simulation {
     this.leaderByTerm.set(bs.term, node.id);
     this.stats.elections++;
     this.digest.addString(`leader ${node.id} ${bs.term}`);
-    // Leader completeness: the new leader holds every entry known to be committed.
-    const top = this.committed.length - 1;
-    if (bs.lastIndex < top) this.fail(`leader completeness: ${node.id} leads term ${bs.term} with last index ${bs.lastIndex} < committed ${top}`);
-    for (let i = top; i >= 1; i--) {
+    // Leader completeness: the new leader holds every entry committed in its term or before. An
+    // entry first known committed at a later term may have been committed after this term (a
+    // candidate whose delayed votes arrive late wins an old term; it can never commit).
+    let checkedTop = false;
+    for (let i = this.committed.length - 1; i >= 1; i--) {
+      if (this.committedKnownAtTerm[i]! > bs.term) continue;
+      if (!checkedTop && bs.lastIndex < i) this.fail(`leader completeness: ${node.id} leads term ${bs.term} with last index ${bs.lastIndex} < committed ${i}`);
+      checkedTop = true;
       const t = raft.termAt(i);
       if (t === null) break;
       if (t !== this.committed[i]!.term) this.fail(`leader completeness: ${node.id} (term ${bs.term}) has term ${t} at committed index ${i}, expected ${this.committed[i]!.term}`);
@@ -796,10 +811,17 @@ class Simulation {
     if (first > st.lastIndex() + 1) this.fail(`${node.id} writes entry ${first} after a gap (last ${st.lastIndex()})`);
     if (st.entries.length > 0 && first <= st.lastIndex()) {
       const base = st.entries[0]!.index;
+      // The entries come from a leader of at least their highest term. A leader of the term an
+      // entry was committed in, or later, holds it (leader completeness), so it can never make a
+      // node drop it; an older, stale leader may overwrite a copy on a node that does not know it
+      // is committed (a majority still holds it).
+      const writerTermAtLeast = ents.reduce((max, e) => Math.max(max, e.term), 0);
       for (let i = Math.max(first, base); i <= st.lastIndex(); i++) {
         const old = st.entries[i - base]!;
         const c = this.committed[i];
-        if (c !== undefined && c.term === old.term) this.fail(`${node.id} truncates committed entry ${i} (term ${old.term})`);
+        if (c !== undefined && c.term === old.term && writerTermAtLeast >= this.committedKnownAtTerm[i]!) {
+          this.fail(`${node.id} truncates committed entry ${i} (term ${old.term}) for a writer of term ${writerTermAtLeast} >= ${this.committedKnownAtTerm[i]}`);
+        }
         if (i <= st.hardState.commit) this.fail(`${node.id} truncates entry ${i} at or below its durable commit ${st.hardState.commit}`);
       }
       if (first <= base) st.entries = [];
@@ -818,6 +840,7 @@ class Simulation {
     }
     if (e.index !== this.committed.length) this.fail(`commit record gap: ${e.index} after ${this.committed.length - 1} (${node.id})`);
     this.committed.push(e);
+    this.committedKnownAtTerm.push(node.storage.hardState.term);
     this.stats.committedEntries++;
     const cmd = e.type === 'normal' ? parseCommand(e.data) : null;
     if (cmd !== null) applyCommand(this.refKv, cmd);

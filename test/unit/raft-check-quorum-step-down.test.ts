@@ -59,3 +59,18 @@ test('a stale leader learns the newer term from the reply to its append and step
   assert.deepEqual(c.leaders(), ['n2']);
   assert.equal(c.raft('n1').status().leader, 'n2');
 });
+
+test('without pre-vote and check-quorum too, a stale-term append is answered with the newer term (a node that never campaigns where the leader hears it is not left behind)', () => {
+  const c = new TestCluster({ voters: ['n1', 'n2', 'n3'], preVote: false, checkQuorum: false });
+  c.elect('n1');
+  c.isolate('n3');
+  c.tick(30, ['n3']);
+  const higher = c.raft('n3').status().term;
+  assert.ok(higher > c.raft('n1').status().term, 'n3 campaigned alone to a higher term');
+  c.heal();
+  // No ticks: n3 does not campaign again; only its answer to the leader's append can tell n1.
+  c.raft('n1').propose('x');
+  c.stabilize();
+  assert.equal(c.raft('n1').status().role, 'follower');
+  assert.equal(c.raft('n1').status().term, higher);
+});
