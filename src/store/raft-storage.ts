@@ -558,7 +558,7 @@ function parseJson(file: string, key: string, text: string): unknown {
   }
 }
 
-function parseHardState(file: string, text: string): HardState {
+export function parseHardState(file: string, text: string): HardState {
   const value = parseJson(file, HARD_STATE_KEY, text) as Partial<HardState> | null;
   const ok =
     value !== null &&
@@ -570,7 +570,7 @@ function parseHardState(file: string, text: string): HardState {
   return { term: value.term as number, vote: value.vote as string | null, commit: value.commit as number };
 }
 
-function parseSnapshotMeta(file: string, text: string): SnapshotMeta {
+export function parseSnapshotMeta(file: string, text: string): SnapshotMeta {
   const value = parseJson(file, SNAPSHOT_META_KEY, text) as Partial<SnapshotMeta> | null;
   const conf = value?.conf as { voters?: unknown; learners?: unknown } | undefined;
   const ok =

@@ -1,0 +1,87 @@
+/**
+ * Break-glass recovery of a cluster that lost a quorum for good (`neuwerk cluster recover
+ * --force-new-cluster`): rewrites a STOPPED member's store so that it starts as the only voter of
+ * the cluster it was part of, with everything that cluster had committed as far as this member
+ * knows. Nothing here runs inside a node: the command refuses while a process holds the store.
+ *
+ * What it writes, in one transaction (as etcd's `--force-new-cluster` does in spirit):
+ *  - the whole log this member holds is kept and becomes committed, also entries after its own
+ *    commit index: a follower learns of a commit only with the leader's next message, so its tail
+ *    may hold writes the lost majority acknowledged (every entry came from a leader; with no
+ *    quorum left nothing can contradict it);
+ *  - after the last entry, in a new term: conf-change entries making this member the only voter
+ *    (a learner is promoted first, then every other member is removed), and for each removed
+ *    member a `member.tombstone` command, so a member that comes back with its old identity is
+ *    refused and must be wiped and joined again;
+ *  - a hard state in that term, voted for itself, with those entries committed.
+ * On its next start the node applies them like any committed entries and elects itself.
+ */
+import { NeuwerkError } from '../errors.js';
+import { applyConfChange, decodeConfChange, encodeConfChange } from '../raft/index.js';
+import type { ConfChange, Configuration } from '../raft/index.js';
+import { encodeCommand } from './commands.js';
+import type { SqliteDatabase } from './database.js';
+import { HARD_STATE_KEY, parseHardState, parseSnapshotMeta, raftStoreCorrupt, SNAPSHOT_META_KEY } from './raft-storage.js';
+
+export interface RecoveryOutcome {
+  /** The members that are no longer part of the cluster (voters and learners). */
+  readonly removed: readonly string[];
+  /** The commit index this member had. */
+  readonly previousCommitIndex: number;
+  /** The last index of its log: everything through it is kept, and now committed. */
+  readonly keptThroughIndex: number;
+  /** The new term, and the index of the last entry written. */
+  readonly term: number;
+  readonly lastIndex: number;
+}
+
+/**
+ * Makes `nodeId` the only voter of the store in `db` (see the module comment). Throws
+ * NW_ERR_STORE_CORRUPT for a store without Raft state, NW_ERR_CONFLICT when `nodeId` is not a
+ * member of its configuration.
+ */
+export function forceNewCluster(db: SqliteDatabase, file: string, nodeId: string, nowIso: string): RecoveryOutcome {
+  const meta = new Map((db.prepare('SELECT key, value FROM raft_meta').all() as { key: string; value: string }[]).map((row) => [row.key, row.value]));
+  const hardText = meta.get(HARD_STATE_KEY);
+  const snapText = meta.get(SNAPSHOT_META_KEY);
+  if (hardText === undefined || snapText === undefined) throw raftStoreCorrupt(file, 'no Raft state to recover from (raft_meta is incomplete)');
+  const hardState = parseHardState(file, hardText);
+  const snapshot = parseSnapshotMeta(file, snapText);
+  const last = (db.prepare('SELECT MAX(idx) AS last FROM raft_log WHERE idx > ?').get(snapshot.index) as { last: number | null }).last ?? snapshot.index;
+
+  // The configuration in effect at the end of the log (a configuration takes effect when its
+  // entry is appended): the snapshot's, then each conf change after it.
+  let conf: Configuration = snapshot.conf;
+  const changes = db.prepare("SELECT data FROM raft_log WHERE idx > ? AND type = 'conf-change' ORDER BY idx").all(snapshot.index) as { data: string }[];
+  for (const row of changes) {
+    const change = decodeConfChange(row.data);
+    const next = change === null ? null : applyConfChange(conf, change);
+    if (next !== null) conf = next;
+  }
+  if (!conf.voters.includes(nodeId) && !conf.learners.includes(nodeId)) {
+    throw new NeuwerkError('NW_ERR_CONFLICT', `node ${nodeId} is not a member of the configuration in its store (voters ${conf.voters.join(', ') || 'none'}); recover from a member's store`);
+  }
+
+  const others = [...conf.voters, ...conf.learners].filter((id) => id !== nodeId);
+  if (others.length === 0 && conf.voters.includes(nodeId)) {
+    throw new NeuwerkError('NW_ERR_CONFLICT', `node ${nodeId} is already the only voter of its cluster; start it as it is`);
+  }
+  const plan: ConfChange[] = [];
+  if (conf.learners.includes(nodeId)) plan.push({ type: 'promote', nodeId });
+  for (const id of others) plan.push({ type: 'remove', nodeId: id });
+
+  const term = hardState.term + 1;
+  let index = last;
+  db.transaction(() => {
+    const insert = db.prepare('INSERT INTO raft_log (idx, term, type, data) VALUES (?, ?, ?, ?)');
+    for (const change of plan) {
+      insert.run(++index, term, 'conf-change', encodeConfChange(change));
+      if (change.type === 'remove') insert.run(++index, term, 'normal', encodeCommand({ v: 1, type: 'member.tombstone', node_id: change.nodeId, removed_at: nowIso }));
+    }
+    db.prepare('INSERT INTO raft_meta (key, value) VALUES (?, ?) ON CONFLICT (key) DO UPDATE SET value = excluded.value').run(
+      HARD_STATE_KEY,
+      JSON.stringify({ term, vote: nodeId, commit: index }),
+    );
+  })();
+  return { removed: others, previousCommitIndex: hardState.commit, keptThroughIndex: last, term, lastIndex: index };
+}
