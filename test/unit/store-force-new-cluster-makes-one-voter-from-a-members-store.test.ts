@@ -1,0 +1,57 @@
+import assert from 'node:assert/strict';
+import { mkdtempSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { after, describe, it } from 'node:test';
+import { NeuwerkError } from '../../src/errors.js';
+import { applyConfChange, decodeConfChange, type Configuration } from '../../src/raft/index.js';
+import { openStoreDatabase, type SqliteDatabase } from '../../src/store/database.js';
+import { HARD_STATE_KEY, RaftStorage, SNAPSHOT_META_KEY } from '../../src/store/raft-storage.js';
+import { forceNewCluster } from '../../src/store/recover.js';
+
+const NOW = '2026-11-24T12:00:00.000Z';
+
+/** A member's store: voters a, b, c and learner d in the snapshot metadata, 4 entries of term 5, commit 3. */
+function memberStore(dir: string, name: string): { db: SqliteDatabase; file: string } {
+  const file = join(dir, name);
+  const db = openStoreDatabase(file);
+  db.prepare('INSERT INTO raft_meta (key, value) VALUES (?, ?)').run(SNAPSHOT_META_KEY, JSON.stringify({ index: 0, term: 0, conf: { voters: ['a', 'b', 'c'], learners: ['d'] } }));
+  db.prepare('INSERT INTO raft_meta (key, value) VALUES (?, ?)').run(HARD_STATE_KEY, JSON.stringify({ term: 5, vote: 'a', commit: 3 }));
+  for (let i = 1; i <= 4; i++) db.prepare("INSERT INTO raft_log (idx, term, type, data) VALUES (?, 5, 'normal', '')").run(i);
+  return { db, file };
+}
+
+describe('forceNewCluster', () => {
+  const dir = mkdtempSync(join(tmpdir(), 'nw-recover-'));
+  after(() => rmSync(dir, { recursive: true, force: true }));
+
+  it('a learner is promoted, every other member removed and tombstoned, the whole log kept and committed in a new term', () => {
+    const { db, file } = memberStore(dir, 'd.db');
+    const outcome = forceNewCluster(db, file, 'd', NOW);
+    assert.deepEqual(outcome, { removed: ['a', 'b', 'c'], previousCommitIndex: 3, keptThroughIndex: 4, term: 6, lastIndex: 11 });
+    const rows = db.prepare('SELECT idx, term, type, data FROM raft_log ORDER BY idx').all() as { idx: number; term: number; type: string; data: string }[];
+    assert.deepEqual(rows.slice(0, 4).map((r) => r.term), [5, 5, 5, 5], 'the log, its uncommitted tail included, is kept');
+    let conf: Configuration = { voters: ['a', 'b', 'c'], learners: ['d'] };
+    const tombstoned: string[] = [];
+    for (const row of rows.slice(4)) {
+      assert.equal(row.term, 6);
+      if (row.type === 'conf-change') conf = applyConfChange(conf, decodeConfChange(row.data) as NonNullable<ReturnType<typeof decodeConfChange>>) ?? assert.fail(`invalid change ${row.data}`);
+      else tombstoned.push((JSON.parse(row.data) as { type: string; node_id: string }).node_id);
+    }
+    assert.deepEqual(conf, { voters: ['d'], learners: [] });
+    assert.deepEqual(tombstoned, ['a', 'b', 'c']);
+    assert.deepEqual(JSON.parse((db.prepare('SELECT value FROM raft_meta WHERE key = ?').get(HARD_STATE_KEY) as { value: string }).value), { term: 6, vote: 'd', commit: 11 });
+    // The store passes every consistency check of a start.
+    const storage = RaftStorage.open({ db, dbPath: file, snapshotsDir: join(dir, 'snaps-d'), nodeId: 'd', bootstrapVoters: null, appliedIndex: 0 });
+    assert.equal(storage.lastIndex, 11);
+    db.close();
+  });
+
+  it('refuses a node that is not a member, and one that is already the only voter', () => {
+    const { db, file } = memberStore(dir, 'x.db');
+    assert.throws(() => forceNewCluster(db, file, 'x', NOW), (err: unknown) => err instanceof NeuwerkError && err.code === 'NW_ERR_CONFLICT' && /not a member/.test(err.message));
+    forceNewCluster(db, file, 'a', NOW);
+    assert.throws(() => forceNewCluster(db, file, 'a', NOW), /already the only voter/);
+    db.close();
+  });
+});
