@@ -4,7 +4,7 @@ import type { Duplex } from 'node:stream';
 import type { Logger } from '../log/logger.js';
 import { LogThrottle } from '../log/throttle.js';
 import type { Identity } from '../auth/tokens.js';
-import { NeuwerkError, describeError } from '../errors.js';
+import { NeuwerkError, describeError, type ErrorCode } from '../errors.js';
 import type { NodeMetrics } from '../metrics/registry.js';
 import { readBody, type HandlerResult, type RequestContext, type Route, type RouteMatch, type Router } from './router.js';
 import { FORWARDED_HEADER, type LeaderProxy } from './leader-proxy.js';
@@ -76,9 +76,16 @@ function renderResult(result: NonNullable<HandlerResult>): RenderedAnswer {
 }
 
 /** The error JSON answer (DESIGN §6: `{"error", "code"}` with the catalogue's status). */
+/** Errors a client should simply retry, with the `Retry-After` seconds it is told (an election takes about one). */
+const RETRY_AFTER_SECONDS: Partial<Record<ErrorCode, number>> = { NW_ERR_NO_LEADER: 1, NW_ERR_NOT_LEADER: 1 };
+
 function errorAnswer(error: NeuwerkError): RenderedAnswer {
   const text = JSON.stringify(error.toJSON());
-  return { status: error.httpStatus, headers: { 'content-type': JSON_CONTENT_TYPE, 'content-length': String(Buffer.byteLength(text)) }, body: text };
+  const headers: Record<string, string> = { 'content-type': JSON_CONTENT_TYPE, 'content-length': String(Buffer.byteLength(text)) };
+  // A refusal that knows its wait (a rate limit) says so; otherwise the code's usual wait, if any.
+  const retryAfter = typeof error.detail?.retryAfterSeconds === 'number' ? error.detail.retryAfterSeconds : RETRY_AFTER_SECONDS[error.code];
+  if (retryAfter !== undefined) headers['retry-after'] = String(retryAfter);
+  return { status: error.httpStatus, headers, body: text };
 }
 
 /**

@@ -224,6 +224,9 @@ describe('auth on a single node', () => {
     const blocked = await call('POST', '/api/v1/auth/token-login', null, { token: `Bearer ${admin}` });
     assert.equal(blocked.status, 429, 'even the right token waits out the block');
     assert.equal((blocked.json as { code: string }).code, 'NW_ERR_AUTH_RATE_LIMITED');
+    // Retry-After carries the wait the message names.
+    const seconds = /retry in (\d+) s/.exec((blocked.json as { error: string }).error)?.[1];
+    assert.equal(blocked.headers['retry-after'], seconds);
   });
 
   it('no private key or raw token ever appears in a log line or an API response; audit lines name who did what', async () => {

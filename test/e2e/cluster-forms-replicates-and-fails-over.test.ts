@@ -130,6 +130,7 @@ describe('a three-node cluster', () => {
     const readElapsed = Date.now() - readStarted;
     assert.equal(read.status, 503, JSON.stringify(read.json));
     assert.equal((read.json as { error: string }).error, 'no cluster leader');
+    assert.equal(read.headers['retry-after'], '1', 'a client is told to retry (an election takes about a second)');
     assert.ok(readElapsed < 2_000, `answered in ${readElapsed} ms`);
     const cliTarget = ['--http-addr', `127.0.0.1:${survivor.httpPort}`, '--ca', join(survivor.dataDir, 'http-tls', 'ca.crt')];
     const noLeader = await runCli(['status', ...cliTarget], { env: { NEUWERK_TOKEN: await cluster.token() } });

@@ -144,7 +144,7 @@ export function addAuthRoutes(router: Router, deps: { auth: AuthService; authent
     handler: async (ctx) => {
       const waitMs = limiter.retryAfterMs(ctx.clientAddress);
       if (waitMs > 0) {
-        throw new NeuwerkError('NW_ERR_AUTH_RATE_LIMITED', `too many failed logins from ${ctx.clientAddress}; retry in ${Math.ceil(waitMs / 1000)} s`);
+        throw new NeuwerkError('NW_ERR_AUTH_RATE_LIMITED', `too many failed logins from ${ctx.clientAddress}; retry in ${Math.ceil(waitMs / 1000)} s`, { detail: { retryAfterSeconds: Math.ceil(waitMs / 1000) } });
       }
       let body: { token: string };
       try {
