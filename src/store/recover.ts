@@ -30,6 +30,10 @@ export interface RecoveryOutcome {
   readonly previousCommitIndex: number;
   /** The last index of its log: everything through it is kept, and now committed. */
   readonly keptThroughIndex: number;
+  /** The term of that last entry: of several survivors, recover the one with the highest (term, index). */
+  readonly keptThroughTerm: number;
+  /** True when nothing was written (`dryRun`). */
+  readonly dryRun: boolean;
   /** The new term, and the index of the last entry written. */
   readonly term: number;
   readonly lastIndex: number;
@@ -40,14 +44,16 @@ export interface RecoveryOutcome {
  * NW_ERR_STORE_CORRUPT for a store without Raft state, NW_ERR_CONFLICT when `nodeId` is not a
  * member of its configuration.
  */
-export function forceNewCluster(db: SqliteDatabase, file: string, nodeId: string, nowIso: string): RecoveryOutcome {
+export function forceNewCluster(db: SqliteDatabase, file: string, nodeId: string, nowIso: string, options: { readonly dryRun?: boolean } = {}): RecoveryOutcome {
   const meta = new Map((db.prepare('SELECT key, value FROM raft_meta').all() as { key: string; value: string }[]).map((row) => [row.key, row.value]));
   const hardText = meta.get(HARD_STATE_KEY);
   const snapText = meta.get(SNAPSHOT_META_KEY);
   if (hardText === undefined || snapText === undefined) throw raftStoreCorrupt(file, 'no Raft state to recover from (raft_meta is incomplete)');
   const hardState = parseHardState(file, hardText);
   const snapshot = parseSnapshotMeta(file, snapText);
-  const last = (db.prepare('SELECT MAX(idx) AS last FROM raft_log WHERE idx > ?').get(snapshot.index) as { last: number | null }).last ?? snapshot.index;
+  const tail = db.prepare('SELECT idx, term FROM raft_log WHERE idx > ? ORDER BY idx DESC LIMIT 1').get(snapshot.index) as { idx: number; term: number } | undefined;
+  const last = tail?.idx ?? snapshot.index;
+  const lastTerm = tail?.term ?? snapshot.term;
 
   // The configuration in effect at the end of the log (a configuration takes effect when its
   // entry is appended): the snapshot's, then each conf change after it.
@@ -72,6 +78,16 @@ export function forceNewCluster(db: SqliteDatabase, file: string, nodeId: string
 
   const term = hardState.term + 1;
   let index = last;
+  const outcome = (lastIndex: number): RecoveryOutcome => ({
+    removed: others,
+    previousCommitIndex: hardState.commit,
+    keptThroughIndex: last,
+    keptThroughTerm: lastTerm,
+    term,
+    lastIndex,
+    dryRun: options.dryRun === true,
+  });
+  if (options.dryRun === true) return outcome(last + plan.length + plan.filter((change) => change.type === 'remove').length);
   db.transaction(() => {
     const insert = db.prepare('INSERT INTO raft_log (idx, term, type, data) VALUES (?, ?, ?, ?)');
     for (const change of plan) {
@@ -83,5 +99,5 @@ export function forceNewCluster(db: SqliteDatabase, file: string, nodeId: string
       JSON.stringify({ term, vote: nodeId, commit: index }),
     );
   })();
-  return { removed: others, previousCommitIndex: hardState.commit, keptThroughIndex: last, term, lastIndex: index };
+  return outcome(index);
 }

@@ -30,17 +30,26 @@ describe('cluster recover --force-new-cluster: a member whose peers are lost for
     const running = await runCli(['cluster', 'recover', '--force-new-cluster', '--data-dir', survivor.dataDir]);
     assert.equal(running.code, 1, running.stderr);
     assert.match(running.stderr, new RegExp(`is open in process ${survivor.node.pid}: the node must be stopped first`));
+    // A dry run only reads, so it works on a running node (comparing survivors).
+    const dry = await runCli(['cluster', 'recover', '--dry-run', '--data-dir', survivor.dataDir]);
+    assert.equal(dry.code, 0, dry.stderr);
+    assert.match(dry.stdout, new RegExp(`^node ${survivor.node.nodeId}: last log entry term \\d+ index \\d+, commit index \\d+; recovery would remove .*\\. Nothing was changed\\.$`, 'm'));
   });
 
   it('after the other two are lost, the survivor recovered from its own store leads alone with every acknowledged write', async () => {
     for (const member of lost) await member.node.stop('SIGKILL');
     await survivor.node.stop('SIGKILL');
+    const dry = await runCli(['cluster', 'recover', '--dry-run', '--data-dir', survivor.dataDir, '--json']);
+    assert.equal(dry.code, 0, dry.stderr);
+    const planned = JSON.parse(dry.stdout) as { keptThroughIndex: number; dryRun: boolean };
+    assert.equal(planned.dryRun, true);
     const recovered = await runCli(['cluster', 'recover', '--force-new-cluster', '--data-dir', survivor.dataDir, '--json']);
     assert.equal(recovered.code, 0, recovered.stderr);
     const report = JSON.parse(recovered.stdout) as { nodeId: string; removed: string[]; keptThroughIndex: number; previousCommitIndex: number };
     assert.equal(report.nodeId, survivor.node.nodeId);
     assert.deepEqual([...report.removed].sort(), lost.map((m) => m.node.nodeId).sort());
     assert.ok(report.keptThroughIndex >= report.previousCommitIndex);
+    assert.equal(report.keptThroughIndex, planned.keptThroughIndex, 'the dry run named what was kept');
 
     await cluster.restart(survivor);
     await cluster.waitFor((s) => s.leader_id === survivor.node.nodeId && s.voters === 1, 'the survivor leads alone');

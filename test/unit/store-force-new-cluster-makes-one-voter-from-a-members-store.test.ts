@@ -27,8 +27,12 @@ describe('forceNewCluster', () => {
 
   it('a learner is promoted, every other member removed and tombstoned, the whole log kept and committed in a new term', () => {
     const { db, file } = memberStore(dir, 'd.db');
+    const before = db.prepare('SELECT COUNT(*) AS n FROM raft_log').get();
+    const planned = forceNewCluster(db, file, 'd', NOW, { dryRun: true });
+    assert.deepEqual(db.prepare('SELECT COUNT(*) AS n FROM raft_log').get(), before, 'a dry run writes nothing');
     const outcome = forceNewCluster(db, file, 'd', NOW);
-    assert.deepEqual(outcome, { removed: ['a', 'b', 'c'], previousCommitIndex: 3, keptThroughIndex: 4, term: 6, lastIndex: 11 });
+    assert.deepEqual(outcome, { removed: ['a', 'b', 'c'], previousCommitIndex: 3, keptThroughIndex: 4, keptThroughTerm: 5, term: 6, lastIndex: 11, dryRun: false });
+    assert.deepEqual(planned, { ...outcome, dryRun: true }, 'the dry run foresaw exactly this');
     const rows = db.prepare('SELECT idx, term, type, data FROM raft_log ORDER BY idx').all() as { idx: number; term: number; type: string; data: string }[];
     assert.deepEqual(rows.slice(0, 4).map((r) => r.term), [5, 5, 5, 5], 'the log, its uncommitted tail included, is kept');
     let conf: Configuration = { voters: ['a', 'b', 'c'], learners: ['d'] };
