@@ -35,7 +35,8 @@ port.on('message', (request: SnapshotCopyRequest) => {
   try {
     reply = { id: request.id, ok: true, index: copyStateMachineAsOfNow(db, request.temporary).index };
   } catch (err) {
-    reply = { id: request.id, ok: false, message: err instanceof Error ? err.message : String(err) };
+    const code = (err as { code?: unknown } | null)?.code;
+    reply = { id: request.id, ok: false, message: err instanceof Error ? err.message : String(err), ...(typeof code === 'string' ? { code } : {}) };
   }
   port.postMessage(reply);
 });

@@ -55,7 +55,10 @@ export interface SnapshotCopyRequest {
 }
 
 /** The worker's answer to request `id`. */
-export type SnapshotCopyReply = { readonly id: number; readonly ok: true; readonly index: number } | { readonly id: number; readonly ok: false; readonly message: string };
+/** `code`: the failure's error code (`SQLITE_FULL`, `ENOSPC`, ...) when it had one, so a full disk is told from a bug. */
+export type SnapshotCopyReply =
+  | { readonly id: number; readonly ok: true; readonly index: number }
+  | { readonly id: number; readonly ok: false; readonly message: string; readonly code?: string };
 
 /** Mode of the snapshots directory (as in `snapshot.ts`). */
 const SNAPSHOTS_DIR_MODE = 0o700;
@@ -140,7 +143,7 @@ export class StoreWorker {
       if (waiting === undefined) return;
       this.waiting.delete(reply.id);
       if (reply.ok) waiting.resolve({ temporary: waiting.temporary, index: reply.index });
-      else waiting.reject(new Error(`snapshot copy failed: ${reply.message}`));
+      else waiting.reject(Object.assign(new Error(`snapshot copy failed: ${reply.message}`), reply.code === undefined ? {} : { code: reply.code }));
     });
     const lost = (err: Error): void => {
       if (this.worker !== worker) return;
