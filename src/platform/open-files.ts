@@ -1,11 +1,13 @@
-import { readdirSync, readlinkSync } from 'node:fs';
+import { readdirSync, statSync } from 'node:fs';
 
 /**
- * Ids of the processes (other than this one) that have `path` open, from `/proc/<pid>/fd` (Linux).
- * Processes whose descriptors cannot be read (another user's, without root) are not seen; null
- * when `/proc` cannot be read at all.
+ * Ids of the processes (other than this one) that have the file at `path` open, from
+ * `/proc/<pid>/fd` (Linux). The file is recognised by its device and inode, so a path through a
+ * symbolic link or a bind mount finds it too. Processes whose descriptors cannot be read
+ * (another user's, without root) are not seen; null when `/proc` cannot be read at all.
  */
 export function processesHoldingFile(path: string): number[] | null {
+  const target = statSync(path);
   let pids: string[];
   try {
     pids = readdirSync('/proc').filter((name) => /^\d+$/.test(name));
@@ -23,12 +25,14 @@ export function processesHoldingFile(path: string): number[] | null {
     }
     for (const fd of fds) {
       try {
-        if (readlinkSync(`/proc/${pid}/fd/${fd}`) === path) {
+        // stat follows the descriptor's link to the open file itself.
+        const open = statSync(`/proc/${pid}/fd/${fd}`);
+        if (open.ino === target.ino && open.dev === target.dev) {
           holders.push(Number(pid));
           break;
         }
       } catch {
-        // closed meanwhile
+        // closed meanwhile, or not a file we may stat
       }
     }
   }
