@@ -31,6 +31,7 @@ export default class ClusterRecover extends NeuwerkCommand {
       if (!this.jsonEnabled()) {
         process.stdout.write(
           `node ${report.nodeId}: last log entry term ${report.keptThroughTerm} index ${report.keptThroughIndex}, commit index ${report.previousCommitIndex}; ` +
+            `${report.droppedEntries > 0 ? `recovery would drop ${report.droppedEntries} uncommitted entries from its own removal on; ` : ''}` +
             `recovery would remove ${report.removed.join(', ') || 'nobody'}. Nothing was changed.\n`,
         );
       }
@@ -45,7 +46,8 @@ export default class ClusterRecover extends NeuwerkCommand {
     if (!this.jsonEnabled()) {
       process.stderr.write(
         `node ${report.nodeId} is now the only voter (term ${report.term}); kept its log through index ${report.keptThroughIndex} ` +
-          `(term ${report.keptThroughTerm}; its commit index was ${report.previousCommitIndex}); removed ${report.removed.join(', ') || 'nobody'}.\n` +
+          `(term ${report.keptThroughTerm}; its commit index was ${report.previousCommitIndex})` +
+          `${report.droppedEntries > 0 ? `, dropped ${report.droppedEntries} uncommitted entries from its own removal on` : ''}; removed ${report.removed.join(', ') || 'nobody'}.\n` +
           'Start the node, then join new members to it (removed members must be wiped before they join again).\n',
       );
     }

@@ -8,11 +8,12 @@
  *  - the whole log this member holds is kept and becomes committed, also entries after its own
  *    commit index: a follower learns of a commit only with the leader's next message, so its tail
  *    may hold writes the lost majority acknowledged (every entry came from a leader; with no
- *    quorum left nothing can contradict it);
+ *    quorum left nothing can contradict it) — except an uncommitted removal of this member itself
+ *    and what follows it, which are dropped;
  *  - after the last entry, in a new term: conf-change entries making this member the only voter
- *    (a learner is promoted first, then every other member is removed), and for each removed
- *    member a `member.tombstone` command, so a member that comes back with its old identity is
- *    refused and must be wiped and joined again;
+ *    (a learner is promoted first, then every other member is removed), and a `member.tombstone`
+ *    command for every other node the store knows of, so none can come back with its old
+ *    identity: it is refused and must be wiped and joined again;
  *  - a hard state in that term, voted for itself, with those entries committed.
  * On its next start the node applies them like any committed entries and elects itself.
  */
@@ -24,8 +25,10 @@ import type { SqliteDatabase } from './database.js';
 import { HARD_STATE_KEY, parseHardState, parseSnapshotMeta, raftStoreCorrupt, SNAPSHOT_META_KEY } from './raft-storage.js';
 
 export interface RecoveryOutcome {
-  /** The members that are no longer part of the cluster (voters and learners). */
+  /** The other nodes the store knew of, now tombstoned (voters, learners, member rows). */
   readonly removed: readonly string[];
+  /** Entries dropped from the end of the log: an uncommitted removal of this node and what followed it. */
+  readonly droppedEntries: number;
   /** The commit index this member had. */
   readonly previousCommitIndex: number;
   /** The last index of its log: everything through it is kept, and now committed. */
@@ -51,35 +54,70 @@ export function forceNewCluster(db: SqliteDatabase, file: string, nodeId: string
   if (hardText === undefined || snapText === undefined) throw raftStoreCorrupt(file, 'no Raft state to recover from (raft_meta is incomplete)');
   const hardState = parseHardState(file, hardText);
   const snapshot = parseSnapshotMeta(file, snapText);
-  const tail = db.prepare('SELECT idx, term FROM raft_log WHERE idx > ? ORDER BY idx DESC LIMIT 1').get(snapshot.index) as { idx: number; term: number } | undefined;
+  const anotherMember = { actions: ["Recover from another survivor's store (`neuwerk cluster recover --dry-run` on each shows what it holds)."] };
+  if (db.prepare('SELECT 1 FROM removed_members WHERE node_id = ?').get(nodeId) !== undefined) {
+    throw new NeuwerkError('NW_ERR_CONFLICT', `node ${nodeId} was removed from its cluster (its store records it); its store cannot seed a new one`, anotherMember);
+  }
+
+  // The log's conf changes, and the first entry that removes this node (its conf change or its
+  // tombstone): uncommitted, that entry and everything after it are dropped (a removal it proposed
+  // as leader but never replicated must not lock it out); committed, this node is no member.
+  const changes: { idx: number; change: ConfChange }[] = [];
+  let selfRemovedAt: number | null = null;
+  for (const row of db.prepare("SELECT idx, data FROM raft_log WHERE idx > ? AND type = 'conf-change' ORDER BY idx").all(snapshot.index) as { idx: number; data: string }[]) {
+    const change = decodeConfChange(row.data);
+    if (change === null) continue;
+    if (change.type === 'remove' && change.nodeId === nodeId) {
+      selfRemovedAt = row.idx;
+      break;
+    }
+    changes.push({ idx: row.idx, change });
+  }
+  for (const row of db.prepare("SELECT idx, data FROM raft_log WHERE idx > ? AND type = 'normal' AND data LIKE '%\"member.tombstone\"%' ORDER BY idx").all(snapshot.index) as { idx: number; data: string }[]) {
+    if ((JSON.parse(row.data) as { node_id?: unknown }).node_id === nodeId) {
+      if (selfRemovedAt === null || row.idx < selfRemovedAt) selfRemovedAt = row.idx;
+      break;
+    }
+  }
+  if (selfRemovedAt !== null && selfRemovedAt <= hardState.commit) {
+    throw new NeuwerkError('NW_ERR_CONFLICT', `node ${nodeId} was removed from its cluster at index ${selfRemovedAt} (committed); its store cannot seed a new one`, anotherMember);
+  }
+  const keepBelow = selfRemovedAt ?? Number.MAX_SAFE_INTEGER;
+  const tail = db.prepare('SELECT idx, term FROM raft_log WHERE idx > ? AND idx < ? ORDER BY idx DESC LIMIT 1').get(snapshot.index, keepBelow) as { idx: number; term: number } | undefined;
   const last = tail?.idx ?? snapshot.index;
   const lastTerm = tail?.term ?? snapshot.term;
+  const dropped = selfRemovedAt === null ? 0 : (db.prepare('SELECT COUNT(*) AS n FROM raft_log WHERE idx >= ?').get(selfRemovedAt) as { n: number }).n;
 
-  // The configuration in effect at the end of the log (a configuration takes effect when its
+  // The configuration in effect at the end of the kept log (a configuration takes effect when its
   // entry is appended): the snapshot's, then each conf change after it.
   let conf: Configuration = snapshot.conf;
-  const changes = db.prepare("SELECT data FROM raft_log WHERE idx > ? AND type = 'conf-change' ORDER BY idx").all(snapshot.index) as { data: string }[];
-  for (const row of changes) {
-    const change = decodeConfChange(row.data);
-    const next = change === null ? null : applyConfChange(conf, change);
-    if (next !== null) conf = next;
+  const mentioned = new Set([...snapshot.conf.voters, ...snapshot.conf.learners]);
+  for (const { idx, change } of changes) {
+    if (idx >= keepBelow) break;
+    mentioned.add(change.nodeId);
+    conf = applyConfChange(conf, change) ?? conf;
   }
   if (!conf.voters.includes(nodeId) && !conf.learners.includes(nodeId)) {
-    throw new NeuwerkError('NW_ERR_CONFLICT', `node ${nodeId} is not a member of the configuration in its store (voters ${conf.voters.join(', ') || 'none'}); recover from a member's store`);
+    throw new NeuwerkError('NW_ERR_CONFLICT', `node ${nodeId} is not a member of the configuration in its store (voters ${conf.voters.join(', ') || 'none'})`, anotherMember);
   }
 
   const others = [...conf.voters, ...conf.learners].filter((id) => id !== nodeId);
-  if (others.length === 0 && conf.voters.includes(nodeId)) {
+  if (others.length === 0 && conf.voters.includes(nodeId) && dropped === 0) {
     throw new NeuwerkError('NW_ERR_CONFLICT', `node ${nodeId} is already the only voter of its cluster; start it as it is`);
   }
+  // Every other node the store knows of is tombstoned, in the configuration or not (a member row,
+  // or one a kept conf change named), so none of them can come back with its old identity.
+  for (const row of db.prepare('SELECT node_id FROM members').all() as { node_id: string }[]) mentioned.add(row.node_id);
+  const alreadyRemoved = new Set((db.prepare('SELECT node_id FROM removed_members').all() as { node_id: string }[]).map((row) => row.node_id));
+  const tombstoned = [...mentioned].filter((id) => id !== nodeId && !alreadyRemoved.has(id)).sort();
   const plan: ConfChange[] = [];
   if (conf.learners.includes(nodeId)) plan.push({ type: 'promote', nodeId });
   for (const id of others) plan.push({ type: 'remove', nodeId: id });
 
   const term = hardState.term + 1;
-  let index = last;
   const outcome = (lastIndex: number): RecoveryOutcome => ({
-    removed: others,
+    removed: tombstoned,
+    droppedEntries: dropped,
     previousCommitIndex: hardState.commit,
     keptThroughIndex: last,
     keptThroughTerm: lastTerm,
@@ -87,13 +125,13 @@ export function forceNewCluster(db: SqliteDatabase, file: string, nodeId: string
     lastIndex,
     dryRun: options.dryRun === true,
   });
-  if (options.dryRun === true) return outcome(last + plan.length + plan.filter((change) => change.type === 'remove').length);
+  if (options.dryRun === true) return outcome(last + plan.length + tombstoned.length);
+  let index = last;
   db.transaction(() => {
+    db.prepare('DELETE FROM raft_log WHERE idx > ?').run(last);
     const insert = db.prepare('INSERT INTO raft_log (idx, term, type, data) VALUES (?, ?, ?, ?)');
-    for (const change of plan) {
-      insert.run(++index, term, 'conf-change', encodeConfChange(change));
-      if (change.type === 'remove') insert.run(++index, term, 'normal', encodeCommand({ v: 1, type: 'member.tombstone', node_id: change.nodeId, removed_at: nowIso }));
-    }
+    for (const change of plan) insert.run(++index, term, 'conf-change', encodeConfChange(change));
+    for (const id of tombstoned) insert.run(++index, term, 'normal', encodeCommand({ v: 1, type: 'member.tombstone', node_id: id, removed_at: nowIso }));
     db.prepare('INSERT INTO raft_meta (key, value) VALUES (?, ?) ON CONFLICT (key) DO UPDATE SET value = excluded.value').run(
       HARD_STATE_KEY,
       JSON.stringify({ term, vote: nodeId, commit: index }),

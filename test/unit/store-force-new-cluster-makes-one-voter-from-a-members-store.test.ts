@@ -21,6 +21,18 @@ function memberStore(dir: string, name: string): { db: SqliteDatabase; file: str
   return { db, file };
 }
 
+/** What the appended entries (all of the new term 6) do: the configuration they leave, the nodes they tombstone. */
+function appended(rows: readonly { term: number; type: string; data: string }[], start: Configuration): { conf: Configuration; tombstoned: string[] } {
+  let conf = start;
+  const tombstoned: string[] = [];
+  for (const row of rows) {
+    assert.equal(row.term, 6);
+    if (row.type === 'conf-change') conf = applyConfChange(conf, decodeConfChange(row.data) as NonNullable<ReturnType<typeof decodeConfChange>>) ?? assert.fail(`invalid change ${row.data}`);
+    else tombstoned.push((JSON.parse(row.data) as { node_id: string }).node_id);
+  }
+  return { conf, tombstoned };
+}
+
 describe('forceNewCluster', () => {
   const dir = mkdtempSync(join(tmpdir(), 'nw-recover-'));
   after(() => rmSync(dir, { recursive: true, force: true }));
@@ -31,19 +43,11 @@ describe('forceNewCluster', () => {
     const planned = forceNewCluster(db, file, 'd', NOW, { dryRun: true });
     assert.deepEqual(db.prepare('SELECT COUNT(*) AS n FROM raft_log').get(), before, 'a dry run writes nothing');
     const outcome = forceNewCluster(db, file, 'd', NOW);
-    assert.deepEqual(outcome, { removed: ['a', 'b', 'c'], previousCommitIndex: 3, keptThroughIndex: 4, keptThroughTerm: 5, term: 6, lastIndex: 11, dryRun: false });
+    assert.deepEqual(outcome, { removed: ['a', 'b', 'c'], droppedEntries: 0, previousCommitIndex: 3, keptThroughIndex: 4, keptThroughTerm: 5, term: 6, lastIndex: 11, dryRun: false });
     assert.deepEqual(planned, { ...outcome, dryRun: true }, 'the dry run foresaw exactly this');
     const rows = db.prepare('SELECT idx, term, type, data FROM raft_log ORDER BY idx').all() as { idx: number; term: number; type: string; data: string }[];
     assert.deepEqual(rows.slice(0, 4).map((r) => r.term), [5, 5, 5, 5], 'the log, its uncommitted tail included, is kept');
-    let conf: Configuration = { voters: ['a', 'b', 'c'], learners: ['d'] };
-    const tombstoned: string[] = [];
-    for (const row of rows.slice(4)) {
-      assert.equal(row.term, 6);
-      if (row.type === 'conf-change') conf = applyConfChange(conf, decodeConfChange(row.data) as NonNullable<ReturnType<typeof decodeConfChange>>) ?? assert.fail(`invalid change ${row.data}`);
-      else tombstoned.push((JSON.parse(row.data) as { type: string; node_id: string }).node_id);
-    }
-    assert.deepEqual(conf, { voters: ['d'], learners: [] });
-    assert.deepEqual(tombstoned, ['a', 'b', 'c']);
+    assert.deepEqual(appended(rows.slice(4), { voters: ['a', 'b', 'c'], learners: ['d'] }), { conf: { voters: ['d'], learners: [] }, tombstoned: ['a', 'b', 'c'] });
     assert.deepEqual(JSON.parse((db.prepare('SELECT value FROM raft_meta WHERE key = ?').get(HARD_STATE_KEY) as { value: string }).value), { term: 6, vote: 'd', commit: 11 });
     // The store passes every consistency check of a start.
     const storage = RaftStorage.open({ db, dbPath: file, snapshotsDir: join(dir, 'snaps-d'), nodeId: 'd', bootstrapVoters: null, appliedIndex: 0 });
@@ -56,6 +60,33 @@ describe('forceNewCluster', () => {
     assert.throws(() => forceNewCluster(db, file, 'x', NOW), (err: unknown) => err instanceof NeuwerkError && err.code === 'NW_ERR_CONFLICT' && /not a member/.test(err.message));
     forceNewCluster(db, file, 'a', NOW);
     assert.throws(() => forceNewCluster(db, file, 'a', NOW), /already the only voter/);
+    db.close();
+  });
+
+  it("drops an uncommitted removal of itself and what follows (a removal it proposed as leader but never replicated), and refuses a committed one", () => {
+    const { db, file } = memberStore(dir, 'self-removed.db');
+    db.prepare("INSERT INTO raft_log (idx, term, type, data) VALUES (5, 5, 'conf-change', ?)").run(JSON.stringify({ type: 'remove', nodeId: 'a' }));
+    db.prepare("INSERT INTO raft_log (idx, term, type, data) VALUES (6, 5, 'normal', '')").run();
+    const outcome = forceNewCluster(db, file, 'a', NOW);
+    assert.deepEqual([outcome.droppedEntries, outcome.keptThroughIndex, outcome.removed], [2, 4, ['b', 'c', 'd']]);
+    const rows = db.prepare('SELECT idx, term, type, data FROM raft_log WHERE idx > 4 ORDER BY idx').all() as { term: number; type: string; data: string }[];
+    assert.deepEqual(appended(rows, { voters: ['a', 'b', 'c'], learners: ['d'] }), { conf: { voters: ['a'], learners: [] }, tombstoned: ['b', 'c', 'd'] });
+    db.close();
+    const committed = memberStore(dir, 'self-removed-committed.db');
+    committed.db.prepare("INSERT INTO raft_log (idx, term, type, data) VALUES (5, 5, 'conf-change', ?)").run(JSON.stringify({ type: 'remove', nodeId: 'a' }));
+    committed.db.prepare('UPDATE raft_meta SET value = ? WHERE key = ?').run(JSON.stringify({ term: 5, vote: 'a', commit: 5 }), HARD_STATE_KEY);
+    assert.throws(() => forceNewCluster(committed.db, committed.file, 'a', NOW), /was removed from its cluster at index 5 \(committed\)/);
+    committed.db.close();
+  });
+
+  it('tombstones every other node the store knows of: one removed only by an uncommitted entry, and one known only as a member row', () => {
+    const { db, file } = memberStore(dir, 'all-known.db');
+    db.prepare("INSERT INTO raft_log (idx, term, type, data) VALUES (5, 5, 'conf-change', ?)").run(JSON.stringify({ type: 'remove', nodeId: 'b' }));
+    db.prepare("INSERT INTO members (node_id, cluster_addr, http_addr, role, joined_at, raft_index) VALUES ('e', NULL, '127.0.0.1:1', 'voter', ?, 1)").run(NOW);
+    const outcome = forceNewCluster(db, file, 'a', NOW);
+    assert.deepEqual(outcome.removed, ['b', 'c', 'd', 'e']);
+    const rows = db.prepare('SELECT idx, term, type, data FROM raft_log WHERE idx > 5 ORDER BY idx').all() as { term: number; type: string; data: string }[];
+    assert.deepEqual(appended(rows, { voters: ['a', 'c'], learners: ['d'] }), { conf: { voters: ['a'], learners: [] }, tombstoned: ['b', 'c', 'd', 'e'] });
     db.close();
   });
 });
