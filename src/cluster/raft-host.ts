@@ -768,7 +768,7 @@ export class RaftReplicator implements Replicator {
     this.stoppedBy =
       storage === null
         ? new NeuwerkError('NW_ERR_SHUTTING_DOWN', 'the node stopped after a fatal error; the write was not acknowledged', { cause: error })
-        : new NeuwerkError('NW_ERR_STORE_UNAVAILABLE', `the store ${this.dbPath} cannot be written: ${storage}; this node stopped replicating and refuses writes until it is restarted`, {
+        : new NeuwerkError('NW_ERR_STORE_UNAVAILABLE', `the store ${this.dbPath} cannot be written: ${storage}; this node stopped replicating and refuses writes until it is restarted with space to write`, {
             actions: ['Free space on (or repair) the disk that holds the store, then restart the node.'],
             cause: error,
           });

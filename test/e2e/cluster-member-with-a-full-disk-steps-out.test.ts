@@ -32,7 +32,7 @@ describe('cluster: a member whose store cannot be written steps out, and the oth
     }
     const check = await storeCheck();
     assert.equal(check?.ok, false, 'the seed reached the limit');
-    assert.match(check?.detail ?? '', /cannot be written: .*; this node stopped replicating and refuses writes until it is restarted$/);
+    assert.match(check?.detail ?? '', /cannot be written: .*; this node stopped replicating and refuses writes until it is restarted with space to write$/);
     assert.equal(seed.node.child.exitCode, null, 'the seed process is still up');
     assert.equal((await seed.node.api('GET', '/health')).status, 200);
     // It claims no role it cannot play, and a request that needs the leader is told why at once.

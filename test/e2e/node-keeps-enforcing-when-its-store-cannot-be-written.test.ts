@@ -50,7 +50,7 @@ describe('a node whose store cannot be written (disk full) keeps enforcing and s
     const error = refusal?.json as { error: string; code: string };
     assert.equal(error.code, 'NW_ERR_STORE_UNAVAILABLE');
     assert.ok(error.error.startsWith(`the store ${join(dataDir, 'cluster', 'raft.db')} cannot be written: `), error.error);
-    assert.match(error.error, /\((EFBIG|SQLITE_FULL|SQLITE_IOERR[A-Z_]*)\); this node stopped replicating and refuses writes until it is restarted$/);
+    assert.match(error.error, /\((EFBIG|SQLITE_FULL|SQLITE_IOERR[A-Z_]*)\); this node stopped replicating and refuses writes until it is restarted with space to write$/);
     const started = Date.now();
     const later = await node.api('PUT', '/api/v1/keyval/bulk/later', { value: 'x' }, headers);
     assert.equal(later.status, 503);
@@ -72,6 +72,8 @@ describe('a node whose store cannot be written (disk full) keeps enforcing and s
     assert.match(metrics, /^neuwerk_readiness_check\{check="policy_ready",node_id="[^"]+"\} 1$/m);
     assert.equal(rcode(await askUdp(node.dnsAddress, 'ok.example.test')), NOERROR);
     assert.equal(rcode(await askUdp(node.dnsAddress, 'other.example.test')), NXDOMAIN);
+    const own = (await node.api('GET', '/api/v1/cluster/status', undefined, headers)).json as { role: string; leader_id: string | null };
+    assert.deepEqual([own.role, own.leader_id], ['follower', null], 'it claims no leadership');
     const stale = await node.api('GET', `/api/v1/keyval/bulk/${acknowledged[0]}?stale=true`, undefined, headers);
     assert.equal(stale.status, 200, 'the local replica can still be read');
     const lines = node.logLines().filter((l) => typeof l.msg === 'string' && l.msg.startsWith('raft loop stopped'));

@@ -70,18 +70,20 @@ const validateVoters = bodyValidator<{ ids: string[]; force?: boolean }>(VOTERS_
 /** The status of a single node: a one-voter group that tolerates no failure. */
 function singleNodeStatus(replicator: Replicator): ClusterStatus | Record<string, unknown> {
   const s = replicator.status();
+  // A node whose store cannot be written leads nothing (see `RaftReplicator.fail`).
+  const role = s.stoppedBy === null ? 'leader' : 'follower';
   return {
     cluster_enabled: false,
     node_id: s.nodeId,
-    role: 'leader',
-    leader_id: s.nodeId,
+    role,
+    leader_id: s.stoppedBy === null ? s.nodeId : null,
     term: s.term,
     commit_index: s.commitIndex,
     applied_index: s.appliedIndex,
     voters: 1,
     healthy_voters: 1,
     tolerates: 0,
-    peers: [{ node_id: s.nodeId, role: 'leader', status: 'healthy', match_index: s.commitIndex, lag: 0, last_contact_ms: 0 }],
+    peers: [{ node_id: s.nodeId, role, status: 'healthy', match_index: s.commitIndex, lag: 0, last_contact_ms: 0 }],
   };
 }
 
