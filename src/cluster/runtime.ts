@@ -6,6 +6,7 @@ import { parseHostPort, type HostPort } from '../config/address.js';
 import type { NodeConfig } from '../config/load.js';
 import { NeuwerkError, describeError } from '../errors.js';
 import type { Logger } from '../log/logger.js';
+import { LogThrottle } from '../log/throttle.js';
 import type { NodeMetrics } from '../metrics/registry.js';
 import { bindError, checkListenersFree, closeServer, listen, type PlannedListener } from '../net/listen.js';
 import type { Message } from '../raft/index.js';
@@ -35,6 +36,29 @@ export const TRANSFER_WAIT_MS = 3_000;
 export const LEADER_VIEW_REFRESH_MS = 1_000;
 /** A cached leader view older than this is not used. */
 export const LEADER_VIEW_MAX_AGE_MS = 5_000;
+/** The leader warns about a learner unreachable for this long since it was added (a joiner that failed after its token was accepted). */
+export const STUCK_LEARNER_AFTER_MS = 60_000;
+/** ... at most this often per learner. */
+export const STUCK_LEARNER_LOG_INTERVAL_MS = 5 * 60_000;
+
+/**
+ * The learners that have been unreachable for at least `afterMs` since they were added, as far
+ * as the leader knows (`since`: when it first saw each as a learner, updated here for new ones
+ * and pruned of the ones that left).
+ */
+export function stuckLearners(peers: readonly Pick<PeerStatus, 'node_id' | 'role' | 'status'>[], since: Map<string, number>, nowMs: number, afterMs: number): { node_id: string; learnerForMs: number }[] {
+  const learners = new Set(peers.filter((p) => p.role === 'learner').map((p) => p.node_id));
+  for (const id of [...since.keys()]) if (!learners.has(id)) since.delete(id);
+  const stuck: { node_id: string; learnerForMs: number }[] = [];
+  for (const peer of peers) {
+    if (peer.role !== 'learner') continue;
+    const first = since.get(peer.node_id) ?? nowMs;
+    since.set(peer.node_id, first);
+    if (peer.status === 'unreachable' && nowMs - first >= afterMs) stuck.push({ node_id: peer.node_id, learnerForMs: nowMs - first });
+  }
+  return stuck;
+}
+
 /** Marker file in the cluster data dir of a node that was removed: it never rejoins by itself. */
 export const REMOVED_MARKER = 'removed';
 /** Every listener `neuwerk start` opens for this configuration (checked before a join). */
@@ -103,6 +127,9 @@ export class ClusterRuntime {
   private readonly malformedLogged = new Set<string>();
   private caCache: KeyAndCert | null;
   private promoting = false;
+  /** Leader: when it first saw each current learner (see `stuckLearners`). */
+  private readonly learnerSince = new Map<string, number>();
+  private readonly stuckLearnerLog = new LogThrottle(STUCK_LEARNER_LOG_INTERVAL_MS);
   private leaderView: { atMs: number; peers: PeerStatus[] } | null = null;
   /** Set when this node learned it was removed (persisted as a marker file). */
   private removedBy: string | null = null;
@@ -253,6 +280,7 @@ export class ClusterRuntime {
       return this.status().peers;
     });
     this.every(PROMOTION_INTERVAL_MS, () => void this.promoteCaughtUpLearners());
+    this.every(LEADER_VIEW_REFRESH_MS, () => this.warnAboutStuckLearners());
     this.every(LEADER_VIEW_REFRESH_MS, () => void this.refreshLeaderView());
     if (this.start === 'joined') this.watchOwnJoin(this.learnerSaid);
     return this.replicator;
@@ -372,6 +400,25 @@ export class ClusterRuntime {
       this.logger.debug({ node: ready, err: describeError(err) }, 'promotion deferred');
     } finally {
       this.promoting = false;
+    }
+  }
+
+  /**
+   * Leader: a learner that stays unreachable (a joiner whose start failed after its token was
+   * accepted) would otherwise only show as `learner unreachable` in `neuwerk status`; say what it
+   * is and what to do, once per `STUCK_LEARNER_LOG_INTERVAL_MS` per learner.
+   */
+  private warnAboutStuckLearners(): void {
+    if (this.replicator.status().role !== 'leader') {
+      this.learnerSince.clear();
+      return;
+    }
+    for (const { node_id: id, learnerForMs } of stuckLearners(this.status().peers, this.learnerSince, Date.now(), STUCK_LEARNER_AFTER_MS)) {
+      if (this.stuckLearnerLog.admit(id, Date.now()) === null) continue;
+      this.logger.warn(
+        { node: id, learner_for_s: Math.round(learnerForMs / 1000) },
+        `membership: learner ${id} has been unreachable since it was added ${Math.round(learnerForMs / 1000)} s ago; start it again (a joiner that failed after its token was accepted finds its peers in join-peers.json) or remove it: neuwerk cluster members remove ${id}`,
+      );
     }
   }
 
