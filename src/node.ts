@@ -33,7 +33,7 @@ import { createMetricsServer } from './metrics/server.js';
 import { closeServer, listen } from './net/listen.js';
 import { ensureDataDir, loadOrCreateNodeId } from './node-id.js';
 import { Readiness } from './readiness.js';
-import { openStoreDatabase, STORE_FILE_NAME, storageFailure, type SqliteDatabase } from './store/database.js';
+import { openStoreDatabase, STORE_FILE_NAME, type SqliteDatabase } from './store/database.js';
 import { NEUWERK_VERSION } from './version.js';
 
 import { registerNodeSysdumpRpc } from './sysdump/cluster-sysdump.js';
@@ -304,12 +304,11 @@ export async function startNode(config: NodeConfig, rootLogger: Logger, ring?: L
     );
 
     let stopping: Promise<void> | null = null;
-    // A store the disk will not let it write stops replication only: the node stays up, enforcing
-    // the policy it last applied (its dataplane must not die with the disk), `/ready` fails with the
-    // reason and writes answer 503 until it is restarted. Anything else (a committed entry that
-    // cannot be applied is a bug) stops the process loudly rather than diverge.
+    // A failure of the Raft loop that is not the disk's (a committed entry that cannot be applied
+    // is a bug) stops the process loudly rather than diverge. A store the disk will not let it
+    // write stops replication only (`RaftReplicator.fail`): the node stays up, enforcing the policy
+    // it last applied, `/ready` fails with the reason and writes answer 503.
     fatal = (err) => {
-      if (storageFailure(err) !== null) return;
       logger.fatal({ err: describeError(err) }, 'replicated state machine stopped on a fatal error; exiting');
       process.exit(70);
     };

@@ -75,10 +75,10 @@ function renderResult(result: NonNullable<HandlerResult>): RenderedAnswer {
   return { status: result.status, headers: { 'content-type': JSON_CONTENT_TYPE, 'content-length': String(Buffer.byteLength(text)), ...result.headers }, body: text };
 }
 
-/** The error JSON answer (DESIGN §6: `{"error", "code"}` with the catalogue's status). */
 /** Errors a client should simply retry, with the `Retry-After` seconds it is told (an election takes about one). */
 const RETRY_AFTER_SECONDS: Partial<Record<ErrorCode, number>> = { NW_ERR_NO_LEADER: 1, NW_ERR_NOT_LEADER: 1 };
 
+/** The error JSON answer (DESIGN §6: `{"error", "code"}` with the catalogue's status). */
 function errorAnswer(error: NeuwerkError): RenderedAnswer {
   const text = JSON.stringify(error.toJSON());
   const headers: Record<string, string> = { 'content-type': JSON_CONTENT_TYPE, 'content-length': String(Buffer.byteLength(text)) };
@@ -311,9 +311,10 @@ export function createApiServer(options: ApiServerOptions): Server {
       const routing = options.routing;
       // A node that stopped replicating serves no request that needs the leader: it says why at
       // once (local and stale reads, and the public routes, still answer).
-      const stopped = routing !== undefined && routedToLeader(match.route, target.query) ? (routing.stoppedBy?.() ?? null) : null;
+      const needsLeader = routing !== undefined && routedToLeader(match.route, target.query);
+      const stopped = needsLeader ? (routing.stoppedBy?.() ?? null) : null;
       if (stopped !== null) throw stopped;
-      if (routing !== undefined && routedToLeader(match.route, target.query) && !routing.isLeader()) {
+      if (needsLeader && !routing.isLeader()) {
         // Forwarded here by a member that took this node for the leader: never forwarded twice.
         // A header naming no member is a client's, and the request goes on like any other.
         const forwardedBy = req.headers[FORWARDED_HEADER];

@@ -24,22 +24,15 @@ export function recoverAsNewCluster(addressing: { readonly 'data-dir'?: string |
   }
   if (!existsSync(paths.nodeIdPath)) throw new NeuwerkError('NW_ERR_STORE_UNAVAILABLE', `no node id at ${paths.nodeIdPath}`);
   const nodeId = readFileSync(paths.nodeIdPath, 'utf8').trim();
-  if (dryRun) {
-    // Only reads: fine while the node runs (comparing survivors that are up but have no leader).
-    const db = new Database(paths.storePath, { readonly: true, fileMustExist: true });
-    try {
-      return { ...forceNewCluster(db, paths.storePath, nodeId, new Date().toISOString(), { dryRun }), nodeId, store: paths.storePath };
-    } finally {
-      db.close();
-    }
-  }
-  const holders = processesHoldingFile(paths.storePath);
+  const holders = dryRun ? null : processesHoldingFile(paths.storePath);
   if (holders !== null && holders.length > 0) {
     throw new NeuwerkError('NW_ERR_CONFLICT', `the store ${paths.storePath} is open in process ${holders.join(', ')}: the node must be stopped first`, {
       actions: ['Stop the node (systemctl stop neuwerk, or end its process), then run this again.'],
     });
   }
-  const db = openStoreDatabase(paths.storePath);
+  // A dry run only reads, through a read-only handle: fine while the node runs (comparing
+  // survivors that are up but have no leader).
+  const db = dryRun ? new Database(paths.storePath, { readonly: true, fileMustExist: true }) : openStoreDatabase(paths.storePath);
   try {
     return { ...forceNewCluster(db, paths.storePath, nodeId, new Date().toISOString(), { dryRun }), nodeId, store: paths.storePath };
   } finally {

@@ -20,8 +20,10 @@
  *      did, and resolve the proposals and reads waiting on them;
  *   4. `advance()`, then compact the log when it is long enough (the snapshot is copied on a worker
  *      thread and made durable off the loop, then recorded and the log trimmed in batches).
- * A committed entry that cannot be applied, or any failure of the store, stops the loop and goes
- * to `onFatal`: continuing could diverge the replicated state.
+ * A committed entry that cannot be applied, or any failure of the store, stops the loop for good:
+ * continuing could diverge the replicated state. A store the disk will not let it write (full,
+ * read-only, failing) stops replication only (every later caller is told why, `failure()`); any
+ * other failure also goes to `onFatal`.
  */
 import { rmSync } from 'node:fs';
 import { NeuwerkError, describeError } from '../errors.js';
@@ -109,7 +111,7 @@ export interface RaftReplicatorOptions {
   readonly send: (messages: Message[]) => void;
   readonly logger?: Logger;
   readonly metrics?: NodeMetrics;
-  /** Called once when the loop stops on a failure it must not continue from; the node logs and exits. */
+  /** Called once when the loop stops on a failure that is not the disk's (a bug): the node logs and exits. */
   readonly onFatal: (err: Error) => void;
   /** Ports for tests and simulation; default to the real ones. */
   readonly timers?: Timers;
@@ -775,7 +777,7 @@ export class RaftReplicator implements Replicator {
     this.stop(this.stoppedBy);
     if (storage === null) this.logger?.fatal({ err: error }, 'raft loop stopped on a fatal error');
     else this.logger?.error({ err: describeError(error), store: this.dbPath }, `raft loop stopped: ${this.stoppedBy.message}`);
-    this.onFatal(error);
+    if (storage === null) this.onFatal(error);
   }
 }
 

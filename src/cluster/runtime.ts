@@ -280,8 +280,10 @@ export class ClusterRuntime {
       return this.status().peers;
     });
     this.every(PROMOTION_INTERVAL_MS, () => void this.promoteCaughtUpLearners());
-    this.every(LEADER_VIEW_REFRESH_MS, () => this.warnAboutStuckLearners());
-    this.every(LEADER_VIEW_REFRESH_MS, () => void this.refreshLeaderView());
+    this.every(LEADER_VIEW_REFRESH_MS, () => {
+      this.warnAboutStuckLearners();
+      void this.refreshLeaderView();
+    });
     if (this.start === 'joined') this.watchOwnJoin(this.learnerSaid);
     return this.replicator;
   }

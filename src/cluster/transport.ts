@@ -27,9 +27,9 @@ export const MAX_QUEUED_RAFT_AGE_MS = 1_000;
 /**
  * Why a Raft message was not sent: the connected peer's unsent bytes were too many (`backlog`),
  * the queue while reconnecting was full (`reconnect-queue`), or it waited in that queue longer
- * than `MAX_QUEUED_RAFT_AGE_MS` (`stale`).
+ * than `MAX_QUEUED_RAFT_AGE_MS` (`stale`). The metric label `reason`, with `malformed` for
+ * received ones the host drops.
  */
-/** Why a Raft message was not sent (metric label `reason`, with `malformed` for received ones the host drops). */
 export const DROP_REASONS = ['backlog', 'reconnect-queue', 'stale'] as const;
 export type DropReason = (typeof DROP_REASONS)[number];
 /** Reconnect backoff bounds: each failed attempt doubles the wait, plus up to as much again in jitter. */

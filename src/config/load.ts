@@ -254,10 +254,6 @@ function fileAddress(value: string): HostPort {
   return parseHostPort(value) as HostPort;
 }
 
-/**
- * Resolves the node configuration: a flag wins over the file, the file over the defaults.
- * Relative paths, from flags and file alike, resolve against the current directory.
- */
 /** Where a node keeps its files (everything but the store file's name, which is the store's). */
 export interface NodePaths {
   readonly dataDir: string;
@@ -293,6 +289,10 @@ function proxyProtocolFlags(values: readonly string[]): string[] {
   return values.map((value) => flagCidr('proxy-protocol-from', value));
 }
 
+/**
+ * Resolves the node configuration: a flag wins over the file, the file over the defaults.
+ * Relative paths, from flags and file alike, resolve against the current directory.
+ */
 export function resolveNodeConfig(file: ConfigFile | null, configPath: string | null, flags: StartFlags): NodeConfig {
   const f = file ?? { version: 1 };
   const pick = <T>(flag: T | undefined, fromFile: T | undefined): T | undefined => (flag !== undefined ? flag : fromFile);

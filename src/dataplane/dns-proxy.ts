@@ -153,7 +153,6 @@ function listenTcp(server: Server, address: HostPort): Promise<number> {
   });
 }
 
-
 /** The DNS proxy; see the module comment for the per-query contract. */
 export class DnsProxy {
   private udp: UdpSocket | null = null;

@@ -27,7 +27,7 @@ export function listen(server: Server, address: HostPort, setting: string): Prom
 
 /**
  * Why an address could not be bound, naming the setting it came from (a flag, or a config key and
- * its file; see `NodeConfig.bindSettings`); `protocol`: '', ' (UDP)' or ' (UDP or TCP)'.
+ * its file; see `NodeConfig.bindSettings`); `protocol`: '', ' (UDP)' or ' (TCP)'.
  */
 export function bindError(err: NodeJS.ErrnoException, address: HostPort, setting: string, protocol: string): NeuwerkError {
   const shown = formatHostPort(address);
