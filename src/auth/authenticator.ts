@@ -1,4 +1,4 @@
-import type { KeyObject } from 'node:crypto';
+import { createHash, type KeyObject } from 'node:crypto';
 import { NeuwerkError } from '../errors.js';
 import { roleWithin } from '../store/auth-tables.js';
 import type { StateMachine } from '../store/state-machine.js';
@@ -6,6 +6,15 @@ import { publicKeyFromPem, verifyToken, type Identity } from './tokens.js';
 
 /** Verified tokens remembered to skip repeated signature checks (revocation is still checked). */
 export const VERIFIED_TOKEN_CACHE_ENTRIES = 10_000;
+
+/**
+ * What the verified-token cache is keyed by: the token's SHA-256, so the cache holds no bearer
+ * credential (a heap snapshot or core dump of a busy node would otherwise hold up to
+ * `VERIFIED_TOKEN_CACHE_ENTRIES` live tokens).
+ */
+export function verifiedTokenKey(token: string): string {
+  return createHash('sha256').update(token).digest('base64');
+}
 
 /** Whether an applied batch (its AppliedListener types) may have changed the auth tables. */
 export function changesAuthTables(types: ReadonlySet<string>): boolean {
@@ -26,6 +35,7 @@ export function changesAuthTables(types: ReadonlySet<string>): boolean {
  */
 export class Authenticator {
   private readonly parsedKeys = new Map<string, KeyObject>();
+  /** `verifiedTokenKey(token)` -> the identity its verified signature gave. */
   private readonly verified = new Map<string, Identity>();
   /** kid -> its public key, or null for an unknown or retired kid, as the tables say now. */
   private keyStatus = new Map<string, KeyObject | null>();
@@ -62,14 +72,15 @@ export class Authenticator {
 
   /** Returns the identity of a valid token or throws a 401-class NeuwerkError. */
   async authenticate(token: string, nowMs = Date.now()): Promise<Identity> {
-    let identity = this.verified.get(token);
+    const cacheKey = verifiedTokenKey(token);
+    let identity = this.verified.get(cacheKey);
     if (identity === undefined) {
       identity = await verifyToken(token, this.resolveKey, nowMs);
       if (this.verified.size >= VERIFIED_TOKEN_CACHE_ENTRIES) {
         const oldest = this.verified.keys().next().value as string;
         this.verified.delete(oldest);
       }
-      this.verified.set(token, identity);
+      this.verified.set(cacheKey, identity);
     } else {
       // The signature was checked before; the key status and expiry may have changed since.
       if (this.resolveKey(identity.kid) === null) throw new NeuwerkError('NW_ERR_AUTH_INVALID', 'token signed by an unknown or retired key');

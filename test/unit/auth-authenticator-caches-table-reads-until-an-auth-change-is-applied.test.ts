@@ -3,7 +3,7 @@ import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { after, describe, it } from 'node:test';
-import { Authenticator, changesAuthTables } from '../../src/auth/authenticator.js';
+import { Authenticator, changesAuthTables, verifiedTokenKey } from '../../src/auth/authenticator.js';
 import { generateSigningKey, signToken, type NewSigningKey } from '../../src/auth/tokens.js';
 import { NeuwerkError } from '../../src/errors.js';
 import { encodeCommand, type Command } from '../../src/store/commands.js';
@@ -103,6 +103,21 @@ describe('the authenticator remembers what it read from the auth tables until an
     machine.reload();
     await authenticator.authenticate(token);
     assert.equal(reads(), before + 1, 'the key is read again after a snapshot install');
+  });
+
+  it('remembers verified tokens by their SHA-256, never the bearer token itself', async () => {
+    const { machine, addKey } = fixture(dir, 'd.db');
+    const key = addKey();
+    const authenticator = new Authenticator(machine);
+    const tokens = await Promise.all([1, 2, 3].map((n) => signToken(key, { sub: `user-${n}`, roles: ['readonly'], ttlMs: 60_000 })));
+    for (const token of tokens) await authenticator.authenticate(token);
+    // White-box on purpose: what the cache holds is the property under test.
+    const remembered = [...(authenticator as unknown as { verified: Map<string, unknown> }).verified.keys()];
+    assert.deepEqual(remembered.sort(), tokens.map(verifiedTokenKey).sort());
+    for (const [i, token] of tokens.entries()) {
+      assert.equal(remembered.some((k) => k.includes(token) || token.includes(k)), false);
+      assert.equal((await authenticator.authenticate(token)).sub, `user-${i + 1}`);
+    }
   });
 
   it('tells auth changes from others', () => {
