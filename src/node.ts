@@ -212,7 +212,17 @@ export async function startNode(config: NodeConfig, rootLogger: Logger, ring?: L
     if (config.proxy !== null) readiness.register('proxy_ready', () => dataplane.proxyReadiness());
     addDataplaneRoutes(router, dataplane);
     addStatsRoutes(router, { dataplane, cluster, replicator });
-    opened.push(addClusterFindingsRoutes(router, { nodeId, dataplane, logger, caPem: cluster?.tls.caPem ?? null, members: cluster === null ? null : () => replicator.stateMachine.members() }));
+    const clusterRpc = cluster === null ? null : cluster.rpc;
+    opened.push(
+      addClusterFindingsRoutes(router, {
+        nodeId,
+        dataplane,
+        logger,
+        caPem: cluster?.tls.caPem ?? null,
+        rpc: clusterRpc === null ? null : (to, method, body, timeoutMs) => clusterRpc.call(to, method, body, timeoutMs),
+        members: cluster === null ? null : () => replicator.stateMachine.members(),
+      }),
+    );
 
     const metricsServer = createMetricsServer(metrics);
     const metricsAddress = await listen(metricsServer, config.metrics.bind, config.bindSettings.metrics);

@@ -162,7 +162,7 @@ export function encodeForwardedAnswer(method: Method, answer: { status: number; 
  * error (the caller gets a 502), never a crash in `writeHead`.
  */
 export function parseForwardedAnswer(raw: unknown): ForwardedAnswer {
-  const bad = (what: string): NeuwerkError => new NeuwerkError('NW_ERR_RPC', `the leader sent a malformed ${FORWARD_RPC_METHOD} answer: ${what}`);
+  const bad = (what: string): NeuwerkError => new NeuwerkError('NW_ERR_RPC', `the answering node sent a malformed ${FORWARD_RPC_METHOD} answer: ${what}`);
   if (raw === null || typeof raw !== 'object' || Array.isArray(raw)) throw bad('not an object');
   const value = raw as Record<string, unknown>;
   if (value.v !== FORWARD_RPC_VERSION) throw bad(`version ${JSON.stringify(value.v)}`);

@@ -365,11 +365,15 @@ export interface ForwardedRequestOptions {
 }
 
 /**
- * The leader's side of cluster RPC `api.forward`: runs a request a follower forwarded through the
+ * The serving side of cluster RPC `api.forward`: runs a request another member sent through the
  * same router, authentication and handlers as the HTTPS server (the caller's credentials travel
  * unchanged and are checked here) and returns the answer the HTTPS server would have written.
- * A peer that is not a member, or a malformed or oversized payload, gets an RPC error; everything
- * that happens while serving the request is an HTTP answer, as over HTTPS.
+ * Two kinds arrive: a request routed to the leader, which a follower forwarded (refused unless this
+ * node still leads), and a GET of this node's own view (`?local=true`, findings), which a member
+ * asks every member for in a fan-out (so the fan-out needs no HTTPS client that trusts each
+ * member's management certificate). A peer that is not a member, or a malformed or oversized
+ * payload, gets an RPC error; everything that happens while serving the request is an HTTP answer,
+ * as over HTTPS.
  */
 export function createForwardedRequestHandler(options: ApiServerOptions, forwarded: ForwardedRequestOptions): (from: string, body: unknown) => Promise<ForwardedAnswer> {
   const { router, logger, metrics } = options;
@@ -385,10 +389,13 @@ export function createForwardedRequestHandler(options: ApiServerOptions, forward
       const match = router.match(request.method, target.pathname);
       if (match instanceof NeuwerkError) throw match;
       routeLabel = match.route.path;
-      if (!routedToLeader(match.route, target.query) || (match.route.forwarding ?? 'rpc') !== 'rpc') {
-        throw new NeuwerkError('NW_ERR_RPC', `${request.method} ${match.route.path} is not forwarded over cluster RPC`);
+      if ((match.route.forwarding ?? 'rpc') !== 'rpc') throw new NeuwerkError('NW_ERR_RPC', `${request.method} ${match.route.path} is not forwarded over cluster RPC`);
+      if (routedToLeader(match.route, target.query)) {
+        if (!forwarded.isLeader()) throw new NeuwerkError('NW_ERR_NO_LEADER', 'no cluster leader (leadership moved while the request was forwarded; retry)');
+      } else if (request.method !== 'GET') {
+        // A member may ask for this node's own view (a fan-out: findings), never have it act.
+        throw new NeuwerkError('NW_ERR_RPC', `${request.method} ${match.route.path} is served by the node that receives it; it is not forwarded over cluster RPC`);
       }
-      if (!forwarded.isLeader()) throw new NeuwerkError('NW_ERR_NO_LEADER', 'no cluster leader (leadership moved while the request was forwarded; retry)');
       const result = await execute(options, match, {
         method: request.method,
         query: target.query,

@@ -1,8 +1,12 @@
 import assert from 'node:assert/strict';
+import { mkdirSync, writeFileSync } from 'node:fs';
+import { join } from 'node:path';
 import { after, before, describe, it } from 'node:test';
+import { generateSelfSignedTls } from '../../src/api/tls.js';
 import { startStubDns, type StubDns } from '../bench/dataplane-fixtures.js';
 import { TestCluster, type ClusterMember } from './cluster-harness.js';
 import { askUdp, rcode as rcodeOf } from './dns-client.js';
+import { NodeProcess } from './harness.js';
 import { assertMatchesPublishedSchema } from './openapi-check.js';
 
 const NOERROR = 0;
@@ -116,6 +120,32 @@ describe('dynamic denylist, stats and cluster-wide findings on a three-node clus
     for (const m of stats.cluster.members) {
       assert.ok('match_index' in m && 'lag' in m, JSON.stringify(m));
       assert.equal(typeof m.match_index, 'number', JSON.stringify(m));
+    }
+  });
+
+  it('a member serving the management API with its own certificate (not from the cluster CA) still answers the cluster-wide findings', async () => {
+    const [a, b, c] = cluster.members as [ClusterMember, ClusterMember, ClusterMember];
+    // Restart b with a certificate from a CA of its own, as an operator's PKI would issue.
+    const ownTls = join(cluster.dir.path, 'own-http-tls');
+    mkdirSync(ownTls, { recursive: true, mode: 0o700 });
+    const own = generateSelfSignedTls('operator-issued', ['127.0.0.1']);
+    writeFileSync(join(ownTls, 'server.crt'), own.certPem);
+    writeFileSync(join(ownTls, 'server.key'), own.keyPem, { mode: 0o600 });
+    writeFileSync(join(ownTls, 'ca.crt'), own.caPem);
+    await b.node.stop('SIGTERM');
+    b.node = await NodeProcess.start(b.dataDir, [...b.args, '--http-tls-dir', ownTls]);
+    await cluster.waitFor((s) => s.healthy_voters === 3, 'b back and healthy');
+    assert.equal(b.node.caCert(), own.caPem, 'b serves the operator-issued certificate');
+    const name = 'own-cert.denied.test';
+    assert.equal(await rcode(b.node.dnsAddress, name), NXDOMAIN);
+    assert.equal(await rcode(a.node.dnsAddress, name), NXDOMAIN);
+    for (const asker of [a, c]) {
+      const all = await cluster.api(asker, 'GET', '/api/v1/audit/findings?finding_type=dns&limit=100');
+      assert.equal(all.status, 200, JSON.stringify(all.json));
+      const view = all.json as ClusterFindings;
+      assert.equal(view.partial, false, JSON.stringify(view.node_errors));
+      assert.deepEqual([view.nodes_queried, view.nodes_responded], [3, 3]);
+      assert.equal(view.findings.find((f) => f.hostname === name)?.count, 2, `asked through ${asker.node.nodeId}: b's deny and a's, merged`);
     }
   });
 

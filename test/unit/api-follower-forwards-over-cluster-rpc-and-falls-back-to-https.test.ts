@@ -259,9 +259,33 @@ describe('a follower forwards leader-routed requests over the cluster RPC', () =
     const archive = (await followerTransport.call('node-a', FORWARD_RPC_METHOD, { v: 1, method: 'POST', url: '/api/v1/archive', headers: { authorization: 'Bearer admin-token' }, client_address: 'x', body: '' })) as { status: number; body: string };
     assert.equal(archive.status, 502);
     assert.match(archive.body, /not forwarded over cluster RPC/);
-    const stale = (await followerTransport.call('node-a', FORWARD_RPC_METHOD, { v: 1, method: 'GET', url: '/api/v1/items/k?stale=true', headers: { authorization: 'Bearer admin-token' }, client_address: 'x', body: '' })) as { status: number };
-    assert.equal(stale.status, 502);
     assert.equal(leaderRuns.get('archive'), 1, 'the refused archive did not run');
+  });
+
+  it("a member may ask any node for its own view (a GET it serves locally, as a fan-out does), leader or not, but never have it act", async () => {
+    leaderStore.set('own-view', { from: 'node-a' });
+    const ask = (method: string, url: string, token = 'admin-token'): Promise<{ status: number; body: string }> =>
+      followerTransport.call('node-a', FORWARD_RPC_METHOD, { v: 1, method, url, headers: { authorization: `Bearer ${token}` }, client_address: 'x', body: '' }) as Promise<{ status: number; body: string }>;
+    leading = false;
+    try {
+      const gets = leaderRuns.get('get') ?? 0;
+      const stale = await ask('GET', '/api/v1/items/own-view?stale=true');
+      assert.equal(stale.status, 200, stale.body);
+      assert.deepEqual(JSON.parse(stale.body), { from: 'node-a' });
+      assert.equal(leaderRuns.get('get'), gets + 1);
+      // The caller's credentials are checked by the node asked.
+      assert.equal((await ask('GET', '/api/v1/items/own-view?stale=true', 'forged')).status, 401);
+      // Not led by this node, so not run here: a leader-routed GET.
+      assert.equal((await ask('GET', '/api/v1/items/own-view')).status, 503);
+      // A write with ?local=true is not a view: refused before it runs.
+      const puts = leaderRuns.get('put') ?? 0;
+      const put = await ask('PUT', '/api/v1/items/own-view?local=true');
+      assert.equal(put.status, 502);
+      assert.match(put.body, /served by the node that receives it; it is not forwarded over cluster RPC/);
+      assert.equal(leaderRuns.get('put') ?? 0, puts);
+    } finally {
+      leading = true;
+    }
   });
 
   it('leadership moved while forwarding: 503, the request is not run and not forwarded again', async () => {

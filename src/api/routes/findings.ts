@@ -1,21 +1,26 @@
 /**
  * Cluster-wide `GET /api/v1/audit/findings` (DESIGN §6, §8): the serving node answers its own
- * part locally and asks every other member's `GET /api/v1/audit/findings/local` over HTTPS at the
- * member's `http_addr`, verified with the cluster CA (every management certificate is issued by
- * it) and carrying the caller's `Authorization` (and cookie) unchanged, so each member checks the
- * caller itself. The same filters go to every node with the largest `limit`
- * (FINDINGS_QUERY_LIMIT_MAX), so that the caller's `limit` cuts the merged list and a finding's
- * count adds up every node's part; each node gets FINDINGS_NODE_TIMEOUT_MS. The answers are
- * merged with `mergeFindings`; a member that fails or
- * times out is listed in `node_errors` and makes the answer `partial` — never a failed request.
- * A single node (no cluster) answers with its local findings only.
+ * part locally and asks every other member for its `GET /api/v1/audit/findings/local` over the
+ * cluster RPC (`api.forward` on the members' mutual-TLS connections), carrying the caller's
+ * `Authorization` (and cookie) unchanged, so each member checks the caller itself. A member whose
+ * answer is too large for one RPC answer, or one too old to serve it there, is asked over HTTPS at
+ * its `http_addr` instead, verified with the cluster CA (which issues every management
+ * certificate a node generates; a member with its own certificate is reachable over the RPC only).
+ * The same filters go to every node with the largest `limit` (FINDINGS_QUERY_LIMIT_MAX), so that
+ * the caller's `limit` cuts the merged list and a finding's count adds up every node's part; each
+ * node gets FINDINGS_NODE_TIMEOUT_MS for both ways together. The answers are merged with
+ * `mergeFindings`; a member that fails or times out is listed in `node_errors` and makes the
+ * answer `partial` — never a failed request. A single node (no cluster) answers with its local
+ * findings only.
  */
 import { Agent, request } from 'undici';
 import type { Dataplane } from '../../dataplane/dataplane.js';
 import { FINDINGS_QUERY_PARAMETERS, mergeFindings } from '../../dataplane/api-routes.js';
 import { FINDINGS_QUERY_LIMIT_MAX, parseFindingsQuery, type FindingsView } from '../../dataplane/findings.js';
-import { describeError } from '../../errors.js';
+import { describeError, NeuwerkError } from '../../errors.js';
 import type { Logger } from '../../log/logger.js';
+import { encodeForwardedRequest, FORWARD_RPC_METHOD, parseForwardedAnswer } from '../forwarded-request.js';
+import type { ClusterRpcCall } from '../leader-proxy.js';
 import type { RouteSchemas } from '../openapi.js';
 import type { Router } from '../router.js';
 
@@ -56,6 +61,8 @@ export interface ClusterFindingsDeps {
   readonly members: (() => readonly FindingsMember[]) | null;
   /** The cluster CA (PEM) the members' management certificates are verified with; null: single node. */
   readonly caPem: string | null;
+  /** The cluster RPC to ask members with; null: single node. */
+  readonly rpc: ClusterRpcCall | null;
   readonly logger: Logger;
   /** Per-node timeout (default FINDINGS_NODE_TIMEOUT_MS). */
   readonly nodeTimeoutMs?: number;
@@ -86,11 +93,50 @@ function isFindingsView(value: unknown): value is FindingsView {
   return typeof v === 'object' && v !== null && Array.isArray(v.findings) && typeof v.total === 'number' && typeof v.truncated === 'boolean';
 }
 
-async function askMember(dispatcher: Agent, member: FindingsMember, search: string, headers: Record<string, string>, timeoutMs: number): Promise<FindingsView> {
+/** A member's findings from its HTTP status and body text; throws naming what was wrong. */
+function findingsFromAnswer(status: number, text: string): FindingsView {
+  let body: unknown;
+  try {
+    body = JSON.parse(text);
+  } catch {
+    throw new Error(`HTTP ${status} with a body that is not JSON`);
+  }
+  if (status !== 200) {
+    const message = (body as { error?: unknown } | null)?.error;
+    throw new Error(`HTTP ${status}${typeof message === 'string' ? `: ${message}` : ''}`);
+  }
+  if (!isFindingsView(body)) throw new Error('the answer is not a findings view');
+  return body;
+}
+
+/** The request as a member's HTTPS server would get it: path and query, the caller's headers. */
+interface MemberRequest {
+  readonly path: string;
+  readonly headers: Record<string, string>;
+  readonly clientAddress: string;
+}
+
+/** A member's answer over the cluster RPC, or null when the member wants to be asked over HTTPS. */
+async function askMemberOverRpc(rpc: ClusterRpcCall, member: FindingsMember, req: MemberRequest, timeoutMs: number): Promise<FindingsView | null> {
+  const payload = encodeForwardedRequest({ method: 'GET', url: req.path, headers: req.headers, clientAddress: req.clientAddress, body: Buffer.alloc(0) });
+  let raw: unknown;
+  try {
+    raw = await rpc(member.node_id, FORWARD_RPC_METHOD, payload, timeoutMs);
+  } catch (err) {
+    // A member of an older version knows no RPC for it; any other failure is the member's error.
+    if (err instanceof NeuwerkError && err.code === 'NW_ERR_RPC' && /unknown cluster RPC|is not forwarded over cluster RPC/.test(err.message)) return null;
+    throw err;
+  }
+  const answer = parseForwardedAnswer(raw);
+  if (answer.kind === 'use-https') return null;
+  return findingsFromAnswer(answer.status, typeof answer.body === 'string' ? answer.body : Buffer.from(answer.body).toString('utf8'));
+}
+
+async function askMemberOverHttps(dispatcher: Agent, member: FindingsMember, req: MemberRequest, timeoutMs: number): Promise<FindingsView> {
   const signal = AbortSignal.timeout(timeoutMs);
-  const response = await request(`https://${member.http_addr}/api/v1/audit/findings/local${search}`, {
+  const response = await request(`https://${member.http_addr}${req.path}`, {
     method: 'GET',
-    headers,
+    headers: req.headers,
     dispatcher,
     signal,
     headersTimeout: timeoutMs,
@@ -106,19 +152,17 @@ async function askMember(dispatcher: Agent, member: FindingsMember, search: stri
     }
     chunks.push(chunk);
   }
-  const text = Buffer.concat(chunks).toString('utf8');
-  let body: unknown;
-  try {
-    body = JSON.parse(text);
-  } catch {
-    throw new Error(`HTTP ${response.statusCode} with a body that is not JSON`);
-  }
-  if (response.statusCode !== 200) {
-    const message = (body as { error?: unknown } | null)?.error;
-    throw new Error(`HTTP ${response.statusCode}${typeof message === 'string' ? `: ${message}` : ''}`);
-  }
-  if (!isFindingsView(body)) throw new Error('the answer is not a findings view');
-  return body;
+  return findingsFromAnswer(response.statusCode, Buffer.concat(chunks).toString('utf8'));
+}
+
+/** Over the cluster RPC first, HTTPS when the member asks for it; both within `timeoutMs` together. */
+async function askMember(rpc: ClusterRpcCall, dispatcher: Agent, member: FindingsMember, req: MemberRequest, timeoutMs: number): Promise<FindingsView> {
+  const deadline = Date.now() + timeoutMs;
+  const viaRpc = await askMemberOverRpc(rpc, member, req, timeoutMs);
+  if (viaRpc !== null) return viaRpc;
+  const left = deadline - Date.now();
+  if (left <= 0) throw new Error(`no answer within ${timeoutMs} ms`);
+  return askMemberOverHttps(dispatcher, member, req, left);
 }
 
 /**
@@ -139,13 +183,13 @@ export function addClusterFindingsRoutes(router: Router, deps: ClusterFindingsDe
       const nodeQuery = new URLSearchParams(ctx.query);
       nodeQuery.set('limit', String(FINDINGS_QUERY_LIMIT_MAX));
       const local = deps.dataplane.findingsView(nodeQuery);
-      const others = deps.members === null || dispatcher === null ? [] : deps.members().filter((m) => m.node_id !== deps.nodeId);
+      const others = deps.members === null || dispatcher === null || deps.rpc === null ? [] : deps.members().filter((m) => m.node_id !== deps.nodeId);
       const headers: Record<string, string> = { accept: 'application/json' };
       const { authorization, cookie } = ctx.headers;
       if (typeof authorization === 'string') headers.authorization = authorization;
       if (typeof cookie === 'string') headers.cookie = cookie;
-      const search = `?${nodeQuery.toString()}`;
-      const answers = await Promise.allSettled(others.map((m) => askMember(dispatcher as Agent, m, search, headers, timeoutMs)));
+      const req: MemberRequest = { path: `/api/v1/audit/findings/local?${nodeQuery.toString()}`, headers, clientAddress: ctx.clientAddress };
+      const answers = await Promise.allSettled(others.map((m) => askMember(deps.rpc as ClusterRpcCall, dispatcher as Agent, m, req, timeoutMs)));
       const views: FindingsView[] = [local];
       const nodeErrors: FindingsNodeError[] = [];
       answers.forEach((answer, i) => {
