@@ -22,7 +22,7 @@ import { openRaftReplicator } from './cluster/raft-host.js';
 import { ClusterRuntime } from './cluster/runtime.js';
 import { advertisedListener, registerAdvertiseRpc, SelfAdvertiser } from './cluster/advertise.js';
 import { addClusterRoutes, CLUSTER_SCHEMAS } from './api/routes/cluster.js';
-import { LeaderProxy } from './api/leader-proxy.js';
+import { LeaderProxy, type ClusterRpcCall } from './api/leader-proxy.js';
 import { MembershipView } from './api/membership-view.js';
 import { formatHostPort, type HostPort } from './config/address.js';
 import type { NodeConfig } from './config/load.js';
@@ -184,7 +184,16 @@ export async function startNode(config: NodeConfig, rootLogger: Logger, ring?: L
 
     const router = new Router();
     addSystemRoutes(router, readiness, () => ({ ...SYSTEM_SCHEMAS, ...AUTH_SCHEMAS, ...KEYVAL_SCHEMAS, ...POLICY_SCHEMAS, ...CLUSTER_SCHEMAS, ...SUPPORT_SCHEMAS, ...DATAPLANE_SCHEMAS, ...STATS_SCHEMAS, ...FINDINGS_SCHEMAS }), NEUWERK_VERSION);
-    addClusterRoutes(router, { cluster, replicator, logger, policyVersion: () => enforcement.version });
+    // The cluster RPC as the API layer calls it (forwarding to the leader, asking members for their own views).
+    const clusterForRpc = cluster;
+    const clusterCall: ClusterRpcCall | null = clusterForRpc === null ? null : (to, method, body, timeoutMs) => clusterForRpc.rpc.call(to, method, body, timeoutMs);
+    addClusterRoutes(router, {
+      cluster,
+      replicator,
+      logger,
+      policyVersion: () => enforcement.version,
+      rpc: clusterCall,
+    });
     addAuthRoutes(router, { auth, authenticator, limiter: new LoginLimiter() });
     addKeyvalRoutes(router, replicator, logger);
     addPolicyRoutes(router, replicator, enforcement, logger);
@@ -212,14 +221,13 @@ export async function startNode(config: NodeConfig, rootLogger: Logger, ring?: L
     if (config.proxy !== null) readiness.register('proxy_ready', () => dataplane.proxyReadiness());
     addDataplaneRoutes(router, dataplane);
     addStatsRoutes(router, { dataplane, cluster, replicator });
-    const clusterRpc = cluster === null ? null : cluster.rpc;
     opened.push(
       addClusterFindingsRoutes(router, {
         nodeId,
         dataplane,
         logger,
         caPem: cluster?.tls.caPem ?? null,
-        rpc: clusterRpc === null ? null : (to, method, body, timeoutMs) => clusterRpc.call(to, method, body, timeoutMs),
+        rpc: clusterCall,
         members: cluster === null ? null : () => replicator.stateMachine.members(),
       }),
     );
@@ -239,7 +247,7 @@ export async function startNode(config: NodeConfig, rootLogger: Logger, ring?: L
             clusterForProxy.tls.caPem,
             () => membership.leaderAddress(replicator.status().leaderId),
             logger,
-            (to, method, body, timeoutMs) => clusterForProxy.rpc.call(to, method, body, timeoutMs),
+            clusterCall,
             (path) => metrics.apiForwarded.inc({ via: path.via, reason: path.via === 'rpc' ? 'none' : path.reason }),
           );
     if (proxy !== null) opened.push(() => proxy.close());

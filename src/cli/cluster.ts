@@ -27,28 +27,31 @@ export async function fetchStatus(connection: ApiConnection, local: boolean): Pr
   return response.json as ClusterStatus;
 }
 
-/** Every member's own view (for its policy version); a member that does not answer maps to null. */
+/**
+ * Every member's own view (for its policy version), asked through the node this connection talks
+ * to (`GET /api/v1/cluster/members/:id/status`, which asks the member over the cluster RPC): the
+ * members' own addresses may not be reachable from here (a loopback management bind on each
+ * appliance), nor their certificates trusted by this connection's CA. A member that does not
+ * answer maps to null.
+ */
 export async function policyVersionsByNode(connection: ApiConnection, members: readonly MemberView[]): Promise<Record<string, number | null>> {
   const versions: Record<string, number | null> = {};
   await Promise.all(
     members.map(async (member) => {
-      const peer = member.http_addr === connection.baseUrl.replace('https://', '') ? connection : connection.sibling(member.http_addr);
       try {
-        const response = await peer.call('GET', '/api/v1/cluster/status?local=true', undefined, POLICY_VERSION_TIMEOUT_MS);
+        const response = await connection.call('GET', `/api/v1/cluster/members/${encodeURIComponent(member.node_id)}/status`, undefined, POLICY_VERSION_TIMEOUT_MS);
         const version = (response.json as { policy_version?: unknown } | null)?.policy_version;
         versions[member.node_id] = response.status === 200 && typeof version === 'number' ? version : null;
       } catch {
         versions[member.node_id] = null;
-      } finally {
-        if (peer !== connection) await peer.close();
       }
     }),
   );
   return versions;
 }
 
-/** How long `neuwerk status` waits for each member's own policy version. */
-export const POLICY_VERSION_TIMEOUT_MS = 2_000;
+/** How long `neuwerk status` waits for each member's own policy version (the node asked waits 2 s for the member). */
+export const POLICY_VERSION_TIMEOUT_MS = 3_000;
 
 export async function listMembers(connection: ApiConnection): Promise<MemberView[]> {
   const response = await connection.call('GET', '/api/v1/cluster/members');

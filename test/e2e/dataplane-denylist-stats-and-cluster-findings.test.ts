@@ -6,7 +6,7 @@ import { generateSelfSignedTls } from '../../src/api/tls.js';
 import { startStubDns, type StubDns } from '../bench/dataplane-fixtures.js';
 import { TestCluster, type ClusterMember } from './cluster-harness.js';
 import { askUdp, rcode as rcodeOf } from './dns-client.js';
-import { NodeProcess } from './harness.js';
+import { NodeProcess, runCli } from './harness.js';
 import { assertMatchesPublishedSchema } from './openapi-check.js';
 
 const NOERROR = 0;
@@ -147,6 +147,20 @@ describe('dynamic denylist, stats and cluster-wide findings on a three-node clus
       assert.deepEqual([view.nodes_queried, view.nodes_responded], [3, 3]);
       assert.equal(view.findings.find((f) => f.hostname === name)?.count, 2, `asked through ${asker.node.nodeId}: b's deny and a's, merged`);
     }
+    // b's own status (its policy version) through another member, as `neuwerk status` asks for it.
+    const relayed = await cluster.api(c, 'GET', `/api/v1/cluster/members/${b.node.nodeId}/status`);
+    assert.equal(relayed.status, 200, JSON.stringify(relayed.json));
+    assert.equal(relayed.headers['x-neuwerk-served-by'], b.node.nodeId);
+    const bStatus = relayed.json as { node_id: string; policy_version: number };
+    assert.equal(bStatus.node_id, b.node.nodeId);
+    assert.equal(bStatus.policy_version, ((await cluster.api(b, 'GET', '/api/v1/cluster/status?local=true')).json as { policy_version: number }).policy_version);
+    assert.ok(bStatus.policy_version > 0);
+    assert.equal((await cluster.api(c, 'GET', '/api/v1/cluster/members/no-such-node/status')).status, 404);
+    assert.equal((await cluster.api(c, 'GET', `/api/v1/cluster/members/${b.node.nodeId}/status`, undefined, null)).status, 401);
+    const cli = await runCli(['status', '--http-addr', `127.0.0.1:${c.httpPort}`, '--ca', join(c.dataDir, 'http-tls', 'ca.crt'), '--json'], { env: { NEUWERK_TOKEN: await cluster.token() } });
+    assert.equal(cli.code, 0, cli.stderr);
+    const versions = (JSON.parse(cli.stdout) as { policy_versions: Record<string, number | null> }).policy_versions;
+    assert.equal(versions[b.node.nodeId], bStatus.policy_version, `neuwerk status shows b's policy version: ${JSON.stringify(versions)}`);
   });
 
   it('cluster-wide findings merge denies from two nodes; with one node killed the answer is partial and names it', async () => {

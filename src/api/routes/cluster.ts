@@ -1,7 +1,9 @@
 import type { ClusterRuntime, ClusterStatus } from '../../cluster/runtime.js';
 import type { Replicator } from '../../cluster/replicator.js';
-import { NeuwerkError } from '../../errors.js';
+import { describeError, NeuwerkError } from '../../errors.js';
 import type { Logger } from '../../log/logger.js';
+import type { ClusterRpcCall } from '../leader-proxy.js';
+import { askMemberView, callerCredentials } from '../member-view.js';
 import type { RouteSchemas } from '../openapi.js';
 import type { Router } from '../router.js';
 import { bodyValidator } from '../validate.js';
@@ -55,7 +57,11 @@ const VOTERS_SCHEMA = {
   properties: { ids: { type: 'array', minItems: 1, items: { type: 'string', minLength: 1 } }, force: { type: 'boolean' } },
 } as const;
 
+/** How long the node asked for a member's own status waits for that member. */
+export const MEMBER_STATUS_TIMEOUT_MS = 2_000;
+
 export const CLUSTER_SCHEMAS: RouteSchemas = {
+  'GET /api/v1/cluster/members/:node_id/status': { response: STATUS_SCHEMA },
   'GET /api/v1/cluster/status': { response: STATUS_SCHEMA },
   'GET /api/v1/cluster/members': { response: { type: 'object', properties: { members: { type: 'array', items: MEMBER_SCHEMA } } } },
   'DELETE /api/v1/cluster/members/:node_id': {
@@ -88,8 +94,11 @@ function singleNodeStatus(replicator: Replicator): ClusterStatus | Record<string
 }
 
 /** Membership and status (DESIGN §6). Removal refuses to break quorum unless `?force=true`. */
-export function addClusterRoutes(router: Router, deps: { cluster: ClusterRuntime | null; replicator: Replicator; logger: Logger; policyVersion: () => number }): void {
-  const { cluster, replicator, logger, policyVersion } = deps;
+export function addClusterRoutes(
+  router: Router,
+  deps: { cluster: ClusterRuntime | null; replicator: Replicator; logger: Logger; policyVersion: () => number; rpc: ClusterRpcCall | null },
+): void {
+  const { cluster, replicator, logger, policyVersion, rpc } = deps;
   const need = (): ClusterRuntime => {
     if (cluster === null) throw new NeuwerkError('NW_ERR_VALIDATION', 'this node runs in single-node mode; start it with --cluster-bind to manage membership');
     return cluster;
@@ -101,6 +110,38 @@ export function addClusterRoutes(router: Router, deps: { cluster: ClusterRuntime
     access: 'read',
     summary: "The leader's view of the cluster (peer health is known there): role, leader, term, indexes, voters, failure tolerance; ?local=true answers with this node's own view.",
     handler: () => ({ status: 200, body: { ...(cluster === null ? singleNodeStatus(replicator) : cluster.status()), policy_version: policyVersion() } }),
+  });
+
+  router.add({
+    method: 'GET',
+    path: '/api/v1/cluster/members/:node_id/status',
+    access: 'read',
+    routing: 'local',
+    summary:
+      "One member's own view, as its GET /api/v1/cluster/status?local=true answers (with the policy_version it enforces), asked by the node that receives the request over the cluster RPC: no address or certificate of the member is needed by the caller. 404 for a node that is not a member, 502 when the member does not answer within 2 s.",
+    handler: async (ctx) => {
+      const target = ctx.params.node_id as string;
+      const own = replicator.status().nodeId;
+      if (target === own) return { status: 200, headers: { 'x-neuwerk-served-by': own }, body: { ...(cluster === null ? singleNodeStatus(replicator) : cluster.status()), policy_version: policyVersion() } };
+      if (cluster === null || rpc === null || !replicator.stateMachine.members().some((m) => m.node_id === target)) {
+        throw new NeuwerkError('NW_ERR_NOT_FOUND', `node ${target} is not a member of this cluster`);
+      }
+      const request = { path: '/api/v1/cluster/status?local=true', headers: callerCredentials(ctx.headers), clientAddress: ctx.clientAddress };
+      let answer;
+      try {
+        answer = await askMemberView(rpc, target, request, MEMBER_STATUS_TIMEOUT_MS);
+      } catch (err) {
+        throw new NeuwerkError('NW_ERR_API_UNREACHABLE', `member ${target} did not answer for its status: ${describeError(err)}`);
+      }
+      if (answer === null) throw new NeuwerkError('NW_ERR_API_RESPONSE', `member ${target} does not answer for its status over the cluster RPC (an older version)`);
+      let body: unknown;
+      try {
+        body = JSON.parse(answer.text);
+      } catch {
+        throw new NeuwerkError('NW_ERR_API_RESPONSE', `member ${target} answered HTTP ${answer.status} with a body that is not JSON`);
+      }
+      return { status: answer.status, headers: { 'x-neuwerk-served-by': target }, body };
+    },
   });
 
   router.add({

@@ -17,10 +17,10 @@ import { Agent, request } from 'undici';
 import type { Dataplane } from '../../dataplane/dataplane.js';
 import { FINDINGS_QUERY_PARAMETERS, mergeFindings } from '../../dataplane/api-routes.js';
 import { FINDINGS_QUERY_LIMIT_MAX, parseFindingsQuery, type FindingsView } from '../../dataplane/findings.js';
-import { describeError, NeuwerkError } from '../../errors.js';
+import { describeError } from '../../errors.js';
 import type { Logger } from '../../log/logger.js';
-import { encodeForwardedRequest, FORWARD_RPC_METHOD, parseForwardedAnswer } from '../forwarded-request.js';
 import type { ClusterRpcCall } from '../leader-proxy.js';
+import { askMemberView, callerCredentials, type MemberViewRequest } from '../member-view.js';
 import type { RouteSchemas } from '../openapi.js';
 import type { Router } from '../router.js';
 
@@ -109,30 +109,7 @@ function findingsFromAnswer(status: number, text: string): FindingsView {
   return body;
 }
 
-/** The request as a member's HTTPS server would get it: path and query, the caller's headers. */
-interface MemberRequest {
-  readonly path: string;
-  readonly headers: Record<string, string>;
-  readonly clientAddress: string;
-}
-
-/** A member's answer over the cluster RPC, or null when the member wants to be asked over HTTPS. */
-async function askMemberOverRpc(rpc: ClusterRpcCall, member: FindingsMember, req: MemberRequest, timeoutMs: number): Promise<FindingsView | null> {
-  const payload = encodeForwardedRequest({ method: 'GET', url: req.path, headers: req.headers, clientAddress: req.clientAddress, body: Buffer.alloc(0) });
-  let raw: unknown;
-  try {
-    raw = await rpc(member.node_id, FORWARD_RPC_METHOD, payload, timeoutMs);
-  } catch (err) {
-    // A member of an older version knows no RPC for it; any other failure is the member's error.
-    if (err instanceof NeuwerkError && err.code === 'NW_ERR_RPC' && /unknown cluster RPC|is not forwarded over cluster RPC/.test(err.message)) return null;
-    throw err;
-  }
-  const answer = parseForwardedAnswer(raw);
-  if (answer.kind === 'use-https') return null;
-  return findingsFromAnswer(answer.status, typeof answer.body === 'string' ? answer.body : Buffer.from(answer.body).toString('utf8'));
-}
-
-async function askMemberOverHttps(dispatcher: Agent, member: FindingsMember, req: MemberRequest, timeoutMs: number): Promise<FindingsView> {
+async function askMemberOverHttps(dispatcher: Agent, member: FindingsMember, req: MemberViewRequest, timeoutMs: number): Promise<FindingsView> {
   const signal = AbortSignal.timeout(timeoutMs);
   const response = await request(`https://${member.http_addr}${req.path}`, {
     method: 'GET',
@@ -156,10 +133,10 @@ async function askMemberOverHttps(dispatcher: Agent, member: FindingsMember, req
 }
 
 /** Over the cluster RPC first, HTTPS when the member asks for it; both within `timeoutMs` together. */
-async function askMember(rpc: ClusterRpcCall, dispatcher: Agent, member: FindingsMember, req: MemberRequest, timeoutMs: number): Promise<FindingsView> {
+async function askMember(rpc: ClusterRpcCall, dispatcher: Agent, member: FindingsMember, req: MemberViewRequest, timeoutMs: number): Promise<FindingsView> {
   const deadline = Date.now() + timeoutMs;
-  const viaRpc = await askMemberOverRpc(rpc, member, req, timeoutMs);
-  if (viaRpc !== null) return viaRpc;
+  const viaRpc = await askMemberView(rpc, member.node_id, req, timeoutMs);
+  if (viaRpc !== null) return findingsFromAnswer(viaRpc.status, viaRpc.text);
   const left = deadline - Date.now();
   if (left <= 0) throw new Error(`no answer within ${timeoutMs} ms`);
   return askMemberOverHttps(dispatcher, member, req, left);
@@ -184,11 +161,7 @@ export function addClusterFindingsRoutes(router: Router, deps: ClusterFindingsDe
       nodeQuery.set('limit', String(FINDINGS_QUERY_LIMIT_MAX));
       const local = deps.dataplane.findingsView(nodeQuery);
       const others = deps.members === null || dispatcher === null || deps.rpc === null ? [] : deps.members().filter((m) => m.node_id !== deps.nodeId);
-      const headers: Record<string, string> = { accept: 'application/json' };
-      const { authorization, cookie } = ctx.headers;
-      if (typeof authorization === 'string') headers.authorization = authorization;
-      if (typeof cookie === 'string') headers.cookie = cookie;
-      const req: MemberRequest = { path: `/api/v1/audit/findings/local?${nodeQuery.toString()}`, headers, clientAddress: ctx.clientAddress };
+      const req: MemberViewRequest = { path: `/api/v1/audit/findings/local?${nodeQuery.toString()}`, headers: callerCredentials(ctx.headers), clientAddress: ctx.clientAddress };
       const answers = await Promise.allSettled(others.map((m) => askMember(deps.rpc as ClusterRpcCall, dispatcher as Agent, m, req, timeoutMs)));
       const views: FindingsView[] = [local];
       const nodeErrors: FindingsNodeError[] = [];
