@@ -3,7 +3,9 @@
  * side with a 3-member etcd cluster on the same machine, in the same run, with the same load
  * generator (`../shared/bench/etcd/bench.mjs`): throughput and p50/p99 at concurrency 1, 16 and
  * 64, through the leader and through a follower; then leader failover (kill -9 -> first
- * successful write) over several rounds with the kit's `failover.mjs` for both systems.
+ * successful write) over several rounds with the kit's `failover.mjs` for both systems. The
+ * members' RSS is read when both clusters are idle (after forming, and after the last write) and
+ * sampled during every load (DESIGN §10 "Memory").
  *
  * Bounded: BENCH_CLUSTER_DURATION_S (default 8) seconds per measurement after a 2 s warm-up,
  * BENCH_CLUSTER_REPS (default 2) repetitions, BENCH_FAILOVER_ROUNDS (default 5) rounds.
@@ -18,6 +20,7 @@ import { Agent, request } from 'undici';
 import { TestCluster, type ClusterMember } from '../e2e/cluster-harness.js';
 import type { BenchClusterState } from './cluster-hooks.js';
 import { median, type BenchTable } from './raft-bench-util.js';
+import { groupRssNow, mib, readRssAnonKb, withRssPeak, type GroupRss } from './rss.js';
 
 const run = promisify(execFile);
 const REPO_ROOT = fileURLToPath(new URL('../../../', import.meta.url));
@@ -38,11 +41,15 @@ const FAILOVER_ROUNDS = Number(process.env.BENCH_FAILOVER_ROUNDS ?? 5);
 const CONCURRENCIES = [1, 16, 64] as const;
 /** Upper bound of one load-generator invocation (measurement + warm-up + slack). */
 const STEP_TIMEOUT_MS = (DURATION_S + WARMUP_S + 60) * 1000;
+/** Seconds both clusters sit without load before an idle RSS reading (after forming, and after the last write). */
+const IDLE_SETTLE_S = Number(process.env.BENCH_CLUSTER_IDLE_SETTLE_S ?? 5);
 
 interface LoadResult {
   ops_per_s: number;
   latency_ms: { p50: number; p99: number };
   errors: number;
+  /** Peak RSS of the system's members while this load ran (sampled here, not by the kit). */
+  rss: GroupRss;
 }
 
 interface FailoverRound {
@@ -128,10 +135,23 @@ export async function benchClusterVsEtcd(): Promise<BenchTable[]> {
   const caFile = join((cluster.members[0] as ClusterMember).dataDir, 'http-tls', 'ca.crt');
   const url = (m: ClusterMember): string => `https://127.0.0.1:${m.httpPort}`;
   /** The kit's load generator against one member of each system (`args`: concurrency, duration, warm-up). */
+  const etcdPids = await Promise.all([1, 2, 3].map(async (n) => Number(await etcdCtl('pid', String(n)))));
+  const neuwerkPids = cluster.members.map((m) => m.node.pid);
+  /** The kit's load generator with `args` against one member, sampling the RSS of the system's members meanwhile. */
+  const load = async (pids: number[], args: string[], timeoutMs: number): Promise<LoadResult> => {
+    const { result, rss } = await withRssPeak(pids, () => lastJsonLine<Omit<LoadResult, 'rss'>>(join(KIT, 'bench.mjs'), args, timeoutMs));
+    return { ...result, rss };
+  };
   const loadEtcd = (memberUrl: string, args: string[], timeoutMs: number): Promise<LoadResult> =>
-    lastJsonLine<LoadResult>(join(KIT, 'bench.mjs'), ['--kind', 'etcd', '--url', memberUrl, ...args], timeoutMs);
+    load(etcdPids, ['--kind', 'etcd', '--url', memberUrl, ...args], timeoutMs);
   const loadNeuwerk = (memberUrl: string, args: string[], timeoutMs: number): Promise<LoadResult> =>
-    lastJsonLine<LoadResult>(join(KIT, 'bench.mjs'), ['--kind', 'neuwerk', '--url', memberUrl, '--token', token, '--ca', caFile, '--zone', 'bench', ...args], timeoutMs);
+    load(neuwerkPids, ['--kind', 'neuwerk', '--url', memberUrl, '--token', token, '--ca', caFile, '--zone', 'bench', ...args], timeoutMs);
+  /** Both systems' members after `IDLE_SETTLE_S` without load, with the largest private (anonymous) part of a member. */
+  const idleRss = async (): Promise<{ etcd: GroupRss; neuwerk: GroupRss; etcdAnonKb: number; neuwerkAnonKb: number }> => {
+    await new Promise((r) => setTimeout(r, IDLE_SETTLE_S * 1000));
+    const anon = (pids: number[]): number => Math.max(...pids.map(readRssAnonKb));
+    return { etcd: groupRssNow(etcdPids), neuwerk: groupRssNow(neuwerkPids), etcdAnonKb: anon(etcdPids), neuwerkAnonKb: anon(neuwerkPids) };
+  };
   const stateFile = join(cluster.dir.path, 'bench-state.json');
   const state: BenchClusterState = {
     token,
@@ -142,6 +162,7 @@ export async function benchClusterVsEtcd(): Promise<BenchTable[]> {
   writeFileSync(stateFile, JSON.stringify(state));
   const samples = new Map<string, { etcd: LoadResult[]; neuwerk: LoadResult[] }>();
   try {
+    const idleFresh = await idleRss();
     if (SYSTEM_WARMUP_S > 0) {
       const status = await cluster.status();
       if (status === null || status.leader_id === null) throw new Error('neuwerk cluster has no leader');
@@ -173,6 +194,7 @@ export async function benchClusterVsEtcd(): Promise<BenchTable[]> {
         }
       }
     }
+    const idleAfter = await idleRss();
     const hook = (command: string): string => `${process.execPath} ${HOOKS} ${command} ${stateFile}`;
     const failures: string[] = [];
     const failover = async (system: string, args: string[]): Promise<FailoverResult | null> => {
@@ -217,6 +239,25 @@ export async function benchClusterVsEtcd(): Promise<BenchTable[]> {
         neuwerk_errors: s.neuwerk.reduce((sum, r) => sum + r.errors, 0),
       };
     });
+    const memoryRow = (state: string, etcd: GroupRss, neuwerk: GroupRss, anon?: { etcdAnonKb: number; neuwerkAnonKb: number }) => ({
+      state,
+      etcd_member_mib: mib(etcd.maxKb),
+      neuwerk_member_mib: mib(neuwerk.maxKb),
+      ratio: Number.isFinite(etcd.maxKb) && Number.isFinite(neuwerk.maxKb) ? Math.round((neuwerk.maxKb / etcd.maxKb) * 100) / 100 : null,
+      etcd_3_members_mib: mib(etcd.sumKb),
+      neuwerk_3_members_mib: mib(neuwerk.sumKb),
+      etcd_member_anon_mib: anon === undefined ? null : mib(anon.etcdAnonKb),
+      neuwerk_member_anon_mib: anon === undefined ? null : mib(anon.neuwerkAnonKb),
+    });
+    const peakOver = (results: LoadResult[]): GroupRss => ({
+      maxKb: Math.max(...results.map((r) => r.rss.maxKb)),
+      sumKb: Math.max(...results.map((r) => r.rss.sumKb)),
+    });
+    const memory = [
+      memoryRow(`idle, ${IDLE_SETTLE_S} s after forming`, idleFresh.etcd, idleFresh.neuwerk, idleFresh),
+      ...[...samples.entries()].map(([load, s]) => memoryRow(`peak under writes, ${load}`, peakOver(s.etcd), peakOver(s.neuwerk))),
+      memoryRow(`idle, ${IDLE_SETTLE_S} s after the last write`, idleAfter.etcd, idleAfter.neuwerk, idleAfter),
+    ];
     const failoverRow = (system: string, r: FailoverResult) => ({
       system,
       rounds: r.rounds,
@@ -232,6 +273,15 @@ export async function benchClusterVsEtcd(): Promise<BenchTable[]> {
         notes: [
           `${DURATION_S} s per measurement after ${WARMUP_S} s warm-up, ${REPS} repetitions, 128-byte values; neuwerk over HTTPS, etcd over plain HTTP.`,
           `before the first measurement each system ran ${SYSTEM_WARMUP_S} s of unmeasured load (c=16 through the leader).`,
+        ],
+      },
+      {
+        title: 'Memory: RSS of the members, idle and under the writes above (MiB)',
+        rows: memory,
+        notes: [
+          'member = the largest member (under load: the largest peak of any member over the repetitions); 3 members = their sum (under load: the sum of each member\'s peak).',
+          'RSS sampled every 100 ms from /proc; a Node process\'s RSS includes young-generation space that is only collected when full, so peaks are upper bounds.',
+          'member_anon (idle rows): the largest member\'s anonymous (private) memory; the rest of its RSS is file-backed, the mapped executable and libraries (about 50 MiB for node, shared by every Node process).',
         ],
       },
       {

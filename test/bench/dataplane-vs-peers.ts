@@ -21,6 +21,7 @@ import { createInterface } from 'node:readline';
 import { fileURLToPath } from 'node:url';
 import { promisify } from 'node:util';
 import { median, round, type BenchCell, type BenchTable } from './raft-bench-util.js';
+import { mib, readRssKb } from './rss.js';
 
 const run = promisify(execFile);
 const REPO_ROOT = fileURLToPath(new URL('../../../', import.meta.url));
@@ -121,10 +122,6 @@ function ratio(a: number | null, b: number | null, digits = 2): number | null {
   return a === null || b === null || !Number.isFinite(a) || !Number.isFinite(b) || b === 0 ? null : round(a / b, digits);
 }
 
-function finiteOrNull(value: number): number | null {
-  return Number.isFinite(value) ? value : null;
-}
-
 // ---------------------------------------------------------------------------------------------
 // DNS
 
@@ -137,6 +134,8 @@ interface DnsRun {
   p50: number | null;
   p99: number | null;
   usPerQuery: number | null;
+  /** Peak RSS of the server during the run (the kit samples it every 0.5 s), MiB. */
+  rssMiB: number | null;
   rcodes: string;
 }
 
@@ -154,6 +153,7 @@ function parseRunsTsv(text: string): DnsRun[] {
       p50: pct[0] ?? null,
       p99: pct[2] ?? null,
       usPerQuery: f[9] === '-' ? null : Number(f[9]),
+      rssMiB: f[12] === '-' ? null : Number(f[12]),
       rcodes: f[13]!,
     });
   }
@@ -164,6 +164,12 @@ function parseRunsTsv(text: string): DnsRun[] {
 function nxdomainPercent(rcodes: string): number {
   const match = /NXDOMAIN \d+ \(([\d.]+)%\)/.exec(rcodes);
   return match === null ? 0 : Number(match[1]);
+}
+
+/** The largest of the readings present, or null. */
+function peakOf(values: (number | null)[]): number | null {
+  const present = values.filter((v): v is number => v !== null && Number.isFinite(v));
+  return present.length === 0 ? null : Math.max(...present);
 }
 
 function med(values: (number | null)[]): number | null {
@@ -203,6 +209,7 @@ async function benchDns(): Promise<BenchTable> {
     const upstream = await kit('dns/serve.sh', 'addr', 'upstream');
     const denylist = join(DNS_DIR, 'gen', 'denylist.txt');
     neuwerk = await startNeuwerk(['dns', '--bind', '127.0.0.1:0', '--upstream', upstream, '--denylist', denylist]);
+    const idleKb = readRssKb(neuwerk.pid);
     const out = join(DNS_DIR, 'results', `neuwerk-bench-${new Date().toISOString().replace(/[:.]/g, '-')}`);
     await run('bash', [join(KIT, 'dns', 'run.sh'), 'dnsmasq-nocache', 'dnsmasq-nocache-deny', `neuwerk=${neuwerk.address}@${neuwerk.pid}`], {
       timeout: DNS_RUN_TIMEOUT_MS,
@@ -236,6 +243,8 @@ async function benchDns(): Promise<BenchTable> {
           neuwerk_p50_ms: med(nwLat.map((r) => r.p50)),
           peer_p99_ms: med(lat.map((r) => r.p99)),
           neuwerk_p99_ms: med(nwLat.map((r) => r.p99)),
+          peer_rss_mib: peakOf(tput.map((r) => r.rssMiB)),
+          neuwerk_rss_mib: peakOf(nwTput.map((r) => r.rssMiB)),
         });
       }
       if (qset === 'mixed50') {
@@ -252,6 +261,7 @@ async function benchDns(): Promise<BenchTable> {
     notes.push(
       `${DNS_RUNS} runs × ${DNS_DURATION_S} s per mode after a 2 s warm-up; qps and µs CPU/query from the saturating runs (dnsperf -q 100), p50/p99 at a fixed ${process.env.LAT_QPS ?? 5000} qps; ratios are neuwerk / peer.`,
       'neuwerk has no answer cache, so dnsmasq without cache is its peer; compare allowed with dnsmasq-nocache and mixed50 with dnsmasq-nocache-deny (same 10,000-name deny list).',
+      `rss_mib: the server's peak RSS over the saturating runs (the kit samples it every 0.5 s); neuwerk's DNS process idle before the runs, deny list compiled: ${mib(idleKb) ?? '?'} MiB.`,
       `raw dnsperf output: ${out}`,
     );
     return { title, rows, notes };
@@ -312,6 +322,7 @@ async function benchProxy(): Promise<BenchTable> {
     }
     neuwerk = await startNeuwerk(['proxy', '--bind', '127.0.0.1:0', '--upstream', '127.0.0.1:15353']);
     const nw = neuwerk;
+    const idle = { squid: squidPid === null ? Number.NaN : readRssKb(squidPid), neuwerk: readRssKb(nw.pid) };
     const rows: Record<string, BenchCell>[] = [];
     for (const load of PROXY_LOADS) {
       const squid: ProxyResult[] = [];
@@ -349,6 +360,8 @@ async function benchProxy(): Promise<BenchTable> {
         neuwerk_p50_ms: throughput ? null : med(ours.map((r) => r.lat_ms?.p50 ?? null)),
         squid_p99_ms: throughput ? null : med(squid.map((r) => r.lat_ms?.p99 ?? null)),
         neuwerk_p99_ms: throughput ? null : med(ours.map((r) => r.lat_ms?.p99 ?? null)),
+        squid_rss_mib: peakOf(squid.map((r) => mib(r.procs.proxy?.rss_max_kb ?? Number.NaN))),
+        neuwerk_rss_mib: peakOf(ours.map((r) => mib(r.procs.proxy?.rss_max_kb ?? Number.NaN))),
         neuwerk_errors: ours.reduce((sum, r) => sum + r.errors, 0),
         squid_errors: squidPid === null ? null : squid.reduce((sum, r) => sum + r.errors, 0),
       });
@@ -358,25 +371,15 @@ async function benchProxy(): Promise<BenchTable> {
       const other = [...squid, ...ours].map((r) => r.sys.other_cpu_pct);
       if (other.some((o) => o > 30)) notes.push(`${load.mode} c=${load.concurrency}: noisy box (other CPU up to ${Math.max(...other)} % during a measurement)`);
     }
-    const rss = finiteOrNull(readProcRssKb(nw.pid));
     notes.push(
       `${PROXY_REPS} reps × ${PROXY_DURATION_S} s after ${PROXY_WARMUP_S} s warm-up, who goes first alternates; ratios are neuwerk / Squid.`,
       'cpu_us = proxy-process CPU µs per operation (per MB for connect-throughput); neuwerk policy = the kit\'s Squid allowlist (origin-{a,b,c}.bench.test, ports 18080-18082, 403 else).',
-      `neuwerk proxy RSS after the run: ${rss === null ? '?' : `${round(rss / 1024, 1)} MiB`}`,
+      `rss_mib: the proxy's peak RSS over the reps (bench.mjs samples it); idle before the first load: Squid ${mib(idle.squid) ?? '?'} MiB, neuwerk ${mib(idle.neuwerk) ?? '?'} MiB; neuwerk after the last load: ${mib(readRssKb(nw.pid)) ?? '?'} MiB.`,
     );
     return { title, rows, notes };
   } finally {
     if (neuwerk !== null) await stopNeuwerk(neuwerk);
     await kit('proxy/proxyctl.sh', 'stop', 'all').catch(() => '');
-  }
-}
-
-function readProcRssKb(pid: number): number {
-  try {
-    const match = /VmRSS:\s+(\d+)/.exec(readFileSync(`/proc/${pid}/status`, 'utf8'));
-    return match === null ? Number.NaN : Number(match[1]);
-  } catch {
-    return Number.NaN;
   }
 }
 

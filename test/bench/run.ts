@@ -16,6 +16,7 @@ import { fileURLToPath } from 'node:url';
 import { benchClusterVsEtcd } from './cluster-vs-etcd.js';
 import { benchDataplaneVsPeers } from './dataplane-vs-peers.js';
 import { benchHaproxyScale } from './haproxy-scale.js';
+import { benchNodeMemory } from './node-memory.js';
 import { benchPolicyDecision } from './policy-decision.js';
 import { benchPolicyPropagation } from './policy-propagation.js';
 import { benchRaftAppend } from './raft-append.js';
@@ -68,6 +69,7 @@ const BENCHMARKS: readonly Benchmark[] = [
     description: 'CONNECT tunnels/s directly to one node vs through HAProxy (rendered by lb haproxy) in front of 3 nodes, same run',
     run: benchHaproxyScale,
   },
+  { name: 'node-memory', description: 'RSS of one full node idle, under keyval writes, DNS, CONNECT, plain HTTP and a 10k-rule policy PUT, idle again', run: benchNodeMemory },
 ];
 
 /** Repository root: this file runs from dist/test/bench/. */
