@@ -99,6 +99,8 @@ export function addClusterRoutes(
   deps: { cluster: ClusterRuntime | null; replicator: Replicator; logger: Logger; policyVersion: () => number; rpc: ClusterRpcCall | null },
 ): void {
   const { cluster, replicator, logger, policyVersion, rpc } = deps;
+  /** This node's status (the leader's view on the leader) with the policy version it enforces. */
+  const ownStatus = (): Record<string, unknown> => ({ ...(cluster === null ? singleNodeStatus(replicator) : cluster.status()), policy_version: policyVersion() });
   const need = (): ClusterRuntime => {
     if (cluster === null) throw new NeuwerkError('NW_ERR_VALIDATION', 'this node runs in single-node mode; start it with --cluster-bind to manage membership');
     return cluster;
@@ -109,7 +111,7 @@ export function addClusterRoutes(
     path: '/api/v1/cluster/status',
     access: 'read',
     summary: "The leader's view of the cluster (peer health is known there): role, leader, term, indexes, voters, failure tolerance; ?local=true answers with this node's own view.",
-    handler: () => ({ status: 200, body: { ...(cluster === null ? singleNodeStatus(replicator) : cluster.status()), policy_version: policyVersion() } }),
+    handler: () => ({ status: 200, body: ownStatus() }),
   });
 
   router.add({
@@ -122,7 +124,7 @@ export function addClusterRoutes(
     handler: async (ctx) => {
       const target = ctx.params.node_id as string;
       const own = replicator.status().nodeId;
-      if (target === own) return { status: 200, headers: { 'x-neuwerk-served-by': own }, body: { ...(cluster === null ? singleNodeStatus(replicator) : cluster.status()), policy_version: policyVersion() } };
+      if (target === own) return { status: 200, headers: { 'x-neuwerk-served-by': own }, body: ownStatus() };
       if (cluster === null || rpc === null || !replicator.stateMachine.members().some((m) => m.node_id === target)) {
         throw new NeuwerkError('NW_ERR_NOT_FOUND', `node ${target} is not a member of this cluster`);
       }
