@@ -19,6 +19,7 @@ import { promisify } from 'node:util';
 import { Agent, request } from 'undici';
 import { TestCluster, type ClusterMember } from '../e2e/cluster-harness.js';
 import type { BenchClusterState } from './cluster-hooks.js';
+import { lastJsonLine } from './kit-tools.js';
 import { median, type BenchTable } from './raft-bench-util.js';
 import { groupRssNow, mib, readRssAnonKb, withRssPeak, type GroupRss } from './rss.js';
 
@@ -110,13 +111,6 @@ async function keepFailoverEvidence(result: FailoverResult, cluster: TestCluster
     await dispatcher.close();
   }
   return dir;
-}
-
-async function lastJsonLine<T>(file: string, args: string[], timeoutMs: number, env: NodeJS.ProcessEnv = {}): Promise<T> {
-  const { stdout } = await run(process.execPath, [file, ...args], { timeout: timeoutMs, maxBuffer: 64 * 1024 * 1024, env: { ...process.env, ...env } });
-  const line = stdout.trim().split('\n').filter((l) => l.startsWith('{')).pop();
-  if (line === undefined) throw new Error(`${file} printed no result`);
-  return JSON.parse(line) as T;
 }
 
 async function etcdCtl(...args: string[]): Promise<string> {

@@ -20,6 +20,7 @@ import { join, resolve } from 'node:path';
 import { createInterface } from 'node:readline';
 import { fileURLToPath } from 'node:url';
 import { promisify } from 'node:util';
+import { errorText } from './kit-tools.js';
 import { median, round, type BenchCell, type BenchTable } from './raft-bench-util.js';
 import { mib, readRssKb } from './rss.js';
 
@@ -111,11 +112,6 @@ async function stopNeuwerk(running: NeuwerkChild): Promise<void> {
 
 async function kit(script: string, ...args: string[]): Promise<string> {
   return (await run('bash', [join(KIT, script), ...args], { timeout: KIT_SCRIPT_TIMEOUT_MS, env: { ...process.env, BENCH_DIR } })).stdout.trim();
-}
-
-function errorText(err: unknown): string {
-  const e = err as { message?: string; stderr?: string };
-  return `${(e.message ?? String(err)).split('\n')[0]}${e.stderr ? ` (${e.stderr.trim().split('\n').slice(-2).join(' ')})` : ''}`;
 }
 
 function ratio(a: number | null, b: number | null, digits = 2): number | null {

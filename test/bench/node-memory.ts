@@ -20,6 +20,7 @@ import { promisify } from 'node:util';
 import type { PolicyDocument } from '../../src/policy/index.js';
 import { NodeProcess, tempDir } from '../e2e/harness.js';
 import { PROXY_KIT_ALLOWED_HOSTS, PROXY_KIT_PORTS } from './dataplane-proxies.js';
+import { errorText, lastJsonLine } from './kit-tools.js';
 import { benchPolicyDocument } from './policy-decision.js';
 import { nowMs, round, type BenchCell, type BenchTable } from './raft-bench-util.js';
 import { mib, readRssAnonKb, readRssKb, RssSampler } from './rss.js';
@@ -80,11 +81,6 @@ function withTimeout<T>(promise: Promise<T>, timeoutMs: number, what: string): P
   return Promise.race([promise, timeout]).finally(() => clearTimeout(timer));
 }
 
-function errorText(err: unknown): string {
-  const e = err as { message?: string; stderr?: string };
-  return `${(e.message ?? String(err)).split('\n')[0]}${e.stderr ? ` (${e.stderr.trim().split('\n').slice(-2).join(' ')})` : ''}`;
-}
-
 const sleep = (ms: number): Promise<void> => new Promise((r) => setTimeout(r, ms));
 
 /** V8 heap in use (live objects and garbage not yet collected) from the node's own metrics, MiB; null when unreadable. */
@@ -96,14 +92,6 @@ async function heapUsedMib(metricsAddress: string): Promise<number | null> {
   } catch {
     return null;
   }
-}
-
-/** Runs a kit `.mjs` tool and parses the JSON line it prints last. */
-async function lastJsonLine<T>(file: string, args: string[], timeoutMs: number): Promise<T> {
-  const { stdout } = await run(process.execPath, [file, ...args], { timeout: timeoutMs, maxBuffer: 64 * 1024 * 1024 });
-  const line = stdout.trim().split('\n').filter((l) => l.startsWith('{')).pop();
-  if (line === undefined) throw new Error(`${file} printed no result`);
-  return JSON.parse(line) as T;
 }
 
 /** dnsperf on PATH, installed the way the kit does if missing; null when ready, else why not. */
