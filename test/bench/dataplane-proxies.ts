@@ -24,7 +24,7 @@ import { fileURLToPath } from 'node:url';
 import { pino } from 'pino';
 import { formatHostPort, parseHostPort, type HostPort } from '../../src/config/address.js';
 import { Dataplane, type DataplaneAddresses } from '../../src/dataplane/dataplane.js';
-import { compilePolicy, parsePolicy, type CompiledPolicy, type PolicyRule } from '../../src/policy/index.js';
+import { compilePolicy, parsePolicy, type CompiledPolicy, type PolicyDocument, type PolicyRule } from '../../src/policy/index.js';
 
 /** Every client address: the bench kit's load generators run on 127.0.0.1. */
 const EVERY_SOURCE = { cidrs: ['0.0.0.0/0', '::/0'] };
@@ -52,13 +52,13 @@ export function dnsKitPolicy(denylist: readonly string[]): CompiledPolicy {
 }
 
 /**
- * The proxy kit's policy, equal to its squid.conf: allow the origin names on the origin ports,
- * 403 for everything else; with `denyEntries` (Squid `dstdomain` syntax: `.example.com` is the
- * domain and its subdomains, `example.com` only that name) checked first. The rule also names
+ * The proxy kit's policy document, equal to its squid.conf: allow the origin names on the origin
+ * ports, 403 for everything else; with `denyEntries` (Squid `dstdomain` syntax: `.example.com` is
+ * the domain and its subdomains, `example.com` only that name) checked first. The rule also names
  * 127.0.0.0/8, because the origins are on loopback, which the proxy's SSRF guard dials only for a
  * rule that names the address.
  */
-export function proxyKitPolicy(denyEntries: readonly string[] = []): CompiledPolicy {
+export function proxyKitPolicyDocument(denyEntries: readonly string[] = []): PolicyDocument {
   const exact: string[] = [];
   const suffix: string[] = [];
   for (const entry of denyEntries) {
@@ -72,7 +72,12 @@ export function proxyKitPolicy(denyEntries: readonly string[] = []): CompiledPol
     rules.push({ id: 'deny-list', action: 'deny', match: { dns_hostname: { ...(exact.length > 0 ? { exact } : {}), ...(suffix.length > 0 ? { suffix } : {}) } } });
   }
   rules.push({ id: 'origins', action: 'allow', match: { dns_hostname: { exact: PROXY_KIT_ALLOWED_HOSTS }, dst_cidrs: ['127.0.0.0/8'], dst_ports: [PROXY_KIT_PORTS] } });
-  return compilePolicy(parsePolicy({ default_policy: 'deny', source_groups: [{ id: 'bench', sources: EVERY_SOURCE, rules }] }));
+  return { default_policy: 'deny', source_groups: [{ id: 'bench', sources: EVERY_SOURCE, rules }] } as PolicyDocument;
+}
+
+/** `proxyKitPolicyDocument`, compiled. */
+export function proxyKitPolicy(denyEntries: readonly string[] = []): CompiledPolicy {
+  return compilePolicy(parsePolicy(proxyKitPolicyDocument(denyEntries)));
 }
 
 /** Starts the DNS proxy alone on `bind`, forwarding to `upstreams`, enforcing `policy`. */

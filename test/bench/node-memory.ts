@@ -19,7 +19,7 @@ import { fileURLToPath } from 'node:url';
 import { promisify } from 'node:util';
 import type { PolicyDocument } from '../../src/policy/index.js';
 import { NodeProcess, tempDir } from '../e2e/harness.js';
-import { PROXY_KIT_ALLOWED_HOSTS, PROXY_KIT_PORTS } from './dataplane-proxies.js';
+import { PROXY_KIT_ALLOWED_HOSTS, proxyKitPolicyDocument } from './dataplane-proxies.js';
 import { errorText, lastJsonLine } from './kit-tools.js';
 import { benchPolicyDocument } from './policy-decision.js';
 import { nowMs, round, type BenchCell, type BenchTable } from './raft-bench-util.js';
@@ -58,21 +58,6 @@ interface LoadOutcome {
   readonly unit: string;
   readonly errors: number | null;
   readonly note?: string;
-}
-
-/** The kit's proxy policy as a document: allow the origins on their ports at loopback, deny the rest. */
-function kitPolicy(): PolicyDocument {
-  return {
-    default_policy: 'deny',
-    source_groups: [
-      {
-        id: 'bench',
-        sources: { cidrs: ['127.0.0.0/8'] },
-        // The origins are on loopback, which the proxy's SSRF guard dials only for a rule naming it.
-        rules: [{ id: 'origins', action: 'allow', match: { dns_hostname: { exact: PROXY_KIT_ALLOWED_HOSTS }, dst_cidrs: ['127.0.0.0/8'], dst_ports: [PROXY_KIT_PORTS] } }],
-      },
-    ],
-  };
 }
 
 function withTimeout<T>(promise: Promise<T>, timeoutMs: number, what: string): Promise<T> {
@@ -198,7 +183,7 @@ export async function benchNodeMemory(): Promise<BenchTable[]> {
       if (put.status !== 200) throw new Error(`PUT /api/v1/policy answered ${put.status}: ${JSON.stringify(put.json).slice(0, 300)}`);
       return nowMs() - sent;
     };
-    await putPolicy(kitPolicy());
+    await putPolicy(proxyKitPolicyDocument());
     await phase('keyval writes', `etcd/bench.mjs c=16, ${KEYVAL_DURATION_S} s after ${KEYVAL_WARMUP_S} s warm-up`, async () => {
       const args = ['--kind', 'neuwerk', '--url', `https://${n.httpAddress}`, '--token', token, '--ca', caFile, '--zone', 'bench',
         '--concurrency', '16', '--duration', String(KEYVAL_DURATION_S), '--warmup', String(KEYVAL_WARMUP_S)];
@@ -217,7 +202,7 @@ export async function benchNodeMemory(): Promise<BenchTable[]> {
       const ms = await putPolicy(large);
       return { rate: round(ms, 0), unit: 'ms for the PUT', errors: 0 };
     });
-    await putPolicy(kitPolicy());
+    await putPolicy(proxyKitPolicyDocument());
     await phase('idle again', `none for ${IDLE_MS / 1000} s after the last load (kit policy back)`, idle, 0);
     notes.push(
       'one node, single voter, everything on 127.0.0.1; DNS upstream and the proxy\'s resolver = the kit\'s dnsmasq (*.bench.test -> 127.0.0.1); policy = allow origin-{a,b,c}.bench.test on 18080-18082 at 127.0.0.0/8 (the large-policy row replaces it for that row only).',

@@ -125,7 +125,7 @@ export function addClusterRoutes(
       const target = ctx.params.node_id as string;
       const own = replicator.status().nodeId;
       if (target === own) return { status: 200, headers: { 'x-neuwerk-served-by': own }, body: ownStatus() };
-      if (cluster === null || rpc === null || !replicator.stateMachine.members().some((m) => m.node_id === target)) {
+      if (cluster === null || rpc === null || replicator.stateMachine.member(target) === undefined) {
         throw new NeuwerkError('NW_ERR_NOT_FOUND', `node ${target} is not a member of this cluster`);
       }
       const request = { path: '/api/v1/cluster/status?local=true', headers: callerCredentials(ctx.headers), clientAddress: ctx.clientAddress };
